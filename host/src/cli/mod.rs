@@ -1,0 +1,167 @@
+//! The `stask` command line: thin commands over the same engine and store as the HTTP API.
+//!
+//! Exit codes scripts can rely on: 0 success, 1 runtime failure (database, I/O), 2 usage error,
+//! 3 not found, 4 conflict with the current state, 5 invalid input, 6 task ended failed or
+//! cancelled (`task watch`).
+
+mod admin;
+mod serve;
+mod task;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, EngineError};
+use crate::events::EventBus;
+use crate::store::{Store, StoreError};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// sTask: background tasks with native worker plugins.
+#[derive(Debug, Parser)]
+#[command(name = "stask", version, about)]
+pub struct Cli {
+    /// Installation folder holding storage/ and plugins.d/ [env: STASK_HOME; default: .]
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: load plugins, run tasks, serve the API.
+    Serve(serve::ServeArgs),
+    /// Run due tasks once and exit (for cron, as in the original).
+    Process {
+        /// Run at most this many tasks.
+        #[arg(long)]
+        batch_size: Option<usize>,
+    },
+    /// Apply database migrations.
+    Migrate,
+    /// Create and inspect tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Manage workers.
+    #[command(subcommand)]
+    Workers(admin::WorkersCommand),
+    /// Task counts per status.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete finished tasks older than N days, with their files.
+    Clean {
+        /// Age in days.
+        #[arg(long)]
+        days: u32,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Print the version.
+    Version,
+}
+
+/// A command failure: message for stderr and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: i32,
+    /// Message.
+    pub message: String,
+}
+
+impl CliError {
+    /// An error with an exit code.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::NotFound(_) => 3,
+            EngineError::Conflict(_) => 4,
+            EngineError::Invalid(_) => 5,
+            EngineError::Store(StoreError::Conflict(_)) => 4,
+            EngineError::Store(_) => 1,
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e).into()
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::new(1, e.to_string())
+    }
+}
+
+/// Result of a command.
+pub type CliResult = Result<(), CliError>;
+
+/// Loads the configuration and opens (and migrates) the store.
+fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
+    let config = Config::load(home)?;
+    let store = crate::store::open(&config.database_url)?;
+    store.migrate()?;
+    Ok((config, store))
+}
+
+/// An engine for commands that need validation or plugins.
+fn engine(home: Option<PathBuf>) -> Result<Arc<Engine>, CliError> {
+    let (config, store) = open(home)?;
+    Ok(Engine::new(config, store, EventBus::default()))
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve(args) => serve::serve(cli.home, args),
+        Command::Process { batch_size } => serve::process(cli.home, batch_size),
+        Command::Migrate => {
+            let config = Config::load(cli.home)?;
+            let store = crate::store::open(&config.database_url)?;
+            let applied = store.migrate()?;
+            if applied.is_empty() {
+                println!("database is up to date ({})", store.describe());
+            } else {
+                for name in applied {
+                    println!("applied {name}");
+                }
+            }
+            Ok(())
+        }
+        Command::Task(cmd) => task::run(cli.home, cmd),
+        Command::Workers(cmd) => admin::workers(cli.home, cmd),
+        Command::Stats { json } => admin::stats(cli.home, json),
+        Command::Clean { days } => {
+            let engine = engine(cli.home)?;
+            let n = engine.clean_old_tasks(days)?;
+            println!("deleted {n} finished tasks older than {days} days");
+            Ok(())
+        }
+        Command::Token(cmd) => admin::token(cli.home, cmd),
+        Command::Version => {
+            println!(
+                "stask {} (plugin api {})",
+                env!("CARGO_PKG_VERSION"),
+                crate::plugins::plugin_api_version()
+            );
+            Ok(())
+        }
+    }
+}

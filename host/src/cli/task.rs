@@ -1,0 +1,243 @@
+//! `stask task ...`
+
+use super::{engine, open, CliError, CliResult};
+use crate::clock::{human_duration, parse_time, rfc3339};
+use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS};
+use crate::store::TaskFilter;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `stask task ...`
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a task; prints its id.
+    Create {
+        /// Worker identifier.
+        identifier: String,
+        /// Action.
+        action: String,
+        /// Task data as a JSON object.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Priority: low, normal, high.
+        #[arg(long, default_value = "normal")]
+        priority: String,
+        /// Scheduled start (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC, or UNIX seconds).
+        #[arg(long)]
+        start_at: Option<String>,
+        /// Attempts allowed.
+        #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
+        max_attempts: u32,
+    },
+    /// Show one task.
+    Show {
+        /// Task id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Status name or code (comma-separated).
+        #[arg(long)]
+        status: Option<String>,
+        /// Worker identifier.
+        #[arg(long)]
+        worker: Option<String>,
+        /// Action.
+        #[arg(long)]
+        action: Option<String>,
+        /// Rows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a task (pending at once, running at its next check).
+    Cancel {
+        /// Task id.
+        id: i64,
+    },
+    /// Queue a failed or cancelled task again.
+    Retry {
+        /// Task id.
+        id: i64,
+    },
+    /// Follow a task with a progress bar until it finishes.
+    Watch {
+        /// Task id.
+        id: i64,
+    },
+}
+
+pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
+    match cmd {
+        TaskCommand::Create {
+            identifier,
+            action,
+            data,
+            priority,
+            start_at,
+            max_attempts,
+        } => {
+            let data: Value = serde_json::from_str(&data)
+                .map_err(|e| CliError::new(5, format!("--data is not valid JSON: {e}")))?;
+            let priority: Priority = priority.parse().map_err(|m| CliError::new(5, m))?;
+            let start_at = start_at
+                .map(|t| parse_time(&t))
+                .transpose()
+                .map_err(|m| CliError::new(5, m))?;
+            let engine = engine(home)?;
+            let id = engine.create_task(&NewTask {
+                identifier,
+                action,
+                data,
+                priority,
+                start_at,
+                max_attempts,
+                started_by: None,
+            })?;
+            println!("{id}");
+            Ok(())
+        }
+        TaskCommand::Show { id, json } => {
+            let (_, store) = open(home)?;
+            let task = store
+                .task(id)?
+                .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
+            if json {
+                println!("{}", task.to_json());
+            } else {
+                print_task(&task);
+                for line in store.task_logs(id, 20)? {
+                    println!("  log [{}] {}", rfc3339(line.at), line.line);
+                }
+            }
+            Ok(())
+        }
+        TaskCommand::List {
+            status,
+            worker,
+            action,
+            limit,
+            json,
+        } => {
+            let statuses = status
+                .map(|s| {
+                    s.split(',')
+                        .map(|p| p.trim().parse::<TaskStatus>())
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|m| CliError::new(5, m))?
+                .unwrap_or_default();
+            let (_, store) = open(home)?;
+            let (tasks, total) = store.tasks(&TaskFilter {
+                statuses,
+                identifier: worker,
+                action,
+                limit,
+                ..TaskFilter::default()
+            })?;
+            if json {
+                let list: Vec<_> = tasks.iter().map(|t| t.to_json()).collect();
+                println!("{}", serde_json::json!({"tasks": list, "total": total}));
+                return Ok(());
+            }
+            println!(
+                "{:<8} {:<16} {:<10} {:<10} {:<7} {:>4}% MESSAGE",
+                "ID", "WORKER", "ACTION", "STATUS", "PRIO", ""
+            );
+            for t in &tasks {
+                println!(
+                    "{:<8} {:<16} {:<10} {:<10} {:<7} {:>4}% {}",
+                    t.id,
+                    t.identifier,
+                    t.action,
+                    t.status.name(),
+                    t.priority.name(),
+                    t.progress,
+                    t.message
+                );
+            }
+            println!("({} of {total} shown)", tasks.len());
+            Ok(())
+        }
+        TaskCommand::Cancel { id } => {
+            let task = engine(home)?.cancel(id)?;
+            println!("task {id}: {}", task.message);
+            Ok(())
+        }
+        TaskCommand::Retry { id } => {
+            engine(home)?.retry(id)?;
+            println!("task {id} queued again");
+            Ok(())
+        }
+        TaskCommand::Watch { id } => watch(home, id),
+    }
+}
+
+fn print_task(t: &Task) {
+    println!("task {} {}:{}", t.id, t.identifier, t.action);
+    println!("  status    {} ({})", t.status.name(), t.status.code());
+    println!("  message   {}", t.message);
+    println!("  progress  {}%", t.progress);
+    println!("  priority  {}", t.priority.name());
+    println!("  attempts  {} of {}", t.attempts, t.max_attempts);
+    println!("  created   {}", rfc3339(t.created_at));
+    if let Some(at) = t.started_at {
+        println!("  started   {}", rfc3339(at));
+    }
+    if let Some(at) = t.finished_at {
+        println!("  finished  {}", rfc3339(at));
+    }
+    if let Some(r) = &t.result {
+        println!("  result    {r}");
+    }
+    if let Some(f) = &t.result_file {
+        println!("  file      {f} (GET /stask/tasks/{}/download)", t.id);
+    }
+    println!("  data      {}", t.meta);
+}
+
+/// Polls the task and draws a bar; exits 0 when completed, 6 when failed or cancelled.
+fn watch(home: Option<PathBuf>, id: i64) -> CliResult {
+    let (_, store) = open(home)?;
+    let bar = ProgressBar::new(100);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let task = store
+            .task(id)?
+            .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
+        bar.set_position(task.progress.clamp(0, 100) as u64);
+        let eta = task
+            .eta_seconds
+            .map(|s| format!(" (ETA {})", human_duration(s)))
+            .unwrap_or_default();
+        bar.set_message(format!("{} {}{eta}", task.status.name(), task.message));
+        if task.status.is_finished() {
+            bar.finish();
+            return match task.status {
+                TaskStatus::Completed => {
+                    if let Some(r) = task.result {
+                        println!("{r}");
+                    }
+                    Ok(())
+                }
+                other => Err(CliError::new(
+                    6,
+                    format!("task {id} {other}: {}", task.message),
+                )),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,197 @@
+//! Configuration: defaults, then `stask.toml` in the home folder (or `STASK_CONFIG`), then
+//! environment variables, then command-line flags (applied by the CLI).
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything the host needs to know about its installation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folder holding `storage/` and `plugins.d/` (`STASK_HOME`, default: current directory).
+    pub home: PathBuf,
+    /// The drop folder (`STASK_PLUGINS_DIR`, default `<home>/plugins.d`).
+    pub plugins_dir: PathBuf,
+    /// Database URL (`STASK_DATABASE_URL`, default `sqlite://<home>/storage/stask.db`).
+    pub database_url: String,
+    /// HTTP listen address (`STASK_BIND`, default `127.0.0.1:7878`).
+    pub bind: String,
+    /// Pool size: tasks running at once (`STASK_WORKERS`, default: CPU cores).
+    pub workers: usize,
+    /// Tasks claimed beyond the free pool slots, to claim in larger batches (`STASK_PREFETCH`,
+    /// default 0: strict priority order).
+    pub prefetch: usize,
+    /// Lease length of a running task in ms; heartbeats renew it (`STASK_LEASE_MS`).
+    pub lease_ms: i64,
+    /// First retry delay in ms, doubled per attempt, with jitter (`STASK_RETRY_BASE_MS`).
+    pub retry_base_ms: i64,
+    /// Longest retry delay in ms (`STASK_RETRY_MAX_MS`).
+    pub retry_max_ms: i64,
+    /// Age after which snapshots of finished tasks are removed (`STASK_SNAPSHOT_MAX_AGE_SECS`).
+    pub snapshot_max_age_secs: u64,
+    /// Whether newly discovered workers start active (`STASK_ACTIVATE_NEW_WORKERS`).
+    pub activate_new_workers: bool,
+    /// Largest accepted request body in bytes (`STASK_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Seconds running tasks get to finish on shutdown (`STASK_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+}
+
+/// The optional `stask.toml`: same keys as the environment variables, lowercase, without the
+/// `STASK_` prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    plugins_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    bind: Option<String>,
+    workers: Option<usize>,
+    prefetch: Option<usize>,
+    lease_ms: Option<i64>,
+    retry_base_ms: Option<i64>,
+    retry_max_ms: Option<i64>,
+    snapshot_max_age_secs: Option<u64>,
+    activate_new_workers: Option<bool>,
+    max_body_bytes: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// A configuration problem, with the setting it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError(format!("{name}='{v}' is not a valid value"))),
+        _ => Ok(None),
+    }
+}
+
+impl Config {
+    /// Reads the configuration for `home` (or `STASK_HOME`, or the current directory).
+    pub fn load(home: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let home = match home.or_else(|| std::env::var_os("STASK_HOME").map(PathBuf::from)) {
+            Some(h) => h,
+            None => std::env::current_dir()
+                .map_err(|e| ConfigError(format!("cannot read the current directory: {e}")))?,
+        };
+        let home = absolute(&home);
+        let file_path = std::env::var_os("STASK_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("stask.toml"));
+        let file: FileConfig = match std::fs::read_to_string(&file_path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", file_path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(e) => return Err(ConfigError(format!("{}: {e}", file_path.display()))),
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let plugins_dir = env_parse::<PathBuf>("STASK_PLUGINS_DIR")?
+            .or(file.plugins_dir)
+            .map(|p| if p.is_absolute() { p } else { home.join(p) })
+            .unwrap_or_else(|| home.join("plugins.d"));
+        let default_db = format!(
+            "sqlite://{}",
+            home.join("storage").join("stask.db").display()
+        );
+        let config = Config {
+            plugins_dir,
+            database_url: env_parse("STASK_DATABASE_URL")?
+                .or(file.database_url)
+                .unwrap_or(default_db),
+            bind: env_parse("STASK_BIND")?
+                .or(file.bind)
+                .unwrap_or_else(|| "127.0.0.1:7878".into()),
+            workers: env_parse("STASK_WORKERS")?
+                .or(file.workers)
+                .unwrap_or(cores),
+            prefetch: env_parse("STASK_PREFETCH")?.or(file.prefetch).unwrap_or(0),
+            lease_ms: env_parse("STASK_LEASE_MS")?
+                .or(file.lease_ms)
+                .unwrap_or(30_000),
+            retry_base_ms: env_parse("STASK_RETRY_BASE_MS")?
+                .or(file.retry_base_ms)
+                .unwrap_or(5_000),
+            retry_max_ms: env_parse("STASK_RETRY_MAX_MS")?
+                .or(file.retry_max_ms)
+                .unwrap_or(3_600_000),
+            snapshot_max_age_secs: env_parse("STASK_SNAPSHOT_MAX_AGE_SECS")?
+                .or(file.snapshot_max_age_secs)
+                .unwrap_or(3_600),
+            activate_new_workers: env_parse("STASK_ACTIVATE_NEW_WORKERS")?
+                .or(file.activate_new_workers)
+                .unwrap_or(true),
+            max_body_bytes: env_parse("STASK_MAX_BODY_BYTES")?
+                .or(file.max_body_bytes)
+                .unwrap_or(1 << 20),
+            shutdown_grace_secs: env_parse("STASK_SHUTDOWN_GRACE_SECS")?
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(10),
+            home,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(ConfigError(format!(
+                "workers must be between 1 and 1024, got {}",
+                self.workers
+            )));
+        }
+        if self.lease_ms < 1_000 {
+            return Err(ConfigError("lease_ms must be at least 1000".into()));
+        }
+        if self.retry_base_ms < 0 || self.retry_max_ms < self.retry_base_ms {
+            return Err(ConfigError(
+                "retry_base_ms must be >= 0 and retry_max_ms >= retry_base_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `<home>/storage`.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.home.join("storage")
+    }
+
+    /// `<home>/storage/stask`: progress snapshots `{id}.json`.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.storage_dir().join("stask")
+    }
+
+    /// `<home>/storage/stask/results`: result files, one folder per task.
+    pub fn results_dir(&self) -> PathBuf {
+        self.snapshot_dir().join("results")
+    }
+
+    /// `<home>/storage/stask/uploads`.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.snapshot_dir().join("uploads")
+    }
+
+    /// `<home>/storage/workers/{identifier}`: a worker's own data.
+    pub fn worker_data_dir(&self, identifier: &str) -> PathBuf {
+        self.storage_dir().join("workers").join(identifier)
+    }
+
+    /// Private shadow copies of loaded libraries (must allow execution).
+    pub fn shadow_dir(&self) -> PathBuf {
+        self.storage_dir().join("shadow")
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    }
+}

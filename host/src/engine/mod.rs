@@ -1,0 +1,311 @@
+//! The task engine: validates and creates tasks, runs them on the bounded pool, and applies
+//! the state machine's decisions through the store.
+//!
+//! - [`state`]: the only place that decides a status;
+//! - [`progress`]: live progress, ETA, logs, cancel flags, snapshot files;
+//! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker).
+
+pub mod progress;
+pub mod runtime;
+pub mod state;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::events::{Event, EventBus};
+use crate::model::{NewTask, Task, WorkerRow, WorkerState};
+use crate::plugins::Registry;
+use crate::store::{CancelResult, RetryResult, Store, StoreError, WorkerFilter};
+use parking_lot::Mutex;
+use progress::ProgressHub;
+use state::Backoff;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+/// Why an engine operation was refused. Each kind maps to one HTTP status and CLI exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such task, worker or action (the message lists the valid choices).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (e.g. worker orphaned, task running).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request itself is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Result of an engine operation.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// The engine shared by the runtime threads, the HTTP API and the CLI.
+pub struct Engine {
+    /// Configuration.
+    pub config: Config,
+    /// Storage driver.
+    pub store: Arc<dyn Store>,
+    /// Loaded workers.
+    pub registry: Arc<Registry>,
+    /// Live events.
+    pub events: EventBus,
+    /// Running tasks of this host.
+    pub hub: Arc<ProgressHub>,
+    /// This host instance's lease owner name.
+    pub owner: String,
+    backoff: Backoff,
+    wake_tx: crossbeam_channel::Sender<()>,
+    wake_rx: crossbeam_channel::Receiver<()>,
+    in_flight: AtomicUsize,
+    stopping: AtomicBool,
+    /// Cancels that arrived while a claimed task waited for a pool thread.
+    early_cancels: Mutex<HashSet<i64>>,
+}
+
+impl Engine {
+    /// An engine over `store`, with a registry for the configured plugins folder.
+    pub fn new(config: Config, store: Arc<dyn Store>, events: EventBus) -> Arc<Engine> {
+        let registry = Arc::new(Registry::new(
+            config.plugins_dir.clone(),
+            config.shadow_dir(),
+            store.clone(),
+            events.clone(),
+            config.activate_new_workers,
+        ));
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        Arc::new(Engine {
+            backoff: Backoff {
+                base_ms: config.retry_base_ms,
+                max_ms: config.retry_max_ms,
+            },
+            owner: format!(
+                "{host}:{}:{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            config,
+            store,
+            registry,
+            events,
+            hub: Arc::new(ProgressHub::default()),
+            wake_tx,
+            wake_rx,
+            in_flight: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            early_cancels: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Wakes the dispatcher (after an insert, a finished task, a worker change).
+    pub fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+
+    /// Checks a new task against the registered workers; returns the worker row.
+    pub fn validate(&self, task: &NewTask) -> EngineResult<WorkerRow> {
+        let Some(worker) = self.store.worker(&task.identifier)? else {
+            let known: Vec<String> = self
+                .store
+                .workers(&WorkerFilter::default())?
+                .into_iter()
+                .map(|w| w.identifier)
+                .collect();
+            return Err(EngineError::NotFound(format!(
+                "unknown worker '{}' (known workers: {})",
+                task.identifier,
+                list_or_none(&known)
+            )));
+        };
+        if !worker.has_action(&task.action) {
+            return Err(EngineError::NotFound(format!(
+                "unknown action '{}' for worker '{}' (valid actions: {})",
+                task.action,
+                task.identifier,
+                list_or_none(&worker.action_names())
+            )));
+        }
+        match worker.state {
+            WorkerState::Loaded => {}
+            WorkerState::Orphaned => {
+                return Err(EngineError::Conflict(format!(
+                    "worker '{}' is orphaned: its library was removed from plugins.d/",
+                    worker.identifier
+                )))
+            }
+            WorkerState::Error => {
+                return Err(EngineError::Conflict(format!(
+                    "worker '{}' failed to load: {}",
+                    worker.identifier,
+                    worker.load_error.as_deref().unwrap_or("unknown error")
+                )))
+            }
+        }
+        if !worker.active {
+            return Err(EngineError::Conflict(format!(
+                "worker '{}' is inactive; activate it first",
+                worker.identifier
+            )));
+        }
+        if !task.data.is_object() {
+            return Err(EngineError::Invalid(
+                "task data must be a JSON object".into(),
+            ));
+        }
+        if task.max_attempts == 0 || task.max_attempts > 100 {
+            return Err(EngineError::Invalid(format!(
+                "max_attempts must be between 1 and 100, got {}",
+                task.max_attempts
+            )));
+        }
+        Ok(worker)
+    }
+
+    /// Validates and stores a task, and wakes the dispatcher.
+    pub fn create_task(&self, task: &NewTask) -> EngineResult<i64> {
+        self.validate(task)?;
+        let id = self.store.insert_task(task, now_ms())?;
+        self.events.publish(Event::TaskCreated {
+            id,
+            identifier: task.identifier.clone(),
+            action: task.action.clone(),
+        });
+        self.wake();
+        Ok(id)
+    }
+
+    /// Cancels a pending task at once, or asks a running one to stop.
+    pub fn cancel(&self, id: i64) -> EngineResult<Task> {
+        match self.store.cancel(id, now_ms())? {
+            CancelResult::Cancelled(task) => {
+                self.publish_finished(&task);
+                Ok(task)
+            }
+            CancelResult::Requested(task) => {
+                if !self.hub.request_cancel(id) {
+                    // Claimed here but not started yet, or running on another process: the
+                    // pool checks this set at start, heartbeats carry it to other hosts.
+                    self.early_cancels.lock().insert(id);
+                }
+                Ok(task)
+            }
+            CancelResult::AlreadyFinished(task) => Err(EngineError::Conflict(format!(
+                "task {id} already {}",
+                task.status
+            ))),
+            CancelResult::NotFound => Err(not_found(id)),
+        }
+    }
+
+    /// Re-queues a failed or cancelled task with fresh attempts.
+    pub fn retry(&self, id: i64) -> EngineResult<Task> {
+        match self.store.retry(id, now_ms())? {
+            RetryResult::Queued(task) => {
+                self.wake();
+                Ok(task)
+            }
+            RetryResult::NotRetryable(task) => Err(EngineError::Conflict(format!(
+                "task {id} is {}; only failed or cancelled tasks can be retried",
+                task.status
+            ))),
+            RetryResult::NotFound => Err(not_found(id)),
+        }
+    }
+
+    /// Deletes a finished task with its snapshot and result files.
+    pub fn delete(&self, id: i64) -> EngineResult<Task> {
+        let task = self.store.delete_task(id).map_err(|e| match e {
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            other => EngineError::Store(other),
+        })?;
+        let task = task.ok_or_else(|| not_found(id))?;
+        self.remove_task_files(id);
+        Ok(task)
+    }
+
+    /// Deletes tasks finished more than `days` days ago, with their files; returns how many.
+    pub fn clean_old_tasks(&self, days: u32) -> EngineResult<usize> {
+        let cutoff = now_ms() - i64::from(days) * 86_400_000;
+        let ids = self.store.delete_finished_before(cutoff)?;
+        for id in &ids {
+            self.remove_task_files(*id);
+        }
+        Ok(ids.len())
+    }
+
+    fn remove_task_files(&self, id: i64) {
+        let _ = std::fs::remove_file(self.config.snapshot_dir().join(format!("{id}.json")));
+        let _ = std::fs::remove_dir_all(self.config.results_dir().join(id.to_string()));
+    }
+
+    /// A task, with live progress from memory when it runs on this host.
+    pub fn task(&self, id: i64) -> EngineResult<Task> {
+        let mut task = self.store.task(id)?.ok_or_else(|| not_found(id))?;
+        if let Some(live) = self.hub.get(id) {
+            let view = live.view();
+            task.progress = view.progress;
+            task.processed = view.processed;
+            task.total = view.total;
+            task.eta_seconds = view.eta_seconds;
+            if !task.cancel_requested {
+                task.message = view.message;
+            }
+        }
+        Ok(task)
+    }
+
+    /// The result file of a completed task, resolved inside the results folder only.
+    pub fn result_file(&self, task: &Task) -> EngineResult<PathBuf> {
+        let Some(relative) = task.result_file.as_deref() else {
+            return Err(EngineError::NotFound(format!(
+                "task {} has no result file",
+                task.id
+            )));
+        };
+        let root = self.config.results_dir();
+        resolve_inside(&root, relative).ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "the result file of task {} is no longer available",
+                task.id
+            ))
+        })
+    }
+
+    fn publish_finished(&self, task: &Task) {
+        self.events.publish(Event::TaskFinished {
+            id: task.id,
+            status: task.status.name().into(),
+            message: task.message.clone(),
+        });
+    }
+
+    /// The backoff policy.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+}
+
+/// `root/relative` if it exists and, with every link resolved, stays inside `root`.
+pub fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
+    let root = root.canonicalize().ok()?;
+    let path = root.join(relative).canonicalize().ok()?;
+    (path.starts_with(&root) && path.is_file()).then_some(path)
+}
+
+fn not_found(id: i64) -> EngineError {
+    EngineError::NotFound(format!("task {id} not found"))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}

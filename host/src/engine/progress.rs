@@ -1,0 +1,415 @@
+//! Live state of running tasks: progress, ETA, log lines and the cancel flag.
+//!
+//! Workers may report progress thousands of times a second; those calls only update memory.
+//! A flusher (see [`super::runtime`]) writes what changed to the database, the snapshot files
+//! and the event bus a few times a second, in one transaction for all tasks.
+
+use crate::clock::{human_duration, now_ms, rfc3339};
+use crate::model::LogLine;
+use crate::plugins::TaskHooks;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Log lines kept per attempt; later lines are counted, not stored.
+const MAX_LOG_LINES: usize = 10_000;
+/// Longest stored log line (bytes).
+const MAX_LINE_BYTES: usize = 4_096;
+
+/// A running task as the host sees it.
+pub struct LiveTask {
+    /// Task id.
+    pub id: i64,
+    /// Worker identifier.
+    pub identifier: String,
+    /// Action.
+    pub action: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Lease of this run.
+    pub lease_token: i64,
+    /// Worker version running it.
+    pub worker_version: String,
+    started: Instant,
+    /// Cancel requested (by a user, another host, or the timeout).
+    pub cancel: AtomicBool,
+    /// The worker's timeout fired.
+    pub timed_out: AtomicBool,
+    timeout_secs: AtomicU64,
+    state: Mutex<LiveState>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    percent: i64,
+    processed: Option<i64>,
+    total: Option<i64>,
+    message: String,
+    eta_seconds: Option<i64>,
+    dirty: bool,
+    reported_running: bool,
+    logs: Vec<LogLine>,
+    logged: usize,
+    dropped: usize,
+    snapshot_written: bool,
+}
+
+/// A snapshot of a live task's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgressView {
+    /// 0-100.
+    pub progress: i64,
+    /// Items processed.
+    pub processed: Option<i64>,
+    /// Items in total.
+    pub total: Option<i64>,
+    /// Latest message.
+    pub message: String,
+    /// Seconds left.
+    pub eta_seconds: Option<i64>,
+}
+
+/// What the flusher takes from a live task.
+pub struct Flush {
+    /// Progress to write, if it changed.
+    pub progress: Option<ProgressView>,
+    /// Whether the task must be marked running.
+    pub mark_running: bool,
+    /// New log lines.
+    pub logs: Vec<LogLine>,
+}
+
+impl LiveTask {
+    /// A task that just started.
+    pub fn new(
+        id: i64,
+        identifier: String,
+        action: String,
+        attempt: u32,
+        lease_token: i64,
+        worker_version: String,
+    ) -> Self {
+        LiveTask {
+            id,
+            identifier,
+            action,
+            attempt,
+            lease_token,
+            worker_version,
+            started: Instant::now(),
+            cancel: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
+            timeout_secs: AtomicU64::new(0),
+            state: Mutex::new(LiveState {
+                message: "Running".into(),
+                ..LiveState::default()
+            }),
+        }
+    }
+
+    /// Sets the worker's timeout for this run (0 = none).
+    pub fn set_timeout(&self, secs: u64) {
+        self.timeout_secs.store(secs, Ordering::Relaxed);
+    }
+
+    /// The timeout of this run (0 = none).
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout_secs.load(Ordering::Relaxed)
+    }
+
+    /// Fires the timeout once it is due: sets the cancel flag and returns true the first time.
+    pub fn check_timeout(&self) -> bool {
+        let limit = self.timeout_secs();
+        if limit == 0 || self.started.elapsed().as_secs() < limit {
+            return false;
+        }
+        self.cancel.store(true, Ordering::Relaxed);
+        !self.timed_out.swap(true, Ordering::Relaxed)
+    }
+
+    /// Seconds since the run started.
+    pub fn elapsed_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Current progress.
+    pub fn view(&self) -> ProgressView {
+        let s = self.state.lock();
+        ProgressView {
+            progress: s.percent,
+            processed: s.processed,
+            total: s.total,
+            message: s.message.clone(),
+            eta_seconds: s.eta_seconds,
+        }
+    }
+
+    /// Takes what changed since the last flush.
+    pub fn take_flush(&self) -> Flush {
+        let mut s = self.state.lock();
+        let mark_running = !s.reported_running;
+        s.reported_running = true;
+        let progress = if s.dirty {
+            s.dirty = false;
+            Some(ProgressView {
+                progress: s.percent,
+                processed: s.processed,
+                total: s.total,
+                message: s.message.clone(),
+                eta_seconds: s.eta_seconds,
+            })
+        } else {
+            None
+        };
+        Flush {
+            progress,
+            mark_running,
+            logs: std::mem::take(&mut s.logs),
+        }
+    }
+
+    /// Whether a snapshot file was written for this run (so the final state must be too).
+    pub fn has_snapshot(&self) -> bool {
+        self.state.lock().snapshot_written
+    }
+
+    /// Notes that a snapshot file exists.
+    pub fn set_snapshot_written(&self) {
+        self.state.lock().snapshot_written = true;
+    }
+
+    /// Log lines not yet flushed, plus a note of dropped lines (taken once, at the end).
+    pub fn take_remaining_logs(&self) -> Vec<LogLine> {
+        let mut s = self.state.lock();
+        let mut lines = std::mem::take(&mut s.logs);
+        if s.dropped > 0 {
+            lines.push(LogLine {
+                task_id: self.id,
+                attempt: self.attempt,
+                level: 1,
+                at: now_ms(),
+                line: format!(
+                    "{} more log lines were dropped (limit {MAX_LOG_LINES})",
+                    s.dropped
+                ),
+            });
+            s.dropped = 0;
+        }
+        lines
+    }
+
+    /// Adds a line written by the host about this run.
+    pub fn host_log(&self, level: u8, line: String) {
+        self.push_log(level, line);
+    }
+
+    fn push_log(&self, level: u8, mut line: String) {
+        if line.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push('…');
+        }
+        let mut s = self.state.lock();
+        if s.logged >= MAX_LOG_LINES {
+            s.dropped += 1;
+            return;
+        }
+        s.logged += 1;
+        s.logs.push(LogLine {
+            task_id: self.id,
+            attempt: self.attempt,
+            level: level.min(2),
+            at: now_ms(),
+            line,
+        });
+    }
+}
+
+/// ETA from the observed rate: the remaining fraction at the speed seen so far.
+pub fn estimate_eta(elapsed_secs: f64, fraction_done: f64) -> Option<i64> {
+    if fraction_done <= 0.0 || fraction_done >= 1.0 || elapsed_secs <= 0.0 {
+        return None;
+    }
+    Some((elapsed_secs * (1.0 - fraction_done) / fraction_done).round() as i64)
+}
+
+impl TaskHooks for LiveTask {
+    fn progress(&self, percent: i32, processed: i64, total: i64, message: &str) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut s = self.state.lock();
+        if processed >= 0 {
+            s.processed = Some(processed);
+        }
+        if total >= 0 {
+            s.total = Some(total);
+        }
+        let fraction = if percent >= 0 {
+            f64::from(percent.min(100)) / 100.0
+        } else {
+            match (s.processed, s.total) {
+                (Some(p), Some(t)) if t > 0 => (p as f64 / t as f64).min(1.0),
+                _ => s.percent as f64 / 100.0,
+            }
+        };
+        s.percent = (fraction * 100.0).floor() as i64;
+        s.eta_seconds = estimate_eta(elapsed, fraction);
+        if !message.is_empty() {
+            s.message = message.chars().take(1_000).collect();
+        }
+        s.dirty = true;
+    }
+
+    fn log(&self, level: u8, line: &str) {
+        self.push_log(level, line.to_owned());
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn call(&self, method: &str, _args_json: &str) -> Result<String, String> {
+        Err(format!("unknown host service '{method}'"))
+    }
+}
+
+/// The running tasks of this host.
+#[derive(Default)]
+pub struct ProgressHub {
+    tasks: RwLock<HashMap<i64, Arc<LiveTask>>>,
+}
+
+impl ProgressHub {
+    /// Registers a started task.
+    pub fn insert(&self, task: Arc<LiveTask>) {
+        self.tasks.write().insert(task.id, task);
+    }
+
+    /// Forgets a finished task.
+    pub fn remove(&self, id: i64) -> Option<Arc<LiveTask>> {
+        self.tasks.write().remove(&id)
+    }
+
+    /// A running task of this host.
+    pub fn get(&self, id: i64) -> Option<Arc<LiveTask>> {
+        self.tasks.read().get(&id).cloned()
+    }
+
+    /// Every running task of this host.
+    pub fn all(&self) -> Vec<Arc<LiveTask>> {
+        self.tasks.read().values().cloned().collect()
+    }
+
+    /// Number of running tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.read().len()
+    }
+
+    /// Whether no task runs.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.read().is_empty()
+    }
+
+    /// Sets the cancel flag of a running task; false if it does not run here.
+    pub fn request_cancel(&self, id: i64) -> bool {
+        match self.get(id) {
+            Some(task) => {
+                task.cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The progress snapshot file `storage/stask/{id}.json` (the seed's file-based tracking).
+#[derive(Debug, Serialize)]
+pub struct Snapshot<'a> {
+    /// Task id.
+    pub id: i64,
+    /// Worker.
+    pub identifier: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// Status name.
+    pub status: &'a str,
+    /// 0-100.
+    pub progress: i64,
+    /// Items processed.
+    pub processed: Option<i64>,
+    /// Items in total.
+    pub total: Option<i64>,
+    /// ETA text (`2m 30s`).
+    pub eta: Option<String>,
+    /// Latest message.
+    pub message: &'a str,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl Snapshot<'_> {
+    /// Writes the snapshot atomically (temp file + rename): a reader never sees half a file.
+    pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let path = dir.join(format!("{}.json", self.id));
+        let tmp = dir.join(format!(".{}.json.tmp", self.id));
+        let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+}
+
+/// A snapshot of a running task.
+pub fn live_snapshot<'a>(task: &'a LiveTask, view: &'a ProgressView) -> Snapshot<'a> {
+    Snapshot {
+        id: task.id,
+        identifier: &task.identifier,
+        action: &task.action,
+        status: "running",
+        progress: view.progress,
+        processed: view.processed,
+        total: view.total,
+        eta: view.eta_seconds.map(human_duration),
+        message: &view.message,
+        updated_at: rfc3339(now_ms()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_follows_the_observed_rate() {
+        assert_eq!(estimate_eta(10.0, 0.25), Some(30));
+        assert_eq!(estimate_eta(10.0, 0.0), None);
+        assert_eq!(estimate_eta(10.0, 1.0), None);
+    }
+
+    #[test]
+    fn items_give_percent_and_logs_are_capped() {
+        let t = LiveTask::new(1, "w".into(), "a".into(), 1, 5, "v".into());
+        t.progress(-1, 30, 120, "rows");
+        let v = t.view();
+        assert_eq!(
+            (v.progress, v.processed, v.total),
+            (25, Some(30), Some(120))
+        );
+        assert_eq!(v.message, "rows");
+        for i in 0..MAX_LOG_LINES + 5 {
+            t.log(0, &format!("line {i}"));
+        }
+        let flush = t.take_flush();
+        assert!(flush.mark_running && flush.progress.is_some());
+        assert_eq!(flush.logs.len(), MAX_LOG_LINES);
+        let rest = t.take_remaining_logs();
+        assert_eq!(rest.len(), 1);
+        assert!(rest[0].line.starts_with("5 more log lines were dropped"));
+    }
+}

@@ -1,0 +1,338 @@
+//! The task state machine: the only place that decides a task's next status.
+//!
+//! ```text
+//!            create                claim (lease)          first progress flush
+//!   ─────────────────► pending ───────────────► preparing ─────────────────► running
+//!                        ▲ │                         │                          │
+//!        retry (backoff) │ │ cancel                  └────────────┬─────────────┘
+//!        or lost lease   │ ▼                                      │ outcome / lost lease
+//!                        │ cancelled ◄── cancel flag ─────────────┤
+//!                        └──────────────── failed, retryable, ────┤
+//!                                          attempts left          │
+//!                                     completed ◄── Completed ────┤
+//!                                     failed    ◄── no attempts left, permanent error
+//!   retry (user): failed | cancelled ──► pending (fresh attempts)
+//! ```
+//! The store applies these decisions fenced by the run's lease token, so a run whose lease was
+//! taken over can never overwrite the newer run's outcome.
+
+use crate::clock::{now_ms, rfc3339};
+use crate::model::TaskStatus;
+use crate::store::{ExpiredLease, Finish};
+use stask_plugin_api::protocol::RunOutcome;
+
+/// Retry delays: `base * 2^(attempt-1)`, capped, with ±25 % jitter so that a burst of failures
+/// does not come back as a burst.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay (ms).
+    pub base_ms: i64,
+    /// Longest delay (ms).
+    pub max_ms: i64,
+}
+
+impl Backoff {
+    /// Delay before the attempt after `attempt` (1-based), with jitter drawn from `unit` in [0,1).
+    pub fn delay_ms(&self, attempt: u32, unit: f64) -> i64 {
+        let exp = attempt.saturating_sub(1).min(30);
+        let raw = self.base_ms.saturating_mul(1i64 << exp).min(self.max_ms);
+        let jitter = 0.75 + 0.5 * unit.clamp(0.0, 1.0);
+        ((raw as f64) * jitter) as i64
+    }
+}
+
+/// What the engine knows about a run that just ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// Task id.
+    pub id: i64,
+    /// Lease of the run.
+    pub lease_token: i64,
+    /// This attempt (1-based).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// A user asked to cancel while it ran.
+    pub cancel_requested: bool,
+    /// The worker's timeout fired (seconds), if it did.
+    pub timed_out_after: Option<u64>,
+    /// Wall time of the run.
+    pub duration_ms: i64,
+    /// Worker version that ran it.
+    pub worker_version: String,
+    /// Result file relative to the results folder, already checked by the engine.
+    pub result_file: Option<String>,
+}
+
+/// Decides the next state after a run.
+pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) -> Finish {
+    let mut finish = Finish {
+        id: end.id,
+        lease_token: end.lease_token,
+        status: TaskStatus::Failed,
+        message: String::new(),
+        result: None,
+        result_file: None,
+        run_at: None,
+        last_error: None,
+        duration_ms: Some(end.duration_ms),
+        progress: None,
+        processed: None,
+        total: None,
+        worker_version: Some(end.worker_version.clone()),
+        at: now,
+    };
+    let error = match outcome {
+        RunOutcome::Completed { result, .. } => {
+            finish.status = TaskStatus::Completed;
+            finish.message = format!("Completed in {}", seconds(end.duration_ms));
+            finish.result = result;
+            finish.result_file = end.result_file.clone();
+            finish.progress = Some(100);
+            return finish;
+        }
+        _ if end.timed_out_after.is_some() => Failure {
+            message: format!(
+                "timed out after {}s",
+                end.timed_out_after.unwrap_or_default()
+            ),
+            retryable: true,
+        },
+        RunOutcome::Cancelled { message } => {
+            finish.status = TaskStatus::Cancelled;
+            finish.message = match message {
+                Some(m) if m != "cancelled" => format!("Cancelled: {m}"),
+                _ => "Cancelled".into(),
+            };
+            return finish;
+        }
+        _ if end.cancel_requested => {
+            finish.status = TaskStatus::Cancelled;
+            finish.message = "Cancelled".into();
+            return finish;
+        }
+        RunOutcome::Failed { message, retryable } => Failure { message, retryable },
+        RunOutcome::Panicked { message } => Failure {
+            message: format!("worker panicked: {message}"),
+            retryable: true,
+        },
+    };
+    apply_failure(
+        &mut finish,
+        error,
+        end.attempt,
+        end.max_attempts,
+        backoff,
+        now,
+    );
+    finish
+}
+
+struct Failure {
+    message: String,
+    retryable: bool,
+}
+
+fn apply_failure(
+    finish: &mut Finish,
+    failure: Failure,
+    attempt: u32,
+    max_attempts: u32,
+    backoff: Backoff,
+    now: i64,
+) {
+    finish.last_error = Some(failure.message.clone());
+    if failure.retryable && attempt < max_attempts {
+        let next = now + backoff.delay_ms(attempt, rand::random::<f64>());
+        finish.status = TaskStatus::Pending;
+        finish.run_at = Some(next);
+        finish.message = format!(
+            "Attempt {attempt} of {max_attempts} failed: {}; next attempt at {}",
+            failure.message,
+            rfc3339(next)
+        );
+    } else {
+        finish.status = TaskStatus::Failed;
+        finish.message = if failure.retryable && max_attempts > 1 {
+            format!("{} (after {attempt} attempts)", failure.message)
+        } else {
+            failure.message
+        };
+    }
+}
+
+/// Decides what happens to a task whose host died (its lease expired): the interrupted run
+/// counts as an attempt.
+pub fn after_lost_lease(lease: &ExpiredLease, backoff: Backoff) -> Finish {
+    let now = now_ms();
+    let mut finish = Finish {
+        id: lease.id,
+        lease_token: lease.lease_token,
+        status: TaskStatus::Failed,
+        message: String::new(),
+        result: None,
+        result_file: None,
+        run_at: None,
+        last_error: None,
+        duration_ms: None,
+        progress: None,
+        processed: None,
+        total: None,
+        worker_version: None,
+        at: now,
+    };
+    let failure = Failure {
+        message: format!(
+            "attempt {} was interrupted: its host stopped before finishing",
+            lease.attempts
+        ),
+        retryable: true,
+    };
+    // Recovery is not the task's fault: retry promptly rather than after a long backoff.
+    let prompt = Backoff {
+        base_ms: backoff.base_ms.min(1_000),
+        max_ms: backoff.max_ms.min(1_000),
+    };
+    apply_failure(
+        &mut finish,
+        failure,
+        lease.attempts,
+        lease.max_attempts,
+        prompt,
+        now,
+    );
+    finish
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BACKOFF: Backoff = Backoff {
+        base_ms: 1_000,
+        max_ms: 60_000,
+    };
+
+    fn end(attempt: u32, max: u32) -> RunEnd {
+        RunEnd {
+            id: 7,
+            lease_token: 42,
+            attempt,
+            max_attempts: max,
+            cancel_requested: false,
+            timed_out_after: None,
+            duration_ms: 1500,
+            worker_version: "1.0.0+abc".into(),
+            result_file: None,
+        }
+    }
+
+    fn failed(retryable: bool) -> RunOutcome {
+        RunOutcome::Failed {
+            message: "boom".into(),
+            retryable,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        for attempt in 1..=5u32 {
+            let nominal = 1_000i64 << (attempt - 1);
+            let low = BACKOFF.delay_ms(attempt, 0.0);
+            let high = BACKOFF.delay_ms(attempt, 0.999);
+            assert_eq!(low, nominal * 3 / 4);
+            assert!(high < nominal * 5 / 4 + 1 && high > nominal);
+        }
+        assert!(BACKOFF.delay_ms(40, 0.5) <= 60_000);
+    }
+
+    #[test]
+    fn retryable_failure_with_attempts_left_goes_back_to_pending_later() {
+        let f = after_run(&end(1, 3), failed(true), BACKOFF, 10_000);
+        assert_eq!(f.status, TaskStatus::Pending);
+        let at = f.run_at.unwrap();
+        assert!((10_750..=11_250).contains(&at), "run_at {at}");
+        assert!(f
+            .message
+            .starts_with("Attempt 1 of 3 failed: boom; next attempt at"));
+        assert_eq!(f.last_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn last_attempt_or_permanent_error_fails() {
+        let f = after_run(&end(3, 3), failed(true), BACKOFF, 0);
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (TaskStatus::Failed, "boom (after 3 attempts)")
+        );
+        let f = after_run(&end(1, 3), failed(false), BACKOFF, 0);
+        assert_eq!((f.status, f.message.as_str()), (TaskStatus::Failed, "boom"));
+    }
+
+    #[test]
+    fn completion_wins_over_a_late_cancel_but_failure_does_not() {
+        let mut e = end(1, 3);
+        e.cancel_requested = true;
+        let done = RunOutcome::Completed {
+            result: Some("ok".into()),
+            file: None,
+        };
+        assert_eq!(
+            after_run(&e, done, BACKOFF, 0).status,
+            TaskStatus::Completed
+        );
+        assert_eq!(
+            after_run(&e, failed(true), BACKOFF, 0).status,
+            TaskStatus::Cancelled
+        );
+    }
+
+    #[test]
+    fn timeout_fails_even_when_the_worker_says_cancelled() {
+        let mut e = end(3, 3);
+        e.timed_out_after = Some(5);
+        let f = after_run(&e, RunOutcome::Cancelled { message: None }, BACKOFF, 0);
+        assert_eq!(f.status, TaskStatus::Failed);
+        assert!(f.message.starts_with("timed out after 5s"));
+    }
+
+    #[test]
+    fn panic_is_a_failure_with_its_message() {
+        let f = after_run(
+            &end(1, 1),
+            RunOutcome::Panicked {
+                message: "oops (at x.rs:1:1)".into(),
+            },
+            BACKOFF,
+            0,
+        );
+        assert_eq!(f.status, TaskStatus::Failed);
+        assert_eq!(f.message, "worker panicked: oops (at x.rs:1:1)");
+    }
+
+    #[test]
+    fn lost_lease_counts_the_attempt() {
+        let lease = ExpiredLease {
+            id: 1,
+            lease_token: 9,
+            attempts: 1,
+            max_attempts: 3,
+            owner: None,
+        };
+        assert_eq!(
+            after_lost_lease(&lease, BACKOFF).status,
+            TaskStatus::Pending
+        );
+        let lease = ExpiredLease {
+            attempts: 3,
+            ..lease
+        };
+        let f = after_lost_lease(&lease, BACKOFF);
+        assert_eq!(f.status, TaskStatus::Failed);
+        assert!(f.message.contains("interrupted"));
+    }
+}

@@ -1,0 +1,167 @@
+//! One error type for the whole API, and the JSON extractor that reports bad bodies with it.
+
+use crate::engine::EngineError;
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// An API error: a status and a message for the `{"success":false,...}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 422.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    /// 500: logged in full, answered without internals.
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!("internal error: {message}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the host log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": false,
+            "code": self.status.as_u16(),
+            "message": self.message,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            EngineError::Invalid(m) => ApiError::invalid(m),
+            EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            StoreError::Database(m) if m.contains("database is locked") => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is busy; retry shortly",
+            ),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s (400 malformed, 413 too large, 415 wrong type,
+/// 422 wrong shape) instead of plain-text bodies.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "send the body as JSON with Content-Type: application/json",
+                ),
+                JsonRejection::BytesRejection(e) => ApiError::new(
+                    e.status(),
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        "request body too large".to_owned()
+                    } else {
+                        e.body_text()
+                    },
+                ),
+                other => ApiError::bad_request(other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Parses a task id from a path segment.
+pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid task id '{raw}': expected a positive integer"
+        ))
+    })
+}
+
+/// Parses an optional JSON body (empty = `None`), whatever its content type: a curl `-d` sends
+/// form encoding by default, and refusing it would help nobody.
+pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<Value>, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}

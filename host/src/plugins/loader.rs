@@ -1,0 +1,251 @@
+//! Loading one library: shadow copy, `dlopen`, `abi_stable` checks, manifest.
+//!
+//! Invariants (each measured in `shared/notes/plugin-host.md`):
+//! - plugins.d/ files are never opened by `dlopen`: overwriting a mapped file in place
+//!   crashes the process. Each version is copied to its own shadow file (own path, own inode);
+//! - libraries are never unloaded: every `RString` and vtable points into them;
+//! - nothing is mapped before [`super::elf::check_complete`] accepted the bytes.
+
+use super::elf;
+use crate::plugins::host_context::{self, TaskHooks};
+use abi_stable::library::{
+    AbiHeaderRef, LibraryError, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL,
+};
+use abi_stable::std_types::RStr;
+use sha2::{Digest, Sha256};
+use stask_plugin_api::abi::WorkerModuleRef;
+use stask_plugin_api::protocol::{Manifest, RunOutcome, RunRequest};
+use stask_plugin_api::PROTOCOL_VERSION;
+use std::path::{Path, PathBuf};
+
+/// A loaded, checked worker library. Cheap to share: tasks hold an `Arc` of the version they
+/// started with, so a reload never changes the code under a running task.
+pub struct LoadedWorker {
+    module: WorkerModuleRef,
+    /// What the plugin declared.
+    pub manifest: Manifest,
+    /// File name in plugins.d/.
+    pub file: String,
+    /// SHA-256 of the library bytes.
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for LoadedWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedWorker")
+            .field("identifier", &self.manifest.info.identifier)
+            .field("file", &self.file)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+impl LoadedWorker {
+    /// Identifier the worker declared.
+    pub fn identifier(&self) -> &str {
+        &self.manifest.info.identifier
+    }
+
+    /// Version shown in `s_workers.version` and `s_tasks.worker_version`: the declared version
+    /// and the first hex digits of the library hash (two builds of one version differ).
+    pub fn version_label(&self) -> String {
+        format!("{}+{}", self.manifest.info.version, &self.sha256[..12])
+    }
+
+    /// Runs one task on the calling thread (a pool thread, never an async one).
+    pub fn run(&self, request: &RunRequest, hooks: &dyn TaskHooks) -> RunOutcome {
+        let json = match serde_json::to_string(request) {
+            Ok(json) => json,
+            Err(e) => {
+                return RunOutcome::Failed {
+                    message: format!("cannot encode the run request: {e}"),
+                    retryable: false,
+                }
+            }
+        };
+        let answer = host_context::with_context(hooks, |ctx| {
+            (self.module.run())(RStr::from_str(&json), ctx)
+        });
+        serde_json::from_str(answer.as_str()).unwrap_or_else(|e| RunOutcome::Failed {
+            message: format!("worker returned an unreadable outcome ({e}): {answer}"),
+            retryable: false,
+        })
+    }
+}
+
+/// Why a library was refused: a one-line reason for lists and logs, and the full detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    /// One line.
+    pub reason: String,
+    /// Everything known (e.g. the whole layout report), for the detail view.
+    pub detail: Option<String>,
+    /// The identifier, when the manifest could be read.
+    pub identifier: Option<String>,
+}
+
+impl LoadError {
+    fn new(reason: impl Into<String>) -> Self {
+        LoadError {
+            reason: reason.into(),
+            detail: None,
+            identifier: None,
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// SHA-256 of bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks `bytes` (the content of `file`) and loads them from a shadow copy in `shadow_dir`.
+pub fn load(file: &str, bytes: &[u8], shadow_dir: &Path) -> Result<LoadedWorker, LoadError> {
+    elf::check_complete(bytes).map_err(|e| LoadError::new(e.to_string()))?;
+    let sha256 = sha256_hex(bytes);
+    let shadow = write_shadow(file, &sha256, bytes, shadow_dir)?;
+    let module = open_module(&shadow);
+    // The mapping keeps the code alive; the shadow path is no longer needed.
+    let _ = std::fs::remove_file(&shadow);
+    let module = module?;
+    let manifest = read_manifest(module)?;
+    Ok(LoadedWorker {
+        module,
+        manifest,
+        file: file.to_owned(),
+        sha256,
+    })
+}
+
+fn write_shadow(file: &str, sha256: &str, bytes: &[u8], dir: &Path) -> Result<PathBuf, LoadError> {
+    let io = |what: &str, e: std::io::Error| LoadError::new(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io("cannot create the shadow folder", e))?;
+    let stem = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into());
+    // A fresh name for every load: glibc returns an already-loaded library for a known path or
+    // inode, which would silently keep the old code.
+    let unique = format!("{stem}-{}-{}", &sha256[..16], rand::random::<u32>());
+    let tmp = dir.join(format!(".{unique}.tmp"));
+    let path = dir.join(format!("{unique}.so"));
+    std::fs::write(&tmp, bytes).map_err(|e| io("cannot write the shadow copy", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("cannot place the shadow copy", e))?;
+    Ok(path)
+}
+
+fn open_module(path: &Path) -> Result<WorkerModuleRef, LoadError> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: the bytes passed the ELF completeness check and live in our own shadow file that
+    // nobody else writes. Running the library's constructors is inherent to loading a plugin.
+    let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| e.to_string());
+        LoadError::new(format!("cannot load the library: {cause}"))
+    })?;
+    // SAFETY: the symbol, when present, is the `LibHeader` static that `export_worker!`
+    // (abi_stable's export) defines; `upgrade` validates its header before use.
+    let header = unsafe { library.get::<AbiHeaderRef>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) }
+        .map(|symbol| *symbol)
+        .map_err(|_| {
+            LoadError::new("not an sTask plugin: no abi_stable root module (built with stask-plugin-api and export_worker!?)")
+        })?;
+    let module = header
+        .upgrade()
+        .and_then(|h| h.init_root_module::<WorkerModuleRef>())
+        .map_err(describe_library_error)?;
+    // Never unloaded: values created by the plugin point into its code.
+    std::mem::forget(library);
+    Ok(module)
+}
+
+/// Turns abi_stable's report (often hundreds of lines) into one line plus the detail.
+fn describe_library_error(e: LibraryError) -> LoadError {
+    let detail = e.to_string();
+    let reason = match &e {
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "incompatible plugin interface: plugin built with stask-plugin-api {actual_version}, host needs {expected_version}; rebuild the plugin"
+        ),
+        LibraryError::AbiInstability(_) => {
+            let first_error = detail
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with("Error:"))
+                .take(3)
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!(
+                "ABI mismatch with this host's plugin interface ({}); rebuild the plugin against stask-plugin-api {}",
+                if first_error.is_empty() { "layout differs" } else { &first_error },
+                WorkerModuleRef::VERSION_STRINGS.version
+            )
+        }
+        other => format!("cannot use the library: {}", other.to_string().lines().next().unwrap_or("")),
+    };
+    LoadError {
+        reason,
+        detail: Some(detail),
+        identifier: None,
+    }
+}
+
+fn read_manifest(module: WorkerModuleRef) -> Result<Manifest, LoadError> {
+    let text = (module.manifest())();
+    let value: serde_json::Value = serde_json::from_str(text.as_str())
+        .map_err(|e| LoadError::new(format!("unreadable manifest: {e}")))?;
+    if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+        return Err(LoadError::new(format!(
+            "the worker failed to describe itself: {error}"
+        )));
+    }
+    let manifest: Manifest = serde_json::from_value(value)
+        .map_err(|e| LoadError::new(format!("invalid manifest: {e}")))?;
+    let refuse = |reason: String| LoadError {
+        reason,
+        detail: None,
+        identifier: Some(manifest.info.identifier.clone()),
+    };
+    if !manifest.panic_unwind {
+        return Err(refuse(
+            "plugin built with panic = \"abort\": one panic would kill the host; build it with panic = \"unwind\"".into(),
+        ));
+    }
+    if manifest.protocol > PROTOCOL_VERSION {
+        return Err(refuse(format!(
+            "plugin speaks protocol {} but this host knows {PROTOCOL_VERSION}; upgrade the host",
+            manifest.protocol
+        )));
+    }
+    validate_identifier(&manifest.info.identifier).map_err(&refuse)?;
+    if manifest.info.actions.is_empty() {
+        return Err(refuse("the worker declares no actions".into()));
+    }
+    Ok(manifest)
+}
+
+/// Identifiers appear in URLs and file names: lowercase ASCII letters, digits, `_`, `-`, 1-64.
+pub fn validate_identifier(identifier: &str) -> Result<(), String> {
+    let ok = !identifier.is_empty()
+        && identifier.len() <= 64
+        && identifier
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid worker identifier '{identifier}': use 1-64 lowercase letters, digits, '_' or '-'"
+        ))
+    }
+}

@@ -1,0 +1,360 @@
+//! The storage driver interface. Only this module speaks SQL.
+//!
+//! [`Store`] is what the engine, the HTTP API and the CLI need from a database; each backend
+//! implements it (`sqlite` now; PostgreSQL later) and must pass the same driver test suite.
+//! Drivers store what the engine decided: they never choose a task's next status themselves
+//! (that is [`crate::engine::state`]), except for the two atomic guards a database must own —
+//! claim only due pending rows, and apply a finish only while the caller still holds the lease.
+
+mod migrate;
+pub mod sqlite;
+
+use crate::model::{
+    LogLine, NewTask, PluginFile, Priority, Stats, Task, TaskStatus, TokenRow, WorkerRow,
+};
+use serde_json::Value;
+
+pub use migrate::{Migration, SQLITE_MIGRATIONS};
+
+/// Errors of a storage driver.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (I/O, lock timeout, corruption).
+    #[error("database error: {0}")]
+    Database(String),
+    /// The change conflicts with existing data (e.g. a duplicate name).
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data could not be read back (e.g. invalid JSON in a column).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The URL names a backend this build does not have, or is malformed.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Result of a driver call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A claim of due tasks for one host.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// Host instance taking the lease.
+    pub owner: &'a str,
+    /// Most tasks to claim.
+    pub limit: usize,
+    /// Now (UNIX ms): only tasks with `run_at <= now` are due.
+    pub now: i64,
+    /// Lease length; heartbeats extend it.
+    pub lease_ms: i64,
+    /// Workers this host can run (loaded and active); other tasks stay pending.
+    pub identifiers: &'a [String],
+}
+
+/// A task handed to a host by [`TaskStore::claim`]. Its status is now `preparing`.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// Task id.
+    pub id: i64,
+    /// Worker identifier.
+    pub identifier: String,
+    /// Action.
+    pub action: String,
+    /// Task data as stored (JSON text).
+    pub meta: String,
+    /// This attempt's number (already counted).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Fences every later write of this run.
+    pub lease_token: i64,
+    /// When it became due (for queue-wait figures).
+    pub run_at: i64,
+}
+
+/// The end of one run (or a recovery decision), as decided by the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// Task id.
+    pub id: i64,
+    /// The lease the run held: the write applies only if it is still current.
+    pub lease_token: i64,
+    /// New status: completed, failed, cancelled, or pending for a retry.
+    pub status: TaskStatus,
+    /// Status message.
+    pub message: String,
+    /// Result text.
+    pub result: Option<String>,
+    /// Result file (relative to `storage/stask/results/`).
+    pub result_file: Option<String>,
+    /// Next due time when going back to pending.
+    pub run_at: Option<i64>,
+    /// Error of this attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Wall time of the attempt.
+    pub duration_ms: Option<i64>,
+    /// Final progress value (100 when completed), `None` to keep.
+    pub progress: Option<i64>,
+    /// Final items processed, `None` to keep.
+    pub processed: Option<i64>,
+    /// Final items total, `None` to keep.
+    pub total: Option<i64>,
+    /// Worker version that ran it.
+    pub worker_version: Option<String>,
+    /// When it happened.
+    pub at: i64,
+}
+
+/// A throttled progress write for a running task.
+#[derive(Debug, Clone)]
+pub struct ProgressWrite {
+    /// Task id.
+    pub id: i64,
+    /// The run's lease (stale runs do not write).
+    pub lease_token: i64,
+    /// 0-100.
+    pub progress: i64,
+    /// Items processed.
+    pub processed: Option<i64>,
+    /// Items in total.
+    pub total: Option<i64>,
+    /// Seconds left.
+    pub eta_seconds: Option<i64>,
+    /// Latest message.
+    pub message: String,
+    /// Worker version running it.
+    pub worker_version: String,
+}
+
+/// A running task whose lease ran out: its host died or hung.
+#[derive(Debug, Clone)]
+pub struct ExpiredLease {
+    /// Task id.
+    pub id: i64,
+    /// Its lease token.
+    pub lease_token: i64,
+    /// Attempts used (including the interrupted one).
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Host that held it.
+    pub owner: Option<String>,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum CancelResult {
+    /// The task was pending and is cancelled now.
+    Cancelled(Task),
+    /// The task is running; its flag is set and it will end as cancelled.
+    Requested(Task),
+    /// The task had already finished; nothing changed.
+    AlreadyFinished(Task),
+    /// No such task.
+    NotFound,
+}
+
+/// What a retry request did.
+#[derive(Debug, Clone)]
+pub enum RetryResult {
+    /// The task is pending again.
+    Queued(Task),
+    /// The task is not failed or cancelled.
+    NotRetryable(Task),
+    /// No such task.
+    NotFound,
+}
+
+/// Filters for listing tasks. Empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<TaskStatus>,
+    /// Worker identifier.
+    pub identifier: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Priority.
+    pub priority: Option<Priority>,
+    /// Created at or after (UNIX ms).
+    pub created_from: Option<i64>,
+    /// Created before (UNIX ms).
+    pub created_to: Option<i64>,
+    /// Text in message, data, identifier or action.
+    pub search: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Oldest first instead of newest first (pending lists read best in claim order).
+    pub oldest_first: bool,
+}
+
+/// Filters for listing workers.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerFilter {
+    /// Scope.
+    pub scope: Option<String>,
+    /// Active or inactive only.
+    pub active: Option<bool>,
+}
+
+/// What a successfully loaded library declares, to register in `s_workers`.
+#[derive(Debug, Clone)]
+pub struct WorkerRegistration {
+    /// Identifier.
+    pub identifier: String,
+    /// Scope.
+    pub scope: String,
+    /// `file:TypeName`.
+    pub class: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Declared actions.
+    pub actions: Value,
+    /// Plugin defaults; merged under the operator's settings.
+    pub default_settings: Value,
+    /// Library file name.
+    pub file: String,
+    /// Library hash.
+    pub file_sha256: String,
+    /// Worker version.
+    pub version: String,
+    /// `active` for a worker seen for the first time.
+    pub active_when_new: bool,
+}
+
+/// Tasks: create, claim, finish, query.
+pub trait TaskStore: Send + Sync {
+    /// Inserts one task; returns its id.
+    fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64>;
+    /// Inserts many tasks in one transaction; returns their ids in order.
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>>;
+    /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
+    /// highest priority first, then by due time, then id.
+    fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
+    /// Marks claimed tasks as running (batched; fenced by lease).
+    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
+    /// Writes progress of running tasks in one transaction (fenced by lease).
+    fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()>;
+    /// Appends task log lines.
+    fn append_logs(&self, lines: &[LogLine]) -> StoreResult<()>;
+    /// Applies finishes in one transaction. Returns, per finish, whether it applied (false when
+    /// the lease was no longer the caller's: a stale run).
+    fn finish(&self, finishes: &[Finish]) -> StoreResult<Vec<bool>>;
+    /// Extends the leases of every task `owner` is running; returns the ids whose cancel was
+    /// requested in the database (by another process).
+    fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>>;
+    /// Running or preparing tasks whose lease expired before `now` (any owner when
+    /// `owner` is `None`, else only that owner's, e.g. a previous instance of this host).
+    fn expired_leases(&self, now: i64, owner: Option<&str>) -> StoreResult<Vec<ExpiredLease>>;
+    /// Earliest future `run_at` of a pending task of these workers, to sleep until then.
+    fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>>;
+    /// Cancels a pending task at once, or flags a running one.
+    fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult>;
+    /// Puts a failed or cancelled task back to pending with fresh attempts.
+    fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult>;
+    /// Deletes a finished task; returns it (for file cleanup), or `Err(Conflict)` if it is not
+    /// finished.
+    fn delete_task(&self, id: i64) -> StoreResult<Option<Task>>;
+    /// One task.
+    fn task(&self, id: i64) -> StoreResult<Option<Task>>;
+    /// A page of tasks and the total matching count.
+    fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)>;
+    /// The latest `limit` log lines of a task, oldest first.
+    fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>>;
+    /// Counts per status.
+    fn stats(&self) -> StoreResult<Stats>;
+    /// Deletes finished tasks that finished before `cutoff` with their logs; returns their ids.
+    fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>>;
+    /// A cheap counter that changes when another process writes the database (`None` if the
+    /// backend cannot tell): lets the host pick up tasks created by the CLI at once.
+    fn external_change_counter(&self) -> StoreResult<Option<i64>>;
+}
+
+/// Workers and plugin files.
+pub trait WorkerStore: Send + Sync {
+    /// Registers (or refreshes) a loaded worker, keeping `active`, `position` and the operator's
+    /// settings; sets state `loaded` and bumps `generation`.
+    fn upsert_worker(&self, reg: &WorkerRegistration, now: i64) -> StoreResult<WorkerRow>;
+    /// Sets a worker's state and load error (`None` clears it).
+    fn set_worker_state(
+        &self,
+        identifier: &str,
+        state: crate::model::WorkerState,
+        load_error: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Workers, ordered by `position` then identifier.
+    fn workers(&self, filter: &WorkerFilter) -> StoreResult<Vec<WorkerRow>>;
+    /// One worker.
+    fn worker(&self, identifier: &str) -> StoreResult<Option<WorkerRow>>;
+    /// Activates or deactivates a worker; false if unknown.
+    fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool>;
+    /// Replaces a worker's settings; false if unknown.
+    fn set_worker_settings(
+        &self,
+        identifier: &str,
+        settings: &Value,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes orphaned worker rows (task history stays); returns their identifiers.
+    fn delete_orphaned_workers(&self) -> StoreResult<Vec<String>>;
+    /// Records how the latest load of a library file went.
+    fn record_plugin_file(&self, file: &PluginFile) -> StoreResult<()>;
+    /// Every library file seen.
+    fn plugin_files(&self) -> StoreResult<Vec<PluginFile>>;
+}
+
+/// API tokens.
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token's hash; `Err(Conflict)` if a live token has that name.
+    fn insert_token(&self, name: &str, hash: &str, prefix: &str, now: i64)
+        -> StoreResult<TokenRow>;
+    /// All tokens, revoked ones included.
+    fn tokens(&self) -> StoreResult<Vec<TokenRow>>;
+    /// Revokes a live token by name or id; false if none.
+    fn revoke_token(&self, name_or_id: &str, now: i64) -> StoreResult<bool>;
+    /// Live tokens whose clear prefix is `prefix`, with their stored hashes.
+    fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>>;
+    /// Records a use (throttled by the caller).
+    fn touch_token(&self, id: i64, now: i64) -> StoreResult<()>;
+}
+
+/// A complete storage backend.
+pub trait Store: TaskStore + WorkerStore + TokenStore {
+    /// Applies pending migrations; returns the names applied.
+    fn migrate(&self) -> StoreResult<Vec<String>>;
+    /// Backend name and location for logs (never a password).
+    fn describe(&self) -> String;
+}
+
+/// Opens the store a database URL names: `sqlite://PATH` (or a plain path).
+pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+            std::path::Path::new(path),
+        )?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Config(
+            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
+        ));
+    }
+    if url.contains("://") {
+        return Err(StoreError::Config(format!(
+            "unsupported database URL '{url}': use sqlite://PATH"
+        )));
+    }
+    Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+        std::path::Path::new(url),
+    )?))
+}

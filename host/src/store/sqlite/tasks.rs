@@ -1,0 +1,601 @@
+//! `TaskStore` for SQLite.
+
+use super::{json_column, SqliteStore};
+use crate::model::{LogLine, NewTask, Priority, Stats, Task, TaskStatus};
+use crate::store::{
+    CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
+    StoreError, StoreResult, TaskFilter, TaskStore,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
+
+const TASK_COLUMNS: &str = "id, identifier, action, status, message, started_by, meta, result, \
+    result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, progress, \
+    processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
+    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms";
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(Task, String)> {
+    let status: i64 = row.get(3)?;
+    let priority: String = row.get(14)?;
+    let meta: String = row.get(6)?;
+    Ok((
+        Task {
+            id: row.get(0)?,
+            identifier: row.get(1)?,
+            action: row.get(2)?,
+            status: TaskStatus::from_code(status).unwrap_or(TaskStatus::Failed),
+            message: row.get(4)?,
+            started_by: row.get(5)?,
+            meta: serde_json::Value::Null,
+            result: row.get(7)?,
+            result_file: row.get(8)?,
+            start_at: row.get(9)?,
+            run_at: row.get(10)?,
+            finished_at: row.get(11)?,
+            attempts: row.get(12)?,
+            max_attempts: row.get(13)?,
+            priority: priority.parse().unwrap_or(Priority::Normal),
+            progress: row.get(15)?,
+            processed: row.get(16)?,
+            total: row.get(17)?,
+            eta_seconds: row.get(18)?,
+            created_at: row.get(19)?,
+            updated_at: row.get(20)?,
+            started_at: row.get(21)?,
+            lease_owner: row.get(22)?,
+            lease_expires_at: row.get(23)?,
+            cancel_requested: row.get(24)?,
+            worker_version: row.get(25)?,
+            last_error: row.get(26)?,
+            duration_ms: row.get(27)?,
+        },
+        meta,
+    ))
+}
+
+fn finish_task((mut task, meta): (Task, String)) -> StoreResult<Task> {
+    task.meta = json_column(&meta, &format!("s_tasks.meta of task {}", task.id))?;
+    Ok(task)
+}
+
+fn load_task(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks WHERE id = ?1");
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row([id], task_from_row)
+        .optional()?;
+    row.map(finish_task).transpose()
+}
+
+fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at,
+             run_at, max_attempts, priority, priority_rank, created_at, updated_at)
+         VALUES (?1, ?2, 10, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+    )?;
+    let message = match task.start_at {
+        Some(at) if at > now => format!("Scheduled for {}", crate::clock::rfc3339(at)),
+        _ => "Waiting to run".to_owned(),
+    };
+    stmt.execute(params![
+        task.identifier,
+        task.action,
+        message,
+        task.started_by,
+        task.data.to_string(),
+        task.start_at,
+        task.start_at.unwrap_or(now).max(0),
+        task.max_attempts,
+        task.priority.name(),
+        task.priority.rank(),
+        now,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Claim: each priority is read as an index range (`priority_rank = r AND run_at <= now`), so
+/// not-yet-due tasks are never scanned; the three ranges are concatenated high to low.
+const CLAIM_SQL: &str = "
+UPDATE s_tasks
+   SET status = 15, attempts = attempts + 1, started_at = ?1, updated_at = ?1,
+       lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, cancel_requested = 0,
+       message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
+ WHERE id IN (
+       SELECT id FROM (SELECT id FROM s_tasks
+                        WHERE status = 10 AND priority_rank = 2 AND run_at <= ?1
+                          AND identifier IN (SELECT value FROM json_each(?5))
+                        ORDER BY run_at, id LIMIT ?6)
+       UNION ALL
+       SELECT id FROM (SELECT id FROM s_tasks
+                        WHERE status = 10 AND priority_rank = 1 AND run_at <= ?1
+                          AND identifier IN (SELECT value FROM json_each(?5))
+                        ORDER BY run_at, id LIMIT ?6)
+       UNION ALL
+       SELECT id FROM (SELECT id FROM s_tasks
+                        WHERE status = 10 AND priority_rank = 0 AND run_at <= ?1
+                          AND identifier IN (SELECT value FROM json_each(?5))
+                        ORDER BY run_at, id LIMIT ?6)
+       LIMIT ?6)
+RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
+
+impl TaskStore for SqliteStore {
+    fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let id = insert_one(&tx, task, now)?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let ids = tasks
+                .iter()
+                .map(|t| insert_one(&tx, t, now))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+        if req.limit == 0 || req.identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identifiers = serde_json::to_string(req.identifiers)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let mut claimed = self.write(|conn| {
+            let tx = conn.transaction()?;
+            let rows = {
+                let mut stmt = tx.prepare_cached(CLAIM_SQL)?;
+                let rows = stmt.query_map(
+                    params![
+                        req.now,
+                        req.owner,
+                        token,
+                        req.now + req.lease_ms,
+                        identifiers,
+                        req.limit as i64
+                    ],
+                    |r| {
+                        Ok((
+                            ClaimedTask {
+                                id: r.get(0)?,
+                                identifier: r.get(1)?,
+                                action: r.get(2)?,
+                                meta: r.get(3)?,
+                                attempt: r.get(4)?,
+                                max_attempts: r.get(5)?,
+                                lease_token: token,
+                                run_at: r.get(6)?,
+                            },
+                            r.get::<_, i64>(7)?,
+                        ))
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(rows)
+        })?;
+        // RETURNING gives no order guarantee: restore claim order for the pool.
+        claimed.sort_by_key(|(t, rank)| (-rank, t.run_at, t.id));
+        Ok(claimed.into_iter().map(|(t, _)| t).collect())
+    }
+
+    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE s_tasks SET status = 20, message = 'Running', updated_at = ?3
+                      WHERE id = ?1 AND lease_token = ?2 AND status = 15",
+                )?;
+                for (id, token) in tasks {
+                    stmt.execute(params![id, token, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE s_tasks SET status = 20, progress = ?3, processed = ?4, total = ?5,
+                            eta_seconds = ?6, message = ?7, worker_version = ?8, updated_at = ?9
+                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
+                )?;
+                for u in updates {
+                    stmt.execute(params![
+                        u.id,
+                        u.lease_token,
+                        u.progress,
+                        u.processed,
+                        u.total,
+                        u.eta_seconds,
+                        u.message,
+                        u.worker_version,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO s_task_logs (task_id, attempt, level, at, line)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for l in lines {
+                    stmt.execute(params![l.task_id, l.attempt, l.level, l.at, l.line])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn finish(&self, finishes: &[Finish]) -> StoreResult<Vec<bool>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let mut applied = Vec::with_capacity(finishes.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE s_tasks
+                        SET status = ?3, message = ?4,
+                            result = COALESCE(?5, result), result_file = COALESCE(?6, result_file),
+                            run_at = COALESCE(?7, run_at),
+                            finished_at = CASE WHEN ?3 IN (30, 40, 50) THEN ?8 ELSE NULL END,
+                            last_error = COALESCE(?9, last_error),
+                            duration_ms = COALESCE(?10, duration_ms),
+                            progress = COALESCE(?11, progress),
+                            worker_version = COALESCE(?12, worker_version),
+                            processed = COALESCE(?13, processed), total = COALESCE(?14, total),
+                            eta_seconds = NULL,
+                            lease_owner = NULL, lease_expires_at = NULL, updated_at = ?8
+                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
+                )?;
+                for f in finishes {
+                    let n = stmt.execute(params![
+                        f.id,
+                        f.lease_token,
+                        f.status.code(),
+                        f.message,
+                        f.result,
+                        f.result_file,
+                        f.run_at,
+                        f.at,
+                        f.last_error,
+                        f.duration_ms,
+                        f.progress,
+                        f.worker_version,
+                        f.processed,
+                        f.total,
+                    ])?;
+                    applied.push(n == 1);
+                }
+            }
+            tx.commit()?;
+            Ok(applied)
+        })
+    }
+
+    fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
+                "UPDATE s_tasks SET lease_expires_at = ?2
+                  WHERE lease_owner = ?1 AND status IN (15, 20)",
+            )?
+            .execute(params![owner, lease_until])?;
+            let cancelled = tx
+                .prepare_cached(
+                    "SELECT id FROM s_tasks
+                      WHERE lease_owner = ?1 AND status IN (15, 20) AND cancel_requested = 1",
+                )?
+                .query_map([owner], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            tx.commit()?;
+            Ok(cancelled)
+        })
+    }
+
+    fn expired_leases(&self, now: i64, owner: Option<&str>) -> StoreResult<Vec<ExpiredLease>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
+                  WHERE status IN (15, 20)
+                    AND (?2 IS NULL AND lease_expires_at < ?1 OR lease_owner = ?2)",
+            )?;
+            let rows = stmt
+                .query_map(params![now, owner], |r| {
+                    Ok(ExpiredLease {
+                        id: r.get(0)?,
+                        lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        attempts: r.get(2)?,
+                        max_attempts: r.get(3)?,
+                        owner: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
+        let identifiers =
+            serde_json::to_string(identifiers).map_err(|e| StoreError::Database(e.to_string()))?;
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT MIN(t) FROM (
+                   SELECT (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 2
+                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                           ORDER BY run_at LIMIT 1) AS t
+                   UNION ALL
+                   SELECT (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 1
+                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                           ORDER BY run_at LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 0
+                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                           ORDER BY run_at LIMIT 1))",
+            )?;
+            Ok(stmt.query_row(params![now, identifiers], |r| r.get(0))?)
+        })
+    }
+
+    fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let cancelled = tx.execute(
+                "UPDATE s_tasks SET status = 50, message = 'Cancelled before it started',
+                        finished_at = ?2, updated_at = ?2
+                  WHERE id = ?1 AND status = 10",
+                params![id, now],
+            )?;
+            let requested = if cancelled == 0 {
+                tx.execute(
+                    "UPDATE s_tasks SET cancel_requested = 1, message = 'Cancel requested',
+                            updated_at = ?2
+                      WHERE id = ?1 AND status IN (15, 20)",
+                    params![id, now],
+                )?
+            } else {
+                0
+            };
+            let task = load_task(&tx, id)?;
+            tx.commit()?;
+            Ok(match task {
+                None => CancelResult::NotFound,
+                Some(t) if cancelled == 1 => CancelResult::Cancelled(t),
+                Some(t) if requested == 1 => CancelResult::Requested(t),
+                Some(t) => CancelResult::AlreadyFinished(t),
+            })
+        })
+    }
+
+    fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE s_tasks SET status = 10, message = 'Retry requested', run_at = ?2,
+                        attempts = 0, finished_at = NULL, cancel_requested = 0, progress = 0,
+                        processed = NULL, total = NULL, eta_seconds = NULL, updated_at = ?2
+                  WHERE id = ?1 AND status IN (40, 50)",
+                params![id, now],
+            )?;
+            let task = load_task(&tx, id)?;
+            tx.commit()?;
+            Ok(match task {
+                None => RetryResult::NotFound,
+                Some(t) if n == 1 => RetryResult::Queued(t),
+                Some(t) => RetryResult::NotRetryable(t),
+            })
+        })
+    }
+
+    fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let Some(task) = load_task(&tx, id)? else {
+                return Ok(None);
+            };
+            if !task.status.is_finished() {
+                return Err(StoreError::Conflict(format!(
+                    "task {id} is {}; cancel it before deleting",
+                    task.status
+                )));
+            }
+            tx.execute("DELETE FROM s_task_logs WHERE task_id = ?1", [id])?;
+            tx.execute("DELETE FROM s_tasks WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(Some(task))
+        })
+    }
+
+    fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.read(|conn| load_task(conn, id))
+    }
+
+    fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<SqlValue> = Vec::new();
+        if !filter.statuses.is_empty() {
+            let codes: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| s.code().to_string())
+                .collect();
+            // Codes are integers from an enum, never user text: safe to inline.
+            clauses.push(format!("status IN ({})", codes.join(",")));
+        }
+        let mut bind = |value: SqlValue| {
+            args.push(value);
+            args.len()
+        };
+        if let Some(v) = &filter.identifier {
+            clauses.push(format!("identifier = ?{}", bind(SqlValue::Text(v.clone()))));
+        }
+        if let Some(v) = &filter.action {
+            clauses.push(format!("action = ?{}", bind(SqlValue::Text(v.clone()))));
+        }
+        if let Some(v) = filter.priority {
+            clauses.push(format!(
+                "priority = ?{}",
+                bind(SqlValue::Text(v.name().into()))
+            ));
+        }
+        if let Some(v) = filter.created_from {
+            clauses.push(format!("created_at >= ?{}", bind(SqlValue::Integer(v))));
+        }
+        if let Some(v) = filter.created_to {
+            clauses.push(format!("created_at < ?{}", bind(SqlValue::Integer(v))));
+        }
+        if let Some(v) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let n = bind(SqlValue::Text(format!("%{escaped}%")));
+            let like = |column: &str| format!("{column} LIKE ?{n} ESCAPE '\\'");
+            clauses.push(format!(
+                "({} OR {} OR {} OR {})",
+                like("message"),
+                like("meta"),
+                like("identifier"),
+                like("action")
+            ));
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let order = if filter.oldest_first { "ASC" } else { "DESC" };
+        let limit = filter.limit.clamp(1, 1000);
+        let offset = filter.offset.max(0);
+        self.read(|conn| {
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} ORDER BY id {order} LIMIT {limit} OFFSET {offset}"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let tasks = rows
+                .into_iter()
+                .map(finish_task)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
+    fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT task_id, attempt, level, at, line FROM (
+                   SELECT id, task_id, attempt, level, at, line FROM s_task_logs
+                    WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            )?;
+            let lines = stmt
+                .query_map(params![id, limit.max(0)], |r| {
+                    Ok(LogLine {
+                        task_id: r.get(0)?,
+                        attempt: r.get(1)?,
+                        level: r.get(2)?,
+                        at: r.get(3)?,
+                        line: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(lines)
+        })
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        self.read(|conn| {
+            let mut stats = Stats::default();
+            let mut stmt =
+                conn.prepare_cached("SELECT status, COUNT(*) FROM s_tasks GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (code, n) = row?;
+                match TaskStatus::from_code(code) {
+                    Some(TaskStatus::Pending) => stats.pending = n,
+                    Some(TaskStatus::Preparing) => stats.preparing = n,
+                    Some(TaskStatus::Running) => stats.running = n,
+                    Some(TaskStatus::Completed) => stats.completed = n,
+                    Some(TaskStatus::Failed) => stats.failed = n,
+                    Some(TaskStatus::Cancelled) => stats.cancelled = n,
+                    None => {}
+                }
+                stats.total += n;
+            }
+            Ok(stats)
+        })
+    }
+
+    fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let ids = tx
+                .prepare(
+                    "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < ?1
+                       AND status IN (30, 40, 50) RETURNING id",
+                )?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            {
+                let mut stmt = tx.prepare("DELETE FROM s_task_logs WHERE task_id = ?1")?;
+                for id in &ids {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn external_change_counter(&self) -> StoreResult<Option<i64>> {
+        // data_version of the writer connection changes only when another connection commits:
+        // our readers never write, so a change means another process wrote.
+        self.write(|conn| {
+            Ok(Some(
+                conn.query_row("PRAGMA data_version", [], |r| r.get(0))?,
+            ))
+        })
+    }
+}

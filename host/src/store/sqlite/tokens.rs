@@ -1,0 +1,94 @@
+//! `TokenStore` for SQLite.
+
+use super::SqliteStore;
+use crate::model::TokenRow;
+use crate::store::{StoreError, StoreResult, TokenStore};
+use rusqlite::{params, Row};
+
+const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        created_at: r.get(3)?,
+        last_used_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
+impl TokenStore for SqliteStore {
+    fn insert_token(
+        &self,
+        name: &str,
+        hash: &str,
+        prefix: &str,
+        now: i64,
+    ) -> StoreResult<TokenRow> {
+        self.write(|conn| {
+            let inserted = conn.execute(
+                "INSERT INTO s_tokens (name, token_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash, prefix, now],
+            );
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "a token named '{name}' already exists; revoke it first or pick another name"
+                    )))
+                }
+                other => other?,
+            };
+            let id = conn.last_insert_rowid();
+            Ok(conn.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"),
+                [id],
+                token_from_row,
+            )?)
+        })
+    }
+
+    fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"))?
+                .query_map([], token_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn revoke_token(&self, name_or_id: &str, now: i64) -> StoreResult<bool> {
+        self.write(|conn| {
+            let n = conn.execute(
+                "UPDATE s_tokens SET revoked_at = ?2
+                  WHERE revoked_at IS NULL AND (name = ?1 OR CAST(id AS TEXT) = ?1)",
+                params![name_or_id, now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
+                      WHERE prefix = ?1 AND revoked_at IS NULL"
+                ))?
+                .query_map([prefix], |r| Ok((token_from_row(r)?, r.get(6)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn touch_token(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE s_tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! The interface every sTask worker plugin builds against.
+//!
+//! A worker is a `cdylib` crate that implements [`Worker`] and calls [`export_worker!`]:
+//!
+//! ```ignore
+//! use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
+//! use serde_json::Value;
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Worker for Hello {
+//!     fn info(&self) -> WorkerInfo {
+//!         WorkerInfo::new("hello", "Hello").action("greet", "Greets someone")
+//!     }
+//!     fn run(&self, ctx: &Context<'_>, _action: &str, data: Value) -> Result<Output, TaskError> {
+//!         let name = data["name"].as_str().unwrap_or("world");
+//!         ctx.progress(50, "greeting");
+//!         Ok(Output::text(format!("hello {name}")))
+//!     }
+//! }
+//!
+//! export_worker!(Hello);
+//! ```
+//!
+//! Two layers live here:
+//! - [`abi`]: the stable binary contract (one root module of two functions and one host-context
+//!   trait), checked by `abi_stable` when the host loads a plugin. It is deliberately tiny:
+//!   a host whose root module gains a field rejects every older plugin, so growth goes through the
+//!   JSON documents exchanged by these functions and through [`abi::HostContext::call`].
+//! - The safe layer ([`Worker`], [`Context`], [`Output`], [`TaskError`], [`WorkerInfo`]): plain
+//!   Rust that plugin authors use; the [`export_worker!`] macro glues it to the ABI, catching
+//!   panics so that a panicking worker fails its task instead of the host.
+#![warn(missing_docs)]
+
+pub mod abi;
+mod context;
+mod export;
+pub mod protocol;
+mod worker;
+
+pub use context::Context;
+pub use worker::{ActionInfo, Output, TaskError, Worker, WorkerInfo};
+
+/// Re-exports used by [`export_worker!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{manifest, run};
+    pub use abi_stable;
+    pub use serde_json;
+}
+
+/// Version of the JSON protocol carried through the ABI ([`protocol`]). The host refuses plugins
+/// that speak a newer major protocol than it knows.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    /// `export_worker!` spells out the symbol `abi_stable` looks for; keep it in step.
+    #[test]
+    fn export_macro_uses_abi_stable_loader_symbol() {
+        let source = include_str!("export.rs");
+        assert!(source.contains(abi_stable::library::ROOT_MODULE_LOADER_NAME));
+    }
+}

@@ -1,0 +1,107 @@
+//! `demo`: a worker whose behaviour is chosen by its task data, for tests, demos and benchmarks.
+//!
+//! Actions:
+//! - `noop`: completes at once (the benchmark workload).
+//! - `run`: `steps` steps of `sleep_ms` each with progress; optional failure modes:
+//!   `fail_attempts` (attempts 1..=N fail, retryably), `fail_permanent`, `panic_at_step`,
+//!   `ignore_cancel`, and a `result` text or a `result_file` written to the output folder.
+//!   With `ledger` (a file path), every run appends `start <id> <attempt>` and, when it
+//!   completes, `done <id> <attempt>`: tests use it to prove that nothing ran twice.
+
+use serde_json::Value;
+use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Demo;
+
+impl Worker for Demo {
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo::new("demo", "Demo worker")
+            .scope("stask")
+            .description("Configurable steps, sleeps, failures and panics for tests and demos.")
+            .version(env!("CARGO_PKG_VERSION"))
+            .action("noop", "Completes at once")
+            .action(
+                "run",
+                "Runs steps with progress; see the data keys in the docs",
+            )
+            .setting("timeout", 0)
+    }
+
+    fn run(&self, ctx: &Context<'_>, action: &str, data: Value) -> Result<Output, TaskError> {
+        match action {
+            "noop" => Ok(Output::none()),
+            "run" => run_steps(ctx, &data),
+            other => Err(TaskError::permanent(format!("unknown action {other}"))),
+        }
+    }
+}
+
+fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
+    let int = |key: &str, default: u64| data.get(key).and_then(Value::as_u64).unwrap_or(default);
+    let flag = |key: &str| data.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let steps = int("steps", 10);
+    let sleep = Duration::from_millis(int("sleep_ms", 50));
+    let fail_attempts = int("fail_attempts", 0);
+    let panic_at = data.get("panic_at_step").and_then(Value::as_u64);
+
+    let ledger = data.get("ledger").and_then(Value::as_str);
+    if let Some(path) = ledger {
+        append_line(path, &format!("start {} {}", ctx.task_id(), ctx.attempt()))?;
+    }
+    ctx.log(&format!(
+        "attempt {} of {}",
+        ctx.attempt(),
+        ctx.max_attempts()
+    ));
+    if u64::from(ctx.attempt()) <= fail_attempts {
+        return Err(TaskError::new(format!(
+            "planned failure on attempt {}",
+            ctx.attempt()
+        )));
+    }
+    if flag("fail_permanent") {
+        return Err(TaskError::permanent("planned permanent failure"));
+    }
+    for step in 1..=steps {
+        if !flag("ignore_cancel") {
+            ctx.check_cancelled()?;
+        }
+        if panic_at == Some(step) {
+            panic!("planned panic at step {step}");
+        }
+        std::thread::sleep(sleep);
+        ctx.progress_items(step, steps, &format!("step {step} of {steps}"));
+    }
+    if let Some(path) = ledger {
+        append_line(path, &format!("done {} {}", ctx.task_id(), ctx.attempt()))?;
+    }
+    if let Some(name) = data.get("result_file").and_then(Value::as_str) {
+        let name = std::path::Path::new(name)
+            .file_name()
+            .ok_or_else(|| TaskError::permanent("result_file must be a file name"))?;
+        let path = ctx.output_dir().join(name);
+        let content = data
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("demo result\n");
+        std::fs::write(&path, content)?;
+        return Ok(Output::file(path).with_text(format!("wrote {}", name.to_string_lossy())));
+    }
+    let text = data.get("result").and_then(Value::as_str).unwrap_or("done");
+    Ok(Output::text(text))
+}
+
+/// Appends one line with a single `write` call (O_APPEND), so concurrent runs never interleave.
+fn append_line(path: &str, line: &str) -> Result<(), TaskError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(format!("{line}\n").as_bytes())?;
+    Ok(())
+}
+
+export_worker!(Demo);

@@ -1,0 +1,431 @@
+//! `import`: CSV rows into the products table, upserted by SKU.
+//!
+//! The file is read twice: once to count rows (so progress has a total and an ETA), once to
+//! import. Rows are written in transactions of [`BATCH_ROWS`]: a crash or cancellation loses at
+//! most one batch, and SQLite is not asked to fsync after every row.
+
+use crate::db::{self, Policy, ProductRow, Upserted};
+use crate::input::{bool_or, opt_str};
+use csv::{ByteRecord, ReaderBuilder, StringRecord};
+use serde_json::{json, Value};
+use stask_plugin_api::{Context, Output, TaskError};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Rows per transaction.
+const BATCH_ROWS: usize = 500;
+/// Row errors logged one by one; past this only the count grows, so a completely wrong file
+/// does not flood the task log.
+const MAX_LOGGED_ERRORS: u64 = 20;
+/// Column order when the file has no header row.
+const POSITIONAL: &[&str] = &["sku", "name", "price", "stock", "category_id", "active"];
+
+/// The `import` task data, validated.
+#[derive(Debug, PartialEq)]
+struct Options {
+    path: PathBuf,
+    delimiter: u8,
+    skip_first_row: bool,
+    policy: Policy,
+}
+
+fn parse_options(data: &Value, storage_dir: &Path) -> Result<Options, TaskError> {
+    let file = opt_str(data, "file")?
+        .filter(|f| !f.trim().is_empty())
+        .ok_or_else(|| TaskError::permanent("file is required: the path of the CSV to import"))?;
+    let path = resolve(Path::new(file), storage_dir)?;
+    Ok(Options {
+        path,
+        delimiter: parse_delimiter(opt_str(data, "delimiter")?)?,
+        skip_first_row: bool_or(data, "skip_first_row", true)?,
+        policy: Policy {
+            update_existing: bool_or(data, "update_existing", true)?,
+            create_new: bool_or(data, "create_new", true)?,
+        },
+    })
+}
+
+/// Relative paths name files in the host's storage folder (where uploads land), never in the
+/// process's working directory.
+fn resolve(file: &Path, storage_dir: &Path) -> Result<PathBuf, TaskError> {
+    if file.is_absolute() {
+        return Ok(file.to_path_buf());
+    }
+    if storage_dir.as_os_str().is_empty() {
+        return Err(TaskError::permanent(format!(
+            "file {} is relative but the host gave no storage folder; use an absolute path",
+            file.display()
+        )));
+    }
+    Ok(storage_dir.join(file))
+}
+
+/// One ASCII character (the csv crate splits on bytes); quotes and line breaks would make the
+/// file unparsable.
+fn parse_delimiter(text: Option<&str>) -> Result<u8, TaskError> {
+    let Some(text) = text else { return Ok(b',') };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii() && !matches!(c, '"' | '\n' | '\r') => Ok(c as u8),
+        _ => Err(TaskError::permanent(format!(
+            "delimiter must be a single ASCII character other than a quote or line break, got {text:?}"
+        ))),
+    }
+}
+
+/// Where each known field sits in a row; `None` when the file has no such column.
+#[derive(Debug, Clone, PartialEq)]
+struct Columns {
+    index: HashMap<&'static str, usize>,
+}
+
+impl Columns {
+    /// Columns in [`POSITIONAL`] order, for files without a header row.
+    fn positional() -> Self {
+        Columns {
+            index: POSITIONAL
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (*c, i))
+                .collect(),
+        }
+    }
+
+    /// Maps header names (trimmed, case-insensitive) to columns. Returns the unknown names too,
+    /// so the task log can say which columns were ignored.
+    fn from_header(header: &StringRecord) -> Result<(Self, Vec<String>), TaskError> {
+        if header.iter().all(|h| h.trim().is_empty()) {
+            return Err(TaskError::permanent(
+                "the CSV file is empty: expected a header row with at least a sku column",
+            ));
+        }
+        let mut index = HashMap::new();
+        let mut ignored = Vec::new();
+        for (i, name) in header.iter().enumerate() {
+            let name = name
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_ascii_lowercase();
+            match POSITIONAL.iter().find(|c| **c == name) {
+                Some(column) => {
+                    if index.insert(*column, i).is_some() {
+                        return Err(TaskError::permanent(format!(
+                            "the CSV header names column {column} twice"
+                        )));
+                    }
+                }
+                None => ignored.push(name),
+            }
+        }
+        if !index.contains_key("sku") {
+            return Err(TaskError::permanent(format!(
+                "the CSV header has no sku column (columns: {}); known columns: {}",
+                header.iter().collect::<Vec<_>>().join(", "),
+                POSITIONAL.join(", ")
+            )));
+        }
+        Ok((Columns { index }, ignored))
+    }
+
+    /// The trimmed cell of `column`, `None` when the column is absent or the cell empty.
+    fn cell<'r>(&self, record: &'r StringRecord, column: &str) -> Option<&'r str> {
+        let i = *self.index.get(column)?;
+        record.get(i).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Parses one data row; the error says what is wrong with it.
+    fn parse_row(&self, record: &StringRecord) -> Result<ProductRow, String> {
+        let sku = self.cell(record, "sku").ok_or("missing sku")?;
+        let price = self
+            .cell(record, "price")
+            .map(|v| match v.parse::<f64>() {
+                Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+                _ => Err(format!("price {v:?} is not a non-negative number")),
+            })
+            .transpose()?;
+        let int = |column: &str| {
+            self.cell(record, column)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| format!("{column} {v:?} is not a whole number"))
+                })
+                .transpose()
+        };
+        let active = self
+            .cell(record, "active")
+            .map(|v| parse_flag(v).ok_or_else(|| format!("active {v:?} is not a yes/no value")))
+            .transpose()?;
+        Ok(ProductRow {
+            sku: sku.to_owned(),
+            name: self.cell(record, "name").map(str::to_owned),
+            price,
+            stock: int("stock")?,
+            category_id: int("category_id")?,
+            active,
+        })
+    }
+}
+
+/// Spreadsheet exports write booleans in many ways.
+fn parse_flag(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Some(true),
+        "0" | "false" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// What the import did, the task's result.
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    created: u64,
+    updated: u64,
+    /// Valid rows the policy did not allow to be written.
+    skipped: u64,
+    /// Invalid rows (not written).
+    errors: u64,
+}
+
+fn open_csv(options: &Options) -> Result<csv::Reader<File>, TaskError> {
+    let unreadable = |e: std::io::Error| {
+        TaskError::permanent(format!("cannot read {}: {e}", options.path.display()))
+    };
+    let meta = std::fs::metadata(&options.path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(TaskError::permanent(format!(
+            "{} is not a file",
+            options.path.display()
+        )));
+    }
+    let file = File::open(&options.path).map_err(unreadable)?;
+    Ok(ReaderBuilder::new()
+        .delimiter(options.delimiter)
+        .has_headers(options.skip_first_row)
+        .flexible(true)
+        .from_reader(file))
+}
+
+/// Data rows in the file (the header excluded), for the progress total.
+fn count_rows(options: &Options) -> Result<u64, TaskError> {
+    let mut reader = open_csv(options)?;
+    let mut record = ByteRecord::new();
+    let mut rows = 0;
+    while reader.read_byte_record(&mut record)? {
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Runs the `import` action.
+pub fn run(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
+    let options = parse_options(data, ctx.storage_dir())?;
+    let total = count_rows(&options)?;
+    ctx.log(&format!(
+        "importing {total} rows from {}",
+        options.path.display()
+    ));
+
+    let mut reader = open_csv(&options)?;
+    let columns = if options.skip_first_row {
+        let header = reader
+            .headers()
+            .map_err(|e| TaskError::permanent(format!("cannot read the CSV header: {e}")))?
+            .clone();
+        let (columns, ignored) = Columns::from_header(&header)?;
+        if !ignored.is_empty() {
+            ctx.log(&format!("ignoring unknown columns: {}", ignored.join(", ")));
+        }
+        columns
+    } else {
+        Columns::positional()
+    };
+
+    let mut conn = db::open(ctx.data_dir())?;
+    let mut counts = Counts::default();
+    let mut processed = 0u64;
+    let mut records = reader.into_records();
+    loop {
+        let batch: Vec<_> = records.by_ref().take(BATCH_ROWS).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let tx = conn.transaction()?;
+        for record in batch {
+            if ctx.is_cancelled() {
+                ctx.log(&format!(
+                    "cancelled after {processed} rows; batches committed before are kept"
+                ));
+                return Err(TaskError::cancelled());
+            }
+            processed += 1;
+            let parsed = match &record {
+                Ok(record) => columns
+                    .parse_row(record)
+                    .map_err(|reason| (line_of(record), reason)),
+                Err(e) => Err((
+                    e.position().map(|p| p.line()),
+                    format!("unreadable row: {e}"),
+                )),
+            };
+            match parsed {
+                Ok(row) => match db::upsert(&tx, &row, options.policy)? {
+                    Upserted::Created => counts.created += 1,
+                    Upserted::Updated => counts.updated += 1,
+                    Upserted::Skipped => counts.skipped += 1,
+                },
+                Err((line, reason)) => {
+                    counts.errors += 1;
+                    if counts.errors <= MAX_LOGGED_ERRORS {
+                        let at = line.map_or_else(|| "?".to_owned(), |l| l.to_string());
+                        ctx.warn(&format!("line {at}: {reason}; row skipped"));
+                    } else if counts.errors == MAX_LOGGED_ERRORS + 1 {
+                        ctx.warn("more row errors; only counting them from here on");
+                    }
+                }
+            }
+            if processed % 100 == 0 {
+                ctx.progress_items(processed, total.max(processed), "importing rows");
+            }
+        }
+        tx.commit()?;
+        ctx.progress_items(processed, total.max(processed), "importing rows");
+    }
+
+    ctx.log(&format!(
+        "import done: {} created, {} updated, {} skipped, {} errors",
+        counts.created, counts.updated, counts.skipped, counts.errors
+    ));
+    Ok(Output::json(&json!({
+        "created": counts.created,
+        "updated": counts.updated,
+        "skipped": counts.skipped,
+        "errors": counts.errors,
+    })))
+}
+
+fn line_of(record: &StringRecord) -> Option<u64> {
+    record.position().map(|p| p.line())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cells: &[&str]) -> StringRecord {
+        StringRecord::from(cells.to_vec())
+    }
+
+    #[test]
+    fn options_have_defaults_and_resolve_relative_paths() {
+        let options =
+            parse_options(&json!({"file": "uploads/p.csv"}), Path::new("/srv/storage")).unwrap();
+        assert_eq!(
+            options,
+            Options {
+                path: PathBuf::from("/srv/storage/uploads/p.csv"),
+                delimiter: b',',
+                skip_first_row: true,
+                policy: Policy {
+                    update_existing: true,
+                    create_new: true
+                },
+            }
+        );
+        let absolute = parse_options(&json!({"file": "/tmp/p.csv"}), Path::new("/srv")).unwrap();
+        assert_eq!(absolute.path, PathBuf::from("/tmp/p.csv"));
+    }
+
+    #[test]
+    fn options_reject_bad_input() {
+        let storage = Path::new("/srv");
+        for data in [
+            json!({}),
+            json!({"file": ""}),
+            json!({"file": 3}),
+            json!({"file": "a.csv", "delimiter": ";;"}),
+            json!({"file": "a.csv", "delimiter": ""}),
+            json!({"file": "a.csv", "delimiter": "\""}),
+            json!({"file": "a.csv", "delimiter": "§"}),
+            json!({"file": "a.csv", "create_new": "no"}),
+        ] {
+            assert!(parse_options(&data, storage).is_err(), "{data} accepted");
+        }
+        assert!(parse_options(&json!({"file": "a.csv"}), Path::new("")).is_err());
+        assert_eq!(parse_delimiter(Some("\t")).unwrap(), b'\t');
+        assert_eq!(parse_delimiter(Some(";")).unwrap(), b';');
+    }
+
+    #[test]
+    fn header_maps_columns_by_name_in_any_order() {
+        let (columns, ignored) =
+            Columns::from_header(&record(&["\u{feff}Price", " SKU ", "colour", "stock"])).unwrap();
+        assert_eq!(ignored, vec!["colour".to_owned()]);
+        let row = columns
+            .parse_row(&record(&["9.99", "A-1", "red", " 4 "]))
+            .unwrap();
+        assert_eq!(
+            row,
+            ProductRow {
+                sku: "A-1".into(),
+                price: Some(9.99),
+                stock: Some(4),
+                ..ProductRow::default()
+            }
+        );
+    }
+
+    #[test]
+    fn header_needs_a_single_sku_column() {
+        assert!(Columns::from_header(&record(&["name", "price"])).is_err());
+        assert!(Columns::from_header(&record(&["sku", "SKU"])).is_err());
+        assert!(Columns::from_header(&record(&[])).is_err());
+    }
+
+    #[test]
+    fn positional_rows_and_short_rows() {
+        let columns = Columns::positional();
+        let row = columns
+            .parse_row(&record(&["B-2", "Bag", "12.5", "3", "7", "no"]))
+            .unwrap();
+        assert_eq!(
+            row,
+            ProductRow {
+                sku: "B-2".into(),
+                name: Some("Bag".into()),
+                price: Some(12.5),
+                stock: Some(3),
+                category_id: Some(7),
+                active: Some(false),
+            }
+        );
+        let short = columns.parse_row(&record(&["C-3", "Cup"])).unwrap();
+        assert_eq!(short.price, None);
+    }
+
+    #[test]
+    fn row_errors_name_the_problem() {
+        let columns = Columns::positional();
+        let error = |cells: &[&str]| columns.parse_row(&record(cells)).unwrap_err();
+        assert_eq!(error(&["", "Nameless"]), "missing sku");
+        assert!(error(&["A", "x", "cheap"]).contains("price"));
+        assert!(error(&["A", "x", "-1"]).contains("price"));
+        assert!(error(&["A", "x", "NaN"]).contains("price"));
+        assert!(error(&["A", "x", "1", "many"]).contains("stock"));
+        assert!(error(&["A", "x", "1", "1", "1", "maybe"]).contains("active"));
+    }
+
+    #[test]
+    fn counts_rows_without_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        std::fs::write(&path, "sku;name\nA;\"multi\nline\"\nB;b\n").unwrap();
+        let mut options =
+            parse_options(&json!({"file": "p.csv", "delimiter": ";"}), dir.path()).unwrap();
+        assert_eq!(count_rows(&options).unwrap(), 2);
+        options.skip_first_row = false;
+        assert_eq!(count_rows(&options).unwrap(), 3);
+        options.path = dir.path().join("missing.csv");
+        assert!(count_rows(&options).is_err());
+    }
+}

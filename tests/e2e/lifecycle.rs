@@ -1,0 +1,284 @@
+//! The task lifecycle against the real daemon: retries with backoff, priority order, scheduled
+//! starts, cancel, panics, and recovery after `kill -9`.
+
+use serde_json::{json, Value};
+use stask_tests::Home;
+use std::time::Duration;
+
+fn log_times(daemon: &stask_tests::Daemon, id: i64, prefix: &str) -> Vec<i64> {
+    let detail = daemon.get(&format!("/stask/tasks/{id}"));
+    detail.body["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["line"].as_str().unwrap_or("").starts_with(prefix))
+        .map(|l| l["at"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_task_runs_with_live_progress_and_ends_with_its_result() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 8, "sleep_ms": 100, "result": "all done"}),
+    );
+    let running = d.wait_task(id, Duration::from_secs(30), |t| {
+        t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    assert!(running["progress"].as_i64().unwrap() < 100);
+    let progress = d.get(&format!("/stask/tasks/{id}/progress")).body;
+    for key in [
+        "success",
+        "code",
+        "id",
+        "status",
+        "progress",
+        "message",
+        "eta",
+        "processed",
+        "total",
+        "log_lines",
+    ] {
+        assert!(
+            progress.get(key).is_some(),
+            "progress answer lacks {key}: {progress}"
+        );
+    }
+    assert_eq!(progress["total"], 8);
+    let snapshot = home.storage().join(format!("stask/{id}.json"));
+    let done = d.wait_finished(id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"], "all done");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["attempts"], 1);
+    // The snapshot was written during the run and ends with the final state.
+    let snap: Value = serde_json::from_slice(&std::fs::read(snapshot).unwrap()).unwrap();
+    assert_eq!(snap["status"], "completed");
+    assert_eq!(snap["processed"], 8);
+    for key in [
+        "id",
+        "identifier",
+        "action",
+        "status",
+        "progress",
+        "processed",
+        "total",
+        "eta",
+        "message",
+        "updated_at",
+    ] {
+        assert!(snap.get(key).is_some(), "snapshot lacks {key}: {snap}");
+    }
+}
+
+#[test]
+fn failures_are_retried_with_growing_backoff_then_fail_for_good() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    // Attempts 1 and 2 fail, 3 succeeds; base delay 200 ms with ±25 % jitter.
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "sleep_ms": 0, "fail_attempts": 2, "max_attempts": 3}),
+    );
+    let done = d.wait_finished(id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 3);
+    let starts = log_times(&d, id, "attempt ");
+    assert_eq!(starts.len(), 3, "one start line per attempt");
+    let first_gap = starts[1] - starts[0];
+    let second_gap = starts[2] - starts[1];
+    assert!(
+        first_gap >= 150,
+        "first retry after {first_gap} ms, expected >= 150"
+    );
+    assert!(
+        second_gap >= 300,
+        "second retry after {second_gap} ms, expected >= 300"
+    );
+    assert_eq!(done["last_error"], "planned failure on attempt 2");
+
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "sleep_ms": 0, "fail_attempts": 9, "max_attempts": 2}),
+    );
+    let failed = d.wait_finished(id);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempts"], 2);
+    assert_eq!(
+        failed["message"],
+        "planned failure on attempt 2 (after 2 attempts)"
+    );
+
+    let id = d.create("demo", "run", json!({"fail_permanent": true}));
+    let failed = d.wait_finished(id);
+    assert_eq!(
+        (failed["status"].as_str(), failed["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+}
+
+#[test]
+fn one_slot_runs_tasks_by_priority_then_due_time_then_id() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_WORKERS", "1");
+    let d = home.serve();
+    let ledger = home.path().join("ledger.txt");
+    let start_at = (chrono_like_now_secs() + 2).to_string();
+    let mut ids = Vec::new();
+    for priority in ["low", "normal", "high", "high", "normal"] {
+        ids.push(d.create(
+            "demo",
+            "run",
+            json!({"steps": 1, "sleep_ms": 0, "priority": priority, "start_at": start_at, "ledger": ledger}),
+        ));
+    }
+    for id in &ids {
+        assert_eq!(d.task(*id)["status"], "pending");
+    }
+    for id in &ids {
+        assert_eq!(d.wait_finished(*id)["status"], "completed");
+    }
+    let order: Vec<i64> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(order, vec![ids[2], ids[3], ids[1], ids[4], ids[0]]);
+}
+
+fn chrono_like_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn a_scheduled_task_waits_for_its_start_time() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let start_at = chrono_like_now_secs() + 2;
+    let id = d.create("demo", "noop", json!({"start_at": start_at}));
+    let pending = d.task(id);
+    assert_eq!(pending["status"], "pending");
+    assert!(pending["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Scheduled for"));
+    let done = d.wait_finished(id);
+    assert_eq!(done["status"], "completed");
+    let started = done["started_at"].as_str().unwrap();
+    let scheduled = done["start_at"].as_str().unwrap();
+    assert!(started >= scheduled, "started {started} before {scheduled}");
+}
+
+#[test]
+fn cancel_stops_pending_tasks_at_once_and_running_tasks_at_their_next_check() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let later = d.create(
+        "demo",
+        "noop",
+        json!({"start_at": chrono_like_now_secs() + 3600}),
+    );
+    let r = d.post(&format!("/stask/tasks/{later}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(d.task(later)["status"], "cancelled");
+
+    let id = d.create("demo", "run", json!({"steps": 200, "sleep_ms": 50}));
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    let r = d.post(&format!("/stask/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200);
+    let done = d.wait_finished(id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(done["progress"].as_i64().unwrap() < 100);
+
+    // Cancelling a finished task is a conflict, and a retry brings it back.
+    let r = d.post(&format!("/stask/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["success"], false);
+    let r = d.post(&format!("/stask/tasks/{later}/retry"), &json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(d.wait_finished(later)["status"], "completed");
+}
+
+#[test]
+fn a_panicking_worker_fails_its_task_and_the_host_keeps_running() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 5, "sleep_ms": 0, "panic_at_step": 2, "max_attempts": 1}),
+    );
+    let failed = d.wait_finished(id);
+    assert_eq!(failed["status"], "failed");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("worker panicked: planned panic at step 2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugins/demo/src/lib.rs"),
+        "panic location missing: {message}"
+    );
+    assert_eq!(d.get("/stask/health").status, 200);
+    let next = d.create("demo", "noop", json!({}));
+    assert_eq!(d.wait_finished(next)["status"], "completed");
+}
+
+#[test]
+fn a_killed_host_loses_nothing_and_the_interrupted_attempt_is_rerun_once() {
+    let home = Home::with_workers(&["demo"]);
+    let token = home.token();
+    let d = home.serve_with_token(token.clone());
+    let ledger = home.path().join("ledger.txt");
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 40, "sleep_ms": 50, "ledger": ledger, "result": "survived"}),
+    );
+    let quick = d.create("demo", "noop", json!({}));
+    d.wait_finished(quick);
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["progress"].as_i64().unwrap_or(0) >= 10
+    });
+    d.kill9();
+
+    let d = home.serve_with_token(token);
+    let done = d.wait_finished(id);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"], "survived");
+    assert_eq!(
+        done["attempts"], 2,
+        "the interrupted run counts as an attempt"
+    );
+    let ledger = std::fs::read_to_string(&ledger).unwrap();
+    let lines: Vec<&str> = ledger.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("start {id} 1"),
+            format!("start {id} 2"),
+            format!("done {id} 2")
+        ]
+    );
+    assert_eq!(
+        d.task(quick)["status"],
+        "completed",
+        "finished work is kept"
+    );
+    let stats = d.get("/stask/stats").body;
+    assert_eq!(
+        (stats["completed"].as_i64(), stats["running"].as_i64()),
+        (Some(2), Some(0))
+    );
+}

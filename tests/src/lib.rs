@@ -1,0 +1,437 @@
+//! Harness for the end-to-end tests: builds the workspace once, makes a throw-away home with
+//! chosen plugins, runs the real `stask` binary (CLI and daemon) and talks HTTP to it.
+//!
+//! Waiting is always for an observable condition (a log line, an API state) with a deadline,
+//! never a fixed sleep.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn cargo(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace())
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "cargo {args:?} failed");
+}
+
+/// Builds the binary and every plugin once per test process; returns the debug output folder.
+pub fn built() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo(&["build", "--workspace", "--quiet"]);
+        target_dir().join("debug")
+    })
+}
+
+/// The `demo` worker built with `panic = "abort"` (a separate profile, built on demand).
+pub fn panic_abort_demo() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo(&[
+            "build",
+            "-p",
+            "stask-worker-demo",
+            "--profile",
+            "panic-abort",
+            "--quiet",
+        ]);
+        target_dir()
+            .join("panic-abort")
+            .join("libstask_worker_demo.so")
+    })
+}
+
+/// The `stask` binary.
+pub fn stask_bin() -> PathBuf {
+    built().join("stask")
+}
+
+/// A built library by crate name: `library("stask_worker_demo")`.
+pub fn library(name: &str) -> PathBuf {
+    let path = built().join(format!("lib{name}.so"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A throw-away installation: `plugins.d/`, `storage/`, an API token.
+pub struct Home {
+    dir: tempfile::TempDir,
+    /// Environment for every `stask` started here.
+    pub env: Vec<(String, String)>,
+}
+
+/// Output of a CLI run.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Home {
+    /// An empty home with the given worker plugins (`"demo"`, `"product"`, ...) installed.
+    pub fn with_workers(workers: &[&str]) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("stask-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
+        let home = Home {
+            dir,
+            env: vec![
+                ("STASK_LOG".into(), "info".into()),
+                ("STASK_RETRY_BASE_MS".into(), "200".into()),
+                ("STASK_LEASE_MS".into(), "3000".into()),
+            ],
+        };
+        for w in workers {
+            home.install_worker(w);
+        }
+        home
+    }
+
+    /// The home folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `plugins.d/`.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.path().join("plugins.d")
+    }
+
+    /// `storage/`.
+    pub fn storage(&self) -> PathBuf {
+        self.path().join("storage")
+    }
+
+    /// Copies `libstask_worker_<name>.so` into plugins.d/.
+    pub fn install_worker(&self, name: &str) {
+        self.install_file(
+            &library(&format!("stask_worker_{name}")),
+            &format!("{name}.so"),
+        );
+    }
+
+    /// Copies any file into plugins.d/ under `as_name`.
+    pub fn install_file(&self, from: &Path, as_name: &str) {
+        std::fs::copy(from, self.plugins_dir().join(as_name)).expect("copy plugin");
+    }
+
+    /// Writes bytes into plugins.d/.
+    pub fn write_plugin_bytes(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.plugins_dir().join(name), bytes).unwrap();
+    }
+
+    /// Sets an environment variable for later `stask` runs.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(stask_bin());
+        cmd.arg("--home").arg(self.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `stask <args>` to completion.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let out = self.command().args(args).output().expect("running stask");
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Creates an API token with the CLI.
+    pub fn token(&self) -> String {
+        let out = self.cli(&["token", "create", "--name", &format!("t{}", rand_suffix())]);
+        assert_eq!(out.code, 0, "token create failed: {}", out.stderr);
+        out.stdout
+            .lines()
+            .last()
+            .expect("token line")
+            .trim()
+            .to_owned()
+    }
+
+    /// Starts `stask serve` on a free port and waits until it is ready.
+    pub fn serve(&self) -> Daemon {
+        let token = self.token();
+        self.serve_with_token(token)
+    }
+
+    /// Starts `stask serve` with a known token.
+    pub fn serve_with_token(&self, token: String) -> Daemon {
+        let mut cmd = self.command();
+        cmd.arg("serve")
+            .env("STASK_BIND", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting stask serve");
+        let log = Arc::new(LogBuffer::default());
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.push(line);
+            }
+            sink.close();
+        });
+        let ready = log
+            .wait_for(Duration::from_secs(60), |l| {
+                l.contains("listening on http://")
+            })
+            .unwrap_or_else(|| panic!("daemon did not start; log:\n{}", log.text()));
+        let addr = ready
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in ready line")
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .to_owned();
+        Daemon {
+            child,
+            base: format!("http://{addr}"),
+            token,
+            log,
+        }
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Lines a daemon wrote to stderr, with waiting for one to appear.
+#[derive(Default)]
+pub struct LogBuffer {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+impl LogBuffer {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().0.push(strip_ansi(&line));
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.lines.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until a line matching `pred` was written; returns it.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().unwrap();
+        loop {
+            if let Some(line) = guard.0.iter().find(|l| pred(l)) {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if guard.1 || now >= deadline {
+                return None;
+            }
+            guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().0.join("\n")
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A running `stask serve`. Killed (SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A valid API token.
+    pub token: String,
+    /// Its log.
+    pub log: Arc<LogBuffer>,
+}
+
+/// An HTTP answer: status and JSON body (or `Value::String` of a non-JSON body).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed body.
+    pub body: Value,
+    /// Raw body.
+    pub raw: Vec<u8>,
+    /// Content-Type.
+    pub content_type: String,
+}
+
+impl Daemon {
+    /// Sends a request with the daemon's token.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.request_as(Some(&self.token), method, path, body)
+    }
+
+    /// Sends a request with a chosen token (or none).
+    pub fn request_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req =
+            ureq::request(method, &format!("{}{path}", self.base)).timeout(Duration::from_secs(30));
+        if let Some(token) = token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let content_type = response.content_type().to_owned();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut raw).unwrap();
+        let body = serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+        Reply {
+            status,
+            body,
+            raw,
+            content_type,
+        }
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None)
+    }
+
+    /// POST with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, Some(&body.to_string()))
+    }
+
+    /// Creates a task and returns its id (asserting 201).
+    pub fn create(&self, worker: &str, action: &str, data: Value) -> i64 {
+        let r = self.post(&format!("/stask/workers/{worker}/tasks/{action}"), &data);
+        assert_eq!(r.status, 201, "create failed: {:?}", r.body);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    /// The task detail (`task` object).
+    pub fn task(&self, id: i64) -> Value {
+        let r = self.get(&format!("/stask/tasks/{id}"));
+        assert_eq!(r.status, 200, "task {id}: {:?}", r.body);
+        r.body["task"].clone()
+    }
+
+    /// Waits until the task satisfies `pred`; returns the last detail.
+    pub fn wait_task(&self, id: i64, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let task = self.task(id);
+            if pred(&task) {
+                return task;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {id} did not reach the state in time: {task}\nlog:\n{}",
+                self.log.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the task is finished (completed, failed or cancelled).
+    pub fn wait_finished(&self, id: i64) -> Value {
+        self.wait_task(id, Duration::from_secs(60), |t| {
+            matches!(
+                t["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        })
+    }
+
+    /// Kills the daemon with SIGKILL (as a crash would).
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the daemon with SIGTERM and waits; returns the exit code.
+    pub fn terminate(mut self) -> i32 {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().ok().and_then(|s| s.code()).unwrap_or(-1)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
