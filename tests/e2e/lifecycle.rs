@@ -2,7 +2,7 @@
 //! starts, cancel, panics, and recovery after `kill -9`.
 
 use serde_json::{json, Value};
-use stask_tests::Home;
+use stask_tests::{now_secs, Home};
 use std::time::Duration;
 
 fn log_times(daemon: &stask_tests::Daemon, id: i64, prefix: &str) -> Vec<i64> {
@@ -128,7 +128,7 @@ fn one_slot_runs_tasks_by_priority_then_due_time_then_id() {
     home.set_env("STASK_WORKERS", "1");
     let d = home.serve();
     let ledger = home.path().join("ledger.txt");
-    let start_at = (chrono_like_now_secs() + 2).to_string();
+    let start_at = (now_secs() + 2).to_string();
     let mut ids = Vec::new();
     for priority in ["low", "normal", "high", "high", "normal"] {
         ids.push(d.create(
@@ -152,18 +152,11 @@ fn one_slot_runs_tasks_by_priority_then_due_time_then_id() {
     assert_eq!(order, vec![ids[2], ids[3], ids[1], ids[4], ids[0]]);
 }
 
-fn chrono_like_now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[test]
 fn a_scheduled_task_waits_for_its_start_time() {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
-    let start_at = chrono_like_now_secs() + 2;
+    let start_at = now_secs() + 2;
     let id = d.create("demo", "noop", json!({"start_at": start_at}));
     let pending = d.task(id);
     assert_eq!(pending["status"], "pending");
@@ -182,11 +175,7 @@ fn a_scheduled_task_waits_for_its_start_time() {
 fn cancel_stops_pending_tasks_at_once_and_running_tasks_at_their_next_check() {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
-    let later = d.create(
-        "demo",
-        "noop",
-        json!({"start_at": chrono_like_now_secs() + 3600}),
-    );
+    let later = d.create("demo", "noop", json!({"start_at": now_secs() + 3600}));
     let r = d.post(&format!("/stask/tasks/{later}/cancel"), &json!({}));
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(d.task(later)["status"], "cancelled");

@@ -11,6 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Now, in UNIX seconds (what `start_at` accepts as a number).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,6 +67,28 @@ pub fn panic_abort_demo() -> &'static Path {
         target_dir()
             .join("panic-abort")
             .join("libstask_worker_demo.so")
+    })
+}
+
+/// The `demo` worker built with its `v2` feature: same identifier, different code (its `run`
+/// result says "done by v2"). Built into its own target folder so that it never replaces the
+/// v1 library other tests use.
+pub fn demo_v2() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = target_dir().join("demo-v2");
+        let dir_arg = dir.to_string_lossy().into_owned();
+        cargo(&[
+            "build",
+            "-p",
+            "stask-worker-demo",
+            "--features",
+            "v2",
+            "--target-dir",
+            &dir_arg,
+            "--quiet",
+        ]);
+        dir.join("debug").join("libstask_worker_demo.so")
     })
 }
 
@@ -268,6 +298,31 @@ impl LogBuffer {
             }
             guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits until at least `n` lines match `pred`; returns how many match then.
+    pub fn wait_count(&self, timeout: Duration, n: usize, pred: impl Fn(&str) -> bool) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lines.lock().unwrap();
+        loop {
+            let count = guard.0.iter().filter(|l| pred(l)).count();
+            let now = Instant::now();
+            if count >= n || guard.1 || now >= deadline {
+                return count;
+            }
+            guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// How many lines so far match `pred`.
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .0
+            .iter()
+            .filter(|l| pred(l))
+            .count()
     }
 
     /// Everything so far.

@@ -1,6 +1,6 @@
 //! `workers`, `stats` and `token` commands.
 
-use super::{engine, open, CliError, CliResult};
+use super::{engine, lock_home, open, CliError, CliResult};
 use crate::clock::{now_ms, rfc3339};
 use crate::plugins::FileLoad;
 use crate::store::WorkerFilter;
@@ -22,8 +22,30 @@ pub enum WorkersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Load every library in plugins.d/ and register its worker.
+    /// Load new and changed libraries in plugins.d/ and register their workers.
     Discover,
+    /// Discover, then rewrite every loaded worker's row from its library.
+    Rescan,
+    /// Delete orphaned workers (their task history stays).
+    CleanOrphaned,
+    /// Activate a worker.
+    Activate {
+        /// Identifier.
+        identifier: String,
+    },
+    /// Deactivate a worker: its tasks stay pending until it is activated again.
+    Deactivate {
+        /// Identifier.
+        identifier: String,
+    },
+    /// Show a worker's settings, or replace them with `--set JSON`.
+    Settings {
+        /// Identifier.
+        identifier: String,
+        /// New settings (a JSON object).
+        #[arg(long)]
+        set: Option<String>,
+    },
 }
 
 pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
@@ -60,9 +82,22 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
             }
             Ok(())
         }
-        WorkersCommand::Discover => {
+        WorkersCommand::Discover | WorkersCommand::Rescan => {
             let engine = engine(home)?;
-            for (file, outcome) in engine.registry.scan()? {
+            // A running daemon keeps plugins.d/ in sync itself; loading the files here too would
+            // record versions that the daemon does not serve.
+            let _lock = lock_home(&engine.config.storage_dir()).map_err(|_| {
+                CliError::new(
+                    4,
+                    "a daemon is running on this home and watches plugins.d/ itself; use POST /stask/workers/rescan to force a rescan",
+                )
+            })?;
+            let outcomes = if matches!(cmd, WorkersCommand::Rescan) {
+                engine.registry.rescan()?
+            } else {
+                engine.registry.scan()?
+            };
+            for (file, outcome) in outcomes {
                 match outcome {
                     FileLoad::Loaded {
                         identifier,
@@ -72,6 +107,45 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                     FileLoad::Refused(reason) => println!("{file}: refused: {reason}"),
                 }
             }
+            Ok(())
+        }
+        WorkersCommand::CleanOrphaned => {
+            let removed = engine(home)?.clean_orphaned_workers()?;
+            println!(
+                "removed {} orphaned workers{}",
+                removed.len(),
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", removed.join(", "))
+                }
+            );
+            Ok(())
+        }
+        WorkersCommand::Activate { identifier } => {
+            engine(home)?.set_worker_active(&identifier, true)?;
+            println!("{identifier} activated");
+            Ok(())
+        }
+        WorkersCommand::Deactivate { identifier } => {
+            engine(home)?.set_worker_active(&identifier, false)?;
+            println!("{identifier} deactivated: its tasks stay pending until it is activated");
+            Ok(())
+        }
+        WorkersCommand::Settings { identifier, set } => {
+            let engine = engine(home)?;
+            let worker = match set {
+                None => engine.worker(&identifier)?,
+                Some(text) => {
+                    let settings: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| CliError::new(5, format!("--set is not valid JSON: {e}")))?;
+                    engine.update_worker_settings(&identifier, &settings)?
+                }
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&worker.settings).unwrap_or_default()
+            );
             Ok(())
         }
     }

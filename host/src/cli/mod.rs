@@ -5,6 +5,7 @@
 //! cancelled (`task watch`).
 
 mod admin;
+mod dev;
 mod serve;
 mod task;
 
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: load plugins, run tasks, serve the API.
     Serve(serve::ServeArgs),
+    /// Development loop: build the plugins in plugins/, serve, rebuild and reload on save.
+    Dev(dev::DevArgs),
     /// Run due tasks once and exit (for cron, as in the original).
     Process {
         /// Run at most this many tasks.
@@ -113,6 +116,35 @@ impl From<ConfigError> for CliError {
 /// Result of a command.
 pub type CliResult = Result<(), CliError>;
 
+/// An exclusive lock on `storage/stask.lock`: one daemon (or cron pass) per home at a time.
+pub(crate) struct HomeLock(#[allow(dead_code)] std::fs::File);
+
+pub(crate) fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(storage)
+        .map_err(|e| CliError::new(1, format!("cannot create {}: {e}", storage.display())))?;
+    let path = storage.join("stask.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CliError::new(1, format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(CliError::new(
+            4,
+            format!(
+                "another stask daemon or process pass is already running on {} (lock {} is held)",
+                storage.parent().unwrap_or(storage).display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(HomeLock(file))
+}
+
 /// Loads the configuration and opens (and migrates) the store.
 fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
@@ -131,6 +163,7 @@ fn engine(home: Option<PathBuf>) -> Result<Arc<Engine>, CliError> {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve(args) => serve::serve(cli.home, args),
+        Command::Dev(args) => dev::dev(cli.home, args),
         Command::Process { batch_size } => serve::process(cli.home, batch_size),
         Command::Migrate => {
             let config = Config::load(cli.home)?;

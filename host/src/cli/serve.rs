@@ -1,8 +1,9 @@
 //! `stask serve` and `stask process`.
 
-use super::{open, CliError, CliResult};
+use super::{lock_home, open, CliError, CliResult, HomeLock};
 use crate::engine::Engine;
 use crate::events::EventBus;
+use crate::plugins::PluginWatcher;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,44 +20,37 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 }
 
-/// An exclusive lock on `storage/stask.lock`: one daemon (or cron pass) per home at a time.
-struct HomeLock(#[allow(dead_code)] std::fs::File);
-
-fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError> {
-    use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(storage)
-        .map_err(|e| CliError::new(1, format!("cannot create {}: {e}", storage.display())))?;
-    let path = storage.join("stask.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| CliError::new(1, format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(CliError::new(
-            4,
-            format!(
-                "another stask daemon or process pass is already running on {} (lock {} is held)",
-                storage.parent().unwrap_or(storage).display(),
-                path.display()
-            ),
-        ));
-    }
-    Ok(HomeLock(file))
+/// What keeps a prepared host alive.
+struct Prepared {
+    engine: Arc<Engine>,
+    _lock: HomeLock,
+    _watcher: Option<PluginWatcher>,
 }
 
-/// Opens everything and loads the plugins; shared by `serve` and `process`.
+/// Opens everything and loads the plugins; shared by `serve` and `process`. With `watch`, the
+/// folder watch starts before the scan, so no change between the two is missed.
 fn prepare(
     home: Option<PathBuf>,
     adjust: impl FnOnce(&mut crate::config::Config),
-) -> Result<(Arc<Engine>, HomeLock), CliError> {
+    watch: bool,
+) -> Result<Prepared, CliError> {
     let (mut config, store) = open(home)?;
     adjust(&mut config);
     let lock = lock_home(&config.storage_dir())?;
     let engine = Engine::new(config, store, EventBus::default());
+    let watcher = if watch {
+        let waker = engine.clone();
+        let watcher = crate::plugins::watch::watch(engine.registry.clone(), move || waker.wake())
+            .map_err(|e| {
+            CliError::new(
+                1,
+                format!("cannot watch {}: {e}", engine.config.plugins_dir.display()),
+            )
+        })?;
+        Some(watcher)
+    } else {
+        None
+    };
     // Each refusal is logged by the registry with its reason.
     engine.registry.scan()?;
     let recovered = engine.recover_at_start()?;
@@ -66,36 +60,57 @@ fn prepare(
             "recovered tasks interrupted by the previous stop"
         );
     }
-    Ok((engine, lock))
+    Ok(Prepared {
+        engine,
+        _lock: lock,
+        _watcher: watcher,
+    })
 }
 
-pub(super) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
-    let (engine, _lock) = prepare(home, |c| {
-        if let Some(bind) = args.bind {
-            c.bind = bind;
-        }
-        if let Some(n) = args.workers {
-            c.workers = n.clamp(1, 1024);
-        }
-    })?;
-    let runtime = engine.start();
+pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
+    let prepared = prepare(
+        home,
+        |c| {
+            if let Some(bind) = args.bind {
+                c.bind = bind;
+            }
+            if let Some(n) = args.workers {
+                c.workers = n.clamp(1, 1024);
+            }
+        },
+        true,
+    )?;
+    let engine = prepared.engine.clone();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stask-http")
         .build()
         .map_err(|e| CliError::new(1, format!("cannot start the async runtime: {e}")))?;
-    let served = tokio.block_on(serve_http(engine.clone()));
+    let (runtime, served) = tokio.block_on(async {
+        // Signal handlers first: a SIGTERM right after the ready line must be a clean stop.
+        let signals = Signals::install()?;
+        let listener = bind(&engine.config.bind).await?;
+        let runtime = engine.start();
+        let served = serve_http(engine.clone(), listener, signals).await;
+        Ok::<_, CliError>((runtime, served))
+    })?;
     let grace = Duration::from_secs(engine.config.shutdown_grace_secs);
     runtime.shutdown(grace);
     tracing::info!("stopped");
     served
 }
 
-async fn serve_http(engine: Arc<Engine>) -> CliResult {
-    let bind = engine.config.bind.clone();
-    let listener = tokio::net::TcpListener::bind(&bind)
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, CliError> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| CliError::new(1, format!("cannot listen on {bind}: {e}")))?;
+        .map_err(|e| CliError::new(1, format!("cannot listen on {addr}: {e}")))
+}
+
+async fn serve_http(
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    signals: Signals,
+) -> CliResult {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::new(1, e.to_string()))?;
@@ -106,29 +121,42 @@ async fn serve_http(engine: Arc<Engine>) -> CliResult {
         "stask ready: listening on http://{addr}"
     );
     axum::serve(listener, crate::http::router(engine))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(signals.recv())
         .await
         .map_err(|e| CliError::new(1, format!("HTTP server failed: {e}")))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
+/// SIGTERM and Ctrl-C, listened to from installation on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, CliError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| {
+            signal(kind)
+                .map_err(|e| CliError::new(1, format!("cannot install signal handlers: {e}")))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+        })
     }
-    tracing::info!("shutting down: no new tasks are started");
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+        tracing::info!("shutting down: no new tasks are started");
+    }
 }
 
 pub(super) fn process(home: Option<PathBuf>, batch_size: Option<usize>) -> CliResult {
-    let (engine, _lock) = prepare(home, |_| {})?;
+    let prepared = prepare(home, |_| {}, false)?;
+    let engine = prepared.engine.clone();
     let ran = engine.run_pass(batch_size);
     println!("processed {ran} tasks");
     Ok(())

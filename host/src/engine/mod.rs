@@ -8,6 +8,9 @@
 pub mod progress;
 pub mod runtime;
 pub mod state;
+mod workers;
+
+pub use workers::validate_settings;
 
 use crate::clock::now_ms;
 use crate::config::Config;

@@ -159,7 +159,10 @@ impl Runtime {
         engine.wake();
         drop(self.jobs.take());
         let deadline = Instant::now() + grace;
-        while engine.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        // A task leaves the hub only once the finisher has stored its outcome.
+        while (engine.in_flight.load(Ordering::SeqCst) > 0 || !engine.hub.is_empty())
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         let still_running = engine.hub.len();

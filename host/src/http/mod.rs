@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod events;
 mod system;
 mod tasks;
 mod workers;
@@ -35,6 +36,25 @@ pub fn router(engine: Arc<Engine>) -> Router {
             post(tasks::create),
         )
         .route("/stask/workers", get(workers::list))
+        .route("/stask/workers/discover", post(workers::discover))
+        .route("/stask/workers/rescan", post(workers::rescan))
+        .route(
+            "/stask/workers/clean-orphaned",
+            post(workers::clean_orphaned),
+        )
+        .route("/stask/workers/{identifier}", get(workers::detail))
+        .route(
+            "/stask/workers/{identifier}/activate",
+            post(workers::activate),
+        )
+        .route(
+            "/stask/workers/{identifier}/deactivate",
+            post(workers::deactivate),
+        )
+        .route(
+            "/stask/workers/{identifier}/settings",
+            get(workers::settings).put(workers::update_settings),
+        )
         .route("/stask/tasks", get(tasks::list))
         .route(
             "/stask/tasks/{id}",
@@ -44,6 +64,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/stask/tasks/{id}/download", get(tasks::download))
         .route("/stask/tasks/{id}/cancel", post(tasks::cancel))
         .route("/stask/tasks/{id}/retry", post(tasks::retry))
+        .route("/stask/tasks/{id}/events", get(events::task))
+        .route("/stask/events", get(events::all))
         .route("/stask/stats", get(system::stats))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

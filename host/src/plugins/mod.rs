@@ -5,10 +5,12 @@ pub mod elf;
 pub mod host_context;
 pub mod loader;
 pub mod registry;
+pub mod watch;
 
 pub use host_context::TaskHooks;
 pub use loader::{LoadError, LoadedWorker};
 pub use registry::{FileLoad, Registry};
+pub use watch::PluginWatcher;
 
 /// Version of `stask-plugin-api` this host accepts (0.x: same minor version).
 pub fn plugin_api_version() -> &'static str {

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// What a scan did to each file, by file name.
+pub type ScanOutcomes = Vec<(String, FileLoad)>;
+
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileLoad {
@@ -38,6 +41,10 @@ struct Inner {
     rows: HashMap<String, WorkerRow>,
 }
 
+/// Libraries loaded since start past which a warning is logged: old versions are never
+/// unloaded, so each reload keeps its memory until the daemon restarts.
+const RELOAD_WARNING_THRESHOLD: u64 = 100;
+
 /// Hit/miss counters of the worker-row cache.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
@@ -55,6 +62,7 @@ pub struct Registry {
     events: EventBus,
     active_when_new: bool,
     inner: RwLock<Inner>,
+    loads: AtomicU64,
     /// Cache counters (reported by the performance API).
     pub cache: CacheCounters,
 }
@@ -80,6 +88,7 @@ impl Registry {
             events,
             active_when_new,
             inner: RwLock::new(Inner::default()),
+            loads: AtomicU64::new(0),
             cache: CacheCounters::default(),
         }
     }
@@ -91,7 +100,7 @@ impl Registry {
 
     /// Loads every library in plugins.d/ and orphans the workers whose file is gone.
     /// Clears stale shadow copies first (they are never reused).
-    pub fn scan(&self) -> StoreResult<Vec<(String, FileLoad)>> {
+    pub fn scan(&self) -> StoreResult<ScanOutcomes> {
         let _ = std::fs::remove_dir_all(&self.shadow_dir);
         let mut names: Vec<String> = match std::fs::read_dir(&self.plugins_dir) {
             Ok(dir) => dir
@@ -133,15 +142,19 @@ impl Registry {
     /// Loads (or reloads) one file of plugins.d/ by name.
     pub fn load_file(&self, name: &str) -> StoreResult<FileLoad> {
         let path = self.plugins_dir.join(name);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        match std::fs::read(&path) {
+            Ok(bytes) => self.load_bytes(name, &bytes),
             Err(e) => {
                 let reason = format!("cannot read {name}: {e}");
                 self.record_refusal(name, None, &reason, None, None)?;
-                return Ok(FileLoad::Refused(reason));
+                Ok(FileLoad::Refused(reason))
             }
-        };
-        let sha256 = loader::sha256_hex(&bytes);
+        }
+    }
+
+    /// Loads (or reloads) `bytes`, the content of plugins.d/`name`, read once by the caller.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> StoreResult<FileLoad> {
+        let sha256 = loader::sha256_hex(bytes);
         if self
             .inner
             .read()
@@ -151,7 +164,7 @@ impl Registry {
         {
             return Ok(FileLoad::Unchanged);
         }
-        let loaded = match loader::load(name, &bytes, &self.shadow_dir) {
+        let loaded = match loader::load(name, bytes, &self.shadow_dir) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.record_refusal(
@@ -164,6 +177,14 @@ impl Registry {
                 return Ok(FileLoad::Refused(e.reason));
             }
         };
+        let loads = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
+        if loads > RELOAD_WARNING_THRESHOLD && loads % RELOAD_WARNING_THRESHOLD == 1 {
+            tracing::warn!(
+                loads,
+                "{loads} plugin libraries loaded since start; replaced versions stay in memory \
+                 (libraries are never unloaded): restart the daemon to reclaim it"
+            );
+        }
         let identifier = loaded.identifier().to_owned();
         let provider = self
             .inner
@@ -179,23 +200,9 @@ impl Registry {
             return Ok(FileLoad::Refused(reason));
         }
         let version = loaded.version_label();
-        let manifest = &loaded.manifest;
-        let row = self.store.upsert_worker(
-            &WorkerRegistration {
-                identifier: identifier.clone(),
-                scope: manifest.info.scope.clone(),
-                class: format!("{name}:{}", manifest.type_name),
-                title: manifest.info.title.clone(),
-                description: manifest.info.description.clone(),
-                actions: serde_json::to_value(&manifest.info.actions).unwrap_or_default(),
-                default_settings: manifest.info.settings.clone(),
-                file: name.to_owned(),
-                file_sha256: sha256.clone(),
-                version: version.clone(),
-                active_when_new: self.active_when_new,
-            },
-            now_ms(),
-        )?;
+        let row = self
+            .store
+            .upsert_worker(&registration(&loaded, self.active_when_new, true), now_ms())?;
         self.store.record_plugin_file(&PluginFile {
             file: name.to_owned(),
             file_sha256: Some(sha256.clone()),
@@ -205,8 +212,10 @@ impl Registry {
             error_detail: None,
             updated_at: now_ms(),
         })?;
+        let reloaded;
         {
             let mut inner = self.inner.write();
+            reloaded = inner.live.contains_key(&identifier);
             // A file that switched identifiers no longer serves the old one.
             if let Some((old_id, _)) = inner.files.get(name).cloned() {
                 if old_id != identifier {
@@ -220,7 +229,11 @@ impl Registry {
                 .insert(name.to_owned(), (identifier.clone(), sha256));
             inner.rows.insert(identifier.clone(), row);
         }
-        tracing::info!(worker = %identifier, %version, file = name, "worker loaded");
+        if reloaded {
+            tracing::info!(worker = %identifier, %version, file = name, "worker reloaded: new tasks run the new version");
+        } else {
+            tracing::info!(worker = %identifier, %version, file = name, "worker loaded");
+        }
         self.events.publish(Event::WorkerLoaded {
             identifier: identifier.clone(),
             version: version.clone(),
@@ -240,14 +253,16 @@ impl Registry {
         detail: Option<&str>,
         identifier: Option<&str>,
     ) -> StoreResult<()> {
-        tracing::warn!(file = name, "plugin refused: {reason}");
-        // The worker this file served (or declares) keeps its running version, if any; without
-        // one it shows the error.
+        // The worker this file served keeps its running version and notes the refusal; a
+        // worker the file only declares shows the error when nothing else serves it (a refused
+        // duplicate must not mark the healthy original).
         let served = self.inner.read().files.get(name).map(|(id, _)| id.clone());
-        let worker = served.or_else(|| identifier.map(str::to_owned));
+        let worker = served.clone().or_else(|| identifier.map(str::to_owned));
         if let Some(worker) = &worker {
             let live = self.inner.read().live.contains_key(worker);
-            if live {
+            if live && served.is_none() {
+                // Served by another file: leave its row alone.
+            } else if live {
                 let message =
                     format!("new library refused, previous version still serving: {reason}");
                 self.store.set_worker_state(
@@ -270,11 +285,70 @@ impl Registry {
             error_detail: detail.map(str::to_owned),
             updated_at: now_ms(),
         })?;
+        // Logged once recorded: whoever reacts to the line finds the rows up to date.
+        tracing::warn!(file = name, "plugin refused: {reason}");
         self.events.publish(Event::PluginError {
             file: name.to_owned(),
             reason: reason.to_owned(),
         });
         Ok(())
+    }
+
+    /// Handles a file that disappeared from plugins.d/: its worker becomes `orphaned` (row,
+    /// settings and history kept; pending tasks wait; running tasks finish on the old code).
+    pub fn remove_file(&self, name: &str) -> StoreResult<()> {
+        let served = {
+            let mut inner = self.inner.write();
+            let served = inner.files.remove(name).map(|(id, _)| id);
+            if let Some(id) = &served {
+                inner.live.remove(id);
+                inner.rows.remove(id);
+            }
+            served
+        };
+        let known = self
+            .store
+            .plugin_files()?
+            .into_iter()
+            .any(|f| f.file == name);
+        if known {
+            self.store.record_plugin_file(&PluginFile {
+                file: name.to_owned(),
+                file_sha256: None,
+                state: "removed".into(),
+                identifier: served.clone(),
+                error: None,
+                error_detail: None,
+                updated_at: now_ms(),
+            })?;
+        }
+        if let Some(identifier) = served {
+            self.store
+                .set_worker_state(&identifier, WorkerState::Orphaned, None, now_ms())?;
+            tracing::info!(worker = %identifier, file = name, "worker orphaned: its library was removed");
+            self.events.publish(Event::WorkerOrphaned { identifier });
+        }
+        Ok(())
+    }
+
+    /// Rewrites the rows of every loaded worker from its library's manifest (repairs rows
+    /// edited by hand), after a [`Registry::scan`] picked up new and changed files.
+    pub fn rescan(&self) -> StoreResult<ScanOutcomes> {
+        let outcomes = self.scan()?;
+        let live: Vec<Arc<LoadedWorker>> = self.inner.read().live.values().cloned().collect();
+        for worker in live {
+            self.store.upsert_worker(
+                &registration(&worker, self.active_when_new, false),
+                now_ms(),
+            )?;
+        }
+        self.refresh_rows()?;
+        Ok(outcomes)
+    }
+
+    /// Libraries loaded since start (each stays mapped until the process ends).
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
     }
 
     /// The version in service for `identifier`.
@@ -319,5 +393,28 @@ impl Registry {
             .map(|r| (r.identifier.clone(), r))
             .collect();
         Ok(())
+    }
+}
+
+/// What a loaded library registers in `s_workers`.
+fn registration(
+    loaded: &LoadedWorker,
+    active_when_new: bool,
+    new_load: bool,
+) -> WorkerRegistration {
+    let manifest = &loaded.manifest;
+    WorkerRegistration {
+        identifier: manifest.info.identifier.clone(),
+        scope: manifest.info.scope.clone(),
+        class: format!("{}:{}", loaded.file, manifest.type_name),
+        title: manifest.info.title.clone(),
+        description: manifest.info.description.clone(),
+        actions: serde_json::to_value(&manifest.info.actions).unwrap_or_default(),
+        default_settings: manifest.info.settings.clone(),
+        file: loaded.file.clone(),
+        file_sha256: loaded.sha256.clone(),
+        version: loaded.version_label(),
+        active_when_new,
+        new_load,
     }
 }

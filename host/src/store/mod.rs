@@ -230,6 +230,9 @@ pub struct WorkerRegistration {
     pub version: String,
     /// `active` for a worker seen for the first time.
     pub active_when_new: bool,
+    /// A library was (re)loaded now: bump `generation` and `loaded_at`. False when only the
+    /// metadata is rewritten (rescan).
+    pub new_load: bool,
 }
 
 /// Tasks: create, claim, finish, query.

@@ -12,6 +12,9 @@ use serde_json::Value;
 use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
 use std::time::Duration;
 
+/// Which build this is: the `v2` feature makes a second version for hot-reload tests.
+const VARIANT: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
+
 #[derive(Default)]
 struct Demo;
 
@@ -20,7 +23,11 @@ impl Worker for Demo {
         WorkerInfo::new("demo", "Demo worker")
             .scope("stask")
             .description("Configurable steps, sleeps, failures and panics for tests and demos.")
-            .version(env!("CARGO_PKG_VERSION"))
+            .version(if cfg!(feature = "v2") {
+                concat!(env!("CARGO_PKG_VERSION"), "-v2")
+            } else {
+                env!("CARGO_PKG_VERSION")
+            })
             .action("noop", "Completes at once")
             .action(
                 "run",
@@ -89,8 +96,10 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         std::fs::write(&path, content)?;
         return Ok(Output::file(path).with_text(format!("wrote {}", name.to_string_lossy())));
     }
-    let text = data.get("result").and_then(Value::as_str).unwrap_or("done");
-    Ok(Output::text(text))
+    match data.get("result").and_then(Value::as_str) {
+        Some(text) => Ok(Output::text(text)),
+        None => Ok(Output::text(format!("done by {VARIANT}"))),
+    }
 }
 
 /// Appends one line with a single `write` call (O_APPEND), so concurrent runs never interleave.

@@ -86,7 +86,9 @@ impl WorkerStore for SqliteStore {
                     "UPDATE s_workers SET scope = ?2, class = ?3, title = ?4, description = ?5,
                             actions = ?6, default_settings = ?7, settings = ?8, state = 'loaded',
                             load_error = NULL, file = ?9, file_sha256 = ?10, version = ?11,
-                            generation = generation + 1, loaded_at = ?12, updated_at = ?12
+                            generation = generation + ?13,
+                            loaded_at = CASE WHEN ?13 = 1 THEN ?12 ELSE loaded_at END,
+                            updated_at = ?12
                       WHERE identifier = ?1",
                     params![
                         reg.identifier,
@@ -100,7 +102,8 @@ impl WorkerStore for SqliteStore {
                         reg.file,
                         reg.file_sha256,
                         reg.version,
-                        now
+                        now,
+                        i64::from(reg.new_load)
                     ],
                 )?;
             } else {

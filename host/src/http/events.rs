@@ -1,0 +1,62 @@
+//! Live events as Server-Sent Events: everything (`/stask/events`, for the UI) or one task
+//! (`/stask/tasks/{id}/events`). A listener that falls behind gets a `lagged` event and should
+//! re-read the state it shows.
+
+use super::error::parse_id;
+use super::{ApiError, AppState};
+use crate::events::Event;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+
+fn event_task_id(event: &Event) -> Option<i64> {
+    match event {
+        Event::TaskCreated { id, .. }
+        | Event::TaskProgress { id, .. }
+        | Event::TaskFinished { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+fn to_sse(item: Result<Event, BroadcastStreamRecvError>) -> SseEvent {
+    match item {
+        Ok(event) => {
+            let data = serde_json::to_value(&event).unwrap_or_default();
+            let kind = data["type"].as_str().unwrap_or("event").to_owned();
+            SseEvent::default().event(kind).data(data.to_string())
+        }
+        Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default()
+            .event("lagged")
+            .data(format!("{{\"type\":\"lagged\",\"missed\":{n}}}")),
+    }
+}
+
+fn stream(state: &AppState, task: Option<i64>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    BroadcastStream::new(state.engine.events.subscribe())
+        .filter(move |item| match (task, item) {
+            (Some(id), Ok(event)) => event_task_id(event) == Some(id),
+            _ => true,
+        })
+        .map(|item| Ok(to_sse(item)))
+}
+
+/// `GET /stask/events`: every task and worker event.
+pub async fn all(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Sse::new(stream(&state, None)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `GET /stask/tasks/{id}/events`: one task's progress and end.
+pub async fn task(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = parse_id(&raw)?;
+    Ok(Sse::new(stream(&state, Some(id)))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,406 @@
+//! The `stask` command line: tokens, tasks without a daemon (discover, create, the cron pass),
+//! exit codes scripts rely on (0 ok, 3 not found, 4 conflict, 5 invalid input, 6 task ended
+//! failed or cancelled), the one-daemon-per-home lock, migrations and SIGTERM.
+
+use serde_json::Value;
+use stask_tests::{stask_bin, CliOutput, Home};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `stask <args>` like `Home::cli`, but kills it and fails the test if it has not exited
+/// within `timeout` (for commands that would run forever if the behaviour under test broke).
+fn cli_within(
+    home: &Home,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+    timeout: Duration,
+) -> CliOutput {
+    let mut cmd = Command::new(stask_bin());
+    cmd.arg("--home").arg(home.path());
+    for (k, v) in &home.env {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running stask");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("waiting for stask").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "stask {args:?} did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn ok(out: &CliOutput) -> &str {
+    assert_eq!(out.code, 0, "{out:#?}");
+    &out.stdout
+}
+
+#[track_caller]
+fn fails(out: &CliOutput, code: i32, stderr_has: &[&str]) {
+    assert_eq!(out.code, code, "{out:#?}");
+    for text in stderr_has {
+        assert!(
+            out.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    s.len() == 6 + 64
+        && s.starts_with("stask_")
+        && s[6..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `task create` and the id it printed.
+#[track_caller]
+fn create(home: &Home, args: &[&str]) -> i64 {
+    let mut all = vec!["task", "create"];
+    all.extend_from_slice(args);
+    let out = home.cli(&all);
+    let stdout = ok(&out);
+    stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("task create printed {stdout:?}, not an id"))
+}
+
+/// `task show ID --json`.
+#[track_caller]
+fn show(home: &Home, id: i64) -> Value {
+    let out = home.cli(&["task", "show", &id.to_string(), "--json"]);
+    serde_json::from_str(ok(&out).trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+#[test]
+fn tokens_are_printed_once_listed_without_secrets_and_names_are_unique() {
+    let home = Home::with_workers(&[]);
+    let out = home.cli(&["token", "create", "--name", "x"]);
+    let stdout = ok(&out);
+    let secret = stdout.lines().last().unwrap_or("").to_owned();
+    assert!(
+        is_token(&secret),
+        "last stdout line {secret:?} is not a token"
+    );
+    assert_eq!(
+        stdout.trim(),
+        secret,
+        "the token is alone on stdout, notes go to stderr"
+    );
+    assert!(!out.stderr.contains(&secret[6..]), "{}", out.stderr);
+
+    let out = home.cli(&["token", "list"]);
+    let listed = ok(&out);
+    let row = listed
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("x"))
+        .unwrap_or_else(|| panic!("token x not listed:\n{listed}"));
+    assert!(
+        row.contains(&secret[..12]),
+        "the clear prefix identifies it: {row}"
+    );
+    // No 12-character piece of the secret part appears anywhere.
+    for start in 12..=secret.len() - 12 {
+        assert!(
+            !listed.contains(&secret[start..start + 12]),
+            "token list shows part of the secret:\n{listed}"
+        );
+    }
+    assert!(row.contains("never used"), "{row}");
+
+    fails(
+        &home.cli(&["token", "create", "--name", "x"]),
+        4,
+        &["already exists"],
+    );
+    fails(&home.cli(&["token", "create", "--name", ""]), 5, &[]);
+    fails(&home.cli(&["token", "revoke", "nobody"]), 3, &["nobody"]);
+
+    // Revoking frees the name; the new token is a different secret.
+    ok(&home.cli(&["token", "revoke", "x"]));
+    fails(&home.cli(&["token", "revoke", "x"]), 3, &[]);
+    let out = home.cli(&["token", "create", "--name", "x"]);
+    let second = ok(&out).lines().last().unwrap_or("").to_owned();
+    assert!(is_token(&second) && second != secret);
+    let out = home.cli(&["token", "list"]);
+    let rows: Vec<&str> = ok(&out)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("x"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows[0].contains("revoked"), "{}", rows[0]);
+    assert!(!rows[1].contains("revoked"), "{}", rows[1]);
+}
+
+#[test]
+fn tasks_run_without_a_daemon_through_discover_and_the_cron_pass() {
+    let home = Home::with_workers(&["demo"]);
+    fails(
+        &home.cli(&["task", "create", "demo", "noop"]),
+        3,
+        &["unknown worker"],
+    );
+
+    let out = home.cli(&["workers", "discover"]);
+    let stdout = ok(&out);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("demo.so: loaded demo ")),
+        "{stdout}"
+    );
+
+    let id = create(&home, &["demo", "noop"]);
+    let task = show(&home, id);
+    assert_eq!(task["status"], "pending", "{task}");
+    assert_eq!(task["identifier"], "demo");
+    assert_eq!(task["action"], "noop");
+
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 1 tasks");
+    let task = show(&home, id);
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["attempts"], 1);
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 0 tasks", "nothing is run twice");
+
+    // The human view of the same task.
+    let out = home.cli(&["task", "show", &id.to_string()]);
+    let text = ok(&out);
+    assert!(text.starts_with(&format!("task {id} demo:noop")), "{text}");
+    assert!(text.contains("completed"), "{text}");
+
+    // Refused input, each with its exit code.
+    fails(
+        &home.cli(&["task", "create", "demo", "nope"]),
+        3,
+        &["nope", "noop", "run"],
+    );
+    fails(
+        &home.cli(&["task", "create", "nosuch", "noop"]),
+        3,
+        &["unknown worker", "demo"],
+    );
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--data", "[1]"]),
+        5,
+        &[],
+    );
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--data", "{oops"]),
+        5,
+        &["--data"],
+    );
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--priority", "urgent"]),
+        5,
+        &["urgent"],
+    );
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--start-at", "someday"]),
+        5,
+        &[],
+    );
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--max-attempts", "0"]),
+        5,
+        &[],
+    );
+    fails(&home.cli(&["task", "create", "demo"]), 2, &[]);
+    fails(&home.cli(&["task", "show", "999999"]), 3, &["999999"]);
+    let out = home.cli(&["stats", "--json"]);
+    let stats: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(stats["total"], 1, "refused creates stored nothing: {stats}");
+}
+
+#[test]
+fn watch_stats_and_clean() {
+    let home = Home::with_workers(&["demo"]);
+    ok(&home.cli(&["workers", "discover"]));
+    let good = create(
+        &home,
+        &[
+            "demo",
+            "run",
+            "--data",
+            r#"{"steps": 1, "sleep_ms": 0, "result": "watched it"}"#,
+        ],
+    );
+    let bad = create(
+        &home,
+        &["demo", "run", "--data", r#"{"fail_permanent": true}"#],
+    );
+    let quick = create(&home, &["demo", "noop", "--priority", "high"]);
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 3 tasks");
+    // Scheduled for later: neither run by the pass nor cleaned.
+    let later = create(
+        &home,
+        &["demo", "noop", "--start-at", "2999-01-01T00:00:00Z"],
+    );
+    let cancelled = create(
+        &home,
+        &["demo", "noop", "--start-at", "2999-01-01T00:00:00Z"],
+    );
+    ok(&home.cli(&["task", "cancel", &cancelled.to_string()]));
+
+    let watch = |id: i64| {
+        cli_within(
+            &home,
+            &["task", "watch", &id.to_string()],
+            &[],
+            Duration::from_secs(30),
+        )
+    };
+    let out = watch(good);
+    assert!(ok(&out).contains("watched it"), "{out:?}");
+    fails(&watch(bad), 6, &["failed"]);
+    fails(&watch(cancelled), 6, &["cancelled"]);
+    fails(&watch(999_999), 3, &[]);
+
+    let out = home.cli(&["stats", "--json"]);
+    let stats: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    for (key, n) in [
+        ("pending", 1),
+        ("running", 0),
+        ("completed", 2),
+        ("failed", 1),
+        ("cancelled", 1),
+        ("total", 5),
+    ] {
+        assert_eq!(stats[key], n, "{key}: {stats}");
+    }
+    let out = home.cli(&["stats"]);
+    assert!(ok(&out).contains("completed 2"), "{out:?}");
+
+    let out = home.cli(&["clean", "--days", "0"]);
+    assert!(ok(&out).starts_with("deleted 4 finished tasks"), "{out:?}");
+    for id in [good, bad, quick, cancelled] {
+        fails(&home.cli(&["task", "show", &id.to_string()]), 3, &[]);
+    }
+    assert_eq!(show(&home, later)["status"], "pending");
+    let out = home.cli(&["task", "list", "--json"]);
+    let list: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["tasks"][0]["id"], later);
+}
+
+#[test]
+fn one_daemon_per_home() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let bind = [("STASK_BIND", "127.0.0.1:0")];
+    let out = cli_within(&home, &["serve"], &bind, Duration::from_secs(30));
+    fails(&out, 4, &["another stask daemon"]);
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(30));
+    fails(&out, 4, &["another stask daemon"]);
+    // The first daemon is unaffected.
+    assert_eq!(d.get("/stask/health").status, 200);
+    assert_eq!(d.terminate(), 0);
+    // With it gone, the lock is free again.
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 0 tasks");
+}
+
+#[test]
+fn migrate_is_idempotent_and_version_prints_the_version() {
+    let home = Home::with_workers(&[]);
+    let out = home.cli(&["migrate"]);
+    assert!(
+        ok(&out).lines().any(|l| l.starts_with("applied 0001_init")),
+        "a fresh database gets the schema: {out:?}"
+    );
+    for _ in 0..2 {
+        let out = home.cli(&["migrate"]);
+        assert!(ok(&out).starts_with("database is up to date"), "{out:?}");
+    }
+    // The schema is usable.
+    ok(&home.cli(&["token", "create", "--name", "after-migrate"]));
+
+    let out = home.cli(&["version"]);
+    let text = ok(&out);
+    assert!(
+        text.starts_with(&format!("stask {} ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("plugin api"), "{text}");
+    let out = home.cli(&["--version"]);
+    assert!(ok(&out).contains(env!("CARGO_PKG_VERSION")), "{out:?}");
+}
+
+#[test]
+fn sigterm_lets_the_running_task_finish_and_exits_0() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let ledger = home.path().join("ledger.txt");
+    let id = d.create(
+        "demo",
+        "run",
+        serde_json::json!({"steps": 10, "sleep_ms": 50, "ledger": ledger, "result": "finished"}),
+    );
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    let log = d.log.clone();
+    assert_eq!(d.terminate(), 0, "log:\n{}", log.text());
+    assert!(log.text().contains("shutting down"), "log:\n{}", log.text());
+    // The task finished within the grace period and its outcome was stored before exit.
+    let task = show(&home, id);
+    assert_eq!(task["status"], "completed", "{task}\nlog:\n{}", log.text());
+    assert_eq!(task["result"], "finished");
+    assert_eq!(
+        std::fs::read_to_string(&ledger).unwrap(),
+        format!("start {id} 1\ndone {id} 1\n")
+    );
+    // Nothing is left for recovery: a cron pass finds no work.
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 0 tasks");
+    assert_eq!(show(&home, id)["attempts"], 1);
+}
+
+#[test]
+fn sigterm_right_after_start_up_is_a_clean_stop() {
+    // A supervisor may stop the daemon as soon as it reported ready: the ready line must not
+    // come before the daemon handles SIGTERM. A few rounds, as the window is short.
+    let home = Home::with_workers(&["demo"]);
+    for round in 1..=3 {
+        let d = home.serve();
+        let log = d.log.clone();
+        let code = d.terminate();
+        assert_eq!(
+            code,
+            0,
+            "round {round}: SIGTERM right after the ready line killed the daemon \
+             (exit {code}) instead of stopping it\nlog:\n{}",
+            log.text()
+        );
+    }
+}
