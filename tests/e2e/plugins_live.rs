@@ -369,3 +369,49 @@ fn memory_of_replaced_versions_is_kept_and_warned_about() {
     let id = d.create("demo", "noop", json!({}));
     assert_eq!(d.wait_finished(id)["status"], "completed");
 }
+
+#[test]
+fn reloads_and_orphans_are_announced_on_the_event_stream() {
+    let v2 = demo_v2().to_owned();
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let response = ureq::get(&format!("{}/stask/events", d.base))
+        .set("Authorization", &format!("Bearer {}", d.token))
+        .call()
+        .expect("event stream");
+    assert_eq!(response.content_type(), "text/event-stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(response.into_reader())
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_data = |kind: &str| -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut in_event = false;
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no {kind} event"));
+            if line == format!("event: {kind}") {
+                in_event = true;
+            } else if in_event {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    return serde_json::from_str(data).unwrap();
+                }
+            }
+        }
+    };
+    replace_by_rename(&v2, &home.plugins_dir(), "demo.so");
+    let loaded = next_data("worker_loaded");
+    assert_eq!(loaded["identifier"], "demo");
+    assert!(loaded["version"].as_str().unwrap().contains("-v2+"));
+    std::fs::remove_file(home.plugins_dir().join("demo.so")).unwrap();
+    assert_eq!(next_data("worker_orphaned")["identifier"], "demo");
+}

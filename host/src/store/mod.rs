@@ -6,6 +6,8 @@
 //! (that is [`crate::engine::state`]), except for the two atomic guards a database must own —
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
 
+#[cfg(test)]
+pub mod conformance;
 mod migrate;
 pub mod sqlite;
 

@@ -136,3 +136,26 @@ impl Store for SqliteStore {
 fn json_column(text: &str, what: &str) -> StoreResult<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteStore;
+    use crate::store::Store;
+    use std::sync::Arc;
+
+    /// A migrated store in a fresh temporary file (the folder lives as long as the process).
+    fn open() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+        let store = SqliteStore::open(&dir.join("stask.db")).expect("open");
+        store.migrate().expect("migrate");
+        Arc::new(store)
+    }
+
+    crate::driver_tests!(open);
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let store = open();
+        assert!(store.migrate().unwrap().is_empty());
+    }
+}
