@@ -115,7 +115,7 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
         "stale outcome refused"
     );
     let fresh = finish(id, second.lease_token, TaskStatus::Completed, 2_200);
-    assert_eq!(store.finish(&[fresh.clone()]).unwrap(), vec![true]);
+    assert_eq!(store.finish(std::slice::from_ref(&fresh)).unwrap(), vec![true]);
     assert_eq!(
         store.finish(&[fresh]).unwrap(),
         vec![false],
