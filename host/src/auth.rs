@@ -53,3 +53,40 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         Ok(())
     }
 }
+
+/// How long a browser session lasts.
+pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+
+/// A new session's secrets: the cookie value (shown once) and the CSRF token.
+pub struct NewSession {
+    /// Cookie value; only its hash is stored.
+    pub id: String,
+    /// CSRF token for `X-CSRF-TOKEN`.
+    pub csrf_token: String,
+    /// Expiry (UNIX ms).
+    pub expires_at: i64,
+}
+
+/// Opens a session for a verified token.
+pub fn open_session(store: &dyn Store, token: &TokenRow, now: i64) -> StoreResult<NewSession> {
+    let id = hex::encode(rand::random::<[u8; 32]>());
+    let csrf_token = hex::encode(rand::random::<[u8; 24]>());
+    let expires_at = now + SESSION_TTL_MS;
+    store.insert_session(&crate::store::SessionRow {
+        id_hash: hash_token(&id),
+        token_id: token.id,
+        csrf_token: csrf_token.clone(),
+        created_at: now,
+        expires_at,
+    })?;
+    Ok(NewSession {
+        id,
+        csrf_token,
+        expires_at,
+    })
+}
+
+/// Whether two secrets are equal, compared in constant time.
+pub fn secrets_match(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}

@@ -32,6 +32,8 @@ pub struct Config {
     pub activate_new_workers: bool,
     /// Largest accepted request body in bytes (`STASK_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Largest accepted upload in bytes (`STASK_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: u64,
     /// Seconds running tasks get to finish on shutdown (`STASK_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
 }
@@ -52,6 +54,7 @@ struct FileConfig {
     snapshot_max_age_secs: Option<u64>,
     activate_new_workers: Option<bool>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
 }
 
@@ -128,6 +131,9 @@ impl Config {
             max_body_bytes: env_parse("STASK_MAX_BODY_BYTES")?
                 .or(file.max_body_bytes)
                 .unwrap_or(1 << 20),
+            max_upload_bytes: env_parse("STASK_MAX_UPLOAD_BYTES")?
+                .or(file.max_upload_bytes)
+                .unwrap_or(100 << 20),
             shutdown_grace_secs: env_parse("STASK_SHUTDOWN_GRACE_SECS")?
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(10),

@@ -12,3 +12,4 @@ pub mod http;
 pub mod model;
 pub mod plugins;
 pub mod store;
+pub mod views;

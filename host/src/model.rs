@@ -328,7 +328,7 @@ impl WorkerState {
 }
 
 /// Counts per status (`GET /stask/stats`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Pending tasks.
     pub pending: i64,
@@ -347,7 +347,7 @@ pub struct Stats {
 }
 
 /// A task log line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Task id.
     pub task_id: i64,
@@ -362,7 +362,7 @@ pub struct LogLine {
 }
 
 /// How the latest load of one library file went (`s_plugin_files`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginFile {
     /// File name in plugins.d/.
     pub file: String,
@@ -381,7 +381,7 @@ pub struct PluginFile {
 }
 
 /// An API token row (without the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenRow {
     /// Id (stored as `started_by` of tasks it creates).
     pub id: i64,
@@ -395,74 +395,4 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// Revocation time.
     pub revoked_at: Option<i64>,
-}
-
-impl Task {
-    /// The API's JSON view of a task (also printed by `stask task show --json`).
-    pub fn to_json(&self) -> Value {
-        use crate::clock::{human_duration, rfc3339};
-        let time = |t: Option<i64>| t.map(rfc3339);
-        serde_json::json!({
-            "id": self.id,
-            "identifier": self.identifier,
-            "action": self.action,
-            "status": self.status.name(),
-            "status_code": self.status.code(),
-            "message": self.message,
-            "priority": self.priority.name(),
-            "progress": self.progress,
-            "processed": self.processed,
-            "total": self.total,
-            "eta": self.eta_seconds.map(human_duration),
-            "eta_seconds": self.eta_seconds,
-            "attempts": self.attempts,
-            "max_attempts": self.max_attempts,
-            "meta": self.meta,
-            "result": self.result,
-            "result_file": self.result_file.as_deref().and_then(|f| f.rsplit('/').next()),
-            "download_url": self.result_file.as_ref().map(|_| format!("/stask/tasks/{}/download", self.id)),
-            "start_at": time(self.start_at),
-            "run_at": rfc3339(self.run_at),
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-            "started_at": time(self.started_at),
-            "finished_at": time(self.finished_at),
-            "duration_ms": self.duration_ms,
-            "worker_version": self.worker_version,
-            "last_error": self.last_error,
-            "cancel_requested": self.cancel_requested,
-            "started_by": self.started_by,
-        })
-    }
-}
-
-impl WorkerRow {
-    /// The API's JSON view of a worker.
-    pub fn to_json(&self) -> Value {
-        use crate::clock::rfc3339;
-        serde_json::json!({
-            "id": self.id,
-            "uuid": self.uuid,
-            "identifier": self.identifier,
-            "scope": self.scope,
-            "class": self.class,
-            "active": self.active,
-            "position": self.position,
-            "settings": self.settings,
-            "default_settings": self.default_settings,
-            "hidden": self.hidden,
-            "title": self.title,
-            "description": self.description,
-            "actions": self.actions,
-            "state": self.state.name(),
-            "load_error": self.load_error,
-            "file": self.file,
-            "file_sha256": self.file_sha256,
-            "version": self.version,
-            "generation": self.generation,
-            "loaded_at": self.loaded_at.map(rfc3339),
-            "created_at": rfc3339(self.created_at),
-            "updated_at": rfc3339(self.updated_at),
-        })
-    }
 }

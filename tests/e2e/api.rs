@@ -202,7 +202,7 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
     );
     assert_error(
         &d.get("/stask/tasks?status=bogus"),
-        400,
+        422,
         "bad status filter",
     );
     assert_error(&d.get("/stask/tasks?page=x"), 400, "bad page");

@@ -4,6 +4,7 @@ use super::{engine, lock_home, open, CliError, CliResult};
 use crate::clock::{now_ms, rfc3339};
 use crate::plugins::FileLoad;
 use crate::store::WorkerFilter;
+use crate::views::WorkerView;
 use clap::Subcommand;
 use std::path::PathBuf;
 
@@ -58,8 +59,8 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
             let (_, store) = open(home)?;
             let workers = store.workers(&WorkerFilter { scope, active })?;
             if json {
-                let list: Vec<_> = workers.iter().map(|w| w.to_json()).collect();
-                println!("{}", serde_json::Value::Array(list));
+                let list: Vec<WorkerView> = workers.iter().map(WorkerView::from).collect();
+                println!("{}", serde_json::to_string(&list).unwrap_or_default());
                 return Ok(());
             }
             println!(

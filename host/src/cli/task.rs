@@ -4,6 +4,7 @@ use super::{engine, open, CliError, CliResult};
 use crate::clock::{human_duration, parse_time, rfc3339};
 use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS};
 use crate::store::TaskFilter;
+use crate::views::TaskView;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -111,7 +112,10 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
             if json {
-                println!("{}", task.to_json());
+                println!(
+                    "{}",
+                    serde_json::to_string(&TaskView::from(&task)).unwrap_or_default()
+                );
             } else {
                 print_task(&task);
                 for line in store.task_logs(id, 20)? {
@@ -145,7 +149,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 ..TaskFilter::default()
             })?;
             if json {
-                let list: Vec<_> = tasks.iter().map(|t| t.to_json()).collect();
+                let list: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
                 println!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
             }

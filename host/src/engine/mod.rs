@@ -5,6 +5,7 @@
 //! - [`progress`]: live progress, ETA, logs, cancel flags, snapshot files;
 //! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker).
 
+pub mod analytics;
 pub mod progress;
 pub mod runtime;
 pub mod state;

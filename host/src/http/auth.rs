@@ -1,44 +1,101 @@
-//! The `stask` permission for HTTP: a bearer token on every protected route.
+//! The `stask` permission for HTTP: a bearer token, or a session cookie whose state-changing
+//! requests repeat the session's CSRF token.
 
+use super::session::COOKIE;
 use super::{blocking, ApiError, AppState};
+use crate::auth::{hash_token, secrets_match};
+use crate::clock::now_ms;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// The caller, for handlers that record who created a task.
-#[derive(Debug, Clone, Copy)]
+/// Last-used times are written at most this often per token.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Who is calling, for handlers that record it.
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// Token id.
+    /// Token id (directly, or the one the session was opened with).
     pub token_id: i64,
+    /// The session's id hash, when the call came with a session cookie.
+    pub session: Option<String>,
 }
 
-/// Rejects requests without a valid `Authorization: Bearer <token>`.
-pub async fn require_token(
+/// The value of one cookie.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Rejects requests without the `stask` permission (401), and session requests that change
+/// state without the right CSRF token (403).
+pub async fn require_permission(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
+    let headers = request.headers();
+    let token = bearer(headers);
+    let session = cookie(headers, COOKIE);
+    let csrf = headers
+        .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
-    let Some(presented) = presented else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: send 'Authorization: Bearer <token>' (create one with 'stask token create --name NAME')",
-        ));
-    };
+        .map(str::to_owned);
+    let state_change = changes_state(request.method());
     let engine = state.engine.clone();
-    let row = blocking(move || Ok(crate::auth::verify(engine.store.as_ref(), &presented)?)).await?;
-    let Some(row) = row else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid or revoked token",
-        ));
-    };
-    request.extensions_mut().insert(Caller { token_id: row.id });
+    let caller = blocking(move || {
+        let store = engine.store.as_ref();
+        if let Some(token) = token {
+            let row = crate::auth::verify(store, &token)?
+                .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+            let now = now_ms();
+            if row.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY_MS) {
+                store.touch_token(row.id, now)?;
+            }
+            return Ok(Caller {
+                token_id: row.id,
+                session: None,
+            });
+        }
+        let Some(session_id) = session else {
+            return Err(ApiError::unauthorized(
+                "authentication required: send 'Authorization: Bearer <token>' (create one with 'stask token create --name NAME') or log in",
+            ));
+        };
+        let id_hash = hash_token(&session_id);
+        let row = store
+            .session(&id_hash, now_ms())?
+            .ok_or_else(|| ApiError::unauthorized("session expired or logged out; log in again"))?;
+        if state_change && !csrf.is_some_and(|c| secrets_match(&c, &row.csrf_token)) {
+            return Err(ApiError::forbidden(
+                "missing or wrong X-CSRF-TOKEN header for this session",
+            ));
+        }
+        Ok(Caller {
+            token_id: row.token_id,
+            session: Some(id_hash),
+        })
+    })
+    .await?;
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }

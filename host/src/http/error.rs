@@ -3,12 +3,11 @@
 use crate::engine::EngineError;
 use crate::store::StoreError;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// An API error: a status and a message for the `{"success":false,...}` body.
 #[derive(Debug)]
@@ -54,13 +53,24 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// The HTTP status, repeated.
+    pub code: u16,
+    /// What went wrong, for people (lists valid choices where there are some).
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "success": false,
-            "code": self.status.as_u16(),
-            "message": self.message,
-        });
+        let body = ErrorBody {
+            success: false,
+            code: self.status.as_u16(),
+            message: self.message,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -89,43 +99,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections are [`ApiError`]s (400 malformed, 413 too large, 415 wrong type,
-/// 422 wrong shape) instead of plain-text bodies.
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ApiJson<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(match rejection {
-                JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
-                JsonRejection::JsonSyntaxError(e) => {
-                    ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
-                }
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "send the body as JSON with Content-Type: application/json",
-                ),
-                JsonRejection::BytesRejection(e) => ApiError::new(
-                    e.status(),
-                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        "request body too large".to_owned()
-                    } else {
-                        e.body_text()
-                    },
-                ),
-                other => ApiError::bad_request(other.body_text()),
-            }),
-        }
-    }
-}
-
 /// Fallback for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint")
@@ -137,6 +110,18 @@ pub async fn method_not_allowed() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint",
     )
+}
+
+impl ApiError {
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
 }
 
 /// Parses a task id from a path segment.

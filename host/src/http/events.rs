@@ -3,7 +3,7 @@
 //! re-read the state it shows.
 
 use super::error::parse_id;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::events::Event;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -44,14 +44,27 @@ fn stream(state: &AppState, task: Option<i64>) -> impl Stream<Item = Result<SseE
         .map(|item| Ok(to_sse(item)))
 }
 
-/// `GET /stask/events`: every task and worker event.
+/// Every task and worker event, as they happen (`task_created`, `task_progress`,
+/// `task_finished`, `worker_loaded`, `worker_orphaned`, `plugin_error`).
+#[utoipa::path(get, path = "/stask/events", tag = "system",
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
 pub async fn all(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     Sse::new(stream(&state, None)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// `GET /stask/tasks/{id}/events`: one task's progress and end.
+/// One task's progress and end, as they happen.
+#[utoipa::path(get, path = "/stask/tasks/{id}/events", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
 pub async fn task(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -1,22 +1,37 @@
 //! The REST API (`/stask/...`): thin handlers over the engine and the store.
 //!
-//! Every route except health and version sits behind [`auth::require_token`]. Every error is
-//! an [`ApiError`], rendered as `{"success":false,"code":N,"message":"..."}`.
+//! Every route is declared with `utoipa::path`, so `/stask/openapi.json` is generated from the
+//! same code that serves. Every route except health, version and login sits behind
+//! `auth::require_permission` (a bearer token, or a session cookie plus CSRF token). Every
+//! error is an [`ApiError`], rendered as `{"success":false,"code":N,"message":"..."}`.
 
 mod auth;
 mod error;
 mod events;
+mod performance;
+mod schema;
+mod session;
 mod system;
 mod tasks;
+mod uploads;
 mod workers;
 
 use crate::engine::Engine;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{HeaderName, StatusCode};
 use axum::Router;
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use error::{ApiError, ApiJson};
+pub use error::{ApiError, ErrorBody};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -25,59 +40,121 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
-/// The whole API.
+/// The document's frame; paths are collected from the routers below.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sTask API",
+        description = "Background tasks with native worker plugins. Every endpoint except health, version and login needs the `stask` permission: `Authorization: Bearer <token>` (from `stask token create`), or the session cookie from `POST /stask/login` plus `X-CSRF-TOKEN` on state-changing requests."
+    ),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("session" = [])),
+    tags(
+        (name = "tasks", description = "Create, follow and manage tasks"),
+        (name = "workers", description = "Worker plugins and their registration"),
+        (name = "performance", description = "Analytics, alerts and cache statistics"),
+        (name = "system", description = "Health, version, statistics, login"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(session::COOKIE))),
+        );
+    }
+}
+
+/// The protected routes and the public ones, with their OpenAPI description.
+fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(tasks::create))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::pending))
+        .routes(routes!(tasks::clean))
+        .routes(routes!(tasks::detail, tasks::delete))
+        .routes(routes!(tasks::progress))
+        .routes(routes!(tasks::download))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::retry))
+        .routes(routes!(events::task))
+        .routes(routes!(events::all))
+        .routes(routes!(uploads::upload))
+        .routes(routes!(workers::list))
+        .routes(routes!(workers::discover))
+        .routes(routes!(workers::rescan))
+        .routes(routes!(workers::clean_orphaned))
+        .routes(routes!(workers::detail))
+        .routes(routes!(workers::activate))
+        .routes(routes!(workers::deactivate))
+        .routes(routes!(workers::settings, workers::update_settings))
+        .routes(routes!(system::stats))
+        .routes(routes!(performance::summary))
+        .routes(routes!(performance::workers))
+        .routes(routes!(performance::alerts))
+        .routes(routes!(performance::cache_stats))
+        .routes(routes!(performance::cache_clear))
+        .routes(routes!(system::openapi))
+        .routes(routes!(session::current))
+        .routes(routes!(session::logout));
+    let public = OpenApiRouter::new()
+        .routes(routes!(system::health))
+        .routes(routes!(system::version))
+        .routes(routes!(session::login));
+    (protected, public)
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (protected, public) = routers();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(protected.into_openapi());
+    doc.merge(public.into_openapi());
+    doc
+}
+
+/// The whole API with its middleware.
 pub fn router(engine: Arc<Engine>) -> Router {
     let state = AppState {
         engine: engine.clone(),
     };
-    let protected = Router::new()
-        .route(
-            "/stask/workers/{identifier}/tasks/{action}",
-            post(tasks::create),
-        )
-        .route("/stask/workers", get(workers::list))
-        .route("/stask/workers/discover", post(workers::discover))
-        .route("/stask/workers/rescan", post(workers::rescan))
-        .route(
-            "/stask/workers/clean-orphaned",
-            post(workers::clean_orphaned),
-        )
-        .route("/stask/workers/{identifier}", get(workers::detail))
-        .route(
-            "/stask/workers/{identifier}/activate",
-            post(workers::activate),
-        )
-        .route(
-            "/stask/workers/{identifier}/deactivate",
-            post(workers::deactivate),
-        )
-        .route(
-            "/stask/workers/{identifier}/settings",
-            get(workers::settings).put(workers::update_settings),
-        )
-        .route("/stask/tasks", get(tasks::list))
-        .route(
-            "/stask/tasks/{id}",
-            get(tasks::detail).delete(tasks::delete),
-        )
-        .route("/stask/tasks/{id}/progress", get(tasks::progress))
-        .route("/stask/tasks/{id}/download", get(tasks::download))
-        .route("/stask/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/stask/tasks/{id}/retry", post(tasks::retry))
-        .route("/stask/tasks/{id}/events", get(events::task))
-        .route("/stask/events", get(events::all))
-        .route("/stask/stats", get(system::stats))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+    let (protected, public) = routers();
+    let protected: Router<AppState> = Router::from(protected).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), auth::require_permission),
+    );
+    let request_id = HeaderName::from_static("x-request-id");
     Router::new()
-        .route("/stask/health", get(system::health))
-        .route("/stask/version", get(system::version))
         .merge(protected)
+        .merge(Router::from(public))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(engine.config.max_body_bytes))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(120),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::debug_span!("http", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+            },
+        ))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
 

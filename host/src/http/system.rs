@@ -1,30 +1,59 @@
-//! Health, version and statistics.
+//! Health, version, statistics and the API description.
 
-use super::{blocking, ApiError, AppState};
+use super::schema::{HealthAnswer, StatsAnswer, VersionAnswer};
+use super::{blocking, ApiError, AppState, ErrorBody};
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
-/// `GET /stask/health`: liveness without credentials (nothing sensitive).
-pub async fn health() -> Json<Value> {
-    Json(json!({ "success": true, "status": "ok" }))
+/// Liveness, without credentials and without anything sensitive.
+#[utoipa::path(get, path = "/stask/health", tag = "system", security(()),
+    responses((status = 200, description = "The daemon answers", body = HealthAnswer)))]
+pub async fn health() -> Json<HealthAnswer> {
+    Json(HealthAnswer {
+        success: true,
+        status: "ok".into(),
+    })
 }
 
-/// `GET /stask/version`: the seed's "configuration check".
-pub async fn version() -> Json<Value> {
-    Json(json!({
-        "success": true,
-        "name": "stask",
-        "version": env!("CARGO_PKG_VERSION"),
-        "plugin_api": crate::plugins::plugin_api_version(),
+/// Version of the host and of the plugin interface (the seed's "configuration check").
+#[utoipa::path(get, path = "/stask/version", tag = "system", security(()),
+    responses((status = 200, description = "Versions", body = VersionAnswer)))]
+pub async fn version() -> Json<VersionAnswer> {
+    Json(VersionAnswer {
+        success: true,
+        name: "stask".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        plugin_api: crate::plugins::plugin_api_version().into(),
+    })
+}
+
+/// Counts of tasks per status.
+#[utoipa::path(get, path = "/stask/stats", tag = "system",
+    responses(
+        (status = 200, description = "Counts", body = StatsAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsAnswer>, ApiError> {
+    let engine = state.engine.clone();
+    let s = blocking(move || Ok(engine.store.stats()?)).await?;
+    Ok(Json(StatsAnswer {
+        success: true,
+        pending: s.pending,
+        preparing: s.preparing,
+        running: s.running,
+        completed: s.completed,
+        failed: s.failed,
+        cancelled: s.cancelled,
+        total: s.total,
     }))
 }
 
-/// `GET /stask/stats`: counts per status.
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let engine = state.engine.clone();
-    let stats = blocking(move || Ok(engine.store.stats()?)).await?;
-    let mut body = serde_json::to_value(stats).unwrap_or_default();
-    body["success"] = json!(true);
-    Ok(Json(body))
+/// This API's OpenAPI 3 description, generated from the code.
+#[utoipa::path(get, path = "/stask/openapi.json", tag = "system",
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi())
 }

@@ -1,21 +1,23 @@
 //! Task endpoints.
 
 use super::auth::Caller;
-use super::error::json_body;
-use super::error::parse_id;
-use super::{blocking, ApiError, AppState};
+use super::error::{json_body, parse_id};
+use super::schema::{
+    CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
+    TaskPage, TaskQuery,
+};
+use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{human_duration, parse_time};
 use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS};
 use crate::store::TaskFilter;
-use axum::body::Body;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use crate::views::TaskView;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Log lines returned with a progress answer.
 const PROGRESS_LOG_LINES: i64 = 20;
@@ -36,8 +38,11 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<(Priority, Option<i64>
         Some(Value::String(t)) => Some(parse_time(&t).map_err(ApiError::invalid)?),
         Some(Value::Number(n)) => Some(
             n.as_i64()
-                .ok_or_else(|| ApiError::invalid("start_at must be UNIX seconds or RFC 3339"))?
-                .saturating_mul(1000),
+                .filter(|s| (0..=253_402_300_799).contains(s))
+                .ok_or_else(|| {
+                    ApiError::invalid("start_at must be UNIX seconds (year 1970-9999) or RFC 3339")
+                })?
+                * 1000,
         ),
         Some(other) => {
             return Err(ApiError::invalid(format!(
@@ -57,14 +62,41 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<(Priority, Option<i64>
     Ok((priority, start_at, max_attempts))
 }
 
-/// `POST /stask/workers/{identifier}/tasks/{action}`: body = task data plus optional
-/// `priority`, `start_at` and `max_attempts`.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Object(_) => "an object",
+        Value::Null => "null",
+    }
+}
+
+/// Creates a task (the seed's endpoint). The body is the task data; the keys `priority`
+/// (`low`/`normal`/`high`), `start_at` (RFC 3339 or UNIX seconds) and `max_attempts` (1-100)
+/// are taken out of it as options.
+#[utoipa::path(post, path = "/stask/workers/{identifier}/tasks/{action}", tag = "tasks",
+    params(
+        ("identifier" = String, Path, description = "Worker identifier"),
+        ("action" = String, Path, description = "One of the worker's actions"),
+    ),
+    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts"),
+    responses(
+        (status = 201, description = "Created", body = TaskCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "Unknown worker or action (the message lists the valid ones)", body = ErrorBody),
+        (status = 409, description = "Worker orphaned, failed to load, or inactive", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid options or data", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Path((identifier, action)): Path<(String, String)>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
     let mut data = match json_body(body)? {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -89,25 +121,27 @@ pub async fn create(
     let id = blocking(move || Ok(engine.create_task(&task)?)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"success": true, "id": id, "message": "Task created successfully"})),
+        Json(TaskCreated {
+            success: true,
+            id,
+            message: "Task created successfully".into(),
+        }),
     ))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        _ => "null",
-    }
-}
-
-/// `GET /stask/tasks/{id}/progress`: the seed's keys plus items and the latest log lines.
+/// Progress of a task (the seed's keys), with the latest log lines.
+#[utoipa::path(get, path = "/stask/tasks/{id}/progress", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "Progress", body = ProgressAnswer),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub async fn progress(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProgressAnswer>, ApiError> {
     let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (task, logs) = blocking(move || {
@@ -116,83 +150,101 @@ pub async fn progress(
         Ok((task, logs))
     })
     .await?;
-    Ok(Json(json!({
-        "success": true,
-        "code": 200,
-        "id": task.id,
-        "status": task.status.name(),
-        "progress": task.progress,
-        "message": task.message,
-        "eta": task.eta_seconds.map(human_duration),
-        "processed": task.processed,
-        "total": task.total,
-        "attempts": task.attempts,
-        "log_lines": logs.into_iter().map(|l| l.line).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ProgressAnswer {
+        success: true,
+        code: 200,
+        id: task.id,
+        status: task.status.name().into(),
+        progress: task.progress,
+        message: task.message,
+        eta: task.eta_seconds.map(human_duration),
+        processed: task.processed,
+        total: task.total,
+        attempts: task.attempts,
+        log_lines: logs.into_iter().map(|l| l.line).collect(),
+    }))
 }
 
-/// `GET /stask/tasks/{id}`: everything about one task, with its log.
+/// Everything about one task, with its log.
+#[utoipa::path(get, path = "/stask/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The task", body = TaskDetail),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub async fn detail(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskDetail>, ApiError> {
     let id = parse_id(&raw)?;
     let engine = state.engine.clone();
-    let (task, logs) =
+    let (task, log) =
         blocking(move || Ok((engine.task(id)?, engine.store.task_logs(id, 500)?))).await?;
-    Ok(Json(
-        json!({ "success": true, "task": task.to_json(), "log": logs }),
-    ))
+    Ok(Json(TaskDetail {
+        success: true,
+        task: TaskView::from(&task),
+        log,
+    }))
 }
 
-/// Query of `GET /stask/tasks`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    status: Option<String>,
-    identifier: Option<String>,
-    action: Option<String>,
-    priority: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    q: Option<String>,
-    page: Option<i64>,
-    per_page: Option<i64>,
-}
-
-/// `GET /stask/tasks`: filtered, paginated list, newest first.
-pub async fn list(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let statuses = match q.status.as_deref().filter(|s| !s.is_empty()) {
-        None => Vec::new(),
-        Some("incomplete") => vec![
+fn statuses(raw: Option<&str>) -> Result<Vec<TaskStatus>, ApiError> {
+    match raw.filter(|s| !s.is_empty()) {
+        None => Ok(Vec::new()),
+        Some("incomplete") => Ok(vec![
             TaskStatus::Pending,
             TaskStatus::Preparing,
             TaskStatus::Running,
-        ],
-        Some("finished") => vec![
+        ]),
+        Some("finished") => Ok(vec![
             TaskStatus::Completed,
             TaskStatus::Failed,
             TaskStatus::Cancelled,
-        ],
+        ]),
         Some(list) => list
             .split(',')
             .map(|s| s.trim().parse::<TaskStatus>())
             .collect::<Result<_, _>>()
-            .map_err(ApiError::bad_request)?,
-    };
+            .map_err(ApiError::invalid),
+    }
+}
+
+fn time_param(raw: &Option<String>) -> Result<Option<i64>, ApiError> {
+    raw.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(parse_time)
+        .transpose()
+        .map_err(ApiError::invalid)
+}
+
+fn page(tasks: Vec<crate::model::Task>, total: i64, page: i64, per_page: i64) -> Json<TaskPage> {
+    Json(TaskPage {
+        success: true,
+        tasks: tasks.iter().map(TaskView::from).collect(),
+        total,
+        page,
+        per_page,
+    })
+}
+
+/// Tasks, newest first, filtered and paginated.
+#[utoipa::path(get, path = "/stask/tasks", tag = "tasks", params(TaskQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 422, description = "Invalid filter value", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<TaskQuery>, QueryRejection>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
-    let page = q.page.unwrap_or(1).max(1);
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .filter(|s| !s.is_empty())
-            .map(parse_time)
-            .transpose()
-    };
+    let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let filter = TaskFilter {
-        statuses,
+        statuses: statuses(q.status.as_deref())?,
         identifier: q.identifier.filter(|s| !s.is_empty()),
         action: q.action.filter(|s| !s.is_empty()),
         priority: q
@@ -200,30 +252,89 @@ pub async fn list(
             .filter(|s| !s.is_empty())
             .map(|p| p.parse::<Priority>())
             .transpose()
-            .map_err(ApiError::bad_request)?,
-        created_from: time(&q.from).map_err(ApiError::bad_request)?,
-        created_to: time(&q.to).map_err(ApiError::bad_request)?,
+            .map_err(ApiError::invalid)?,
+        created_from: time_param(&q.from)?,
+        created_to: time_param(&q.to)?,
         search: q.q,
         limit: per_page,
-        offset: (page - 1) * per_page,
+        offset: (page_no - 1) * per_page,
         oldest_first: false,
     };
     let engine = state.engine.clone();
     let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
-    Ok(Json(json!({
-        "success": true,
-        "tasks": tasks.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
-        "total": total,
-        "page": page,
-        "per_page": per_page,
-    })))
+    Ok(page(tasks, total, page_no, per_page))
 }
 
-/// `POST /stask/tasks/{id}/cancel`.
+/// Pending tasks in the order they will be claimed (the seed's `getPendingTasks`).
+#[utoipa::path(get, path = "/stask/tasks/pending", tag = "tasks", params(PendingQuery),
+    responses(
+        (status = 200, description = "Pending tasks", body = TaskPage),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
+pub async fn pending(
+    State(state): State<AppState>,
+    query: Result<Query<PendingQuery>, QueryRejection>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(10).clamp(1, 500);
+    let engine = state.engine.clone();
+    let (tasks, total) = blocking(move || Ok(engine.store.pending_tasks(limit)?)).await?;
+    Ok(page(tasks, total, 1, limit))
+}
+
+/// Deletes finished tasks older than `days` days, with their files (the seed's
+/// `cleanOldTasks`).
+#[utoipa::path(post, path = "/stask/tasks/clean", tag = "tasks", request_body = CleanRequest,
+    responses(
+        (status = 200, description = "Deleted", body = CleanAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 422, description = "Invalid days", body = ErrorBody),
+    ))]
+pub async fn clean(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CleanAnswer>, ApiError> {
+    let body = json_body(body)?.ok_or_else(|| ApiError::invalid("send {\"days\": N}"))?;
+    let request: CleanRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid(format!("send {{\"days\": N}} with N >= 0: {e}")))?;
+    let engine = state.engine.clone();
+    let deleted = blocking(move || Ok(engine.clean_old_tasks(request.days)?)).await?;
+    Ok(Json(CleanAnswer {
+        success: true,
+        deleted,
+        message: format!(
+            "Deleted {deleted} finished tasks older than {} days",
+            request.days
+        ),
+    }))
+}
+
+fn changed(id: i64, status: Option<TaskStatus>, message: &str) -> Json<TaskChanged> {
+    Json(TaskChanged {
+        success: true,
+        id,
+        status: status.map(|s| s.name().to_owned()),
+        message: message.into(),
+    })
+}
+
+/// Cancels a task: a pending one at once, a running one at its next check.
+#[utoipa::path(post, path = "/stask/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "Cancelled or cancel requested", body = TaskChanged),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskChanged>, ApiError> {
     let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.cancel(id)?)).await?;
@@ -232,39 +343,62 @@ pub async fn cancel(
     } else {
         "Cancel requested; the task stops at its next check"
     };
-    Ok(Json(
-        json!({"success": true, "id": id, "status": task.status.name(), "message": message}),
-    ))
+    Ok(changed(id, Some(task.status), message))
 }
 
-/// `POST /stask/tasks/{id}/retry`.
+/// Queues a failed or cancelled task again, with fresh attempts.
+#[utoipa::path(post, path = "/stask/tasks/{id}/retry", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "Queued", body = TaskChanged),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Not failed or cancelled", body = ErrorBody),
+    ))]
 pub async fn retry(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskChanged>, ApiError> {
     let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.retry(id)?)).await?;
-    Ok(Json(
-        json!({"success": true, "id": id, "status": task.status.name(), "message": "Task queued again"}),
-    ))
+    Ok(changed(id, Some(task.status), "Task queued again"))
 }
 
-/// `DELETE /stask/tasks/{id}`: a finished task and its files.
+/// Deletes a finished task with its snapshot and result files.
+#[utoipa::path(delete, path = "/stask/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "Deleted", body = TaskChanged),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Not finished", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskChanged>, ApiError> {
     let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     blocking(move || Ok(engine.delete(id)?)).await?;
-    Ok(Json(
-        json!({"success": true, "id": id, "message": "Task deleted"}),
-    ))
+    Ok(changed(id, None, "Task deleted"))
 }
 
-/// `GET /stask/tasks/{id}/download`: the result file of a completed task. The stored path is
-/// resolved inside the results folder only; anything else is a 404.
+/// The result file of a completed task. The stored path is resolved inside the results folder
+/// only; anything else is a 404, whatever the row holds.
+#[utoipa::path(get, path = "/stask/tasks/{id}/download", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id", minimum = 1)),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "No such task or no file", body = ErrorBody),
+        (status = 409, description = "Not completed", body = ErrorBody),
+    ))]
 pub async fn download(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -290,7 +424,10 @@ pub async fn download(
     .await?;
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], "_"))
+        .map(|n| {
+            n.to_string_lossy()
+                .replace(|c: char| c == '"' || c == '\\' || c.is_control(), "_")
+        })
         .unwrap_or_else(|| "result".into());
     let content_type = match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => "text/csv; charset=utf-8",

@@ -1,33 +1,45 @@
 //! Worker endpoints: list, detail, activation, settings, discovery.
 
 use super::error::json_body;
-use super::{blocking, ApiError, AppState};
+use super::schema::{
+    CleanOrphanedAnswer, FileOutcome, ScanAnswer, SettingsAnswer, WorkerAnswer, WorkerList,
+};
+use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::plugins::registry::ScanOutcomes;
 use crate::plugins::{FileLoad, Registry};
-use crate::store::StoreResult;
-use crate::store::WorkerFilter;
+use crate::store::{StoreResult, WorkerFilter};
+use crate::views::WorkerView;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::IntoParams;
 
-/// Query of `GET /stask/workers`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
+/// Filters of `GET /stask/workers`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkerQuery {
+    /// Only this scope.
     scope: Option<String>,
+    /// Only active (`true`) or inactive (`false`) workers.
     active: Option<bool>,
 }
 
-/// `GET /stask/workers`: workers ordered by position, plus every library file and its state.
+/// Workers ordered by position, and every library file with its load result.
+#[utoipa::path(get, path = "/stask/workers", tag = "workers", params(WorkerQuery),
+    responses(
+        (status = 200, description = "Workers", body = WorkerList),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<WorkerQuery>, QueryRejection>,
+) -> Result<Json<WorkerList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let engine = state.engine.clone();
-    let (workers, files) = blocking(move || {
+    let (workers, plugin_files) = blocking(move || {
         let workers = engine.store.workers(&WorkerFilter {
             scope: q.scope,
             active: q.active,
@@ -35,134 +47,224 @@ pub async fn list(
         Ok((workers, engine.store.plugin_files()?))
     })
     .await?;
-    Ok(Json(json!({
-        "success": true,
-        "workers": workers.iter().map(|w| w.to_json()).collect::<Vec<_>>(),
-        "plugin_files": files,
-    })))
+    Ok(Json(WorkerList {
+        success: true,
+        workers: workers.iter().map(WorkerView::from).collect(),
+        plugin_files,
+    }))
 }
 
-/// `GET /stask/workers/{identifier}`.
+fn answer(worker: &crate::model::WorkerRow, message: Option<&str>) -> Json<WorkerAnswer> {
+    Json(WorkerAnswer {
+        success: true,
+        message: message.map(str::to_owned),
+        worker: WorkerView::from(worker),
+    })
+}
+
+/// One worker.
+#[utoipa::path(get, path = "/stask/workers/{identifier}", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "The worker", body = WorkerAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
 pub async fn detail(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerAnswer>, ApiError> {
     let engine = state.engine.clone();
     let worker = blocking(move || Ok(engine.worker(&identifier)?)).await?;
-    Ok(Json(json!({"success": true, "worker": worker.to_json()})))
+    Ok(answer(&worker, None))
 }
 
 async fn set_active(
     state: AppState,
     identifier: String,
     active: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerAnswer>, ApiError> {
     let engine = state.engine.clone();
     let worker = blocking(move || Ok(engine.set_worker_active(&identifier, active)?)).await?;
-    let message = if active {
-        "Worker activated"
-    } else {
-        "Worker deactivated"
-    };
-    Ok(Json(
-        json!({"success": true, "message": message, "worker": worker.to_json()}),
+    Ok(answer(
+        &worker,
+        Some(if active {
+            "Worker activated"
+        } else {
+            "Worker deactivated"
+        }),
     ))
 }
 
-/// `POST /stask/workers/{identifier}/activate`.
+/// Activates a worker: its pending tasks run again.
+#[utoipa::path(post, path = "/stask/workers/{identifier}/activate", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "Activated", body = WorkerAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
 pub async fn activate(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerAnswer>, ApiError> {
     set_active(state, identifier, true).await
 }
 
-/// `POST /stask/workers/{identifier}/deactivate`.
+/// Deactivates a worker: its tasks stay pending; survives reloads and restarts.
+#[utoipa::path(post, path = "/stask/workers/{identifier}/deactivate", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "Deactivated", body = WorkerAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
 pub async fn deactivate(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkerAnswer>, ApiError> {
     set_active(state, identifier, false).await
 }
 
-/// `GET /stask/workers/{identifier}/settings`.
+/// A worker's settings and the plugin's defaults.
+#[utoipa::path(get, path = "/stask/workers/{identifier}/settings", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "Settings", body = SettingsAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
 pub async fn settings(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsAnswer>, ApiError> {
     let engine = state.engine.clone();
     let worker = blocking(move || Ok(engine.worker(&identifier)?)).await?;
-    Ok(Json(json!({
-        "success": true,
-        "settings": worker.settings,
-        "default_settings": worker.default_settings,
-    })))
+    Ok(Json(SettingsAnswer {
+        success: true,
+        settings: worker.settings,
+        default_settings: worker.default_settings,
+    }))
 }
 
-/// `PUT /stask/workers/{identifier}/settings`: body = the complete new settings object.
+/// Replaces a worker's settings (a JSON object; keys the plugin declares keep their type). The
+/// worker sees them from its next task on.
+#[utoipa::path(put, path = "/stask/workers/{identifier}/settings", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    request_body(content = Object, description = "The complete new settings"),
+    responses(
+        (status = 200, description = "Saved", body = SettingsAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+        (status = 422, description = "Not an object, or a declared key of another type", body = ErrorBody),
+    ))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsAnswer>, ApiError> {
     let settings =
         json_body(body)?.ok_or_else(|| ApiError::invalid("send the settings as a JSON object"))?;
     let engine = state.engine.clone();
     let worker =
         blocking(move || Ok(engine.update_worker_settings(&identifier, &settings)?)).await?;
-    Ok(Json(
-        json!({"success": true, "message": "Settings saved", "settings": worker.settings}),
-    ))
+    Ok(Json(SettingsAnswer {
+        success: true,
+        settings: worker.settings,
+        default_settings: worker.default_settings,
+    }))
 }
 
-fn outcomes_json(outcomes: ScanOutcomes) -> Value {
-    let list: Vec<Value> = outcomes
+fn outcomes(outcomes: ScanOutcomes) -> Vec<FileOutcome> {
+    outcomes
         .into_iter()
-        .map(|(file, outcome)| match outcome {
-            FileLoad::Loaded { identifier, version } => {
-                json!({"file": file, "outcome": "loaded", "identifier": identifier, "version": version})
+        .map(|(file, outcome)| {
+            let mut o = FileOutcome {
+                file,
+                outcome: String::new(),
+                identifier: None,
+                version: None,
+                error: None,
+            };
+            match outcome {
+                FileLoad::Loaded {
+                    identifier,
+                    version,
+                } => {
+                    o.outcome = "loaded".into();
+                    o.identifier = Some(identifier);
+                    o.version = Some(version);
+                }
+                FileLoad::Unchanged => o.outcome = "unchanged".into(),
+                FileLoad::Refused(reason) => {
+                    o.outcome = "refused".into();
+                    o.error = Some(reason);
+                }
             }
-            FileLoad::Unchanged => json!({"file": file, "outcome": "unchanged"}),
-            FileLoad::Refused(reason) => json!({"file": file, "outcome": "refused", "error": reason}),
+            o
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
 async fn scan_with(
     state: AppState,
     scan: fn(&Registry) -> StoreResult<ScanOutcomes>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScanAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let outcomes = blocking(move || {
-        let outcomes = scan(&engine.registry)?;
+    let files = blocking(move || {
+        let files = scan(&engine.registry)?;
         engine.wake();
-        Ok(outcomes)
+        Ok(files)
     })
     .await?;
-    Ok(Json(
-        json!({"success": true, "files": outcomes_json(outcomes)}),
-    ))
+    Ok(Json(ScanAnswer {
+        success: true,
+        files: outcomes(files),
+    }))
 }
 
-/// `POST /stask/workers/discover`: loads new and changed libraries, orphans removed ones.
-pub async fn discover(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Loads new and changed libraries in plugins.d/ and orphans the removed ones.
+#[utoipa::path(post, path = "/stask/workers/discover", tag = "workers",
+    responses(
+        (status = 200, description = "What happened to each file", body = ScanAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+    ))]
+pub async fn discover(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
     scan_with(state, Registry::scan).await
 }
 
-/// `POST /stask/workers/rescan`: discover, then rewrite every loaded worker's metadata.
-pub async fn rescan(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Discover, then rewrite every loaded worker's row from its library.
+#[utoipa::path(post, path = "/stask/workers/rescan", tag = "workers",
+    responses(
+        (status = 200, description = "What happened to each file", body = ScanAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+    ))]
+pub async fn rescan(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
     scan_with(state, Registry::rescan).await
 }
 
-/// `POST /stask/workers/clean-orphaned`: deletes orphaned rows, keeps their task history.
-pub async fn clean_orphaned(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Deletes orphaned worker rows; their task history stays.
+#[utoipa::path(post, path = "/stask/workers/clean-orphaned", tag = "workers",
+    responses(
+        (status = 200, description = "Deleted", body = CleanOrphanedAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+    ))]
+pub async fn clean_orphaned(
+    State(state): State<AppState>,
+) -> Result<Json<CleanOrphanedAnswer>, ApiError> {
     let engine = state.engine.clone();
     let removed = blocking(move || Ok(engine.clean_orphaned_workers()?)).await?;
-    Ok(Json(json!({
-        "success": true,
-        "deleted": removed.len(),
-        "identifiers": removed,
-        "message": format!("Removed {} orphaned workers", removed.len()),
-    })))
+    Ok(Json(CleanOrphanedAnswer {
+        success: true,
+        deleted: removed.len(),
+        message: format!("Removed {} orphaned workers", removed.len()),
+        identifiers: removed,
+    }))
 }

@@ -7,6 +7,7 @@ use crate::events::{Event, EventBus};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
 use crate::store::{Store, StoreResult, WorkerFilter, WorkerRegistration};
 use parking_lot::RwLock;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,8 @@ struct Inner {
     live: HashMap<String, Arc<LoadedWorker>>,
     /// File name -> (identifier it serves, sha256) for loaded files.
     files: HashMap<String, (String, String)>,
-    /// Cached worker rows (active flag, settings) of the loaded workers.
+    /// Cached worker rows (active flag, settings) of the loaded workers. An entry may be
+    /// missing (dropped by [`Registry::clear_cache`]): lookups read it again from the store.
     rows: HashMap<String, WorkerRow>,
 }
 
@@ -45,13 +47,85 @@ struct Inner {
 /// unloaded, so each reload keeps its memory until the daemon restarts.
 const RELOAD_WARNING_THRESHOLD: u64 = 100;
 
-/// Hit/miss counters of the worker-row cache.
+/// Counters of the worker-row cache, as seen by [`Registry::row`] (the lookup of every run).
 #[derive(Debug, Default)]
 pub struct CacheCounters {
     /// Lookups answered from memory.
     pub hits: AtomicU64,
-    /// Lookups that read the database.
+    /// Lookups not answered from memory: a loaded worker's row is then read from the store
+    /// and cached; any other identifier has no row to serve.
     pub misses: AtomicU64,
+    /// Entries dropped by [`Registry::clear_cache`].
+    pub evictions: AtomicU64,
+}
+
+/// A snapshot of the worker-row cache for the performance API.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CacheStats {
+    /// Lookups answered from memory since start.
+    pub hits: u64,
+    /// Lookups that were not.
+    pub misses: u64,
+    /// Entries dropped on request since start.
+    pub evictions: u64,
+    /// hits / (hits + misses) × 100, two decimals; 0 before any lookup.
+    pub hit_rate: f64,
+    /// Rows cached now.
+    pub cache_size: usize,
+    /// Estimated bytes held by the cached rows: per entry, `size_of::<WorkerRow>()` plus the
+    /// bytes of its string fields (the map key included) and of its JSON fields serialized.
+    /// A lower bound: allocator slack and the parsed JSON trees' own overhead are not counted.
+    pub memory_usage: u64,
+}
+
+/// Counts the bytes written to it (serialized JSON lengths, without allocating).
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_bytes(value: &serde_json::Value) -> u64 {
+    let mut count = ByteCount(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// The [`CacheStats::memory_usage`] estimate of one entry.
+fn entry_bytes(key: &str, row: &WorkerRow) -> u64 {
+    let strings = [
+        key,
+        &row.uuid,
+        &row.identifier,
+        &row.scope,
+        &row.class,
+        &row.title,
+        &row.description,
+    ];
+    let optional = [&row.load_error, &row.file, &row.file_sha256, &row.version];
+    let text: usize = strings.iter().map(|s| s.len()).sum::<usize>()
+        + optional
+            .iter()
+            .filter_map(|s| s.as_deref())
+            .map(str::len)
+            .sum::<usize>();
+    let json: u64 = [&row.settings, &row.actions, &row.default_settings]
+        .into_iter()
+        .map(json_bytes)
+        .sum();
+    (std::mem::size_of::<WorkerRow>() + text) as u64 + json
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// Loaded worker versions and their registration.
@@ -356,20 +430,108 @@ impl Registry {
         self.inner.read().live.get(identifier).cloned()
     }
 
-    /// The cached row (active flag, settings) of a loaded worker.
+    /// The row (active flag, settings) of a loaded worker: from the cache, or read from the
+    /// store and cached on a miss. `None` for a worker that is not loaded (not cached: only
+    /// loaded workers' rows are kept) or whose row cannot be read (logged).
     pub fn row(&self, identifier: &str) -> Option<WorkerRow> {
-        let row = self.inner.read().rows.get(identifier).cloned();
-        let counter = if row.is_some() {
-            &self.cache.hits
-        } else {
-            &self.cache.misses
+        let loaded = {
+            let inner = self.inner.read();
+            if let Some(row) = inner.rows.get(identifier) {
+                self.cache.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(row.clone());
+            }
+            inner.live.contains_key(identifier)
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        row
+        self.cache.misses.fetch_add(1, Ordering::Relaxed);
+        if loaded {
+            self.load_row(identifier)
+        } else {
+            None
+        }
+    }
+
+    /// Reads a worker's row from the store and caches it while the worker is loaded. A row
+    /// cached in the meantime (by a reload or a refresh, which read no earlier) is kept; a
+    /// worker unloaded in the meantime gets its row returned but not cached.
+    fn load_row(&self, identifier: &str) -> Option<WorkerRow> {
+        let row = match self.store.worker(identifier) {
+            Ok(row) => row?,
+            Err(e) => {
+                tracing::warn!(worker = identifier, "cannot read the worker row: {e}");
+                return None;
+            }
+        };
+        let mut inner = self.inner.write();
+        if !inner.live.contains_key(identifier) {
+            return Some(row);
+        }
+        Some(
+            inner
+                .rows
+                .entry(identifier.to_owned())
+                .or_insert(row)
+                .clone(),
+        )
+    }
+
+    /// Drops the cached row of `identifier`, or every cached row with `None`; returns how many
+    /// were dropped (each counted as an eviction). Later lookups read the rows again.
+    pub fn clear_cache(&self, identifier: Option<&str>) -> usize {
+        let dropped = {
+            let mut inner = self.inner.write();
+            match identifier {
+                Some(id) => usize::from(inner.rows.remove(id).is_some()),
+                None => std::mem::take(&mut inner.rows).len(),
+            }
+        };
+        self.cache
+            .evictions
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        dropped
+    }
+
+    /// The cache's counters, size and estimated memory now.
+    pub fn cache_stats(&self) -> CacheStats {
+        let (cache_size, memory_usage) = {
+            let inner = self.inner.read();
+            let bytes = inner.rows.iter().map(|(k, r)| entry_bytes(k, r)).sum();
+            (inner.rows.len(), bytes)
+        };
+        let hits = self.cache.hits.load(Ordering::Relaxed);
+        let misses = self.cache.misses.load(Ordering::Relaxed);
+        let lookups = hits + misses;
+        CacheStats {
+            hits,
+            misses,
+            evictions: self.cache.evictions.load(Ordering::Relaxed),
+            hit_rate: if lookups == 0 {
+                0.0
+            } else {
+                round2(hits as f64 * 100.0 / lookups as f64)
+            },
+            cache_size,
+            memory_usage,
+        }
     }
 
     /// Identifiers this host can run now: loaded and active.
+    ///
+    /// Rows dropped by [`Registry::clear_cache`] are read again here, uncounted: the
+    /// dispatcher asks on every pass, and counting those lookups would drown the per-run
+    /// lookups of [`Registry::row`] that the hit rate describes.
     pub fn runnable(&self) -> Vec<String> {
+        let missing: Vec<String> = {
+            let inner = self.inner.read();
+            inner
+                .live
+                .keys()
+                .filter(|id| !inner.rows.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        for identifier in &missing {
+            self.load_row(identifier);
+        }
         let inner = self.inner.read();
         let mut ids: Vec<String> = inner
             .live
@@ -416,5 +578,191 @@ fn registration(
         version: loaded.version_label(),
         active_when_new,
         new_load,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkerState;
+    use crate::store::sqlite::SqliteStore;
+    use serde_json::json;
+    use std::sync::OnceLock;
+
+    /// A registry over a migrated store in a fresh temporary home, and that store.
+    fn registry() -> (Registry, Arc<dyn Store>) {
+        let home = std::env::temp_dir().join(format!("stask-registry-{}", uuid::Uuid::new_v4()));
+        let store = SqliteStore::open(&home.join("storage").join("stask.db")).expect("open");
+        store.migrate().expect("migrate");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let registry = Registry::new(
+            home.join("plugins.d"),
+            home.join("storage").join("shadow"),
+            store.clone(),
+            EventBus::new(16),
+            true,
+        );
+        (registry, store)
+    }
+
+    fn sample_row(identifier: &str, description: &str) -> WorkerRow {
+        WorkerRow {
+            id: 1,
+            uuid: "00000000-0000-0000-0000-000000000000".into(),
+            identifier: identifier.into(),
+            scope: "default".into(),
+            class: "w.so:W".into(),
+            active: true,
+            position: 0,
+            settings: json!({}),
+            hidden: 0,
+            title: "W".into(),
+            description: description.into(),
+            actions: json!([]),
+            default_settings: json!({}),
+            state: WorkerState::Loaded,
+            load_error: None,
+            file: Some("w.so".into()),
+            file_sha256: None,
+            version: Some("1.0.0".into()),
+            generation: 1,
+            loaded_at: Some(0),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// Puts a row in the cache as a load does.
+    fn cache(registry: &Registry, row: WorkerRow) {
+        let mut inner = registry.inner.write();
+        inner.rows.insert(row.identifier.clone(), row);
+    }
+
+    /// The demo plugin's bytes, built by cargo on first use (as the e2e harness does): only a
+    /// loaded library makes a worker live, which is what a read-through miss requires.
+    fn demo_library() -> &'static [u8] {
+        static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+        BYTES.get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "-p", "stask-worker-demo", "--quiet"])
+                .current_dir(workspace)
+                .status()
+                .expect("running cargo");
+            assert!(status.success(), "building the demo plugin failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target"));
+            std::fs::read(target.join("debug").join("libstask_worker_demo.so"))
+                .expect("reading the demo plugin")
+        })
+    }
+
+    #[test]
+    fn a_miss_reads_a_loaded_worker_row_and_caches_it() {
+        let (registry, store) = registry();
+        let FileLoad::Loaded { identifier, .. } =
+            registry.load_bytes("demo.so", demo_library()).unwrap()
+        else {
+            panic!("the demo plugin did not load");
+        };
+        assert!(registry.row(&identifier).is_some(), "a load caches the row");
+        assert_eq!(registry.clear_cache(Some(&identifier)), 1);
+        store
+            .set_worker_settings(&identifier, &json!({"timeout": 5}), now_ms())
+            .unwrap();
+        let row = registry.row(&identifier).expect("read through on a miss");
+        assert_eq!(row.settings["timeout"], json!(5), "the store's current row");
+        assert!(registry.row(&identifier).is_some());
+        let stats = registry.cache_stats();
+        assert_eq!(
+            (stats.hits, stats.misses, stats.evictions, stats.cache_size),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(stats.hit_rate, 66.67);
+
+        assert_eq!(registry.clear_cache(None), 1);
+        assert_eq!(
+            registry.runnable(),
+            vec![identifier.clone()],
+            "a cleared cache does not stop the dispatcher"
+        );
+        let stats = registry.cache_stats();
+        assert_eq!(
+            (stats.misses, stats.cache_size),
+            (1, 1),
+            "refilled by runnable(), uncounted"
+        );
+        registry.refresh_rows().unwrap();
+        assert_eq!(registry.cache_stats().cache_size, 1);
+    }
+
+    #[test]
+    fn lookups_of_unloaded_workers_miss_and_cache_nothing() {
+        let (registry, _store) = registry();
+        assert!(registry.row("nobody").is_none());
+        let stats = registry.cache_stats();
+        assert_eq!((stats.hits, stats.misses, stats.cache_size), (0, 1, 0));
+        assert_eq!(stats.hit_rate, 0.0);
+    }
+
+    #[test]
+    fn cached_rows_are_hits() {
+        let (registry, _store) = registry();
+        assert_eq!(registry.cache_stats().hit_rate, 0.0, "no lookups yet");
+        cache(&registry, sample_row("w", ""));
+        assert_eq!(registry.row("w").map(|r| r.identifier), Some("w".into()));
+        assert!(registry.row("x").is_none());
+        let stats = registry.cache_stats();
+        assert_eq!((stats.hits, stats.misses, stats.hit_rate), (1, 1, 50.0));
+    }
+
+    #[test]
+    fn clear_cache_drops_entries_and_counts_evictions() {
+        let (registry, _store) = registry();
+        cache(&registry, sample_row("a", ""));
+        cache(&registry, sample_row("b", ""));
+        assert_eq!(registry.clear_cache(Some("a")), 1);
+        assert_eq!(registry.clear_cache(Some("a")), 0, "already gone");
+        assert_eq!(registry.cache_stats().cache_size, 1);
+        assert_eq!(registry.clear_cache(None), 1);
+        let stats = registry.cache_stats();
+        assert_eq!(
+            (stats.evictions, stats.cache_size, stats.memory_usage),
+            (2, 0, 0)
+        );
+    }
+
+    #[test]
+    fn memory_usage_counts_string_and_json_bytes() {
+        let (registry, _store) = registry();
+        cache(&registry, sample_row("w", ""));
+        let base = registry.cache_stats().memory_usage;
+        assert!(base > std::mem::size_of::<WorkerRow>() as u64);
+        cache(&registry, sample_row("w", &"x".repeat(1_000)));
+        assert_eq!(registry.cache_stats().memory_usage, base + 1_000);
+        let mut row = sample_row("w", "");
+        row.settings = json!({"k": "v"});
+        cache(&registry, row);
+        assert_eq!(
+            registry.cache_stats().memory_usage,
+            base + 7,
+            "{{\"k\":\"v\"}} is 7 bytes longer than {{}}"
+        );
+        cache(&registry, sample_row("w2", ""));
+        assert_eq!(registry.cache_stats().memory_usage, base + 7 + base + 2);
+    }
+
+    #[test]
+    fn cache_stats_serialize_flat() {
+        let (registry, _store) = registry();
+        assert_eq!(
+            serde_json::to_value(registry.cache_stats()).unwrap(),
+            json!({
+                "hits": 0, "misses": 0, "evictions": 0, "hit_rate": 0.0,
+                "cache_size": 0, "memory_usage": 0
+            })
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! (that is [`crate::engine::state`]), except for the two atomic guards a database must own —
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
 
+pub mod analytics;
 #[cfg(test)]
 pub mod conformance;
 mod migrate;
@@ -16,6 +17,7 @@ use crate::model::{
 };
 use serde_json::Value;
 
+pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use migrate::{Migration, SQLITE_MIGRATIONS};
 
 /// Errors of a storage driver.
@@ -274,6 +276,8 @@ pub trait TaskStore: Send + Sync {
     fn task(&self, id: i64) -> StoreResult<Option<Task>>;
     /// A page of tasks and the total matching count.
     fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)>;
+    /// Up to `limit` pending tasks in claim order, and how many are pending in all.
+    fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)>;
     /// The latest `limit` log lines of a task, oldest first.
     fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>>;
     /// Counts per status.
@@ -332,10 +336,31 @@ pub trait TokenStore: Send + Sync {
     fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>>;
     /// Records a use (throttled by the caller).
     fn touch_token(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Stores a browser session (by the hash of its id) for a token.
+    fn insert_session(&self, session: &SessionRow) -> StoreResult<()>;
+    /// The live session with this id hash whose token is not revoked.
+    fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>>;
+    /// Ends a session; also drops expired ones.
+    fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()>;
+}
+
+/// A browser session (`s_sessions`).
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// SHA-256 of the session id (the cookie value).
+    pub id_hash: String,
+    /// Token it was opened with.
+    pub token_id: i64,
+    /// The CSRF token every state-changing request must repeat.
+    pub csrf_token: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
 }
 
 /// A complete storage backend.
-pub trait Store: TaskStore + WorkerStore + TokenStore {
+pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;
     /// Backend name and location for logs (never a password).

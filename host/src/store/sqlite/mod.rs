@@ -4,6 +4,7 @@
 //! connections and with a 50x smaller latency tail, no busy-handler starvation); reads use a
 //! small set of their own connections, which WAL lets run beside the writer.
 
+mod analytics;
 mod tasks;
 mod tokens;
 mod workers;

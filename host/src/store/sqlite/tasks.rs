@@ -523,6 +523,28 @@ impl TaskStore for SqliteStore {
         })
     }
 
+    fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
+        self.read(|conn| {
+            let total: i64 =
+                conn.query_row("SELECT COUNT(*) FROM s_tasks WHERE status = 10", [], |r| {
+                    r.get(0)
+                })?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM s_tasks WHERE status = 10
+                  ORDER BY priority_rank DESC, run_at, id LIMIT ?1"
+            );
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map([limit.max(0)], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let tasks = rows
+                .into_iter()
+                .map(finish_task)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
     fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

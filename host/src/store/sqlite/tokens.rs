@@ -2,8 +2,8 @@
 
 use super::SqliteStore;
 use crate::model::TokenRow;
-use crate::store::{StoreError, StoreResult, TokenStore};
-use rusqlite::{params, Row};
+use crate::store::{SessionRow, StoreError, StoreResult, TokenStore};
+use rusqlite::{params, OptionalExtension, Row};
 
 const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
 
@@ -87,6 +87,54 @@ impl TokenStore for SqliteStore {
             conn.execute(
                 "UPDATE s_tokens SET last_used_at = ?2 WHERE id = ?1",
                 params![id, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO s_sessions (id_hash, token_id, csrf_token, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.id_hash,
+                    session.token_id,
+                    session.csrf_token,
+                    session.created_at,
+                    session.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
+                       FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
+                      WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND t.revoked_at IS NULL",
+                )?
+                .query_row(params![id_hash, now], |r| {
+                    Ok(SessionRow {
+                        id_hash: r.get(0)?,
+                        token_id: r.get(1)?,
+                        csrf_token: r.get(2)?,
+                        created_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.execute(
+                "DELETE FROM s_sessions WHERE id_hash = ?1 OR expires_at <= ?2",
+                params![id_hash, now],
             )?;
             Ok(())
         })

@@ -1,0 +1,197 @@
+//! What the API (and `--json` CLI output) shows of the domain types: typed, so that the OpenAPI
+//! document is generated from the same structs that are serialized.
+
+use crate::clock::{human_duration, rfc3339};
+use crate::model::{Task, WorkerRow};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A task as the API shows it. Times are RFC 3339 (UTC).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskView {
+    /// Task id.
+    pub id: i64,
+    /// Worker identifier.
+    pub identifier: String,
+    /// Action.
+    pub action: String,
+    /// `pending`, `preparing`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// The seed's numeric code (10, 15, 20, 30, 40, 50).
+    pub status_code: i64,
+    /// Latest status message.
+    pub message: String,
+    /// `low`, `normal` or `high`.
+    pub priority: String,
+    /// 0-100.
+    pub progress: i64,
+    /// Items processed, when the worker reports items.
+    pub processed: Option<i64>,
+    /// Items in total, when the worker reports items.
+    pub total: Option<i64>,
+    /// Time left, e.g. `2m 30s`.
+    pub eta: Option<String>,
+    /// Time left in seconds.
+    pub eta_seconds: Option<i64>,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The task data.
+    #[schema(value_type = Object)]
+    pub meta: Value,
+    /// Result text.
+    pub result: Option<String>,
+    /// Result file name, when there is one to download.
+    pub result_file: Option<String>,
+    /// Where to download the result file.
+    pub download_url: Option<String>,
+    /// Scheduled start as requested.
+    pub start_at: Option<String>,
+    /// When it is (or was) due.
+    pub run_at: String,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Real start of the latest attempt.
+    pub started_at: Option<String>,
+    /// End time.
+    pub finished_at: Option<String>,
+    /// Wall time of the latest finished attempt (ms).
+    pub duration_ms: Option<i64>,
+    /// Worker version that ran it.
+    pub worker_version: Option<String>,
+    /// Error of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// A cancel was requested while it ran.
+    pub cancel_requested: bool,
+    /// Token id that created it (`null` = system).
+    pub started_by: Option<i64>,
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        let time = |v: Option<i64>| v.map(rfc3339);
+        TaskView {
+            id: t.id,
+            identifier: t.identifier.clone(),
+            action: t.action.clone(),
+            status: t.status.name().into(),
+            status_code: t.status.code(),
+            message: t.message.clone(),
+            priority: t.priority.name().into(),
+            progress: t.progress,
+            processed: t.processed,
+            total: t.total,
+            eta: t.eta_seconds.map(human_duration),
+            eta_seconds: t.eta_seconds,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            meta: t.meta.clone(),
+            result: t.result.clone(),
+            result_file: t
+                .result_file
+                .as_deref()
+                .and_then(|f| f.rsplit('/').next())
+                .map(str::to_owned),
+            download_url: t
+                .result_file
+                .as_ref()
+                .map(|_| format!("/stask/tasks/{}/download", t.id)),
+            start_at: time(t.start_at),
+            run_at: rfc3339(t.run_at),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            started_at: time(t.started_at),
+            finished_at: time(t.finished_at),
+            duration_ms: t.duration_ms,
+            worker_version: t.worker_version.clone(),
+            last_error: t.last_error.clone(),
+            cancel_requested: t.cancel_requested,
+            started_by: t.started_by,
+        }
+    }
+}
+
+/// A worker as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerView {
+    /// Row id.
+    pub id: i64,
+    /// External id.
+    pub uuid: String,
+    /// Unique identifier.
+    pub identifier: String,
+    /// Module/package scope.
+    pub scope: String,
+    /// Library file and declared type.
+    pub class: String,
+    /// Inactive workers' tasks stay pending.
+    pub active: bool,
+    /// Display order.
+    pub position: i64,
+    /// Effective settings.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// The plugin's defaults.
+    #[schema(value_type = Object)]
+    pub default_settings: Value,
+    /// Visibility flag.
+    pub hidden: i64,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Declared actions: `[{name, description, schema?}]`.
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Value,
+    /// `loaded`, `orphaned` or `error`.
+    pub state: String,
+    /// Why the latest load failed.
+    pub load_error: Option<String>,
+    /// Library file name in plugins.d/.
+    pub file: Option<String>,
+    /// SHA-256 of the loaded library.
+    pub file_sha256: Option<String>,
+    /// Version label (`declared+hash`).
+    pub version: Option<String>,
+    /// Loads so far.
+    pub generation: i64,
+    /// When the current version was loaded.
+    pub loaded_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl From<&WorkerRow> for WorkerView {
+    fn from(w: &WorkerRow) -> Self {
+        WorkerView {
+            id: w.id,
+            uuid: w.uuid.clone(),
+            identifier: w.identifier.clone(),
+            scope: w.scope.clone(),
+            class: w.class.clone(),
+            active: w.active,
+            position: w.position,
+            settings: w.settings.clone(),
+            default_settings: w.default_settings.clone(),
+            hidden: w.hidden,
+            title: w.title.clone(),
+            description: w.description.clone(),
+            actions: w.actions.clone(),
+            state: w.state.name().into(),
+            load_error: w.load_error.clone(),
+            file: w.file.clone(),
+            file_sha256: w.file_sha256.clone(),
+            version: w.version.clone(),
+            generation: w.generation,
+            loaded_at: w.loaded_at.map(rfc3339),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
