@@ -516,9 +516,8 @@ impl Registry {
 
     /// Identifiers this host can run now: loaded and active.
     ///
-    /// Rows dropped by [`Registry::clear_cache`] are read again here, uncounted: the
-    /// dispatcher asks on every pass, and counting those lookups would drown the per-run
-    /// lookups of [`Registry::row`] that the hit rate describes.
+    /// Rows dropped by [`Registry::clear_cache`] are read again here, once each, and counted as
+    /// misses: a cleared cache must be seen refilling from the database.
     pub fn runnable(&self) -> Vec<String> {
         let missing: Vec<String> = {
             let inner = self.inner.read();
@@ -529,7 +528,9 @@ impl Registry {
                 .cloned()
                 .collect()
         };
+        // Rows dropped by a cache clear are read again here: each such read is a miss.
         for identifier in &missing {
+            self.cache.misses.fetch_add(1, Ordering::Relaxed);
             self.load_row(identifier);
         }
         let inner = self.inner.read();
@@ -691,8 +692,8 @@ mod tests {
         let stats = registry.cache_stats();
         assert_eq!(
             (stats.misses, stats.cache_size),
-            (1, 1),
-            "refilled by runnable(), uncounted"
+            (2, 1),
+            "refilled by runnable(), counted as a miss"
         );
         registry.refresh_rows().unwrap();
         assert_eq!(registry.cache_stats().cache_size, 1);

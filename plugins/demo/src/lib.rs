@@ -5,6 +5,8 @@
 //! - `run`: `steps` steps of `sleep_ms` each with progress; optional failure modes:
 //!   `fail_attempts` (attempts 1..=N fail, retryably), `fail_permanent`, `panic_at_step`,
 //!   `ignore_cancel`, and a `result` text or a `result_file` written to the output folder.
+//!   `escape_file` (a path) misbehaves on purpose: it returns that path as the result file, to
+//!   prove the host refuses result files outside the task's output folder.
 //!   With `ledger` (a file path), every run appends `start <id> <attempt>` and, when it
 //!   completes, `done <id> <attempt>`: tests use it to prove that nothing ran twice.
 
@@ -83,6 +85,9 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
     }
     if let Some(path) = ledger {
         append_line(path, &format!("done {} {}", ctx.task_id(), ctx.attempt()))?;
+    }
+    if let Some(path) = data.get("escape_file").and_then(Value::as_str) {
+        return Ok(Output::file(path));
     }
     if let Some(name) = data.get("result_file").and_then(Value::as_str) {
         let name = std::path::Path::new(name)
