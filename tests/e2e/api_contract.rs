@@ -235,3 +235,42 @@ fn responses_carry_request_ids_and_compress() {
         "an id is made when none is sent"
     );
 }
+
+#[test]
+fn worker_endpoints_answer_unknown_workers_with_404() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    for (method, path) in [
+        ("GET", "/stask/workers/nope"),
+        ("POST", "/stask/workers/nope/activate"),
+        ("POST", "/stask/workers/nope/deactivate"),
+        ("GET", "/stask/workers/nope/settings"),
+        ("PUT", "/stask/workers/nope/settings"),
+    ] {
+        let r = d.request(method, path, (method != "GET").then_some("{}"));
+        assert_eq!(
+            (r.status, r.body["code"].as_i64()),
+            (404, Some(404)),
+            "{method} {path}: {:?}",
+            r.body
+        );
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown worker 'nope'"));
+    }
+    let r = d.get("/stask/workers?active=maybe");
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = d.get("/stask/workers?scope=stask&active=true");
+    assert_eq!(r.body["workers"].as_array().unwrap().len(), 1);
+    let r = d.get("/stask/workers?scope=elsewhere");
+    assert!(r.body["workers"].as_array().unwrap().is_empty());
+    let r = d.post("/stask/workers/rescan", &json!({}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["files"][0]["outcome"], "unchanged");
+    let r = d.post("/stask/workers/discover", &json!({}));
+    assert_eq!(
+        r.body["files"][0],
+        json!({"file": "demo.so", "outcome": "unchanged", "identifier": null, "version": null, "error": null})
+    );
+}
