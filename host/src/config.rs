@@ -17,8 +17,8 @@ pub struct Config {
     pub bind: String,
     /// Pool size: tasks running at once (`STASK_WORKERS`, default: CPU cores).
     pub workers: usize,
-    /// Tasks claimed beyond the free pool slots, to claim in larger batches (`STASK_PREFETCH`,
-    /// default 0: strict priority order).
+    /// Most tasks claimed beyond the free pool slots while tasks are short, to claim in larger
+    /// batches (`STASK_PREFETCH`, default 32; 0 = claim only for free slots).
     pub prefetch: usize,
     /// Lease length of a running task in ms; heartbeats renew it (`STASK_LEASE_MS`).
     pub lease_ms: i64,
@@ -112,7 +112,7 @@ impl Config {
             workers: env_parse("STASK_WORKERS")?
                 .or(file.workers)
                 .unwrap_or(cores),
-            prefetch: env_parse("STASK_PREFETCH")?.or(file.prefetch).unwrap_or(0),
+            prefetch: env_parse("STASK_PREFETCH")?.or(file.prefetch).unwrap_or(32),
             lease_ms: env_parse("STASK_LEASE_MS")?
                 .or(file.lease_ms)
                 .unwrap_or(30_000),

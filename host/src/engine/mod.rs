@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod progress;
+mod queue;
 pub mod runtime;
 pub mod state;
 mod workers;
@@ -24,7 +25,7 @@ use progress::ProgressHub;
 use state::Backoff;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 /// Why an engine operation was refused. Each kind maps to one HTTP status and CLI exit code.
@@ -65,6 +66,10 @@ pub struct Engine {
     wake_tx: crossbeam_channel::Sender<()>,
     wake_rx: crossbeam_channel::Receiver<()>,
     in_flight: AtomicUsize,
+    /// Claimed tasks waiting for a pool thread.
+    ready: queue::ReadyQueue,
+    /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
+    recent_run_micros: AtomicU64,
     stopping: AtomicBool,
     /// Cancels that arrived while a claimed task waited for a pool thread.
     early_cancels: Mutex<HashSet<i64>>,
@@ -102,6 +107,8 @@ impl Engine {
             wake_tx,
             wake_rx,
             in_flight: AtomicUsize::new(0),
+            ready: queue::ReadyQueue::default(),
+            recent_run_micros: AtomicU64::new(u64::MAX),
             stopping: AtomicBool::new(false),
             early_cancels: Mutex::new(HashSet::new()),
         })

@@ -14,7 +14,7 @@ use crate::clock::{human_duration, now_ms, rfc3339};
 use crate::events::Event;
 use crate::model::{LogLine, TaskStatus};
 use crate::store::{ClaimRequest, ClaimedTask, Finish, ProgressWrite};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,11 +31,13 @@ struct Done {
     live: Arc<LiveTask>,
 }
 
+/// Tasks shorter than this (moving average) are worth claiming ahead of free pool slots.
+const PREFETCH_BELOW_MICROS: u64 = 20_000;
+
 /// The running threads; dropped or [`Runtime::shutdown`] to stop.
 pub struct Runtime {
     engine: Arc<Engine>,
     threads: Vec<JoinHandle<()>>,
-    jobs: Option<Sender<ClaimedTask>>,
 }
 
 impl Engine {
@@ -81,22 +83,24 @@ impl Engine {
         Ok(logs.len())
     }
 
+    fn spawn_pool(self: &Arc<Self>, done: &Sender<Done>) -> Vec<JoinHandle<()>> {
+        (0..self.config.workers)
+            .map(|i| {
+                let engine = self.clone();
+                let done = done.clone();
+                spawn(format!("stask-pool-{i}"), move || {
+                    while let Some(job) = engine.ready.pop() {
+                        run_job(&engine, job, &done);
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Starts the dispatcher, the pool, the finisher and the ticker.
     pub fn start(self: &Arc<Self>) -> Runtime {
-        let workers = self.config.workers;
-        let (jobs_tx, jobs_rx) = bounded::<ClaimedTask>(workers + self.config.prefetch);
         let (done_tx, done_rx) = unbounded::<Done>();
-        let mut threads = Vec::new();
-        for i in 0..workers {
-            let engine = self.clone();
-            let jobs = jobs_rx.clone();
-            let done = done_tx.clone();
-            threads.push(spawn(format!("stask-pool-{i}"), move || {
-                for job in jobs {
-                    run_job(&engine, job, &done);
-                }
-            }));
-        }
+        let mut threads = self.spawn_pool(&done_tx);
         drop(done_tx);
         let engine = self.clone();
         threads.push(spawn("stask-finisher".into(), move || {
@@ -105,41 +109,27 @@ impl Engine {
         let engine = self.clone();
         threads.push(spawn("stask-ticker".into(), move || ticker(&engine)));
         let engine = self.clone();
-        let dispatch_jobs = jobs_tx.clone();
         threads.push(spawn("stask-dispatcher".into(), move || {
-            dispatcher(&engine, &dispatch_jobs, None);
+            dispatcher(&engine, None);
         }));
         Runtime {
             engine: self.clone(),
             threads,
-            jobs: Some(jobs_tx),
         }
     }
 
     /// One pass for cron (`stask process`): runs due tasks until none is left or `limit` were
     /// started, waits for them, and returns how many ran.
     pub fn run_pass(self: &Arc<Self>, limit: Option<usize>) -> usize {
-        let workers = self.config.workers;
-        let (jobs_tx, jobs_rx) = bounded::<ClaimedTask>(workers + self.config.prefetch);
         let (done_tx, done_rx) = unbounded::<Done>();
-        let mut pool = Vec::new();
-        for i in 0..workers {
-            let engine = self.clone();
-            let jobs = jobs_rx.clone();
-            let done = done_tx.clone();
-            pool.push(spawn(format!("stask-pool-{i}"), move || {
-                for job in jobs {
-                    run_job(&engine, job, &done);
-                }
-            }));
-        }
+        let pool = self.spawn_pool(&done_tx);
         drop(done_tx);
         let engine = self.clone();
         let finisher_thread = spawn("stask-finisher".into(), move || finisher(&engine, done_rx));
         let engine = self.clone();
         let ticker_thread = spawn("stask-ticker".into(), move || ticker(&engine));
-        let started = dispatcher(self, &jobs_tx, Some(limit.unwrap_or(usize::MAX)));
-        drop(jobs_tx);
+        let started = dispatcher(self, Some(limit.unwrap_or(usize::MAX)));
+        self.ready.close();
         for t in pool {
             let _ = t.join();
         }
@@ -147,6 +137,43 @@ impl Engine {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = ticker_thread.join();
         started
+    }
+
+    /// Gives back claimed tasks that no pool thread started (at shutdown).
+    fn release_waiting(&self) {
+        let waiting = self.ready.drain();
+        if waiting.is_empty() {
+            return;
+        }
+        let leases: Vec<(i64, i64)> = waiting.iter().map(|t| (t.id, t.lease_token)).collect();
+        match self.store.release(&leases, now_ms()) {
+            Ok(()) => tracing::info!(tasks = leases.len(), "gave back tasks claimed ahead"),
+            Err(e) => {
+                tracing::warn!("cannot give back claimed tasks (recovered at next start): {e}")
+            }
+        }
+        self.in_flight.fetch_sub(waiting.len(), Ordering::SeqCst);
+    }
+
+    /// Tasks to claim beyond the free pool slots: the configured prefetch while recent tasks
+    /// are short, none for long tasks (they would wait here instead of on another host).
+    fn prefetch(&self) -> usize {
+        if self.recent_run_micros.load(Ordering::Relaxed) < PREFETCH_BELOW_MICROS {
+            self.config.prefetch
+        } else {
+            0
+        }
+    }
+
+    /// Folds one run's duration into the moving average.
+    fn note_run_time(&self, micros: u64) {
+        let old = self.recent_run_micros.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            micros
+        } else {
+            (old * 7 + micros) / 8
+        };
+        self.recent_run_micros.store(new, Ordering::Relaxed);
     }
 }
 
@@ -157,7 +184,8 @@ impl Runtime {
         let engine = self.engine.clone();
         engine.stopping.store(true, Ordering::SeqCst);
         engine.wake();
-        drop(self.jobs.take());
+        engine.ready.close();
+        engine.release_waiting();
         let deadline = Instant::now() + grace;
         // A task leaves the hub only once the finisher has stored its outcome.
         while (engine.in_flight.load(Ordering::SeqCst) > 0 || !engine.hub.is_empty())
@@ -188,41 +216,37 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 
 /// Claims and hands out tasks. With `limit` (one pass), stops when nothing is due and nothing
 /// runs, and returns how many tasks it started.
-fn dispatcher(engine: &Arc<Engine>, jobs: &Sender<ClaimedTask>, limit: Option<usize>) -> usize {
-    // Prefetch trades strict priority order (a prefetched low task may wait while a high one
-    // arrives) for fewer, larger claims; it is off by default.
-    let capacity = engine.config.workers + engine.config.prefetch;
+///
+/// Wake-ups come from inserts, finished runs and worker changes; without one, the dispatcher
+/// sleeps until the next scheduled task is due, and at most [`EXTERNAL_POLL_EVERY`], after
+/// which it checks whether another process wrote to the database.
+fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
     let mut started = 0usize;
     let mut external = engine.store.external_change_counter().ok().flatten();
+    let mut last_external_check = Instant::now();
     loop {
         if engine.stopping.load(Ordering::SeqCst) {
             return started;
         }
         let in_flight = engine.in_flight.load(Ordering::SeqCst);
         let budget = limit.map_or(usize::MAX, |l| l.saturating_sub(started));
+        let capacity = engine.config.workers + engine.prefetch();
         let free = capacity.saturating_sub(in_flight).min(budget);
-        let runnable = engine.registry.runnable();
         let mut claimed = 0;
-        if free > 0 && !runnable.is_empty() {
+        let mut sleep = EXTERNAL_POLL_EVERY;
+        if free > 0 {
+            let runnable = engine.registry.runnable();
+            if !runnable.is_empty() {
+                claimed = claim_into(engine, free, &runnable);
+                started += claimed;
+            }
+            if claimed == free {
+                continue; // the backlog may hold more: claim again without sleeping
+            }
+            // Everything due is claimed: sleep until the next scheduled task, if any is sooner.
             let now = now_ms();
-            match engine.store.claim(&ClaimRequest {
-                owner: &engine.owner,
-                limit: free,
-                now,
-                lease_ms: engine.config.lease_ms,
-                identifiers: &runnable,
-            }) {
-                Ok(tasks) => {
-                    claimed = tasks.len();
-                    engine.in_flight.fetch_add(claimed, Ordering::SeqCst);
-                    started += claimed;
-                    for task in tasks {
-                        if jobs.send(task).is_err() {
-                            return started;
-                        }
-                    }
-                }
-                Err(e) => tracing::error!("claim failed: {e}"),
+            if let Ok(Some(at)) = engine.store.next_due(now, &runnable) {
+                sleep = sleep.min(Duration::from_millis((at - now).max(0) as u64));
             }
         }
         if let Some(limit) = limit {
@@ -231,28 +255,43 @@ fn dispatcher(engine: &Arc<Engine>, jobs: &Sender<ClaimedTask>, limit: Option<us
                 return started;
             }
         }
-        if claimed > 0 && claimed == free {
-            continue; // more may be due: claim again without sleeping
+        if let Err(RecvTimeoutError::Disconnected) = engine.wake_rx.recv_timeout(sleep) {
+            return started;
         }
-        let now = now_ms();
-        let next_due = engine
-            .store
-            .next_due(now, &runnable)
-            .ok()
-            .flatten()
-            .map(|at| Duration::from_millis((at - now).max(0) as u64));
-        let timeout = next_due.map_or(EXTERNAL_POLL_EVERY, |d| d.min(EXTERNAL_POLL_EVERY));
-        match engine.wake_rx.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return started,
-        }
-        // Another process (the CLI, an operator's SQL) wrote: worker rows may have changed.
-        let counter = engine.store.external_change_counter().ok().flatten();
-        if counter != external {
-            external = counter;
-            if let Err(e) = engine.registry.refresh_rows() {
-                tracing::warn!("cannot refresh worker rows: {e}");
+        // Another process (the CLI, an operator's SQL) may have written: worker rows are re-read.
+        // Checked by time, not per wake-up, so that a busy queue does not pay for it per task.
+        if last_external_check.elapsed() >= EXTERNAL_POLL_EVERY {
+            last_external_check = Instant::now();
+            let counter = engine.store.external_change_counter().ok().flatten();
+            if counter != external {
+                external = counter;
+                if let Err(e) = engine.registry.refresh_rows() {
+                    tracing::warn!("cannot refresh worker rows: {e}");
+                }
             }
+        }
+    }
+}
+
+/// Claims up to `free` due tasks and queues them for the pool; returns how many.
+fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
+    let claimed = engine.store.claim(&ClaimRequest {
+        owner: &engine.owner,
+        limit: free,
+        now: now_ms(),
+        lease_ms: engine.config.lease_ms,
+        identifiers: runnable,
+    });
+    match claimed {
+        Ok(tasks) => {
+            let n = tasks.len();
+            engine.in_flight.fetch_add(n, Ordering::SeqCst);
+            engine.ready.push_all(tasks);
+            n
+        }
+        Err(e) => {
+            tracing::error!("claim failed: {e}");
+            0
         }
     }
 }
@@ -334,7 +373,9 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
     };
     let started = Instant::now();
     let mut outcome = worker.run(&request, live.as_ref());
-    let duration_ms = started.elapsed().as_millis() as i64;
+    let elapsed = started.elapsed();
+    engine.note_run_time(elapsed.as_micros() as u64);
+    let duration_ms = elapsed.as_millis() as i64;
 
     let mut result_file = None;
     if let RunOutcome::Completed {

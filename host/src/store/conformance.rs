@@ -131,6 +131,27 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
     );
 }
 
+/// Tasks claimed ahead and given back are pending again with the attempt not counted; a
+/// release with a stale lease changes nothing.
+pub fn released_tasks_are_pending_again_without_an_attempt(store: &dyn Store) {
+    let id = store
+        .insert_task(&task("w", Priority::Normal, None), 0)
+        .unwrap();
+    let first = claim(store, "h", 1, 10).remove(0);
+    store.release(&[(id, first.lease_token ^ 1)], 11).unwrap();
+    assert_eq!(
+        store.task(id).unwrap().unwrap().status,
+        TaskStatus::Preparing
+    );
+    store.release(&[(id, first.lease_token)], 12).unwrap();
+    let t = store.task(id).unwrap().unwrap();
+    assert_eq!(
+        (t.status, t.attempts, t.lease_owner),
+        (TaskStatus::Pending, 0, None)
+    );
+    assert_eq!(claim(store, "h", 1, 20).remove(0).attempt, 1);
+}
+
 /// Heartbeats extend only the owner's leases and report cancel requests.
 pub fn heartbeats_extend_leases_and_carry_cancels(store: &dyn Store) {
     let a = store
@@ -670,6 +691,12 @@ macro_rules! driver_tests {
         #[test]
         fn a_stale_run_cannot_overwrite_a_newer_one() {
             $crate::store::conformance::a_stale_run_cannot_overwrite_a_newer_one(&*$open());
+        }
+        #[test]
+        fn released_tasks_are_pending_again_without_an_attempt() {
+            $crate::store::conformance::released_tasks_are_pending_again_without_an_attempt(
+                &*$open(),
+            );
         }
         #[test]
         fn heartbeats_extend_leases_and_carry_cancels() {

@@ -80,6 +80,8 @@ pub struct ClaimedTask {
     pub lease_token: i64,
     /// When it became due (for queue-wait figures).
     pub run_at: i64,
+    /// Priority rank (2 high, 1 normal, 0 low), for the host's ready queue.
+    pub priority_rank: i64,
 }
 
 /// The end of one run (or a recovery decision), as decided by the state machine.
@@ -248,6 +250,9 @@ pub trait TaskStore: Send + Sync {
     /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
     /// highest priority first, then by due time, then id.
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
+    /// Gives claimed tasks that never started back: pending again, the attempt not counted
+    /// (fenced by lease; used at shutdown for tasks claimed ahead).
+    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
     /// Marks claimed tasks as running (batched; fenced by lease).
     fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
     /// Writes progress of running tasks in one transaction (fenced by lease).

@@ -2,6 +2,7 @@
 //!
 //! Actions:
 //! - `noop`: completes at once (the benchmark workload).
+//! - `stamp`: completes at once with its start time (µs since the epoch) as the result.
 //! - `run`: `steps` steps of `sleep_ms` each with progress; optional failure modes:
 //!   `fail_attempts` (attempts 1..=N fail, retryably), `fail_permanent`, `panic_at_step`,
 //!   `ignore_cancel`, and a `result` text or a `result_file` written to the output folder.
@@ -32,6 +33,10 @@ impl Worker for Demo {
             })
             .action("noop", "Completes at once")
             .action(
+                "stamp",
+                "Completes at once with the wall-clock start time in µs (latency benchmarks)",
+            )
+            .action(
                 "run",
                 "Runs steps with progress; see the data keys in the docs",
             )
@@ -41,6 +46,7 @@ impl Worker for Demo {
     fn run(&self, ctx: &Context<'_>, action: &str, data: Value) -> Result<Output, TaskError> {
         match action {
             "noop" => Ok(Output::none()),
+            "stamp" => Ok(Output::text(now_micros().to_string())),
             "run" => run_steps(ctx, &data),
             other => Err(TaskError::permanent(format!("unknown action {other}"))),
         }
@@ -105,6 +111,14 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         Some(text) => Ok(Output::text(text)),
         None => Ok(Output::text(format!("done by {VARIANT}"))),
     }
+}
+
+/// Wall-clock time in µs since the epoch: comparable across processes on one machine.
+fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
 }
 
 /// Appends one line with a single `write` call (O_APPEND), so concurrent runs never interleave.

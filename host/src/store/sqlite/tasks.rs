@@ -171,6 +171,7 @@ impl TaskStore for SqliteStore {
                                 max_attempts: r.get(5)?,
                                 lease_token: token,
                                 run_at: r.get(6)?,
+                                priority_rank: r.get(7)?,
                             },
                             r.get::<_, i64>(7)?,
                         ))
@@ -184,6 +185,28 @@ impl TaskStore for SqliteStore {
         // RETURNING gives no order guarantee: restore claim order for the pool.
         claimed.sort_by_key(|(t, rank)| (-rank, t.run_at, t.id));
         Ok(claimed.into_iter().map(|(t, _)| t).collect())
+    }
+
+    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE s_tasks SET status = 10, attempts = MAX(attempts - 1, 0),
+                            message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+                            lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
+                      WHERE id = ?1 AND lease_token = ?2 AND status = 15",
+                )?;
+                for (id, token) in tasks {
+                    stmt.execute(params![id, token, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {

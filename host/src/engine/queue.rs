@@ -1,0 +1,133 @@
+//! The host's ready queue: tasks claimed from the store, waiting for a pool thread, always
+//! handed out highest priority first, then by due time, then id. Because the order is kept here
+//! too, claiming ahead (prefetch) never lets a prefetched low task overtake a high one that
+//! this host claims later.
+
+use crate::store::ClaimedTask;
+use parking_lot::{Condvar, Mutex};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+struct Ready(ClaimedTask);
+
+impl Ready {
+    fn key(&self) -> (i64, i64, i64) {
+        // Max-heap: higher rank first, then earlier run_at, then lower id.
+        (self.0.priority_rank, -self.0.run_at, -self.0.id)
+    }
+}
+
+impl PartialEq for Ready {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    heap: BinaryHeap<Ready>,
+    closed: bool,
+}
+
+/// Claimed tasks waiting for a pool thread.
+#[derive(Default)]
+pub struct ReadyQueue {
+    state: Mutex<State>,
+    available: Condvar,
+}
+
+impl ReadyQueue {
+    /// Adds claimed tasks.
+    pub fn push_all(&self, tasks: Vec<ClaimedTask>) {
+        let n = tasks.len();
+        let mut state = self.state.lock();
+        state.heap.extend(tasks.into_iter().map(Ready));
+        drop(state);
+        for _ in 0..n {
+            self.available.notify_one();
+        }
+    }
+
+    /// The next task, waiting for one; `None` once closed (tasks left are for [`Self::drain`]).
+    pub fn pop(&self) -> Option<ClaimedTask> {
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            if let Some(Ready(task)) = state.heap.pop() {
+                return Some(task);
+            }
+            self.available.wait(&mut state);
+        }
+    }
+
+    /// Stops handing out tasks and wakes every waiting pool thread.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.available.notify_all();
+    }
+
+    /// Takes every task still waiting (at shutdown, to give them back).
+    pub fn drain(&self) -> Vec<ClaimedTask> {
+        let mut state = self.state.lock();
+        std::mem::take(&mut state.heap)
+            .into_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: i64, rank: i64, run_at: i64) -> ClaimedTask {
+        ClaimedTask {
+            id,
+            identifier: "w".into(),
+            action: "a".into(),
+            meta: "{}".into(),
+            attempt: 1,
+            max_attempts: 3,
+            lease_token: 1,
+            run_at,
+            priority_rank: rank,
+        }
+    }
+
+    #[test]
+    fn hands_out_by_priority_then_due_time_then_id_across_claims() {
+        let q = ReadyQueue::default();
+        q.push_all(vec![task(1, 0, 10), task(2, 1, 10)]);
+        q.push_all(vec![task(3, 2, 50), task(4, 1, 5), task(5, 1, 5)]);
+        let order: Vec<i64> = (0..5).map(|_| q.pop().unwrap().id).collect();
+        assert_eq!(order, vec![3, 4, 5, 2, 1]);
+    }
+
+    #[test]
+    fn close_wakes_waiters_and_leaves_tasks_to_drain() {
+        let q = std::sync::Arc::new(ReadyQueue::default());
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop())
+        };
+        q.close();
+        assert!(waiter.join().unwrap().is_none());
+        q.push_all(vec![task(9, 1, 0)]);
+        assert!(q.pop().is_none());
+        assert_eq!(q.drain().len(), 1);
+    }
+}

@@ -1,0 +1,230 @@
+//! Building and running the release daemon in a throw-away home.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Release binaries the benches use.
+pub struct Binaries {
+    /// `stask`.
+    pub stask: PathBuf,
+    /// The release `demo` plugin.
+    pub demo: PathBuf,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace")
+}
+
+/// Builds the release daemon and demo plugin.
+pub fn build_release() -> Binaries {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "stask-host",
+            "-p",
+            "stask-worker-demo",
+        ])
+        .current_dir(workspace())
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "release build failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("release");
+    Binaries {
+        stask: target.join("stask"),
+        demo: target.join("libstask_worker_demo.so"),
+    }
+}
+
+/// A home with the demo plugin and a token.
+pub struct Home {
+    /// Temp folder.
+    pub dir: tempfile::TempDir,
+    /// API token.
+    pub token: String,
+    stask: PathBuf,
+}
+
+impl Home {
+    /// A fresh home.
+    pub fn new(bin: &Binaries) -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("stask-bench-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
+        std::fs::copy(&bin.demo, dir.path().join("plugins.d/demo.so")).unwrap();
+        let out = Command::new(&bin.stask)
+            .args(["--home"])
+            .arg(dir.path())
+            .args(["token", "create", "--name", "bench"])
+            .output()
+            .expect("token");
+        let token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        Home {
+            dir,
+            token,
+            stask: bin.stask.clone(),
+        }
+    }
+
+    /// `storage/stask.db`.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("storage/stask.db")
+    }
+
+    /// Creates a new token in the home's (possibly replaced) database and serves.
+    pub fn serve_with_fresh_token(&mut self, env: &[(&str, &str)]) -> Daemon {
+        let out = Command::new(&self.stask)
+            .arg("--home")
+            .arg(self.dir.path())
+            .args(["token", "create", "--name", "bench-fresh"])
+            .output()
+            .expect("token");
+        self.token = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        self.serve(env)
+    }
+
+    /// Starts `stask serve` with extra environment; waits until it is ready.
+    pub fn serve(&self, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(&self.stask);
+        cmd.arg("--home")
+            .arg(self.dir.path())
+            .arg("serve")
+            .env("STASK_BIND", "127.0.0.1:0")
+            .env("STASK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("daemon did not become ready");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                break addr;
+            }
+        };
+        Daemon {
+            child,
+            ready_at: Instant::now(),
+            addr,
+            token: self.token.clone(),
+            _log: rx,
+        }
+    }
+}
+
+/// A running daemon; killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// When its ready line arrived.
+    pub ready_at: Instant,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// API token.
+    pub token: String,
+    /// Kept so that the daemon's stderr stays drained.
+    _log: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// A keep-alive HTTP connection.
+    pub fn connect(&self) -> crate::client::Conn {
+        crate::client::Conn::open(&self.addr, &self.token)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Inserts `n` pending `demo` tasks of `action` directly into the database (a batch, as a
+/// bulk producer would), before the daemon starts.
+pub fn insert_pending(db: &Path, n: usize, action: &str) {
+    use stask_host::model::{NewTask, Priority};
+    let store = stask_host::store::open(&format!("sqlite://{}", db.display())).expect("open db");
+    store.migrate().expect("migrate");
+    let now = stask_host::clock::now_ms();
+    let task = NewTask {
+        identifier: "demo".into(),
+        action: action.into(),
+        data: serde_json::json!({}),
+        priority: Priority::Normal,
+        start_at: None,
+        max_attempts: 3,
+        started_by: None,
+    };
+    let batch = vec![task; 1_000];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(batch.len());
+        store.insert_tasks(&batch[..k], now).expect("insert");
+        left -= k;
+    }
+}
+
+/// Makes sure the database exists with its schema (for homes prepared before any start).
+pub fn migrate(db: &Path) {
+    let store = stask_host::store::open(&format!("sqlite://{}", db.display())).expect("open db");
+    store.migrate().expect("migrate");
+}
+
+/// Flushes dirty pages so that writeback of a prepared file does not land inside a measurement.
+pub fn sync_disk() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}

@@ -1,0 +1,84 @@
+//! `stask-bench`: reproducible figures for the sTask pipeline, its SQLite limit and a peer.
+//!
+//! `cargo run --release -p stask-bench -- all` builds what it needs (the release daemon and demo
+//! plugin), runs every scenario `--runs` times and prints a table of median, min and max with the
+//! machine and configuration. See BENCHMARKS.md for recorded figures.
+
+mod client;
+mod daemon;
+mod peer;
+mod raw;
+mod report;
+mod scenarios;
+
+use clap::{Parser, ValueEnum};
+use report::Report;
+
+/// Benchmarks of the sTask pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "stask-bench")]
+struct Args {
+    /// What to run.
+    #[arg(value_enum, default_value = "all")]
+    what: Vec<What>,
+    /// Runs per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Tasks per throughput run.
+    #[arg(long, default_value_t = 100_000)]
+    tasks: usize,
+    /// Seconds per timed HTTP load run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+enum What {
+    All,
+    /// (a) batch of no-op tasks drained by the pool, with the raw SQLite limit beside it.
+    Drain,
+    /// (b) HTTP creation and processing at the same time.
+    Sustained,
+    /// (c) REST create to worker start, at light load.
+    Latency,
+    /// (d) HTTP create requests per second.
+    Http,
+    /// (e) plugin drop-to-live and reload times.
+    Reload,
+    /// (g) throughput with 10^4, 10^5 and 10^6 finished tasks in the table.
+    Growth,
+    /// The peer (huey with SQLite) on the same workload.
+    Peer,
+}
+
+fn main() {
+    let args = Args::parse();
+    let all = args.what.contains(&What::All);
+    let wants = |w: What| all || args.what.contains(&w);
+    let bin = daemon::build_release();
+    let mut report = Report::new(args.runs);
+    report.machine();
+    if wants(What::Drain) {
+        scenarios::drain(&bin, &mut report, args.tasks);
+        raw::limits(&mut report, args.tasks);
+    }
+    if wants(What::Peer) {
+        peer::huey(&bin, &mut report, 10_000);
+    }
+    if wants(What::Sustained) {
+        scenarios::sustained(&bin, &mut report, args.seconds);
+    }
+    if wants(What::Latency) {
+        scenarios::latency(&bin, &mut report, 2_000);
+    }
+    if wants(What::Http) {
+        scenarios::http_creates(&bin, &mut report, args.seconds);
+    }
+    if wants(What::Reload) {
+        scenarios::reload(&bin, &mut report);
+    }
+    if wants(What::Growth) {
+        scenarios::growth(&bin, &mut report, (args.tasks / 2).max(1_000));
+    }
+    report.print();
+}
