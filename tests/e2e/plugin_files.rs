@@ -269,7 +269,7 @@ fn the_loaded_worker_row_describes_its_library() {
         .iter()
         .filter_map(|a| a["name"].as_str())
         .collect();
-    assert_eq!(actions, vec!["noop", "run"]);
+    assert_eq!(actions, vec!["noop", "stamp", "run"]);
 
     // The CLI (a second process on the same database) shows the same row.
     let out = home.cli(&["workers", "list"]);
@@ -288,7 +288,7 @@ fn the_loaded_worker_row_describes_its_library() {
             "loaded",
             "yes",
             w["version"].as_str().unwrap(),
-            "noop,run"
+            "noop,stamp,run"
         ],
         "{row}"
     );

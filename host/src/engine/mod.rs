@@ -6,6 +6,7 @@
 //! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker).
 
 pub mod analytics;
+mod inserts;
 pub mod progress;
 mod queue;
 pub mod runtime;
@@ -25,7 +26,7 @@ use progress::ProgressHub;
 use state::Backoff;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 /// Why an engine operation was refused. Each kind maps to one HTTP status and CLI exit code.
@@ -66,6 +67,11 @@ pub struct Engine {
     wake_tx: crossbeam_channel::Sender<()>,
     wake_rx: crossbeam_channel::Receiver<()>,
     in_flight: AtomicUsize,
+    /// When the sleeping dispatcher looks again by itself (UNIX ms): inserts due later need not
+    /// wake it.
+    dispatcher_deadline: AtomicI64,
+    /// Group-commit inserter for the API, started on first use.
+    inserter: std::sync::OnceLock<inserts::Inserter>,
     /// Claimed tasks waiting for a pool thread.
     ready: queue::ReadyQueue,
     /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
@@ -107,6 +113,8 @@ impl Engine {
             wake_tx,
             wake_rx,
             in_flight: AtomicUsize::new(0),
+            dispatcher_deadline: AtomicI64::new(i64::MAX),
+            inserter: std::sync::OnceLock::new(),
             ready: queue::ReadyQueue::default(),
             recent_run_micros: AtomicU64::new(u64::MAX),
             stopping: AtomicBool::new(false),
@@ -134,61 +142,43 @@ impl Engine {
                 list_or_none(&known)
             )));
         };
-        if !worker.has_action(&task.action) {
-            return Err(EngineError::NotFound(format!(
-                "unknown action '{}' for worker '{}' (valid actions: {})",
-                task.action,
-                task.identifier,
-                list_or_none(&worker.action_names())
-            )));
-        }
-        match worker.state {
-            WorkerState::Loaded => {}
-            WorkerState::Orphaned => {
-                return Err(EngineError::Conflict(format!(
-                    "worker '{}' is orphaned: its library was removed from plugins.d/",
-                    worker.identifier
-                )))
-            }
-            WorkerState::Error => {
-                return Err(EngineError::Conflict(format!(
-                    "worker '{}' failed to load: {}",
-                    worker.identifier,
-                    worker.load_error.as_deref().unwrap_or("unknown error")
-                )))
-            }
-        }
-        if !worker.active {
-            return Err(EngineError::Conflict(format!(
-                "worker '{}' is inactive; activate it first",
-                worker.identifier
-            )));
-        }
-        if !task.data.is_object() {
-            return Err(EngineError::Invalid(
-                "task data must be a JSON object".into(),
-            ));
-        }
-        if task.max_attempts == 0 || task.max_attempts > 100 {
-            return Err(EngineError::Invalid(format!(
-                "max_attempts must be between 1 and 100, got {}",
-                task.max_attempts
-            )));
-        }
+        check_task(&worker, task)?;
         Ok(worker)
+    }
+
+    /// [`Engine::validate`] from the registry's cached row when the worker is loaded here (no
+    /// database read); `None` when the cache cannot decide (not loaded: the full check reads
+    /// the database for the exact reason).
+    pub fn validate_cached(&self, task: &NewTask) -> Option<EngineResult<()>> {
+        self.registry.get(&task.identifier)?;
+        let worker = self.registry.row(&task.identifier)?;
+        Some(check_task(&worker, task))
     }
 
     /// Validates and stores a task, and wakes the dispatcher.
     pub fn create_task(&self, task: &NewTask) -> EngineResult<i64> {
         self.validate(task)?;
         let id = self.store.insert_task(task, now_ms())?;
+        self.created(id, task);
+        Ok(id)
+    }
+
+    /// After an insert: announce it, and wake the dispatcher if the task may be due before
+    /// the dispatcher would look again anyway.
+    fn created(&self, id: i64, task: &NewTask) {
         self.events.publish(Event::TaskCreated {
             id,
             identifier: task.identifier.clone(),
             action: task.action.clone(),
         });
-        self.wake();
-        Ok(id)
+        let due = task.start_at.unwrap_or(i64::MIN);
+        if due
+            < self
+                .dispatcher_deadline
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.wake();
+        }
     }
 
     /// Cancels a pending task at once, or asks a running one to stop.
@@ -300,6 +290,52 @@ impl Engine {
     pub fn backoff(&self) -> Backoff {
         self.backoff
     }
+}
+
+/// The checks of a new task against its worker's row.
+fn check_task(worker: &WorkerRow, task: &NewTask) -> EngineResult<()> {
+    if !worker.has_action(&task.action) {
+        return Err(EngineError::NotFound(format!(
+            "unknown action '{}' for worker '{}' (valid actions: {})",
+            task.action,
+            task.identifier,
+            list_or_none(&worker.action_names())
+        )));
+    }
+    match worker.state {
+        WorkerState::Loaded => {}
+        WorkerState::Orphaned => {
+            return Err(EngineError::Conflict(format!(
+                "worker '{}' is orphaned: its library was removed from plugins.d/",
+                worker.identifier
+            )))
+        }
+        WorkerState::Error => {
+            return Err(EngineError::Conflict(format!(
+                "worker '{}' failed to load: {}",
+                worker.identifier,
+                worker.load_error.as_deref().unwrap_or("unknown error")
+            )))
+        }
+    }
+    if !worker.active {
+        return Err(EngineError::Conflict(format!(
+            "worker '{}' is inactive; activate it first",
+            worker.identifier
+        )));
+    }
+    if !task.data.is_object() {
+        return Err(EngineError::Invalid(
+            "task data must be a JSON object".into(),
+        ));
+    }
+    if task.max_attempts == 0 || task.max_attempts > 100 {
+        return Err(EngineError::Invalid(format!(
+            "max_attempts must be between 1 and 100, got {}",
+            task.max_attempts
+        )));
+    }
+    Ok(())
 }
 
 /// `root/relative` if it exists and, with every link resolved, stays inside `root`.

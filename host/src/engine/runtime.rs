@@ -255,7 +255,16 @@ fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
                 return started;
             }
         }
-        if let Err(RecvTimeoutError::Disconnected) = engine.wake_rx.recv_timeout(sleep) {
+        let deadline = now_ms().saturating_add(sleep.as_millis() as i64);
+        engine
+            .dispatcher_deadline
+            .store(deadline, Ordering::Relaxed);
+        let woken = engine.wake_rx.recv_timeout(sleep);
+        // Awake: every insert due before "never" may matter until the next sleep.
+        engine
+            .dispatcher_deadline
+            .store(i64::MAX, Ordering::Relaxed);
+        if let Err(RecvTimeoutError::Disconnected) = woken {
             return started;
         }
         // Another process (the CLI, an operator's SQL) may have written: worker rows are re-read.

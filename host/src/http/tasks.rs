@@ -117,8 +117,7 @@ pub async fn create(
         max_attempts,
         started_by: Some(caller.token_id),
     };
-    let engine = state.engine.clone();
-    let id = blocking(move || Ok(engine.create_task(&task)?)).await?;
+    let id = state.engine.create_task_async(task).await?;
     Ok((
         StatusCode::CREATED,
         Json(TaskCreated {

@@ -51,7 +51,7 @@ pub fn drain(bin: &Binaries, report: &mut Report, n: usize) {
             ],
         ),
     ];
-    for (label, env) in configs {
+    for (i, (label, env)) in configs.into_iter().enumerate() {
         let mut rates = Vec::new();
         let mut idle = Vec::new();
         let mut peak = Vec::new();
@@ -67,7 +67,7 @@ pub fn drain(bin: &Binaries, report: &mut Report, n: usize) {
         }
         let config = format!("{n} tasks, pool {pool}, {label}");
         report.add("(a) end-to-end drain", "tasks/s", &config, rates);
-        if label.starts_with("default") {
+        if i == 0 {
             report.add(
                 "(f) RSS idle (after start, demo loaded)",
                 "MiB",
@@ -87,7 +87,7 @@ pub fn sustained(bin: &Binaries, report: &mut Report, seconds: u64) {
     for _ in 0..report.runs {
         let home = Home::new(bin);
         let d = home.serve(&[]);
-        let (created, window) = hammer(&d, 2, Duration::from_secs(seconds), r#"{}"#);
+        let (created, window) = hammer(&d, 8, Duration::from_secs(seconds), r#"{}"#);
         let mut conn = d.connect();
         let completed = conn.get_json("/stask/stats")["completed"]
             .as_i64()
@@ -96,7 +96,7 @@ pub fn sustained(bin: &Binaries, report: &mut Report, seconds: u64) {
         done_rates.push(completed as f64 / window);
     }
     let config = format!(
-        "2 HTTP clients, keep-alive, {seconds} s, pool {}",
+        "8 HTTP clients, keep-alive, {seconds} s, pool {}",
         workers()
     );
     report.add(

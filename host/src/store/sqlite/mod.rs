@@ -13,7 +13,8 @@ use super::{Migration, Store, StoreError, StoreResult, SQLITE_MIGRATIONS};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const READERS: usize = 3;
@@ -24,7 +25,11 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    checkpointer_stop: Arc<AtomicBool>,
 }
+
+/// How often the background checkpointer moves WAL pages into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// `synchronous` mode: `NORMAL` by default (crash-safe against a killed process; a power loss can
 /// lose the last commits), `FULL` with `STASK_SQLITE_SYNC=full` (durable at every commit).
@@ -61,6 +66,13 @@ impl SqliteStore {
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         configure(&writer)?;
+        // Checkpoints (and their fsync) run on their own connection and thread: inside a
+        // commit they stalled the single writer for milliseconds (the latency tail).
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        configure(&checkpointer)?;
+        let checkpointer_stop = Arc::new(AtomicBool::new(false));
+        spawn_checkpointer(checkpointer, checkpointer_stop.clone());
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
@@ -72,6 +84,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             path: path.to_owned(),
+            checkpointer_stop,
         })
     }
 
@@ -89,6 +102,33 @@ impl SqliteStore {
         }
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         f(&self.readers[i].lock())
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs passive checkpoints until `stop`; a final one when stopping. A passive checkpoint never
+/// blocks the writer: it copies what it can and leaves the rest for the next round.
+fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) {
+    let run = move || loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("stask-checkpoint".into())
+        .spawn(run)
+    {
+        tracing::warn!("cannot start the WAL checkpointer: {e}");
     }
 }
 

@@ -1,0 +1,88 @@
+//! Group commit for task creation over HTTP: concurrent creates are inserted by one thread in
+//! one transaction each round, instead of one transaction (and one thread hand-off) each. A
+//! lone create is inserted at once; batching only happens when requests overlap.
+
+use super::{Engine, EngineResult};
+use crate::clock::now_ms;
+use crate::model::NewTask;
+use crate::store::StoreResult;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Most inserts committed together.
+const MAX_BATCH: usize = 256;
+
+type Request = (NewTask, oneshot::Sender<StoreResult<i64>>);
+
+/// Handle to the inserter thread.
+pub struct Inserter {
+    tx: Sender<Request>,
+}
+
+impl Inserter {
+    fn start(engine: Arc<Engine>) -> Inserter {
+        let (tx, rx) = unbounded::<Request>();
+        std::thread::Builder::new()
+            .name("stask-inserter".into())
+            .spawn(move || run(&engine, &rx))
+            .expect("spawning the inserter");
+        Inserter { tx }
+    }
+}
+
+fn run(engine: &Engine, rx: &Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let tasks: Vec<NewTask> = batch.iter().map(|(t, _)| t.clone()).collect();
+        match engine.store.insert_tasks(&tasks, now_ms()) {
+            Ok(ids) => {
+                for ((task, reply), id) in batch.into_iter().zip(ids) {
+                    engine.created(id, &task);
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(crate::store::StoreError::Database(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Validates and stores a task without blocking the caller's async thread: the check
+    /// uses the registry's cached row when it can, the insert is group-committed.
+    pub async fn create_task_async(self: &Arc<Self>, task: NewTask) -> EngineResult<i64> {
+        match self.validate_cached(&task) {
+            Some(checked) => checked?,
+            None => {
+                let engine = self.clone();
+                let probe = task.clone();
+                tokio::task::spawn_blocking(move || engine.validate(&probe).map(|_| ()))
+                    .await
+                    .map_err(|e| {
+                        super::EngineError::Invalid(format!("validation failed: {e}"))
+                    })??;
+            }
+        }
+        let inserter = self.inserter.get_or_init(|| Inserter::start(self.clone()));
+        let (reply, answer) = oneshot::channel();
+        inserter
+            .tx
+            .send((task, reply))
+            .map_err(|_| crate::store::StoreError::Database("the inserter stopped".into()))?;
+        let id = answer
+            .await
+            .map_err(|_| crate::store::StoreError::Database("the inserter stopped".into()))??;
+        Ok(id)
+    }
+}
