@@ -271,3 +271,19 @@ fn a_killed_host_loses_nothing_and_the_interrupted_attempt_is_rerun_once() {
         (Some(2), Some(0))
     );
 }
+
+#[test]
+fn a_cancel_from_the_cli_reaches_a_task_running_in_the_daemon() {
+    let mut home = Home::with_workers(&["demo"]);
+    // Heartbeats every 20 s: the cancel must arrive through the change detection instead.
+    home.set_env("STASK_LEASE_MS", "60000");
+    let d = home.serve();
+    let id = d.create("demo", "run", json!({"steps": 600, "sleep_ms": 50}));
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    let out = home.cli(&["task", "cancel", &id.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let done = d.wait_task(id, Duration::from_secs(5), |t| t["status"] == "cancelled");
+    assert!(done["progress"].as_i64().unwrap() < 100);
+}

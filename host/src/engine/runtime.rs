@@ -267,7 +267,8 @@ fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
         if let Err(RecvTimeoutError::Disconnected) = woken {
             return started;
         }
-        // Another process (the CLI, an operator's SQL) may have written: worker rows are re-read.
+        // Another process (the CLI, an operator's SQL) may have written: worker rows and cancel
+        // requests are re-read.
         // Checked by time, not per wake-up, so that a busy queue does not pay for it per task.
         if last_external_check.elapsed() >= EXTERNAL_POLL_EVERY {
             last_external_check = Instant::now();
@@ -277,6 +278,8 @@ fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
                 if let Err(e) = engine.registry.refresh_rows() {
                     tracing::warn!("cannot refresh worker rows: {e}");
                 }
+                // e.g. `stask task cancel` on a task running here.
+                renew_leases(engine);
             }
         }
     }
@@ -616,7 +619,8 @@ fn flush_progress(engine: &Engine) {
     }
 }
 
-fn heartbeat(engine: &Engine) {
+/// Extends this host's leases and applies cancel requests stored by other processes.
+fn renew_leases(engine: &Engine) {
     let until = now_ms() + engine.config.lease_ms;
     match engine.store.heartbeat(&engine.owner, until) {
         Ok(cancelled) => {
@@ -628,6 +632,11 @@ fn heartbeat(engine: &Engine) {
         }
         Err(e) => tracing::warn!("heartbeat failed: {e}"),
     }
+}
+
+/// Heartbeat, then recovery of leases that expired on any host.
+fn heartbeat(engine: &Engine) {
+    renew_leases(engine);
     match engine.store.expired_leases(now_ms(), None) {
         Ok(leases) => {
             if let Err(e) = engine.apply_recoveries(&leases) {

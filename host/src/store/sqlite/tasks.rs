@@ -118,6 +118,27 @@ UPDATE s_tasks
        LIMIT ?6)
 RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
 
+impl SqliteStore {
+    /// Runs `sql` (parameters: id, lease token, now) for each `(id, lease token)` in one
+    /// transaction.
+    fn update_leased(&self, sql: &str, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(sql)?;
+                for (id, token) in tasks {
+                    stmt.execute(params![id, token, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
 impl TaskStore for SqliteStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         self.write(|conn| {
@@ -188,45 +209,23 @@ impl TaskStore for SqliteStore {
     }
 
     fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        self.write(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE s_tasks SET status = 10, attempts = MAX(attempts - 1, 0),
-                            message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
-                            lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
-                      WHERE id = ?1 AND lease_token = ?2 AND status = 15",
-                )?;
-                for (id, token) in tasks {
-                    stmt.execute(params![id, token, now])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        self.update_leased(
+            "UPDATE s_tasks SET status = 10, attempts = MAX(attempts - 1, 0),
+                    message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
+              WHERE id = ?1 AND lease_token = ?2 AND status = 15",
+            tasks,
+            now,
+        )
     }
 
     fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        self.write(|conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE s_tasks SET status = 20, message = 'Running', updated_at = ?3
-                      WHERE id = ?1 AND lease_token = ?2 AND status = 15",
-                )?;
-                for (id, token) in tasks {
-                    stmt.execute(params![id, token, now])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        self.update_leased(
+            "UPDATE s_tasks SET status = 20, message = 'Running', updated_at = ?3
+              WHERE id = ?1 AND lease_token = ?2 AND status = 15",
+            tasks,
+            now,
+        )
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
