@@ -183,7 +183,14 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
     }
 
     assert_error(&d.get("/stask/nowhere"), 404, "unknown path");
-    assert_error(&d.get("/"), 404, "root path");
+    assert_error(&d.get("/nowhere"), 404, "unknown path outside /stask");
+    let ui = d.request_as(None, "GET", "/", None);
+    assert_eq!(ui.status, 200, "/ leads to the admin UI");
+    assert!(
+        ui.content_type.starts_with("text/html"),
+        "{}",
+        ui.content_type
+    );
     assert_error(
         &d.request_as(None, "GET", "/stask/nowhere", None),
         404,

@@ -274,3 +274,31 @@ fn worker_endpoints_answer_unknown_workers_with_404() {
         json!({"file": "demo.so", "outcome": "unchanged", "identifier": null, "version": null, "error": null})
     );
 }
+
+#[test]
+fn sigterm_ends_open_event_streams_and_stops_cleanly() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let stream = ureq::get(&format!("{}/stask/events", d.base))
+        .set("Authorization", &format!("Bearer {}", d.token))
+        .call()
+        .expect("event stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream.into_reader(), &mut sink);
+        let _ = tx.send("stream ended");
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(d.terminate());
+    });
+    let code = done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the daemon did not stop while an event stream was open");
+    assert_eq!(code, 0);
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(5)),
+        Ok("stream ended")
+    );
+}

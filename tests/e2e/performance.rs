@@ -75,6 +75,14 @@ fn the_summary_and_worker_figures_come_from_the_tasks_that_ran() {
         json!({"message": "planned permanent failure", "count": 2})
     );
 
+    let tl = d.get("/stask/performance/timeline?hours=1&buckets=6").body;
+    let points = tl["points"].as_array().unwrap();
+    assert_eq!(points.len(), 6, "{tl}");
+    let sum = |key: &str| points.iter().map(|p| p[key].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((sum("completed"), sum("failed")), (3, 2), "{tl}");
+    assert_eq!(tl["bucket_seconds"], 600.0);
+    assert_eq!(d.get("/stask/performance/timeline?buckets=0").status, 422);
+
     let w = d.get("/stask/performance/workers?hours=24").body;
     let demo = &w["workers"]["demo"];
     assert_eq!(

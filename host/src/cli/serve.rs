@@ -120,8 +120,12 @@ async fn serve_http(
         store = %engine.store.describe(),
         "stask ready: listening on http://{addr}"
     );
-    axum::serve(listener, crate::http::router(engine))
-        .with_graceful_shutdown(signals.recv())
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    axum::serve(listener, crate::http::router(engine, stopping))
+        .with_graceful_shutdown(async move {
+            signals.recv().await;
+            let _ = stop.send(true);
+        })
         .await
         .map_err(|e| CliError::new(1, format!("HTTP server failed: {e}")))
 }

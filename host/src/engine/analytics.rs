@@ -205,6 +205,45 @@ impl Engine {
         self.alerts_at(thresholds, now_ms())
     }
 
+    /// Completed and failed tasks per interval over the last `hours`, in `buckets` equal
+    /// intervals (1-500), every interval present (zeros included) so a chart needs no gaps
+    /// logic.
+    pub fn timeline(&self, hours: u32, buckets: u32) -> EngineResult<Timeline> {
+        if hours == 0 || hours > MAX_HOURS {
+            return Err(EngineError::Invalid(format!(
+                "hours must be between 1 and {MAX_HOURS}, got {hours}"
+            )));
+        }
+        if buckets == 0 || buckets > 500 {
+            return Err(EngineError::Invalid(format!(
+                "buckets must be between 1 and 500, got {buckets}"
+            )));
+        }
+        let to = now_ms();
+        let span = i64::from(hours) * 3_600_000;
+        let bucket_ms = (span / i64::from(buckets)).max(1);
+        let from = to - bucket_ms * i64::from(buckets);
+        let mut points: Vec<TimelinePoint> = (0..i64::from(buckets))
+            .map(|i| TimelinePoint {
+                at: rfc3339(from + i * bucket_ms),
+                completed: 0,
+                failed: 0,
+            })
+            .collect();
+        for (bucket, completed, failed) in self.store.finished_per_bucket(from, to, bucket_ms)? {
+            if let Some(p) = usize::try_from(bucket).ok().and_then(|b| points.get_mut(b)) {
+                p.completed = completed;
+                p.failed = failed;
+            }
+        }
+        Ok(Timeline {
+            from: rfc3339(from),
+            to: rfc3339(to),
+            bucket_seconds: bucket_ms as f64 / 1000.0,
+            points,
+        })
+    }
+
     /// Mean memory of a run, in bytes. Not measured yet: always `None`, so `average_memory` is
     /// `null` and `high_memory_usage` cannot fire. A later change measures it here, and both
     /// follow without further edits.
@@ -871,4 +910,28 @@ mod tests {
             (1, Some(100.0), 0)
         );
     }
+}
+
+/// Completed and failed tasks per interval.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Timeline {
+    /// Start of the first interval (RFC 3339).
+    pub from: String,
+    /// End of the last interval (RFC 3339).
+    pub to: String,
+    /// Length of an interval.
+    pub bucket_seconds: f64,
+    /// One point per interval, oldest first.
+    pub points: Vec<TimelinePoint>,
+}
+
+/// One interval of a [`Timeline`].
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TimelinePoint {
+    /// Start of the interval (RFC 3339).
+    pub at: String,
+    /// Tasks completed in it.
+    pub completed: i64,
+    /// Tasks failed in it.
+    pub failed: i64,
 }

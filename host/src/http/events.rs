@@ -36,12 +36,21 @@ fn to_sse(item: Result<Event, BroadcastStreamRecvError>) -> SseEvent {
 }
 
 fn stream(state: &AppState, task: Option<i64>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    BroadcastStream::new(state.engine.events.subscribe())
+    let mut shutdown = state.shutdown.clone();
+    let events = BroadcastStream::new(state.engine.events.subscribe())
         .filter(move |item| match (task, item) {
             (Some(id), Ok(event)) => event_task_id(event) == Some(id),
             _ => true,
         })
-        .map(|item| Ok(to_sse(item)))
+        .map(|item| Ok(to_sse(item)));
+    // End with the server (a graceful shutdown waits for open responses); clients reconnect
+    // to the next one by themselves.
+    futures_util::StreamExt::take_until(
+        events,
+        Box::pin(async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }),
+    )
 }
 
 /// Every task and worker event, as they happen (`task_created`, `task_progress`,

@@ -13,6 +13,7 @@ mod schema;
 mod session;
 mod system;
 mod tasks;
+mod ui;
 mod uploads;
 mod workers;
 
@@ -38,6 +39,9 @@ pub use error::{ApiError, ErrorBody};
 pub struct AppState {
     /// The engine.
     pub engine: Arc<Engine>,
+    /// Turns true when the server shuts down: endless responses (event streams) end then,
+    /// or a graceful shutdown would wait for them forever.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The document's frame; paths are collected from the routers below.
@@ -101,6 +105,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(performance::summary))
         .routes(routes!(performance::workers))
         .routes(routes!(performance::alerts))
+        .routes(routes!(performance::timeline))
         .routes(routes!(performance::cache_stats))
         .routes(routes!(performance::cache_clear))
         .routes(routes!(system::openapi))
@@ -122,10 +127,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The whole API with its middleware.
-pub fn router(engine: Arc<Engine>) -> Router {
+/// The whole API with its middleware; event streams end when `shutdown` turns true.
+pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>) -> Router {
     let state = AppState {
         engine: engine.clone(),
+        shutdown,
     };
     let (protected, public) = routers();
     let protected: Router<AppState> = Router::from(protected).route_layer(
@@ -135,6 +141,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .merge(protected)
         .merge(Router::from(public))
+        .merge(ui::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(engine.config.max_body_bytes))

@@ -2,7 +2,9 @@
 
 use super::error::json_body;
 use super::{blocking, ApiError, AppState, ErrorBody};
-use crate::engine::analytics::{Alert, AlertThresholds, PerformanceSummary, WorkerPerformance};
+use crate::engine::analytics::{
+    Alert, AlertThresholds, PerformanceSummary, Timeline, WorkerPerformance,
+};
 use crate::plugins::registry::CacheStats;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -87,6 +89,50 @@ pub async fn workers(
             .into_iter()
             .map(|w| (w.identifier.clone(), w))
             .collect(),
+    }))
+}
+
+/// Query of the timeline.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineQuery {
+    /// Hours back from now, 1-8784 (default 24).
+    #[param(minimum = 1, maximum = 8784)]
+    hours: Option<u32>,
+    /// Intervals, 1-500 (default 24).
+    #[param(minimum = 1, maximum = 500)]
+    buckets: Option<u32>,
+}
+
+/// `GET /stask/performance/timeline` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineAnswer {
+    /// `true`.
+    success: bool,
+    #[serde(flatten)]
+    timeline: Timeline,
+}
+
+/// Completed and failed tasks per interval (for the dashboard chart).
+#[utoipa::path(get, path = "/stask/performance/timeline", tag = "performance", params(TimelineQuery),
+    responses(
+        (status = 200, description = "Timeline", body = TimelineAnswer),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 422, description = "Out of range", body = ErrorBody),
+    ))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    query: Result<Query<TimelineQuery>, QueryRejection>,
+) -> Result<Json<TimelineAnswer>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let engine = state.engine.clone();
+    let timeline =
+        blocking(move || Ok(engine.timeline(q.hours.unwrap_or(24), q.buckets.unwrap_or(24))?))
+            .await?;
+    Ok(Json(TimelineAnswer {
+        success: true,
+        timeline,
     }))
 }
 

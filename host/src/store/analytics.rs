@@ -136,6 +136,16 @@ pub trait AnalyticsStore: Send + Sync {
     /// Pending tasks (due or scheduled) per identifier, ordered by identifier; identifiers
     /// without pending tasks are absent.
     fn pending_counts(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Completed and failed tasks per time bucket: `(bucket index, completed, failed)` for tasks
+    /// that finished in `[since, until)`, bucket = `(finished_at - since) / bucket_ms`; empty
+    /// buckets are absent.
+    fn finished_per_bucket(
+        &self,
+        since: i64,
+        until: i64,
+        bucket_ms: i64,
+    ) -> StoreResult<Vec<(i64, i64, i64)>>;
 }
 
 #[cfg(test)]

@@ -233,4 +233,28 @@ impl AnalyticsStore for SqliteStore {
             Ok(rows)
         })
     }
+
+    fn finished_per_bucket(
+        &self,
+        since: i64,
+        until: i64,
+        bucket_ms: i64,
+    ) -> StoreResult<Vec<(i64, i64, i64)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT (finished_at - ?1) / ?3 AS bucket,
+                        SUM(status = 30), SUM(status = 40)
+                   FROM s_tasks
+                  WHERE finished_at IS NOT NULL AND finished_at >= ?1 AND finished_at < ?2
+                    AND status IN (30, 40)
+                  GROUP BY bucket ORDER BY bucket",
+            )?;
+            let rows = stmt
+                .query_map(rusqlite::params![since, until, bucket_ms.max(1)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
 }

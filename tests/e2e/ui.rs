@@ -1,0 +1,967 @@
+//! The admin web UI in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against the real daemon. Login, every tab, running a task from a worker's
+//! form and watching it finish, cancelling, a plugin dropped into plugins.d appearing live, and
+//! server text never being interpreted as HTML.
+//!
+//! The browser is required: without `chromedriver` or `/usr/bin/chromium` these tests fail and
+//! say how to install them. Waiting is for an observable condition with a deadline (polled every
+//! 20 ms), never a fixed sleep. Screenshots of every tab land in `target/ui-screenshots/`.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Map, Value};
+use stask_tests::{workspace, Daemon, Home};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Deadline of one UI condition.
+const WAIT: Duration = Duration::from_secs(30);
+/// Poll interval of UI conditions.
+const POLL: Duration = Duration::from_millis(20);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver";
+const TABS: [&str; 4] = ["dashboard", "tasks", "workers", "performance"];
+
+/// At most two browsers at a time: the machine has two cores and the progress test needs to
+/// see a two-second task half-way.
+static BROWSERS: Semaphore = Semaphore::const_new(2);
+
+// ---------------------------------------------------------------------------------------------
+// chromedriver and the browser session
+// ---------------------------------------------------------------------------------------------
+
+fn chromedriver_path() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("chromedriver"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_default();
+    let path = on_path.unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"));
+    assert!(
+        path.is_file(),
+        "chromedriver was not found (not on PATH, not at /usr/bin/chromedriver); the UI tests \
+         need Debian's browser: run `{INSTALL}` as root"
+    );
+    assert!(
+        std::path::Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} was not found; the UI tests need Debian's browser: run `{INSTALL}` as root"
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running chromedriver in its own process group; the group (chromedriver and the Chromium it
+/// started) is killed when this is dropped, also when a test panics.
+struct Driver {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        use std::os::unix::process::CommandExt;
+        let exe = chromedriver_path();
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("stask-ui-")
+                .tempdir()
+                .expect("tempdir");
+            let port = free_port();
+            let log = dir.path().join("chromedriver.log");
+            let child = Command::new(&exe)
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-path={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+            let mut driver = Driver {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                dir,
+            };
+            if driver.wait_ready(Duration::from_secs(20)) {
+                return driver;
+            }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        panic!("chromedriver did not answer /status; its log:\n{last_log}");
+    }
+
+    /// Waits until `/status` says ready; false if it exited or the deadline passed.
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let status = ureq::get(&format!("{}/status", self.url))
+                .timeout(Duration::from_secs(2))
+                .call();
+            if let Ok(r) = status {
+                if let Ok(body) = r.into_json::<Value>() {
+                    if body["value"]["ready"] == true {
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        false
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.dir.path().join("profile")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group we created for our own child.
+        unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session against one daemon.
+struct Browser {
+    c: Client,
+    base: String,
+    driver: Driver,
+    _slot: SemaphorePermit<'static>,
+}
+
+fn screenshots() -> PathBuf {
+    let dir = workspace().join("target").join("ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("creating target/ui-screenshots");
+    dir
+}
+
+/// What the page says about one element (`None` when no element matches).
+#[derive(Debug, Clone)]
+struct Probe {
+    text: String,
+    visible: bool,
+    attrs: Map<String, Value>,
+}
+
+impl Probe {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).and_then(Value::as_str)
+    }
+}
+
+const PROBE_JS: &str = r#"
+const e = document.querySelector(arguments[0]);
+if (!e) return null;
+const style = getComputedStyle(e);
+const visible = !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length)
+    && style.visibility !== 'hidden' && !e.closest('[hidden]');
+const attrs = {};
+for (const a of e.attributes) attrs[a.name] = a.value;
+if (e.href !== undefined) attrs['.href'] = String(e.href);
+if (e.value !== undefined) attrs['.value'] = String(e.value);
+return { text: e.textContent, visible, attrs };
+"#;
+
+impl Browser {
+    async fn open(d: &Daemon) -> Browser {
+        let slot = BROWSERS.acquire().await.expect("semaphore");
+        let driver = Driver::start();
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", driver.profile().display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "unhandledPromptBehavior": "accept",
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let c = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .unwrap_or_else(|e| {
+                let log = std::fs::read_to_string(driver.dir.path().join("chromedriver.log"))
+                    .unwrap_or_default();
+                panic!("no WebDriver session with {CHROMIUM}: {e}\nchromedriver log:\n{log}")
+            });
+        Browser {
+            c,
+            base: d.base.clone(),
+            driver,
+            _slot: slot,
+        }
+    }
+
+    /// Ends the session (closes Chromium); the driver goes when `self` is dropped.
+    async fn close(self) {
+        let _ = self.c.clone().close().await;
+    }
+
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.c
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    async fn probe(&self, css: &str) -> Option<Probe> {
+        let v = self.c.execute(PROBE_JS, vec![json!(css)]).await.ok()?;
+        if v.is_null() {
+            return None;
+        }
+        Some(Probe {
+            text: v["text"].as_str().unwrap_or_default().to_owned(),
+            visible: v["visible"] == true,
+            attrs: v["attrs"].as_object().cloned().unwrap_or_default(),
+        })
+    }
+
+    async fn count(&self, css: &str) -> u64 {
+        self.js(
+            "return document.querySelectorAll(arguments[0]).length",
+            vec![json!(css)],
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0)
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.c.screenshot().await.expect("screenshot");
+        let path = screenshots().join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("writing the screenshot");
+        path
+    }
+
+    /// Polls `probe` every 20 ms until it gives `Some`; after `timeout` panics with `what`, the
+    /// page's text and a screenshot.
+    async fn until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                self.fail(what).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn fail(&self, what: &str) -> ! {
+        let name: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(60)
+            .collect();
+        let shot = match self.c.screenshot().await {
+            Ok(png) => {
+                let path = screenshots().join(format!("failed-{name}.png"));
+                let _ = std::fs::write(&path, png);
+                path.display().to_string()
+            }
+            Err(e) => format!("(no screenshot: {e})"),
+        };
+        let text = self
+            .c
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let url = self
+            .c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let text: String = text.chars().take(4000).collect();
+        panic!(
+            "UI: timed out waiting for {what}\nurl: {url}\nscreenshot: {shot}\npage text:\n{text}"
+        );
+    }
+
+    async fn wait_visible(&self, css: &str) -> Probe {
+        self.until(&format!("{css} to be visible"), WAIT, async || {
+            self.probe(css).await.filter(|p| p.visible)
+        })
+        .await
+    }
+
+    async fn wait_hidden(&self, css: &str) {
+        self.until(&format!("{css} to be hidden"), WAIT, async || {
+            match self.probe(css).await {
+                Some(p) if p.visible => None,
+                _ => Some(()),
+            }
+        })
+        .await
+    }
+
+    /// Waits until `css`'s text satisfies `pred`; returns the text.
+    async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.until(&format!("{css} {what}"), WAIT, async || {
+            self.probe(css).await.map(|p| p.text).filter(|t| pred(t))
+        })
+        .await
+    }
+
+    /// Clicks the first element matching `css` once it exists and accepts the click, retrying
+    /// while it is still being rendered (not interactable, stale, covered).
+    async fn click(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let err = match self.c.find(Locator::Css(css)).await {
+                Ok(e) => match e.click().await {
+                    Ok(()) => {
+                        // A confirm() the UI may ask: accept it (no dialog is fine).
+                        let _ = self.c.accept_alert().await;
+                        return;
+                    }
+                    Err(err) => err,
+                },
+                Err(err) => err,
+            };
+            if Instant::now() >= deadline {
+                self.fail(&format!("a click on {css} ({err})")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Replaces the value of an input or textarea by typing.
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self
+            .c
+            .wait()
+            .at_most(WAIT)
+            .every(POLL)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        e.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clearing {css}: {e}"));
+        e.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    async fn goto_ui(&self) {
+        self.c
+            .goto(&format!("{}/", self.base))
+            .await
+            .expect("opening the daemon's /");
+        let url = self.c.current_url().await.expect("url");
+        assert!(
+            url.path().starts_with("/ui/"),
+            "GET / must lead to /ui/, the browser is at {url}"
+        );
+    }
+
+    /// Opens the UI and logs in with the daemon's token; the dashboard shows.
+    async fn login(&self, d: &Daemon) {
+        self.goto_ui().await;
+        self.wait_visible("form#login").await;
+        self.type_into("#token", &d.token).await;
+        self.click("#login-submit").await;
+        self.wait_visible("#tab-dashboard").await;
+        self.wait_hidden("form#login").await;
+    }
+
+    /// Clicks a tab; its section shows and the others hide.
+    async fn open_tab(&self, tab: &str) {
+        self.click(&format!("[data-tab=\"{tab}\"]")).await;
+        self.wait_visible(&format!("#tab-{tab}")).await;
+        for other in TABS.iter().filter(|t| **t != tab) {
+            self.wait_hidden(&format!("#tab-{other}")).await;
+        }
+    }
+
+    /// Tasks tab, click the task's row: its detail shows.
+    async fn open_task_from_list(&self, id: i64) {
+        self.open_tab("tasks").await;
+        let row = format!("#tasks-table tbody tr[data-task-id=\"{id}\"]");
+        self.wait_visible(&row).await;
+        self.click(&row).await;
+        self.wait_visible("#task-detail").await;
+        self.wait_text("#detail-status", "shows a status", |t| !t.trim().is_empty())
+            .await;
+    }
+
+    /// No value leaked into the page as a stray word: a text node (outside pre, code and form
+    /// fields) that is just `null`, `undefined` or `NaN`, or that says `[object Object]` or
+    /// `undefined`.
+    async fn assert_no_stray_values(&self, within: &str) {
+        let found = self
+            .js(
+                r#"const root = document.querySelector(arguments[0]);
+                   if (!root) return [];
+                   const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+                   const bad = [];
+                   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+                     if (n.parentElement.closest('pre, code, textarea, script, style')) continue;
+                     const t = n.textContent.trim();
+                     if (['null', 'undefined', 'NaN'].includes(t) || /\[object Object\]|\bundefined\b|\bNaN\b/.test(t)) {
+                       const p = n.parentElement;
+                       bad.push(`${p.tagName.toLowerCase()}.${p.className}: ${JSON.stringify(t)}`);
+                     }
+                   }
+                   return bad;"#,
+                vec![json!(within)],
+            )
+            .await;
+        assert_eq!(
+            found,
+            json!([]),
+            "{within} shows values that were never turned into text"
+        );
+    }
+
+    /// The browser's console since the last call (chromedriver's log endpoint), when available.
+    fn console(&self, session: &str) -> Option<Vec<Value>> {
+        let r = ureq::post(&format!("{}/session/{session}/se/log", self.driver.url))
+            .timeout(Duration::from_secs(10))
+            .send_json(json!({"type": "browser"}))
+            .ok()?;
+        let body: Value = r.into_json().ok()?;
+        body["value"].as_array().cloned()
+    }
+
+    /// No script error in the page: the console has no SEVERE entry other than an expected
+    /// HTTP answer below 500 (a 401 before login, say), and `window.__staskErrors` (when the UI
+    /// keeps one) is empty.
+    async fn assert_no_script_errors(&self) {
+        let session = self
+            .c
+            .session_id()
+            .await
+            .ok()
+            .flatten()
+            .expect("a session id");
+        match self.console(&session) {
+            Some(entries) => {
+                let bad: Vec<&Value> = entries
+                    .iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    .filter(|e| {
+                        let msg = e["message"].as_str().unwrap_or_default();
+                        let status = msg
+                            .split("status of ")
+                            .nth(1)
+                            .and_then(|s| s.split_whitespace().next())
+                            .and_then(|s| s.parse::<u16>().ok());
+                        !(e["source"] == "network" && status.is_some_and(|s| s < 500))
+                    })
+                    .collect();
+                assert!(bad.is_empty(), "errors in the browser console: {bad:#?}");
+            }
+            None => eprintln!("note: chromedriver gave no browser log; console not checked"),
+        }
+        let errors = self
+            .js(
+                "return window.__staskErrors === undefined ? null : window.__staskErrors",
+                vec![],
+            )
+            .await;
+        if let Some(list) = errors.as_array() {
+            assert!(list.is_empty(), "window.__staskErrors: {errors}");
+        }
+    }
+}
+
+fn number(text: &str) -> Option<u64> {
+    text.trim().replace([',', ' ', '\u{a0}'], "").parse().ok()
+}
+
+fn has_word(text: &str, word: &str) -> bool {
+    text.to_lowercase().contains(word)
+}
+
+/// Path part of a link (the daemon helpers take paths).
+fn path_of<'a>(d: &Daemon, href: &'a str) -> &'a str {
+    href.strip_prefix(d.base.as_str()).unwrap_or(href)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_each_tab_render() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let done = d.create("demo", "run", json!({"steps": 2, "sleep_ms": 0}));
+    d.wait_finished(done);
+    let b = Browser::open(&d).await;
+
+    // Wrong token: an error, no dashboard.
+    b.goto_ui().await;
+    b.wait_visible("form#login").await;
+    b.screenshot("login").await;
+    b.type_into("#token", "stk_not-a-valid-token").await;
+    b.click("#login-submit").await;
+    let error = b
+        .wait_text("#login-error", "to say why the login failed", |t| {
+            !t.trim().is_empty()
+        })
+        .await;
+    assert!(b.wait_visible("#login-error").await.visible, "{error}");
+    assert!(
+        !b.probe("#tab-dashboard").await.is_some_and(|p| p.visible),
+        "a wrong token must not show the dashboard"
+    );
+
+    // Right token: the dashboard.
+    b.type_into("#token", &d.token).await;
+    b.click("#login-submit").await;
+    b.wait_visible("#tab-dashboard").await;
+    b.wait_hidden("form#login").await;
+    b.wait_hidden("#login-error").await;
+    b.wait_text("#live-status", "to say live", |t| has_word(t, "live"))
+        .await;
+
+    for stat in [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "total",
+        "workers",
+    ] {
+        b.wait_text(&format!("[data-stat=\"{stat}\"]"), "is a number", |t| {
+            number(t).is_some()
+        })
+        .await;
+    }
+    b.wait_text("[data-stat=\"total\"]", "counts the task", |t| {
+        number(t) == Some(1)
+    })
+    .await;
+    b.wait_text("[data-stat=\"completed\"]", "counts the task", |t| {
+        number(t) == Some(1)
+    })
+    .await;
+    b.wait_text("[data-stat=\"workers\"]", "counts the demo worker", |t| {
+        number(t) == Some(1)
+    })
+    .await;
+    let row = format!("#recent-tasks tr[data-task-id=\"{done}\"]");
+    b.wait_visible(&row).await;
+    b.wait_text(&format!("{row} span.status"), "says completed", |t| {
+        has_word(t, "completed")
+    })
+    .await;
+    let bar = b
+        .wait_visible(&format!("{row} .bar[role=progressbar]"))
+        .await;
+    assert_eq!(bar.attr("aria-valuenow"), Some("100"), "{bar:?}");
+    b.wait_visible("#recent-errors").await;
+    // Cleaning tasks older than 30 days answers and keeps the fresh task.
+    b.type_into("#clean-days", "30").await;
+    b.click("#clean-run").await;
+    b.wait_text("#clean-result", "reports the clean", |t| {
+        !t.trim().is_empty()
+    })
+    .await;
+    assert_eq!(d.task(done)["status"], "completed");
+    let mut shots = vec![b.screenshot("dashboard").await];
+    b.assert_no_stray_values("#tab-dashboard").await;
+
+    // Tasks
+    b.open_tab("tasks").await;
+    b.wait_visible(&format!("#tasks-table tbody tr[data-task-id=\"{done}\"]"))
+        .await;
+    for id in [
+        "#f-status",
+        "#f-worker",
+        "#f-action",
+        "#f-priority",
+        "#f-from",
+        "#f-to",
+        "#f-q",
+        "#f-apply",
+        "#page-prev",
+        "#page-next",
+        "#page-info",
+    ] {
+        assert!(b.probe(id).await.is_some(), "the tasks tab lacks {id}");
+    }
+    shots.push(b.screenshot("tasks").await);
+    b.assert_no_stray_values("#tab-tasks").await;
+
+    // Workers
+    b.open_tab("workers").await;
+    let demo = ".worker[data-identifier=\"demo\"]";
+    b.wait_visible(demo).await;
+    b.wait_text(&format!("{demo} .state"), "shows the state", |t| {
+        has_word(t, "loaded")
+    })
+    .await;
+    b.wait_text(&format!("{demo} .version"), "shows the version", |t| {
+        t.contains("0.1.0")
+    })
+    .await;
+    for part in [
+        "button.toggle-active",
+        "form.run-action[data-action=\"run\"] textarea.run-data",
+        "form.run-action[data-action=\"run\"] button.run-submit",
+        "textarea.settings",
+        "button.save-settings",
+    ] {
+        assert!(
+            b.probe(&format!("{demo} {part}")).await.is_some(),
+            "the demo worker's card lacks {part}"
+        );
+    }
+    for id in [
+        "#btn-discover",
+        "#btn-rescan",
+        "#btn-clean-orphaned",
+        "#plugin-errors",
+    ] {
+        assert!(b.probe(id).await.is_some(), "the workers tab lacks {id}");
+    }
+    shots.push(b.screenshot("workers").await);
+    b.assert_no_stray_values("#tab-workers").await;
+
+    // Performance
+    b.open_tab("performance").await;
+    b.wait_visible("select#perf-hours").await;
+    b.wait_text("#perf-summary", "has figures", |t| {
+        t.chars().any(|c| c.is_ascii_digit())
+    })
+    .await;
+    b.wait_text("#perf-workers", "names the demo worker", |t| {
+        t.contains("demo")
+    })
+    .await;
+    b.wait_text("#cache-stats", "has figures", |t| {
+        t.chars().any(|c| c.is_ascii_digit())
+    })
+    .await;
+    for id in ["#perf-alerts", "#cache-clear", "svg#timeline-chart"] {
+        assert!(
+            b.probe(id).await.is_some(),
+            "the performance tab lacks {id}"
+        );
+    }
+    shots.push(b.screenshot("performance").await);
+    b.assert_no_stray_values("#tab-performance").await;
+
+    // The dashboard at phone width.
+    b.open_tab("dashboard").await;
+    b.c.set_window_size(375, 800).await.expect("window size");
+    b.wait_visible("[data-stat=\"total\"]").await;
+    let overflow = b
+        .js(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await;
+    shots.push(b.screenshot("dashboard-phone").await);
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 0,
+        "at 375 px the page scrolls sideways by {overflow} px"
+    );
+
+    b.assert_no_script_errors().await;
+
+    // Logout brings the login form back.
+    b.click("#logout").await;
+    b.wait_visible("form#login").await;
+    b.wait_hidden("#tab-dashboard").await;
+    for shot in &shots {
+        eprintln!("screenshot: {}", shot.display());
+    }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_a_task_from_the_workers_tab_and_watch_it_finish() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let b = Browser::open(&d).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+
+    let form = ".worker[data-identifier=\"demo\"] form.run-action[data-action=\"run\"]";
+    b.wait_visible(&format!("{form} textarea.run-data")).await;
+    b.type_into(
+        &format!("{form} textarea.run-data"),
+        r#"{"steps": 20, "sleep_ms": 100, "result_file": "out.txt", "content": "from the browser"}"#,
+    )
+    .await;
+    b.click(&format!("{form} button.run-submit")).await;
+    let said = b
+        .wait_text(
+            &format!("{form} .run-result"),
+            "says the task was created",
+            |t| t.contains("Task #") && t.contains("created"),
+        )
+        .await;
+    let id: i64 = said
+        .split("Task #")
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no task id in {said:?}"));
+    let task = d.task(id);
+    assert_eq!(task["identifier"], "demo", "{task}");
+    assert_eq!(task["action"], "run", "{task}");
+
+    b.click(&format!(
+        "{form} .run-result a.open-task[data-task-id=\"{id}\"]"
+    ))
+    .await;
+    b.wait_visible("#task-detail").await;
+
+    // Live progress: a value strictly between 0 and 100 at some point, never going back, then
+    // 100 with the status completed.
+    let mut seen: Vec<u64> = Vec::new();
+    b.until(
+        &format!("task {id} to complete in the detail"),
+        Duration::from_secs(60),
+        async || {
+            let state = b
+                .js(
+                    r#"const s = document.querySelector('#detail-status');
+                       const p = document.querySelector('#detail-progress');
+                       return [s ? s.textContent : null,
+                               p ? p.getAttribute('aria-valuenow') : null];"#,
+                    vec![],
+                )
+                .await;
+            let status = state[0].as_str().unwrap_or_default().to_owned();
+            let now = state[1].as_str().and_then(number);
+            if let Some(now) = now {
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            (has_word(&status, "completed") && now == Some(100)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        seen.iter().any(|v| (1..100).contains(v)),
+        "the detail never showed progress half-way: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {seen:?}"
+    );
+    assert_eq!(d.task(id)["status"], "completed");
+    b.wait_text("#detail-log", "shows the worker's log", |t| {
+        t.contains("attempt 1 of")
+    })
+    .await;
+    b.wait_text("#detail-message", "has the message", |t| {
+        !t.trim().is_empty()
+    })
+    .await;
+    assert!(b.probe("#detail-meta").await.is_some(), "no #detail-meta");
+    b.wait_hidden("#btn-cancel").await;
+    b.wait_visible("#btn-delete").await;
+
+    // The download link: it works with the browser's session cookie and with the token.
+    let link = b.wait_visible("a#btn-download").await;
+    let href = link
+        .attr(".href")
+        .or(link.attr("href"))
+        .unwrap_or_else(|| panic!("the download link has no href: {link:?}"))
+        .to_owned();
+    assert!(
+        path_of(&d, &href).starts_with(&format!("/stask/tasks/{id}/download")),
+        "download link {href}"
+    );
+    let in_browser =
+        b.c.execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               fetch(arguments[0], {credentials: 'same-origin'})
+                 .then(r => r.text().then(t => done([r.status, t])))
+                 .catch(e => done([0, String(e)]));"#,
+            vec![json!(href)],
+        )
+        .await
+        .expect("fetch in the page");
+    assert_eq!(in_browser, json!([200, "from the browser"]));
+    let r = d.get(path_of(&d, &href));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.raw, b"from the browser");
+    b.screenshot("task-detail").await;
+    b.assert_no_stray_values("#task-detail").await;
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_running_task_from_its_detail() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let id = d.create("demo", "run", json!({"steps": 400, "sleep_ms": 50}));
+    let b = Browser::open(&d).await;
+    b.login(&d).await;
+    b.open_task_from_list(id).await;
+    b.wait_text("#detail-status", "says running", |t| has_word(t, "running"))
+        .await;
+    b.wait_visible("#btn-cancel").await;
+    b.click("#btn-cancel").await;
+    b.wait_text("#detail-status", "says cancelled", |t| {
+        has_word(t, "cancelled")
+    })
+    .await;
+    let task = d.wait_task(id, WAIT, |t| t["status"] == "cancelled");
+    b.wait_hidden("#btn-cancel").await;
+    b.wait_visible("#btn-retry").await;
+    assert!(
+        task["progress"].as_i64().unwrap_or(100) < 100,
+        "cancelled before the end: {task}"
+    );
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_plugin_appears_without_reloading() {
+    let home = Home::with_workers(&[]);
+    let d = home.serve();
+    let b = Browser::open(&d).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+    b.wait_visible("#workers-list").await;
+    assert_eq!(b.count("#workers-list .worker").await, 0);
+    // A mark in this page: a reload or navigation would lose it.
+    b.js("window.__samePage = 'yes'; return null", vec![]).await;
+    let url = b.c.current_url().await.expect("url");
+
+    home.install_worker("demo");
+    assert!(
+        d.log
+            .wait_for(WAIT, |l| l.contains("worker loaded"))
+            .is_some(),
+        "the daemon did not load the plugin:\n{}",
+        d.log.text()
+    );
+    b.wait_visible("#workers-list .worker[data-identifier=\"demo\"]")
+        .await;
+    assert_eq!(
+        b.js("return window.__samePage || null", vec![]).await,
+        "yes",
+        "the page was reloaded"
+    );
+    assert_eq!(b.c.current_url().await.expect("url"), url);
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_in_task_data_and_messages_is_shown_as_text() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let id = d.create(
+        "demo",
+        "run",
+        json!({
+            "steps": 1,
+            "sleep_ms": 0,
+            "title": "<img src=x onerror=\"window.__xss=1\">",
+            "note": "<script>window.__xss=2</script>",
+            "result": "<b>bold</b><script>window.__xss=3</script>",
+        }),
+    );
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+    let b = Browser::open(&d).await;
+    b.login(&d).await;
+    b.wait_visible(&format!("#recent-tasks tr[data-task-id=\"{id}\"]"))
+        .await;
+    b.open_task_from_list(id).await;
+    let result = b
+        .wait_text("#detail-result", "shows the result as text", |t| {
+            t.contains("<b>bold</b>")
+        })
+        .await;
+    assert!(
+        result.contains("<script>window.__xss=3</script>"),
+        "{result:?}"
+    );
+    let detail = b
+        .wait_text("#task-detail", "shows the task's data as text", |t| {
+            t.contains("<img src=x onerror=")
+        })
+        .await;
+    assert!(
+        detail.contains("<script>window.__xss=2</script>"),
+        "{detail:?}"
+    );
+    assert_eq!(
+        b.js("return window.__xss === undefined", vec![]).await,
+        true,
+        "server text was run as script"
+    );
+    assert_eq!(
+        b.count("#task-detail img, #task-detail script").await,
+        0,
+        "server text became elements in the detail"
+    );
+    let made = b
+        .js(
+            r#"return {
+                 img: document.querySelectorAll('img[src="x"]').length,
+                 bold: [...document.querySelectorAll('b')].filter(e => e.textContent === 'bold').length,
+                 script: [...document.scripts].filter(s => s.textContent.includes('__xss')).length,
+               };"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        made,
+        json!({"img": 0, "bold": 0, "script": 0}),
+        "server text became elements"
+    );
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
