@@ -12,7 +12,7 @@ use super::state::{self, RunEnd};
 use super::Engine;
 use crate::clock::{human_duration, now_ms, rfc3339};
 use crate::events::Event;
-use crate::model::{LogLine, TaskStatus};
+use crate::model::LogLine;
 use crate::store::{ClaimRequest, ClaimedTask, Finish, ProgressWrite};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
@@ -44,7 +44,7 @@ impl Engine {
     /// Recovers every task left running by a previous instance: with SQLite one host owns the
     /// database (the lock file enforces it), so any leased task at start belongs to a dead one.
     pub fn recover_at_start(&self) -> crate::store::StoreResult<usize> {
-        let leases = self.store.expired_leases(i64::MAX, None)?;
+        let leases = self.store.expired_leases(i64::MAX)?;
         self.apply_recoveries(&leases)
     }
 
@@ -311,35 +311,16 @@ fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
 /// Runs one claimed task on this pool thread.
 fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
     let Some(worker) = engine.registry.get(&job.identifier) else {
-        // Unloaded between claim and start: back to pending, not the task's fault.
-        let finish = Finish {
-            id: job.id,
-            lease_token: job.lease_token,
-            status: TaskStatus::Pending,
-            message: format!(
-                "worker '{}' is not loaded on this host; waiting",
-                job.identifier
-            ),
-            result: None,
-            result_file: None,
-            run_at: Some(now_ms()),
-            last_error: None,
-            duration_ms: None,
-            progress: None,
-            processed: None,
-            total: None,
-            worker_version: None,
-            at: now_ms(),
-        };
-        let live = Arc::new(LiveTask::new(
-            job.id,
-            job.identifier,
-            job.action,
-            job.attempt,
-            job.lease_token,
-            String::new(),
-        ));
-        let _ = done.send(Done { finish, live });
+        // Unloaded between claim and start: not the task's fault, so it goes back to pending
+        // without counting the attempt.
+        if let Err(e) = engine.store.release(&[(job.id, job.lease_token)], now_ms()) {
+            tracing::warn!(
+                task = job.id,
+                "cannot give the task back (recovered later): {e}"
+            );
+        }
+        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        engine.wake();
         return;
     };
     let settings = engine
@@ -637,7 +618,7 @@ fn renew_leases(engine: &Engine) {
 /// Heartbeat, then recovery of leases that expired on any host.
 fn heartbeat(engine: &Engine) {
     renew_leases(engine);
-    match engine.store.expired_leases(now_ms(), None) {
+    match engine.store.expired_leases(now_ms()) {
         Ok(leases) => {
             if let Err(e) = engine.apply_recoveries(&leases) {
                 tracing::warn!("lease recovery failed: {e}");

@@ -2,11 +2,11 @@
 //! under `storage/stask/uploads/` with a generated name that keeps only a sanitised extension.
 
 use super::schema::UploadAnswer;
-use super::{blocking, ApiError, AppState, ErrorBody};
+use super::{ApiError, AppState, ErrorBody};
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::Json;
-use std::io::Write;
+use tokio::io::AsyncWriteExt;
 
 /// The stored name: a random id, plus the client's extension when it is short and plain.
 fn stored_name(client_name: Option<&str>) -> String {
@@ -47,15 +47,16 @@ pub async fn upload(
         }
         let name = stored_name(field.file_name());
         let path = dir.join(&name);
-        let dir_for_create = dir.clone();
-        let path_for_create = path.clone();
-        let mut file = blocking(move || {
-            std::fs::create_dir_all(&dir_for_create)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", dir_for_create.display())))?;
-            std::fs::File::create_new(&path_for_create)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", path_for_create.display())))
-        })
-        .await?;
+        // tokio's file type writes on its blocking pool: the async threads never wait on disk.
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
         let mut size: u64 = 0;
         let result: Result<(), ApiError> = async {
             while let Some(chunk) = field
@@ -71,13 +72,17 @@ pub async fn upload(
                     ));
                 }
                 file.write_all(&chunk)
+                    .await
                     .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))?;
             }
-            Ok(())
+            file.flush()
+                .await
+                .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))
         }
         .await;
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&path);
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
             return Err(e);
         }
         return Ok((

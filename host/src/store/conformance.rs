@@ -100,7 +100,7 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
         .insert_task(&task("w", Priority::Normal, None), 0)
         .unwrap();
     let first = claim(store, "dead-host", 1, 10).remove(0);
-    let expired = store.expired_leases(10 + 1_001, None).unwrap();
+    let expired = store.expired_leases(10 + 1_001).unwrap();
     assert_eq!(expired.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
     let mut back = finish(id, first.lease_token, TaskStatus::Pending, 2_000);
     back.run_at = Some(2_000);
@@ -164,7 +164,7 @@ pub fn heartbeats_extend_leases_and_carry_cancels(store: &dyn Store) {
     claim(store, "h2", 1, 10);
     assert!(store.heartbeat("h1", 50_000).unwrap().is_empty());
     let expired: Vec<i64> = store
-        .expired_leases(5_000, None)
+        .expired_leases(5_000)
         .unwrap()
         .iter()
         .map(|e| e.id)

@@ -265,9 +265,8 @@ pub trait TaskStore: Send + Sync {
     /// Extends the leases of every task `owner` is running; returns the ids whose cancel was
     /// requested in the database (by another process).
     fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>>;
-    /// Running or preparing tasks whose lease expired before `now` (any owner when
-    /// `owner` is `None`, else only that owner's, e.g. a previous instance of this host).
-    fn expired_leases(&self, now: i64, owner: Option<&str>) -> StoreResult<Vec<ExpiredLease>>;
+    /// Running or preparing tasks whose lease expired before `now`, whoever held it.
+    fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>>;
     /// Earliest future `run_at` of a pending task of these workers, to sleep until then.
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>>;
     /// Cancels a pending task at once, or flags a running one.

@@ -347,15 +347,16 @@ impl TaskStore for SqliteStore {
         })
     }
 
-    fn expired_leases(&self, now: i64, owner: Option<&str>) -> StoreResult<Vec<ExpiredLease>> {
+    fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
         self.read(|conn| {
+            // Same predicate as the partial index s_tasks_lease, so a heartbeat's recovery
+            // check reads only leased rows.
             let mut stmt = conn.prepare_cached(
                 "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
-                  WHERE status IN (15, 20)
-                    AND (?2 IS NULL AND lease_expires_at < ?1 OR lease_owner = ?2)",
+                  WHERE status IN (15, 20) AND lease_expires_at < ?1",
             )?;
             let rows = stmt
-                .query_map(params![now, owner], |r| {
+                .query_map(params![now], |r| {
                     Ok(ExpiredLease {
                         id: r.get(0)?,
                         lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
