@@ -1,6 +1,7 @@
 //! Configuration: defaults, then `stask.toml` in the home folder (or `STASK_CONFIG`), then
 //! environment variables, then command-line flags (applied by the CLI).
 
+use crate::engine::analytics::AlertThresholds;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,109 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Seconds running tasks get to finish on shutdown (`STASK_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
+    /// Seconds a client gets to send a request's headers; also how long an idle keep-alive
+    /// connection stays open (`STASK_HEADER_TIMEOUT_SECS`, default 30).
+    pub header_timeout_secs: u64,
+    /// Health alerts: thresholds, how often they are checked, where they are sent.
+    pub alerts: AlertsConfig,
+    /// Run tasks in a child process by default (`STASK_ISOLATION=process`; default
+    /// `in_process`). A worker's `isolation` setting overrides it.
+    pub isolate_by_default: bool,
+    /// Address-space limit of an isolated run's process in MiB (`STASK_ISOLATION_MEMORY_MB`,
+    /// default 2048; 0 = none). A worker's `memory_limit_mb` setting overrides it.
+    pub isolation_memory_mb: u64,
+}
+
+/// The `[alerts]` table of `stask.toml`, or the `STASK_ALERT_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// When each alert fires (`STASK_ALERT_MIN_SUCCESS_RATE`, `..._MIN_FINISHED`,
+    /// `..._MAX_AVERAGE_DURATION_SECS`, `..._MAX_MEMORY_BYTES`, `..._MAX_QUEUE_WAIT_SECS`).
+    pub thresholds: AlertThresholds,
+    /// Seconds between two checks by the daemon's alert monitor, which logs alerts as they
+    /// start and end and sends them to the webhook (`STASK_ALERT_CHECK_SECS`, default 30).
+    pub check_every_secs: u64,
+    /// An `http://` or `https://` URL that receives a JSON POST when an alert starts or ends
+    /// (`STASK_ALERT_WEBHOOK_URL`; none by default).
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAlerts {
+    min_success_rate: Option<f64>,
+    min_finished: Option<i64>,
+    max_average_duration_secs: Option<f64>,
+    max_memory_bytes: Option<i64>,
+    max_queue_wait_secs: Option<i64>,
+    check_every_secs: Option<u64>,
+    webhook_url: Option<String>,
+}
+
+/// `process` → true, `in_process` (or nothing) → false.
+fn parse_isolation(value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref() {
+        None | Some("in_process") => Ok(false),
+        Some("process") => Ok(true),
+        Some(other) => Err(ConfigError(format!(
+            "isolation must be 'in_process' or 'process', got '{other}'"
+        ))),
+    }
+}
+
+impl AlertsConfig {
+    fn load(file: FileAlerts) -> Result<AlertsConfig, ConfigError> {
+        let d = AlertThresholds::default();
+        let alerts = AlertsConfig {
+            thresholds: AlertThresholds {
+                min_success_rate: env_parse("STASK_ALERT_MIN_SUCCESS_RATE")?
+                    .or(file.min_success_rate)
+                    .unwrap_or(d.min_success_rate),
+                min_finished_for_success_rate: env_parse("STASK_ALERT_MIN_FINISHED")?
+                    .or(file.min_finished)
+                    .unwrap_or(d.min_finished_for_success_rate),
+                max_average_duration_secs: env_parse("STASK_ALERT_MAX_AVERAGE_DURATION_SECS")?
+                    .or(file.max_average_duration_secs)
+                    .unwrap_or(d.max_average_duration_secs),
+                max_memory_bytes: env_parse("STASK_ALERT_MAX_MEMORY_BYTES")?
+                    .or(file.max_memory_bytes)
+                    .unwrap_or(d.max_memory_bytes),
+                max_queue_wait_secs: env_parse("STASK_ALERT_MAX_QUEUE_WAIT_SECS")?
+                    .or(file.max_queue_wait_secs)
+                    .unwrap_or(d.max_queue_wait_secs),
+            },
+            check_every_secs: env_parse("STASK_ALERT_CHECK_SECS")?
+                .or(file.check_every_secs)
+                .unwrap_or(30),
+            webhook_url: env_parse::<String>("STASK_ALERT_WEBHOOK_URL")?.or(file.webhook_url),
+        };
+        let t = &alerts.thresholds;
+        if !(0.0..=100.0).contains(&t.min_success_rate) {
+            return Err(ConfigError(
+                "alerts: min_success_rate must be a percentage (0-100)".into(),
+            ));
+        }
+        if t.min_finished_for_success_rate < 1
+            || t.max_average_duration_secs < 0.0
+            || t.max_memory_bytes < 0
+            || t.max_queue_wait_secs < 0
+        {
+            return Err(ConfigError(
+                "alerts: min_finished must be >= 1 and the maximums >= 0".into(),
+            ));
+        }
+        if alerts.check_every_secs == 0 {
+            return Err(ConfigError("alerts: check_every_secs must be >= 1".into()));
+        }
+        if let Some(url) = &alerts.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "alerts: webhook_url '{url}' must start with http:// or https://"
+                )));
+            }
+        }
+        Ok(alerts)
+    }
 }
 
 /// The optional `stask.toml`: same keys as the environment variables, lowercase, without the
@@ -56,6 +160,10 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    alerts: Option<FileAlerts>,
+    isolation: Option<String>,
+    isolation_memory_mb: Option<u64>,
 }
 
 /// A configuration problem, with the setting it concerns.
@@ -137,6 +245,16 @@ impl Config {
             shutdown_grace_secs: env_parse("STASK_SHUTDOWN_GRACE_SECS")?
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(10),
+            header_timeout_secs: env_parse("STASK_HEADER_TIMEOUT_SECS")?
+                .or(file.header_timeout_secs)
+                .unwrap_or(30),
+            alerts: AlertsConfig::load(file.alerts.unwrap_or_default())?,
+            isolate_by_default: parse_isolation(
+                env_parse::<String>("STASK_ISOLATION")?.or(file.isolation),
+            )?,
+            isolation_memory_mb: env_parse("STASK_ISOLATION_MEMORY_MB")?
+                .or(file.isolation_memory_mb)
+                .unwrap_or(2048),
             home,
         };
         config.validate()?;
@@ -149,6 +267,9 @@ impl Config {
                 "workers must be between 1 and 1024, got {}",
                 self.workers
             )));
+        }
+        if self.header_timeout_secs == 0 {
+            return Err(ConfigError("header_timeout_secs must be at least 1".into()));
         }
         if self.lease_ms < 1_000 {
             return Err(ConfigError("lease_ms must be at least 1000".into()));

@@ -60,6 +60,13 @@ pub enum Event {
         /// One-line reason.
         reason: String,
     },
+    /// A health alert started or ended (see `engine::monitor`).
+    Alert {
+        /// `started` or `ended`.
+        state: String,
+        /// The alert (for an ended one, as last seen).
+        alert: crate::engine::analytics::Alert,
+    },
 }
 
 /// Sender side shared by everything that reports events.

@@ -8,7 +8,10 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod plugins;
 pub mod store;

@@ -224,6 +224,11 @@ pub struct Task {
     pub last_error: Option<String>,
     /// Wall time of the latest finished attempt.
     pub duration_ms: Option<i64>,
+    /// CPU time (user + system) of the thread that ran the latest finished attempt.
+    pub cpu_ms: Option<i64>,
+    /// Peak heap growth of the latest finished attempt, when it could be measured (it ran
+    /// alone); `None` otherwise.
+    pub memory_bytes: Option<i64>,
 }
 
 /// A worker row (`s_workers`).

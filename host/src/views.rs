@@ -2,7 +2,7 @@
 //! document is generated from the same structs that are serialized.
 
 use crate::clock::{human_duration, rfc3339};
-use crate::model::{Task, WorkerRow};
+use crate::model::{Task, TaskStatus, WorkerRow};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -61,6 +61,14 @@ pub struct TaskView {
     pub finished_at: Option<String>,
     /// Wall time of the latest finished attempt (ms).
     pub duration_ms: Option<i64>,
+    /// Time the latest attempt waited from due (creation, `start_at` or retry time) to its
+    /// start (ms); `null` before it started.
+    pub wait_ms: Option<i64>,
+    /// CPU time of the thread that ran the latest finished attempt (ms).
+    pub cpu_ms: Option<i64>,
+    /// Peak heap growth of the latest finished attempt (bytes); `null` when it was not
+    /// measured (it overlapped other tasks, see ARCHITECTURE.md).
+    pub memory_bytes: Option<i64>,
     /// Worker version that ran it.
     pub worker_version: Option<String>,
     /// Error of the latest failed attempt.
@@ -107,6 +115,12 @@ impl From<&Task> for TaskView {
             started_at: time(t.started_at),
             finished_at: time(t.finished_at),
             duration_ms: t.duration_ms,
+            wait_ms: t
+                .started_at
+                .filter(|&started| started >= t.run_at && t.status != TaskStatus::Pending)
+                .map(|started| started - t.run_at),
+            cpu_ms: t.cpu_ms,
+            memory_bytes: t.memory_bytes,
             worker_version: t.worker_version.clone(),
             last_error: t.last_error.clone(),
             cancel_requested: t.cancel_requested,

@@ -7,6 +7,12 @@
 //   CSSOM (element.style.width), which the CSP allows.
 // - Live updates come from one EventSource; list refreshes they trigger are throttled per area.
 
+// Uncaught errors and unhandled rejections, kept for diagnostics: the browser tests read them
+// where the WebDriver has no console log (Firefox).
+window.__staskErrors = [];
+window.addEventListener('error', (e) => window.__staskErrors.push(String(e.message)));
+window.addEventListener('unhandledrejection', (e) => window.__staskErrors.push(String(e.reason)));
+
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
@@ -533,6 +539,9 @@ function renderDetail(task, log) {
   setText('#detail-started', fmtTime(task.started_at));
   setText('#detail-finished', fmtTime(task.finished_at));
   setText('#detail-duration', fmtMs(task.duration_ms));
+  setText('#detail-wait', fmtMs(task.wait_ms));
+  setText('#detail-cpu', fmtMs(task.cpu_ms));
+  setText('#detail-memory', task.memory_bytes == null ? 'not measured' : fmtBytes(task.memory_bytes));
   setText('#detail-version', task.worker_version || '—');
   setText('#detail-file', task.result_file || '—');
   setText('#detail-meta', pretty(task.meta));
@@ -894,6 +903,10 @@ function renderSummary(s) {
       ['p95 duration', fmtSeconds(p.p95_duration)],
       ['Max duration', fmtSeconds(p.max_duration)],
       ['Average wait', fmtSeconds(p.average_wait)],
+      ['p95 wait', fmtSeconds(p.p95_wait)],
+      ['Average CPU time', fmtSeconds(p.average_cpu_time)],
+      ['Average memory', p.average_memory == null ? '—' : fmtBytes(p.average_memory)],
+      ['Max memory', p.max_memory == null ? '—' : fmtBytes(p.max_memory)],
       ['Throughput', `${fmtNumber(p.throughput_per_minute ?? 0)} / min`],
     ]),
     el('h4', {}, 'Common errors'),
@@ -1134,6 +1147,10 @@ const eventHandlers = {
   plugin_error(e) {
     notify(`Plugin file ${e.file} refused: ${e.reason}`);
     invalidate('workers', 'dashboard');
+  },
+  alert(e) {
+    if (e.state === 'started' && e.alert) notify(`Alert: ${e.alert.message}`);
+    invalidate('performance');
   },
   lagged() {
     refreshVisible(); // events were missed: re-read what is on screen

@@ -17,6 +17,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/stask/tasks/1/cancel"),
     ("POST", "/stask/tasks/1/retry"),
     ("GET", "/stask/stats"),
+    ("GET", "/stask/hosts"),
     ("GET", "/stask/workers/demo"),
     ("POST", "/stask/workers/demo/activate"),
     ("POST", "/stask/workers/demo/deactivate"),

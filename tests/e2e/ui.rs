@@ -1,5 +1,6 @@
-//! The admin web UI in a real browser: Debian's headless Chromium driven over WebDriver
-//! (chromedriver) against the real daemon. Login, every tab, running a task from a worker's
+//! The admin web UI in real browsers: Debian's headless Chromium (chromedriver) and Firefox ESR
+//! (geckodriver), each driven over WebDriver against the real daemon; every scenario runs in
+//! both (`firefox_*` are the Firefox runs). Login, every tab, running a task from a worker's
 //! form and watching it finish, cancelling, a plugin dropped into plugins.d appearing live, and
 //! server text never being interpreted as HTML.
 //!
@@ -21,6 +22,27 @@ const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const INSTALL: &str = "apt-get update && apt-get install -y chromium chromium-driver";
+const FIREFOX: &str = "/usr/bin/firefox-esr";
+const INSTALL_FIREFOX: &str =
+    "apt-get install -y firefox-esr && cargo install geckodriver --locked";
+
+/// Which browser a test drives: Debian's Chromium through chromedriver, or Debian's Firefox
+/// ESR through geckodriver (built from crates.io; Debian packages none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chromium,
+    Firefox,
+}
+
+impl Kind {
+    /// Screenshot name prefix: none for Chromium (the README's pictures), `firefox-` else.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Chromium => "",
+            Kind::Firefox => "firefox-",
+        }
+    }
+}
 const TABS: [&str; 4] = ["dashboard", "tasks", "workers", "performance"];
 
 /// At most two browsers at a time: the machine has two cores and the progress test needs to
@@ -52,6 +74,29 @@ fn chromedriver_path() -> PathBuf {
     path
 }
 
+/// geckodriver on PATH, or where `cargo install` puts it.
+fn geckodriver_path() -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin"));
+    let path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin)
+        .map(|dir| dir.join("geckodriver"))
+        .find(|p| p.is_file());
+    let path = path.unwrap_or_else(|| {
+        panic!("geckodriver was not found (PATH, ~/.cargo/bin); run `{INSTALL_FIREFOX}`")
+    });
+    assert!(
+        std::path::Path::new(FIREFOX).is_file(),
+        "{FIREFOX} was not found; run `{INSTALL_FIREFOX}`"
+    );
+    path
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -68,9 +113,12 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    fn start(kind: Kind) -> Driver {
         use std::os::unix::process::CommandExt;
-        let exe = chromedriver_path();
+        let exe = match kind {
+            Kind::Chromium => chromedriver_path(),
+            Kind::Firefox => geckodriver_path(),
+        };
         let mut last_log = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -79,12 +127,24 @@ impl Driver {
                 .expect("tempdir");
             let port = free_port();
             let log = dir.path().join("chromedriver.log");
-            let child = Command::new(&exe)
-                .arg(format!("--port={port}"))
-                .arg(format!("--log-path={}", log.display()))
+            let mut command = Command::new(&exe);
+            command.arg(format!("--port={port}"));
+            let stderr = match kind {
+                Kind::Chromium => {
+                    command.arg(format!("--log-path={}", log.display()));
+                    Stdio::null()
+                }
+                // geckodriver logs to stderr; it needs a home for Firefox's profile
+                // directories.
+                Kind::Firefox => {
+                    command.env("HOME", dir.path());
+                    std::fs::File::create(&log).expect("geckodriver log").into()
+                }
+            };
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .process_group(0)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
@@ -98,7 +158,7 @@ impl Driver {
             }
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
         }
-        panic!("chromedriver did not answer /status; its log:\n{last_log}");
+        panic!("{kind:?}'s driver did not answer /status; its log:\n{last_log}");
     }
 
     /// Waits until `/status` says ready; false if it exited or the deadline passed.
@@ -138,6 +198,7 @@ impl Drop for Driver {
 
 /// One browser session against one daemon.
 struct Browser {
+    kind: Kind,
     c: Client,
     base: String,
     driver: Driver,
@@ -178,10 +239,27 @@ return { text: e.textContent, visible, attrs };
 "#;
 
 impl Browser {
-    async fn open(d: &Daemon) -> Browser {
+    async fn open_with(d: &Daemon, kind: Kind) -> Browser {
         let slot = BROWSERS.acquire().await.expect("semaphore");
-        let driver = Driver::start();
-        let caps = json!({
+        let driver = Driver::start(kind);
+        let firefox = json!({
+            "browserName": "firefox",
+            "moz:firefoxOptions": {
+                "binary": FIREFOX,
+                "args": ["-headless", "-width", "1280", "-height", "900"],
+                // Nothing but the daemon: this machine has no outside network.
+                "prefs": {
+                    "app.update.enabled": false,
+                    "browser.shell.checkDefaultBrowser": false,
+                    "datareporting.policy.dataSubmissionEnabled": false,
+                    "network.captive-portal-service.enabled": false,
+                    "network.connectivity-service.enabled": false,
+                    "toolkit.telemetry.reportingpolicy.firstRun": false,
+                },
+            },
+            "unhandledPromptBehavior": "accept",
+        });
+        let chromium = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -201,6 +279,10 @@ impl Browser {
             "goog:loggingPrefs": {"browser": "ALL"},
             "unhandledPromptBehavior": "accept",
         });
+        let caps = match kind {
+            Kind::Chromium => chromium,
+            Kind::Firefox => firefox,
+        };
         let Value::Object(caps) = caps else {
             unreachable!()
         };
@@ -212,9 +294,10 @@ impl Browser {
             .unwrap_or_else(|e| {
                 let log = std::fs::read_to_string(driver.dir.path().join("chromedriver.log"))
                     .unwrap_or_default();
-                panic!("no WebDriver session with {CHROMIUM}: {e}\nchromedriver log:\n{log}")
+                panic!("no WebDriver session with {kind:?}: {e}\ndriver log:\n{log}")
             });
         Browser {
+            kind,
             c,
             base: d.base.clone(),
             driver,
@@ -258,7 +341,7 @@ impl Browser {
 
     async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.c.screenshot().await.expect("screenshot");
-        let path = screenshots().join(format!("{name}.png"));
+        let path = screenshots().join(format!("{}{name}.png", self.kind.prefix()));
         std::fs::write(&path, png).expect("writing the screenshot");
         path
     }
@@ -291,7 +374,7 @@ impl Browser {
             .collect();
         let shot = match self.c.screenshot().await {
             Ok(png) => {
-                let path = screenshots().join(format!("failed-{name}.png"));
+                let path = screenshots().join(format!("{}failed-{name}.png", self.kind.prefix()));
                 let _ = std::fs::write(&path, png);
                 path.display().to_string()
             }
@@ -416,12 +499,12 @@ impl Browser {
         }
     }
 
-    /// Tasks tab, click the task's row: its detail shows.
+    /// Tasks tab, click the task's open button (what the keyboard reaches): its detail shows.
     async fn open_task_from_list(&self, id: i64) {
         self.open_tab("tasks").await;
         let row = format!("#tasks-table tbody tr[data-task-id=\"{id}\"]");
         self.wait_visible(&row).await;
-        self.click(&row).await;
+        self.click(&format!("{row} button.open-row")).await;
         self.wait_visible("#task-detail").await;
         self.wait_text("#detail-status", "shows a status", |t| !t.trim().is_empty())
             .await;
@@ -466,9 +549,37 @@ impl Browser {
         body["value"].as_array().cloned()
     }
 
+    /// Like [`Browser::assert_no_script_errors`], for a test that takes the host away on
+    /// purpose: failed connections meanwhile are expected, script errors are not.
+    async fn assert_no_errors_but_lost_connections(&self) {
+        let session = self
+            .c
+            .session_id()
+            .await
+            .ok()
+            .flatten()
+            .expect("a session id");
+        if let Some(entries) = self.console(&session) {
+            let bad: Vec<&Value> = entries
+                .iter()
+                .filter(|e| e["level"] == "SEVERE" && e["source"] != "network")
+                .collect();
+            assert!(bad.is_empty(), "errors in the browser console: {bad:#?}");
+        }
+        self.assert_no_page_errors().await;
+    }
+
+    /// `window.__staskErrors` (uncaught errors the page collected) is empty.
+    async fn assert_no_page_errors(&self) {
+        let errors = self.js("return window.__staskErrors ?? null", vec![]).await;
+        assert!(
+            errors.as_array().is_some_and(|e| e.is_empty()),
+            "uncaught errors in the page: {errors}"
+        );
+    }
+
     /// No script error in the page: the console has no SEVERE entry other than an expected
-    /// HTTP answer below 500 (a 401 before login, say), and `window.__staskErrors` (when the UI
-    /// keeps one) is empty.
+    /// HTTP answer below 500 (a 401 before login, say), and the page caught no error.
     async fn assert_no_script_errors(&self) {
         let session = self
             .c
@@ -494,17 +605,12 @@ impl Browser {
                     .collect();
                 assert!(bad.is_empty(), "errors in the browser console: {bad:#?}");
             }
-            None => eprintln!("note: chromedriver gave no browser log; console not checked"),
+            None => eprintln!(
+                "note: {:?} gave no browser log; page errors only",
+                self.kind
+            ),
         }
-        let errors = self
-            .js(
-                "return window.__staskErrors === undefined ? null : window.__staskErrors",
-                vec![],
-            )
-            .await;
-        if let Some(list) = errors.as_array() {
-            assert!(list.is_empty(), "window.__staskErrors: {errors}");
-        }
+        self.assert_no_page_errors().await;
     }
 }
 
@@ -527,11 +633,20 @@ fn path_of<'a>(d: &Daemon, href: &'a str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_each_tab_render() {
+    login_and_each_tab_render_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_login_and_each_tab_render() {
+    login_and_each_tab_render_in(Kind::Firefox).await;
+}
+
+async fn login_and_each_tab_render_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
     let done = d.create("demo", "run", json!({"steps": 2, "sleep_ms": 0}));
     d.wait_finished(done);
-    let b = Browser::open(&d).await;
+    let b = Browser::open_with(&d, kind).await;
 
     // Wrong token: an error, no dashboard.
     b.goto_ui().await;
@@ -718,9 +833,18 @@ async fn login_and_each_tab_render() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_a_task_from_the_workers_tab_and_watch_it_finish() {
+    run_a_task_from_the_workers_tab_and_watch_it_finish_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_run_a_task_from_the_workers_tab_and_watch_it_finish() {
+    run_a_task_from_the_workers_tab_and_watch_it_finish_in(Kind::Firefox).await;
+}
+
+async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
-    let b = Browser::open(&d).await;
+    let b = Browser::open_with(&d, kind).await;
     b.login(&d).await;
     b.open_tab("workers").await;
 
@@ -840,10 +964,19 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_a_running_task_from_its_detail() {
+    cancel_a_running_task_from_its_detail_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_cancel_a_running_task_from_its_detail() {
+    cancel_a_running_task_from_its_detail_in(Kind::Firefox).await;
+}
+
+async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
     let id = d.create("demo", "run", json!({"steps": 400, "sleep_ms": 50}));
-    let b = Browser::open(&d).await;
+    let b = Browser::open_with(&d, kind).await;
     b.login(&d).await;
     b.open_task_from_list(id).await;
     b.wait_text("#detail-status", "says running", |t| has_word(t, "running"))
@@ -867,9 +1000,18 @@ async fn cancel_a_running_task_from_its_detail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_plugin_appears_without_reloading() {
+    a_dropped_plugin_appears_without_reloading_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_a_dropped_plugin_appears_without_reloading() {
+    a_dropped_plugin_appears_without_reloading_in(Kind::Firefox).await;
+}
+
+async fn a_dropped_plugin_appears_without_reloading_in(kind: Kind) {
     let home = Home::with_workers(&[]);
     let d = home.serve();
-    let b = Browser::open(&d).await;
+    let b = Browser::open_with(&d, kind).await;
     b.login(&d).await;
     b.open_tab("workers").await;
     b.wait_visible("#workers-list").await;
@@ -900,6 +1042,15 @@ async fn a_dropped_plugin_appears_without_reloading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_in_task_data_and_messages_is_shown_as_text() {
+    html_in_task_data_and_messages_is_shown_as_text_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_html_in_task_data_and_messages_is_shown_as_text() {
+    html_in_task_data_and_messages_is_shown_as_text_in(Kind::Firefox).await;
+}
+
+async fn html_in_task_data_and_messages_is_shown_as_text_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
     let id = d.create(
@@ -914,7 +1065,7 @@ async fn html_in_task_data_and_messages_is_shown_as_text() {
         }),
     );
     assert_eq!(d.wait_finished(id)["status"], "completed");
-    let b = Browser::open(&d).await;
+    let b = Browser::open_with(&d, kind).await;
     b.login(&d).await;
     b.wait_visible(&format!("#recent-tasks tr[data-task-id=\"{id}\"]"))
         .await;
@@ -963,5 +1114,48 @@ async fn html_in_task_data_and_messages_is_shown_as_text() {
         "server text became elements"
     );
     b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_resume_after_the_host_restarts() {
+    live_updates_resume_after_the_host_restarts_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_live_updates_resume_after_the_host_restarts() {
+    live_updates_resume_after_the_host_restarts_in(Kind::Firefox).await;
+}
+
+async fn live_updates_resume_after_the_host_restarts_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let token = home.token();
+    let d = home.serve_with_token(token.clone());
+    let bind = d.base.trim_start_matches("http://").to_owned();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.wait_text("#live-status", "to say live", |t| has_word(t, "live"))
+        .await;
+    b.js("window.__samePage = 'yes'; return null", vec![]).await;
+
+    d.kill9();
+    b.wait_text("#live-status", "to notice the lost stream", |t| {
+        has_word(t, "reconnecting")
+    })
+    .await;
+    // The same host again, at the same address (the session lives in the database).
+    let d = home.serve_on(token, &bind);
+    b.wait_text("#live-status", "to say live again", |t| has_word(t, "live"))
+        .await;
+    // The new stream delivers: a task created now shows up without a reload.
+    let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 10}));
+    b.wait_visible(&format!("#recent-tasks tr[data-task-id=\"{id}\"]"))
+        .await;
+    assert_eq!(
+        b.js("return window.__samePage || null", vec![]).await,
+        "yes",
+        "the page was reloaded"
+    );
+    b.assert_no_errors_but_lost_connections().await;
     b.close().await;
 }

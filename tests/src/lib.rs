@@ -104,11 +104,100 @@ pub fn library(name: &str) -> PathBuf {
     path
 }
 
+/// The PostgreSQL server the tests use: `STASK_TEST_POSTGRES_URL`, else the local one (CI
+/// has it).
+pub fn postgres_url() -> String {
+    std::env::var("STASK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether this run puts every [`Home`] on PostgreSQL (`STASK_TEST_DATABASE=postgres`)
+/// instead of its own SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("STASK_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// For tests that only make sense on SQLite (they open the `.db` file): true, with the reason
+/// printed, when this run is on PostgreSQL; the test then returns early.
+pub fn sqlite_only(reason: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {reason}");
+        return true;
+    }
+    false
+}
+
+/// A schema of its own in the test PostgreSQL database, dropped (with everything in it) when
+/// the last [`Home`] using it goes. Homes sharing one are hosts sharing one queue.
+pub struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates `stask_e2e_<random>`; panics with a clear message when the server is
+    /// unreachable.
+    pub fn create() -> Arc<PgSchema> {
+        let name = format!("stask_e2e_{:x}_{}", rand_suffix(), std::process::id());
+        let sql = format!("CREATE SCHEMA \"{name}\"");
+        off_runtime(|| admin_client().batch_execute(&sql)).expect("creating the test schema");
+        Arc::new(PgSchema { name })
+    }
+
+    /// The schema name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database URL for `STASK_DATABASE_URL`: the test database with this schema first
+    /// in the search path.
+    pub fn url(&self) -> String {
+        let base = postgres_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.name)
+    }
+
+    /// A connection with this schema in its search path, for checks straight in the tables
+    /// (from a plain thread: the `postgres` crate panics on an async runtime's thread).
+    pub fn client(&self) -> postgres::Client {
+        let mut client = admin_client();
+        client
+            .batch_execute(&format!("SET search_path = \"{}\"", self.name))
+            .expect("set search_path");
+        client
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        if let Err(e) = off_runtime(|| admin_client().batch_execute(&sql)) {
+            eprintln!("cannot drop test schema {}: {e}", self.name);
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own: the `postgres` crate blocks on a runtime of its own and
+/// panics on a thread that already drives one (the async UI tests create homes there).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("PostgreSQL admin call"))
+}
+
+fn admin_client() -> postgres::Client {
+    let url = postgres_url();
+    postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "these tests need PostgreSQL at {url} (start it, or set STASK_TEST_POSTGRES_URL): {e}"
+        )
+    })
+}
+
 /// A throw-away installation: `plugins.d/`, `storage/`, an API token.
 pub struct Home {
     dir: tempfile::TempDir,
     /// Environment for every `stask` started here.
     pub env: Vec<(String, String)>,
+    /// The PostgreSQL schema it uses, when not on its SQLite file.
+    pg: Option<Arc<PgSchema>>,
 }
 
 /// Output of a CLI run.
@@ -124,24 +213,51 @@ pub struct CliOutput {
 
 impl Home {
     /// An empty home with the given worker plugins (`"demo"`, `"product"`, ...) installed.
+    /// On its own SQLite file, or on a fresh PostgreSQL schema when the run is
+    /// [`on_postgres`].
     pub fn with_workers(workers: &[&str]) -> Home {
+        let pg = on_postgres().then(PgSchema::create);
+        Home::new(workers, pg)
+    }
+
+    /// A home on its own SQLite file, whatever the run's database (for tests of SQLite
+    /// itself, e.g. moving an installation to PostgreSQL).
+    pub fn on_sqlite(workers: &[&str]) -> Home {
+        Home::new(workers, None)
+    }
+
+    /// A home on the given PostgreSQL schema: homes sharing a schema are hosts sharing one
+    /// queue (each with its own plugins.d/ and storage/).
+    pub fn on_schema(workers: &[&str], schema: Arc<PgSchema>) -> Home {
+        Home::new(workers, Some(schema))
+    }
+
+    fn new(workers: &[&str], pg: Option<Arc<PgSchema>>) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("stask-test-")
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
-        let home = Home {
-            dir,
-            env: vec![
-                ("STASK_LOG".into(), "info".into()),
-                ("STASK_RETRY_BASE_MS".into(), "200".into()),
-                ("STASK_LEASE_MS".into(), "3000".into()),
-            ],
-        };
+        // `STASK_TEST_LOG` sets the daemons' log filter when a failure needs more detail.
+        let log = std::env::var("STASK_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let mut env: Vec<(String, String)> = vec![
+            ("STASK_LOG".into(), log),
+            ("STASK_RETRY_BASE_MS".into(), "200".into()),
+            ("STASK_LEASE_MS".into(), "3000".into()),
+        ];
+        if let Some(schema) = &pg {
+            env.push(("STASK_DATABASE_URL".into(), schema.url()));
+        }
+        let home = Home { dir, env, pg };
         for w in workers {
             home.install_worker(w);
         }
         home
+    }
+
+    /// Its PostgreSQL schema, when it is on PostgreSQL.
+    pub fn schema(&self) -> Option<&Arc<PgSchema>> {
+        self.pg.as_ref()
     }
 
     /// The home folder.
@@ -222,9 +338,15 @@ impl Home {
 
     /// Starts `stask serve` with a known token.
     pub fn serve_with_token(&self, token: String) -> Daemon {
+        self.serve_on(token, "127.0.0.1:0")
+    }
+
+    /// Starts `stask serve` with a known token on `bind`: a restart on the address of an
+    /// earlier daemon (`Daemon::base` without `http://`) is the same host to its clients.
+    pub fn serve_on(&self, token: String, bind: &str) -> Daemon {
         let mut cmd = self.command();
         cmd.arg("serve")
-            .env("STASK_BIND", "127.0.0.1:0")
+            .env("STASK_BIND", bind)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

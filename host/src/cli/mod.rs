@@ -6,6 +6,7 @@
 
 mod admin;
 mod dev;
+mod migrate_to;
 mod serve;
 mod task;
 
@@ -44,6 +45,9 @@ pub enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Copy this SQLite installation (workers, settings, tokens, task history) into a
+    /// PostgreSQL database, for several hosts on one queue.
+    MigrateTo(migrate_to::MigrateToArgs),
     /// Create and inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
@@ -67,6 +71,14 @@ pub enum Command {
     Token(admin::TokenCommand),
     /// Print the version.
     Version,
+    /// Internal: run one task of the library in this process for a daemon that isolates it
+    /// (the daemon starts it; the protocol is on stdin/stdout).
+    #[command(hide = true)]
+    IsolatedRun {
+        /// The library to load.
+        #[arg(long)]
+        library: PathBuf,
+    },
 }
 
 /// A command failure: message for stderr and the exit code.
@@ -178,6 +190,7 @@ pub fn run(cli: Cli) -> CliResult {
             }
             Ok(())
         }
+        Command::MigrateTo(args) => migrate_to::migrate_to(cli.home, args),
         Command::Task(cmd) => task::run(cli.home, cmd),
         Command::Workers(cmd) => admin::workers(cli.home, cmd),
         Command::Stats { json } => admin::stats(cli.home, json),
@@ -188,6 +201,9 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Token(cmd) => admin::token(cli.home, cmd),
+        Command::IsolatedRun { library } => {
+            std::process::exit(crate::plugins::isolation::child_main(&library))
+        }
         Command::Version => {
             println!(
                 "stask {} (plugin api {})",

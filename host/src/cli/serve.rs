@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+
 /// Flags of `stask serve` (they override `stask.toml` and the environment).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -51,6 +56,8 @@ fn prepare(
     } else {
         None
     };
+    // Copies for isolated runs of an earlier daemon are stale (each load makes its own).
+    let _ = std::fs::remove_dir_all(engine.registry.isolated_dir());
     // Each refusal is logged by the registry with its reason.
     engine.registry.scan()?;
     let recovered = engine.recover_at_start()?;
@@ -120,14 +127,44 @@ async fn serve_http(
         store = %engine.store.describe(),
         "stask ready: listening on http://{addr}"
     );
+    let header_timeout = Duration::from_secs(engine.config.header_timeout_secs);
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    axum::serve(listener, crate::http::router(engine, stopping))
-        .with_graceful_shutdown(async move {
-            signals.recv().await;
-            let _ = stop.send(true);
-        })
-        .await
-        .map_err(|e| CliError::new(1, format!("HTTP server failed: {e}")))
+    let app = crate::http::router(engine, stopping);
+    // hyper's own connection loop rather than `axum::serve`, which sets no timer: without one
+    // a client that sends its headers a byte at a time (slowloris) holds a connection forever.
+    // The header read timeout also closes keep-alive connections idle for that long.
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    let stop_signal = signals.recv();
+    tokio::pin!(stop_signal);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop_signal => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+    drop(listener);
+    // Endless responses (event streams) end first, then every open connection finishes.
+    let _ = stop.send(true);
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// SIGTERM and Ctrl-C, listened to from installation on.

@@ -3,8 +3,8 @@
 //!
 //! Durations are seconds with two decimals, rates are percentages with two decimals, times
 //! are RFC 3339. A figure that cannot be known is `null`, never a made-up 0 or 100: a window
-//! in which nothing finished has no success rate, and memory is not measured yet (see
-//! [`Engine::measured_memory_bytes`]).
+//! in which nothing finished has no success rate, and a window without a run measured alone
+//! has no memory figure (see [`crate::engine::resources`]).
 //!
 //! Windows select tasks by creation time: "the last hour" is the tasks created in the last
 //! hour, with their status now.
@@ -34,7 +34,8 @@ pub struct AlertThresholds {
     pub min_finished_for_success_rate: i64,
     /// `high_execution_time` when the last hour's average duration exceeds this (seconds).
     pub max_average_duration_secs: f64,
-    /// `high_memory_usage` above this many bytes (once memory is measured).
+    /// `high_memory_usage` when a run of the last hour grew the heap by more than this many
+    /// bytes (runs measured alone only).
     pub max_memory_bytes: i64,
     /// `queue_backlog` when the oldest due pending task has waited longer than this (seconds).
     pub max_queue_wait_secs: i64,
@@ -108,12 +109,20 @@ pub struct PerformanceFigures {
     pub p95_duration: Option<f64>,
     /// Mean time from due to start, seconds.
     pub average_wait: Option<f64>,
+    /// Median time from due to start (nearest rank), seconds.
+    pub p50_wait: Option<f64>,
+    /// 95th percentile time from due to start (nearest rank), seconds.
+    pub p95_wait: Option<f64>,
+    /// Mean CPU time of a finished run's thread, seconds.
+    pub average_cpu_time: Option<f64>,
     /// Finished tasks per minute of the window.
     pub throughput_per_minute: f64,
     /// Failed / (completed + failed + cancelled) × 100; `null` when nothing finished.
     pub error_rate: Option<f64>,
-    /// Mean memory of a run in bytes: always `null` until memory is measured.
+    /// Mean peak heap growth of the finished runs measured alone, bytes; `null` when none was.
     pub average_memory: Option<i64>,
+    /// Largest peak heap growth of those runs, bytes.
+    pub max_memory: Option<i64>,
 }
 
 /// The performance of one worker over the window.
@@ -129,6 +138,12 @@ pub struct WorkerPerformance {
     pub average_duration: Option<f64>,
     /// 95th percentile duration of its completed and failed tasks, seconds.
     pub p95_duration: Option<f64>,
+    /// Mean CPU time of its finished runs, seconds.
+    pub average_cpu_time: Option<f64>,
+    /// Mean peak heap growth of its finished runs measured alone, bytes.
+    pub average_memory: Option<i64>,
+    /// Largest peak heap growth of those runs, bytes.
+    pub max_memory: Option<i64>,
     /// Latest start of one of its tasks (RFC 3339).
     pub last_execution: Option<String>,
     /// Its failed tasks.
@@ -145,12 +160,14 @@ pub enum AlertKind {
     LowSuccessRate,
     /// The last hour's tasks ran too long on average. Value: the average (seconds).
     HighExecutionTime,
-    /// Runs use too much memory (cannot fire until memory is measured). Value: bytes.
+    /// A run of the last hour grew the heap too much (runs measured alone only). Value: bytes.
     HighMemoryUsage,
     /// The oldest due task has waited too long to start. Value: its wait (seconds).
     QueueBacklog,
-    /// A preparing or running task's lease expired: its host died or hangs. Always
-    /// critical; one per task. Value: seconds since the lease expired; threshold 0.
+    /// A preparing or running task's lease expired (its host died or hangs; value: seconds
+    /// since the lease expired, threshold 0), or a task on this host runs past its worker's
+    /// timeout without stopping (value: seconds it has run, threshold: the timeout). Always
+    /// critical; one per task.
     StuckTask,
     /// A library in plugins.d/ was refused; one per file. Value 1, threshold 0.
     PluginLoadError,
@@ -183,6 +200,26 @@ pub struct Alert {
     pub value: f64,
     /// The limit it crossed.
     pub threshold: f64,
+    /// What it concerns ("task 12", a file, a worker), empty for a queue-wide figure: with the
+    /// type, it tells one alert from another while it lasts ([`Alert::key`]).
+    #[serde(skip)]
+    pub subject: String,
+}
+
+impl Alert {
+    /// Stays the same while one condition lasts, though the message and value change.
+    pub fn key(&self) -> String {
+        let kind = serde_json::to_value(self.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        format!("{kind}:{}", self.subject)
+    }
+
+    fn about(mut self, subject: impl Into<String>) -> Alert {
+        self.subject = subject.into();
+        self
+    }
 }
 
 impl Engine {
@@ -244,13 +281,6 @@ impl Engine {
         })
     }
 
-    /// Mean memory of a run, in bytes. Not measured yet: always `None`, so `average_memory` is
-    /// `null` and `high_memory_usage` cannot fire. A later change measures it here, and both
-    /// follow without further edits.
-    pub fn measured_memory_bytes(&self) -> Option<i64> {
-        None
-    }
-
     fn performance_summary_at(&self, hours: u32, now: i64) -> EngineResult<PerformanceSummary> {
         let since = now - window_ms(hours)?;
         let window = self.store.window_summary(since, now)?;
@@ -281,9 +311,13 @@ impl Engine {
             p50_duration: w.p50_duration_ms.map(|ms| seconds(ms as f64)),
             p95_duration: w.p95_duration_ms.map(|ms| seconds(ms as f64)),
             average_wait: w.average_wait_ms.map(seconds),
+            p50_wait: w.p50_wait_ms.map(|ms| seconds(ms as f64)),
+            p95_wait: w.p95_wait_ms.map(|ms| seconds(ms as f64)),
+            average_cpu_time: w.average_cpu_ms.map(seconds),
             throughput_per_minute: round2(w.throughput_per_minute),
             error_rate: percent(w.failed, w.finished()),
-            average_memory: self.measured_memory_bytes(),
+            average_memory: w.average_memory_bytes.map(|b| b.round() as i64),
+            max_memory: w.max_memory_bytes,
         }
     }
 
@@ -292,16 +326,45 @@ impl Engine {
         let mut alerts: Vec<Alert> = [
             success_rate_alert(&hour, t),
             execution_time_alert(&hour, t),
-            memory_alert(self.measured_memory_bytes(), t),
+            memory_alert(hour.max_memory_bytes, t),
             backlog_alert(self.store.oldest_due_pending(now)?, now, t),
         ]
         .into_iter()
         .flatten()
         .collect();
         alerts.extend(stuck_alerts(&self.store.stuck_tasks(now)?, now));
+        alerts.extend(self.overdue_alerts());
         alerts.extend(plugin_alerts(&self.store.plugin_files()?));
         alerts.extend(self.orphan_alerts()?);
         Ok(alerts)
+    }
+
+    /// Tasks of this host whose timeout fired but whose plugin has not returned: the cancel
+    /// flag is set, so a plugin that honours it stops within a step; one still running holds a
+    /// pool slot and needs a look (or process isolation, which can kill it).
+    fn overdue_alerts(&self) -> Vec<Alert> {
+        // Abandoned runs too: the host gave their slot away, but their threads stay blocked.
+        self.hub
+            .all()
+            .iter()
+            .chain(self.hub.abandoned().iter())
+            .filter(|task| task.timed_out.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|task| {
+                let (ran, timeout) = (task.elapsed_secs(), task.timeout_secs());
+                Alert {
+                    kind: AlertKind::StuckTask,
+                    severity: Severity::Critical,
+                    message: format!(
+                        "task {} ({}) has run {ran} s, past its timeout of {timeout} s, and does \
+                         not stop",
+                        task.id, task.identifier
+                    ),
+                    value: ran as f64,
+                    threshold: timeout as f64,
+                    subject: format!("task {}", task.id),
+                }
+            })
+            .collect()
     }
 
     fn orphan_alerts(&self) -> EngineResult<Vec<Alert>> {
@@ -335,6 +398,9 @@ fn worker_performance(w: &WorkerSummary) -> WorkerPerformance {
         success_rate: percent(w.completed, w.completed + w.failed + w.cancelled),
         average_duration: w.average_duration_ms.map(seconds),
         p95_duration: w.p95_duration_ms.map(|ms| seconds(ms as f64)),
+        average_cpu_time: w.average_cpu_ms.map(seconds),
+        average_memory: w.average_memory_bytes.map(|b| b.round() as i64),
+        max_memory: w.max_memory_bytes,
         last_execution: w.last_execution.map(rfc3339),
         failures: w.failed,
         versions: w.versions.clone(),
@@ -361,6 +427,7 @@ fn warning(kind: AlertKind, message: String, value: f64, threshold: f64) -> Aler
         message,
         value,
         threshold,
+        subject: String::new(),
     }
 }
 
@@ -399,14 +466,15 @@ fn execution_time_alert(hour: &WindowSummary, t: &AlertThresholds) -> Option<Ale
     })
 }
 
-/// Fires only over a measured figure: with `None` (today) there is nothing to compare.
-fn memory_alert(memory_bytes: Option<i64>, t: &AlertThresholds) -> Option<Alert> {
-    let bytes = memory_bytes?;
+/// Over the largest figure measured in the last hour: one run that needs too much is worth a
+/// look even when the average is fine. Without a measured run there is nothing to compare.
+fn memory_alert(max_memory_bytes: Option<i64>, t: &AlertThresholds) -> Option<Alert> {
+    let bytes = max_memory_bytes?;
     (bytes > t.max_memory_bytes).then(|| {
         warning(
             AlertKind::HighMemoryUsage,
             format!(
-                "runs use {bytes} bytes of memory (maximum {})",
+                "a run of the last hour grew the heap by {bytes} bytes (maximum {})",
                 t.max_memory_bytes
             ),
             bytes as f64,
@@ -452,6 +520,7 @@ fn stuck_alerts(stuck: &[(i64, String, i64)], now: i64) -> Vec<Alert> {
                 ),
                 value: overdue,
                 threshold: 0.0,
+                subject: format!("task {id}"),
             }
         })
         .collect()
@@ -472,6 +541,7 @@ fn plugin_alerts(files: &[PluginFile]) -> Vec<Alert> {
                 1.0,
                 0.0,
             )
+            .about(format!("plugins.d/{}", f.file))
         })
         .collect()
 }
@@ -486,6 +556,7 @@ fn orphan_alert(identifier: &str, pending: i64) -> Alert {
         pending as f64,
         0.0,
     )
+    .about(format!("worker {identifier}"))
 }
 
 #[cfg(test)]
@@ -565,18 +636,23 @@ mod tests {
     }
 
     /// Last hour: 3 completed (1 s, 2 s, 4.5 s), 1 failed (0.5 s, "boom"), 1 cancelled
-    /// (0.25 s), 1 running, 1 pending; waits 1, 2, 0, 0, 0.5, 1.5 s. Two hours ago: one more
-    /// failure, outside the window.
+    /// (0.25 s), 1 running, 1 pending; waits 1, 2, 0, 0, 0.5, 1.5 s; CPU 1 234, 10 and 8 ms;
+    /// memory 2 000 000 and 1 000 001 bytes. Two hours ago: one more failure, outside the
+    /// window.
     fn known_hour(engine: &Engine) {
         let runs = [
             Run::new("w", NOW - 2 * HOUR_MS, 0, Failed, 9_000).error("old"),
-            Run::new("w", NOW - 50 * MIN, 1_000, Completed, 1_000).version("1.0"),
-            Run::new("w", NOW - 40 * MIN, 2_000, Completed, 2_000).version("1.1"),
+            Run::new("w", NOW - 50 * MIN, 1_000, Completed, 1_000)
+                .version("1.0")
+                .cost(1_234, Some(2_000_000)),
+            Run::new("w", NOW - 40 * MIN, 2_000, Completed, 2_000)
+                .version("1.1")
+                .cost(10, None),
             Run::new("w", NOW - 30 * MIN, 0, Completed, 4_500).version("1.1"),
             Run::new("w", NOW - 20 * MIN, 0, Failed, 500)
                 .error("boom")
                 .version("1.1"),
-            Run::new("v", NOW - 15 * MIN, 500, Cancelled, 250),
+            Run::new("v", NOW - 15 * MIN, 500, Cancelled, 250).cost(8, Some(1_000_001)),
             Run::new("v", NOW - 10 * MIN, 1_500, Running, 0),
         ];
         for run in &runs {
@@ -609,9 +685,15 @@ mod tests {
                     "p50_duration": 1.0,
                     "p95_duration": 4.5,
                     "average_wait": 0.83,
+                    "p50_wait": 0.5,
+                    "p95_wait": 2.0,
+                    // (1 234 + 10 + 8) / 3 ms
+                    "average_cpu_time": 0.42,
                     "throughput_per_minute": 0.08,
                     "error_rate": 20.0,
-                    "average_memory": null
+                    // (2 000 000 + 1 000 001) / 2, rounded half away from zero
+                    "average_memory": 1_500_001,
+                    "max_memory": 2_000_000
                 },
                 "common_errors": [{"message": "boom", "count": 1}]
             })
@@ -627,7 +709,9 @@ mod tests {
             json!({
                 "success_rate": null, "average_duration": null, "max_duration": null,
                 "p50_duration": null, "p95_duration": null, "average_wait": null,
-                "throughput_per_minute": 0.0, "error_rate": null, "average_memory": null
+                "p50_wait": null, "p95_wait": null, "average_cpu_time": null,
+                "throughput_per_minute": 0.0, "error_rate": null, "average_memory": null,
+                "max_memory": null
             })
         );
         assert_eq!(summary.tasks.total, 0);
@@ -668,17 +752,22 @@ mod tests {
                 {
                     "identifier": "u", "total_tasks": 1, "success_rate": null,
                     "average_duration": null, "p95_duration": null, "last_execution": null,
+                    "average_cpu_time": null, "average_memory": null, "max_memory": null,
                     "failures": 0, "versions": []
                 },
                 {
                     "identifier": "v", "total_tasks": 3, "success_rate": 0.0,
                     "average_duration": 0.25, "p95_duration": null,
+                    "average_cpu_time": 0.01, "average_memory": 1_000_001,
+                    "max_memory": 1_000_001,
                     "last_execution": "2025-01-16T09:50:01.500Z",
                     "failures": 0, "versions": []
                 },
                 {
                     "identifier": "w", "total_tasks": 4, "success_rate": 75.0,
                     "average_duration": 2.0, "p95_duration": 4.5,
+                    "average_cpu_time": 0.62, "average_memory": 2_000_000,
+                    "max_memory": 2_000_000,
                     "last_execution": "2025-01-16T09:40:00.000Z",
                     "failures": 1, "versions": ["1.0", "1.1"]
                 }
@@ -833,9 +922,7 @@ mod tests {
 
     #[test]
     fn memory_alerts_need_a_measured_figure() {
-        let engine = engine();
         let t = AlertThresholds::default();
-        assert_eq!(engine.measured_memory_bytes(), None);
         assert_eq!(memory_alert(None, &t), None);
         assert_eq!(memory_alert(Some(t.max_memory_bytes), &t), None);
         let alert = memory_alert(Some(t.max_memory_bytes + 1), &t).unwrap();
@@ -843,6 +930,29 @@ mod tests {
             (alert.kind, alert.value, alert.threshold),
             (AlertKind::HighMemoryUsage, 536_870_913.0, 536_870_912.0)
         );
+    }
+
+    #[test]
+    fn high_memory_usage_follows_the_largest_measured_run_of_the_hour() {
+        let engine = engine();
+        known_hour(&engine);
+        let at = |max_memory_bytes| AlertThresholds {
+            max_memory_bytes,
+            ..AlertThresholds::default()
+        };
+        let fired = engine.alerts_at(&at(1_999_999), NOW).unwrap();
+        assert_eq!(kinds(&fired), vec![AlertKind::HighMemoryUsage]);
+        assert_eq!(
+            (fired[0].value, fired[0].threshold),
+            (2_000_000.0, 1_999_999.0)
+        );
+        assert!(engine.alerts_at(&at(2_000_000), NOW).unwrap().is_empty());
+        // An hour later the run is outside the window.
+        assert!(engine
+            .alerts_at(&at(1), NOW + HOUR_MS)
+            .unwrap()
+            .iter()
+            .all(|a| a.kind != AlertKind::HighMemoryUsage));
     }
 
     #[test]
@@ -893,6 +1003,9 @@ mod tests {
             run_at: Some(NOW + MIN),
             last_error: Some("flaky".into()),
             duration_ms: Some(10),
+            started_at: None,
+            cpu_ms: None,
+            memory_bytes: None,
             progress: None,
             processed: None,
             total: None,

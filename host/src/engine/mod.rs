@@ -6,9 +6,12 @@
 //! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker).
 
 pub mod analytics;
+mod hosts;
 mod inserts;
+pub mod monitor;
 pub mod progress;
 mod queue;
+pub mod resources;
 pub mod runtime;
 pub mod state;
 mod workers;
@@ -79,6 +82,10 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Cancels that arrived while a claimed task waited for a pool thread.
     early_cancels: Mutex<HashSet<i64>>,
+    /// CPU and memory cost of runs (see [`resources`]).
+    meter: resources::RunMeter,
+    /// Prometheus metrics of this host.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Engine {
@@ -119,7 +126,34 @@ impl Engine {
             recent_run_micros: AtomicU64::new(u64::MAX),
             stopping: AtomicBool::new(false),
             early_cancels: Mutex::new(HashSet::new()),
+            meter: resources::RunMeter::default(),
+            metrics: crate::metrics::Metrics::new(),
         })
+    }
+
+    /// The Prometheus exposition of this host, with the queue read from the store now.
+    pub fn metrics_text(&self) -> EngineResult<String> {
+        let s = self.store.stats()?;
+        let cache = self.registry.cache_stats();
+        Ok(self.metrics.render(&crate::metrics::ScrapeState {
+            queue: vec![
+                ("pending", s.pending),
+                ("preparing", s.preparing),
+                ("running", s.running),
+                ("completed", s.completed),
+                ("failed", s.failed),
+                ("cancelled", s.cancelled),
+            ],
+            running: self.hub.len() as i64,
+            pool_size: self.config.workers as i64,
+            pool_busy: self.meter.running() as i64,
+            plugin_loads: self.registry.loads(),
+            plugin_reloads: self.registry.reloads(),
+            plugin_load_errors: self.registry.refusals(),
+            workers_loaded: self.registry.loaded_count() as i64,
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+        }))
     }
 
     /// Wakes the dispatcher (after an insert, a finished task, a worker change).
@@ -293,7 +327,7 @@ impl Engine {
 }
 
 /// The checks of a new task against its worker's row.
-fn check_task(worker: &WorkerRow, task: &NewTask) -> EngineResult<()> {
+pub(crate) fn check_task(worker: &WorkerRow, task: &NewTask) -> EngineResult<()> {
     if !worker.has_action(&task.action) {
         return Err(EngineError::NotFound(format!(
             "unknown action '{}' for worker '{}' (valid actions: {})",

@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,6 +40,11 @@ pub struct LiveTask {
     /// The worker's timeout fired.
     pub timed_out: AtomicBool,
     timeout_secs: AtomicU64,
+    max_attempts: AtomicU32,
+    started_ms: i64,
+    /// Set by whoever settles the run's outcome first: the run returning, or the host giving
+    /// up on a run that ignored its timeout ([`LiveTask::claim_outcome`]).
+    outcome_claimed: AtomicBool,
     state: Mutex<LiveState>,
 }
 
@@ -104,6 +109,9 @@ impl LiveTask {
             cancel: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
             timeout_secs: AtomicU64::new(0),
+            max_attempts: AtomicU32::new(attempt),
+            started_ms: now_ms(),
+            outcome_claimed: AtomicBool::new(false),
             state: Mutex::new(LiveState {
                 message: "Running".into(),
                 ..LiveState::default()
@@ -119,6 +127,28 @@ impl LiveTask {
     /// The timeout of this run (0 = none).
     pub fn timeout_secs(&self) -> u64 {
         self.timeout_secs.load(Ordering::Relaxed)
+    }
+
+    /// Sets the attempts the task allows (what a failure of this run is weighed against).
+    pub fn set_max_attempts(&self, max_attempts: u32) {
+        self.max_attempts.store(max_attempts, Ordering::Relaxed);
+    }
+
+    /// The attempts the task allows.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts.load(Ordering::Relaxed)
+    }
+
+    /// When the run started (UNIX ms).
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
+    /// True for the first caller only: the pool thread whose plugin call returned, or the
+    /// ticker giving up on a run that ignores its timeout. The other one must leave the
+    /// outcome alone.
+    pub fn claim_outcome(&self) -> bool {
+        !self.outcome_claimed.swap(true, Ordering::SeqCst)
     }
 
     /// Fires the timeout once it is due: sets the cancel flag and returns true the first time.
@@ -283,6 +313,9 @@ impl TaskHooks for LiveTask {
 #[derive(Default)]
 pub struct ProgressHub {
     tasks: RwLock<HashMap<i64, Arc<LiveTask>>>,
+    /// Runs the host gave up on after their timeout whose plugin call has not returned yet,
+    /// by lease token: their threads are still blocked in plugin code.
+    abandoned: RwLock<HashMap<i64, Arc<LiveTask>>>,
 }
 
 impl ProgressHub {
@@ -314,6 +347,27 @@ impl ProgressHub {
     /// Whether no task runs.
     pub fn is_empty(&self) -> bool {
         self.tasks.read().is_empty()
+    }
+
+    /// Moves a run that ignored its timeout from the running tasks to the abandoned ones.
+    pub fn abandon(&self, task: &Arc<LiveTask>) {
+        let mut tasks = self.tasks.write();
+        if tasks.get(&task.id).is_some_and(|t| Arc::ptr_eq(t, task)) {
+            tasks.remove(&task.id);
+        }
+        self.abandoned
+            .write()
+            .insert(task.lease_token, task.clone());
+    }
+
+    /// Forgets an abandoned run whose plugin call finally returned.
+    pub fn returned(&self, task: &LiveTask) {
+        self.abandoned.write().remove(&task.lease_token);
+    }
+
+    /// Abandoned runs whose threads are still blocked in plugin code.
+    pub fn abandoned(&self) -> Vec<Arc<LiveTask>> {
+        self.abandoned.read().values().cloned().collect()
     }
 
     /// Sets the cancel flag of a running task; false if it does not run here.
@@ -390,6 +444,25 @@ mod tests {
         assert_eq!(estimate_eta(10.0, 0.25), Some(30));
         assert_eq!(estimate_eta(10.0, 0.0), None);
         assert_eq!(estimate_eta(10.0, 1.0), None);
+    }
+
+    #[test]
+    fn one_outcome_per_run_and_abandoned_runs_leave_the_running_set() {
+        let hub = ProgressHub::default();
+        let t = Arc::new(LiveTask::new(7, "w".into(), "a".into(), 1, 42, "v".into()));
+        t.set_max_attempts(3);
+        assert_eq!(t.max_attempts(), 3);
+        hub.insert(t.clone());
+        assert!(t.claim_outcome(), "the first claim wins");
+        assert!(
+            !t.claim_outcome(),
+            "a second one must leave the outcome alone"
+        );
+        hub.abandon(&t);
+        assert!(hub.get(7).is_none() && hub.is_empty());
+        assert_eq!(hub.abandoned().len(), 1);
+        hub.returned(&t);
+        assert!(hub.abandoned().is_empty());
     }
 
     #[test]

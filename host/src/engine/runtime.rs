@@ -8,11 +8,14 @@
 //!   leases, enforces timeouts and removes old snapshots.
 
 use super::progress::{live_snapshot, LiveTask, Snapshot};
+use super::resources::RunCost;
 use super::state::{self, RunEnd};
 use super::Engine;
 use crate::clock::{human_duration, now_ms, rfc3339};
 use crate::events::Event;
-use crate::model::LogLine;
+use crate::model::{LogLine, TaskStatus};
+use crate::plugins::isolation;
+use crate::plugins::loader::LoadedWorker;
 use crate::store::{ClaimRequest, ClaimedTask, Finish, ProgressWrite};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
@@ -22,6 +25,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How long an isolated run that was cancelled (or timed out) may take to stop before its
+/// process is killed.
+const ISOLATION_KILL_GRACE: Duration = Duration::from_secs(5);
 const EXTERNAL_POLL_EVERY: Duration = Duration::from_millis(100);
 const JANITOR_EVERY: Duration = Duration::from_secs(60);
 const MAX_FINISH_BATCH: usize = 512;
@@ -41,16 +47,26 @@ pub struct Runtime {
 }
 
 impl Engine {
-    /// Recovers every task left running by a previous instance: with SQLite one host owns the
-    /// database (the lock file enforces it), so any leased task at start belongs to a dead one.
+    /// Recovers tasks left running by a previous instance. With SQLite one host owns the
+    /// database (the lock file enforces it), so any leased task at start belongs to a dead
+    /// one. A database shared by several hosts (PostgreSQL) holds live leases of the others:
+    /// only expired ones are taken, the rest expire first if their host is really gone.
     pub fn recover_at_start(&self) -> crate::store::StoreResult<usize> {
-        let leases = self.store.expired_leases(i64::MAX)?;
-        self.apply_recoveries(&leases)
+        let before = if self.store.shared_by_hosts() {
+            now_ms()
+        } else {
+            i64::MAX
+        };
+        let leases = self.store.expired_leases(before)?;
+        self.apply_recoveries(&leases, before)
     }
 
+    /// Re-queues (or fails) tasks whose lease expired before `before`. The write re-checks the
+    /// expiry, so a lease its host extended in the meantime stays with that host.
     fn apply_recoveries(
         &self,
         leases: &[crate::store::ExpiredLease],
+        before: i64,
     ) -> crate::store::StoreResult<usize> {
         if leases.is_empty() {
             return Ok(0);
@@ -59,7 +75,7 @@ impl Engine {
             .iter()
             .map(|l| state::after_lost_lease(l, self.backoff))
             .collect();
-        let applied = self.store.finish(&finishes)?;
+        let applied = self.store.recover(&finishes, before)?;
         let mut logs = Vec::new();
         for (f, ok) in finishes.iter().zip(applied) {
             if ok {
@@ -88,26 +104,37 @@ impl Engine {
             .map(|i| {
                 let engine = self.clone();
                 let done = done.clone();
-                spawn(format!("stask-pool-{i}"), move || {
-                    while let Some(job) = engine.ready.pop() {
-                        run_job(&engine, job, &done);
-                    }
-                })
+                spawn(format!("stask-pool-{i}"), move || pool_loop(&engine, &done))
             })
             .collect()
     }
 
     /// Starts the dispatcher, the pool, the finisher and the ticker.
     pub fn start(self: &Arc<Self>) -> Runtime {
+        // Tasks made pending by other processes (other hosts, the CLI) wake the dispatcher at
+        // once when the driver can tell (PostgreSQL LISTEN); the sweep is the fallback.
+        let waker = self.wake_tx.clone();
+        self.store.on_new_work(Arc::new(move || {
+            let _ = waker.try_send(());
+        }));
+        self.refresh_host();
         let (done_tx, done_rx) = unbounded::<Done>();
         let mut threads = self.spawn_pool(&done_tx);
+        // The ticker stores the outcome of runs it gives up on, and replaces their threads.
+        let abandon = Some(done_tx.clone());
         drop(done_tx);
         let engine = self.clone();
         threads.push(spawn("stask-finisher".into(), move || {
             finisher(&engine, done_rx)
         }));
         let engine = self.clone();
-        threads.push(spawn("stask-ticker".into(), move || ticker(&engine)));
+        threads.push(spawn("stask-ticker".into(), move || {
+            ticker(&engine, abandon)
+        }));
+        let engine = self.clone();
+        threads.push(spawn("stask-alerts".into(), move || {
+            super::monitor::run(&engine)
+        }));
         let engine = self.clone();
         threads.push(spawn("stask-dispatcher".into(), move || {
             dispatcher(&engine, None);
@@ -121,13 +148,14 @@ impl Engine {
     /// One pass for cron (`stask process`): runs due tasks until none is left or `limit` were
     /// started, waits for them, and returns how many ran.
     pub fn run_pass(self: &Arc<Self>, limit: Option<usize>) -> usize {
+        self.refresh_host();
         let (done_tx, done_rx) = unbounded::<Done>();
         let pool = self.spawn_pool(&done_tx);
         drop(done_tx);
         let engine = self.clone();
         let finisher_thread = spawn("stask-finisher".into(), move || finisher(&engine, done_rx));
         let engine = self.clone();
-        let ticker_thread = spawn("stask-ticker".into(), move || ticker(&engine));
+        let ticker_thread = spawn("stask-ticker".into(), move || ticker(&engine, None));
         let started = dispatcher(self, Some(limit.unwrap_or(usize::MAX)));
         self.ready.close();
         for t in pool {
@@ -136,6 +164,7 @@ impl Engine {
         let _ = finisher_thread.join();
         self.stopping.store(true, Ordering::SeqCst);
         let _ = ticker_thread.join();
+        self.host_stopped();
         started
     }
 
@@ -199,11 +228,23 @@ impl Runtime {
                 tasks = still_running,
                 "grace period over; running tasks are left for recovery at the next start"
             );
+            engine.host_stopped();
+            return;
+        }
+        let blocked = engine.hub.abandoned().len();
+        if blocked > 0 {
+            // Their outcomes are stored, but their threads may never return: joining would hang.
+            tracing::warn!(
+                runs = blocked,
+                "runs abandoned after their timeout are still blocked in plugin code; stopping without them"
+            );
+            engine.host_stopped();
             return;
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        engine.host_stopped();
     }
 }
 
@@ -308,8 +349,19 @@ fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
     }
 }
 
-/// Runs one claimed task on this pool thread.
-fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
+/// A pool thread: runs claimed tasks until the queue closes, or until the host gave up on the
+/// run this thread was blocked in (another thread has taken its place then).
+fn pool_loop(engine: &Arc<Engine>, done: &Sender<Done>) {
+    while let Some(job) = engine.ready.pop() {
+        if run_job(engine, job, done) {
+            return;
+        }
+    }
+}
+
+/// Runs one claimed task on this pool thread. Returns true when the run was abandoned while
+/// the plugin blocked this thread (its outcome was stored then, and the thread replaced).
+fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool {
     let Some(worker) = engine.registry.get(&job.identifier) else {
         // Unloaded between claim and start: not the task's fault, so it goes back to pending
         // without counting the attempt.
@@ -321,7 +373,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
         }
         engine.in_flight.fetch_sub(1, Ordering::SeqCst);
         engine.wake();
-        return;
+        return false;
     };
     let settings = engine
         .registry
@@ -342,6 +394,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
         version.clone(),
     ));
     live.set_timeout(timeout_secs);
+    live.set_max_attempts(job.max_attempts);
     if engine.early_cancels.lock().remove(&job.id) {
         live.cancel.store(true, Ordering::Relaxed);
     }
@@ -364,8 +417,29 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
             .into_owned(),
         storage_dir: engine.config.storage_dir().to_string_lossy().into_owned(),
     };
+    let started_at = now_ms();
+    engine
+        .metrics
+        .attempt_started(&job.identifier, started_at - job.run_at);
     let started = Instant::now();
-    let mut outcome = worker.run(&request, live.as_ref());
+    let (mut outcome, cost) = match isolation_of(engine, &request.settings) {
+        Some(limits) => run_isolated(&worker, &request, live.as_ref(), limits),
+        None => {
+            let probe = engine.meter.begin();
+            let outcome = worker.run(&request, live.as_ref());
+            (outcome, engine.meter.end(probe))
+        }
+    };
+    if !live.claim_outcome() {
+        engine.hub.returned(&live);
+        tracing::warn!(
+            task = job.id,
+            worker = %job.identifier,
+            "an abandoned run returned after {} s; its outcome is discarded",
+            live.elapsed_secs()
+        );
+        return true;
+    }
     let elapsed = started.elapsed();
     engine.note_run_time(elapsed.as_micros() as u64);
     let duration_ms = elapsed.as_millis() as i64;
@@ -408,7 +482,10 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
             .timed_out
             .load(Ordering::Relaxed)
             .then_some(timeout_secs),
+        started_at,
         duration_ms,
+        cpu_ms: cost.cpu_ms,
+        memory_bytes: cost.memory_bytes,
         worker_version: version,
         result_file,
     };
@@ -419,6 +496,112 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) {
     engine.in_flight.fetch_sub(1, Ordering::SeqCst);
     engine.wake();
     let _ = done.send(Done { finish, live });
+    false
+}
+
+/// Gives up on runs whose worker ignored the cancel request of its timeout for the stop grace
+/// period (`STASK_SHUTDOWN_GRACE_SECS`): the attempt fails as timed out, and a new pool thread
+/// takes the slot. The plugin call cannot be stopped in-process, so its thread stays blocked
+/// (reported by the `stuck_task` alert) until the call returns; its outcome is discarded then.
+fn abandon_overdue(engine: &Arc<Engine>, done: &Sender<Done>) {
+    let grace = engine.config.shutdown_grace_secs;
+    for live in engine.hub.all() {
+        let timeout = live.timeout_secs();
+        if !live.timed_out.load(Ordering::Relaxed)
+            || live.elapsed_secs() < timeout.saturating_add(grace)
+            || !live.claim_outcome()
+        {
+            continue;
+        }
+        engine.hub.abandon(&live);
+        tracing::error!(
+            task = live.id,
+            worker = %live.identifier,
+            "the worker ignored the cancel request of its {timeout}s timeout for {grace}s: the run \
+             is abandoned and its pool slot given to a new thread; the old thread stays blocked \
+             in plugin code until the call returns"
+        );
+        live.host_log(
+            2,
+            format!(
+                "host: the worker did not stop within {grace}s of its {timeout}s timeout: the run \
+                 is abandoned (its thread stays blocked in the plugin) and the attempt fails"
+            ),
+        );
+        let now = now_ms();
+        let end = RunEnd {
+            id: live.id,
+            lease_token: live.lease_token,
+            attempt: live.attempt,
+            max_attempts: live.max_attempts(),
+            cancel_requested: true,
+            timed_out_after: Some(timeout),
+            started_at: live.started_ms(),
+            duration_ms: now - live.started_ms(),
+            cpu_ms: None,
+            memory_bytes: None,
+            worker_version: live.worker_version.clone(),
+            result_file: None,
+        };
+        let outcome = RunOutcome::Failed {
+            message: "abandoned after its timeout".into(),
+            retryable: true,
+        };
+        let mut finish = state::after_run(&end, outcome, engine.backoff, now);
+        let view = live.view();
+        finish.processed = view.processed;
+        finish.total = view.total;
+        let (replacement, done_for_it) = (engine.clone(), done.clone());
+        spawn(format!("stask-pool-r{}", live.id), move || {
+            pool_loop(&replacement, &done_for_it)
+        });
+        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        engine.wake();
+        let _ = done.send(Done { finish, live });
+    }
+}
+
+/// The limits of a run in a child process, when the worker's `isolation` setting (or else the
+/// host default) says `process`; `None` runs it in the host.
+fn isolation_of(engine: &Engine, settings: &serde_json::Value) -> Option<isolation::Limits> {
+    let isolated = match settings.get("isolation").and_then(|v| v.as_str()) {
+        Some("process") => true,
+        Some("in_process") => false,
+        _ => engine.config.isolate_by_default,
+    };
+    let memory_mb = settings
+        .get("memory_limit_mb")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(engine.config.isolation_memory_mb);
+    isolated.then_some(isolation::Limits {
+        memory_bytes: (memory_mb > 0).then_some(memory_mb << 20),
+        kill_grace: ISOLATION_KILL_GRACE,
+    })
+}
+
+/// Runs a task in a child process; its cost is the child's own (exact, see `isolation`).
+fn run_isolated(
+    worker: &LoadedWorker,
+    request: &RunRequest,
+    hooks: &LiveTask,
+    limits: isolation::Limits,
+) -> (RunOutcome, RunCost) {
+    let exe = std::env::current_exe();
+    let (Ok(exe), Some(library)) = (exe, worker.isolated_copy.as_deref()) else {
+        let outcome = RunOutcome::Failed {
+            message: "cannot run the task in a child process: the stask binary or the \
+                      library copy is missing"
+                .into(),
+            retryable: true,
+        };
+        return (outcome, RunCost::default());
+    };
+    let run = isolation::run(&exe, library, request, hooks, limits);
+    let cost = RunCost {
+        cpu_ms: run.cpu_ms,
+        memory_bytes: run.max_rss_bytes,
+    };
+    (run.outcome, cost)
 }
 
 /// The plugin's result file as a path relative to the results folder, if it lies inside the
@@ -485,6 +668,16 @@ fn finisher(engine: &Arc<Engine>, done: Receiver<Done>) {
             if d.live.has_snapshot() {
                 write_final_snapshot(engine, &d.live, &d.finish);
             }
+            engine.metrics.attempt_finished(
+                &d.live.identifier,
+                &d.live.action,
+                match d.finish.status {
+                    TaskStatus::Pending => "retried",
+                    status => status.name(),
+                },
+                d.finish.duration_ms,
+                d.finish.cpu_ms,
+            );
             engine.events.publish(Event::TaskFinished {
                 id: d.finish.id,
                 status: d.finish.status.name().into(),
@@ -514,8 +707,9 @@ fn write_final_snapshot(engine: &Engine, live: &LiveTask, finish: &Finish) {
     }
 }
 
-/// Periodic work: progress flush, heartbeats, recovery, timeouts, snapshot cleanup.
-fn ticker(engine: &Arc<Engine>) {
+/// Periodic work: progress flush, heartbeats, recovery, timeouts, snapshot cleanup. With
+/// `abandon` (the daemon, not a cron pass), runs that ignore their timeout are given up.
+fn ticker(engine: &Arc<Engine>, abandon: Option<Sender<Done>>) {
     let heartbeat_every = Duration::from_millis((engine.config.lease_ms / 3).max(200) as u64);
     let mut last_heartbeat = Instant::now();
     let mut last_janitor = Instant::now() - JANITOR_EVERY;
@@ -525,7 +719,11 @@ fn ticker(engine: &Arc<Engine>) {
     }
     loop {
         std::thread::sleep(FLUSH_EVERY);
+        engine.meter.sample();
         flush_progress(engine);
+        if let Some(done) = &abandon {
+            abandon_overdue(engine, done);
+        }
         if last_heartbeat.elapsed() >= heartbeat_every {
             last_heartbeat = Instant::now();
             heartbeat(engine);
@@ -615,12 +813,19 @@ fn renew_leases(engine: &Engine) {
     }
 }
 
-/// Heartbeat, then recovery of leases that expired on any host.
+/// Heartbeat (leases and the hosts registry), then recovery of leases that expired on any
+/// host.
 fn heartbeat(engine: &Engine) {
     renew_leases(engine);
-    match engine.store.expired_leases(now_ms()) {
-        Ok(leases) => {
-            if let Err(e) = engine.apply_recoveries(&leases) {
+    engine.refresh_host();
+    let now = now_ms();
+    match engine.store.expired_leases(now) {
+        Ok(mut leases) => {
+            // This host's own leases belong to runs alive in this process: they expire only
+            // when renewals fail (the database locked beyond the busy timeout), and taking them
+            // back would run those tasks a second time. Renewal is retried instead.
+            leases.retain(|l| l.owner.as_deref() != Some(engine.owner.as_str()));
+            if let Err(e) = engine.apply_recoveries(&leases, now) {
                 tracing::warn!("lease recovery failed: {e}");
             }
         }

@@ -56,8 +56,14 @@ pub struct RunEnd {
     pub cancel_requested: bool,
     /// The worker's timeout fired (seconds), if it did.
     pub timed_out_after: Option<u64>,
+    /// When the run began (UNIX ms).
+    pub started_at: i64,
     /// Wall time of the run.
     pub duration_ms: i64,
+    /// CPU time of the thread that ran it, if the platform tells.
+    pub cpu_ms: Option<i64>,
+    /// Peak heap growth while it ran, if it ran alone (see `engine::resources`).
+    pub memory_bytes: Option<i64>,
     /// Worker version that ran it.
     pub worker_version: String,
     /// Result file relative to the results folder, already checked by the engine.
@@ -76,6 +82,9 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
         run_at: None,
         last_error: None,
         duration_ms: Some(end.duration_ms),
+        started_at: Some(end.started_at),
+        cpu_ms: end.cpu_ms,
+        memory_bytes: end.memory_bytes,
         progress: None,
         processed: None,
         total: None,
@@ -175,6 +184,9 @@ pub fn after_lost_lease(lease: &ExpiredLease, backoff: Backoff) -> Finish {
         run_at: None,
         last_error: None,
         duration_ms: None,
+        started_at: None,
+        cpu_ms: None,
+        memory_bytes: None,
         progress: None,
         processed: None,
         total: None,
@@ -225,7 +237,10 @@ mod tests {
             max_attempts: max,
             cancel_requested: false,
             timed_out_after: None,
+            started_at: 1_000,
             duration_ms: 1500,
+            cpu_ms: Some(20),
+            memory_bytes: None,
             worker_version: "1.0.0+abc".into(),
             result_file: None,
         }

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod events;
+mod hosts;
 mod performance;
 mod schema;
 mod session;
@@ -102,6 +103,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(workers::deactivate))
         .routes(routes!(workers::settings, workers::update_settings))
         .routes(routes!(system::stats))
+        .routes(routes!(hosts::list))
+        .routes(routes!(system::metrics))
         .routes(routes!(performance::summary))
         .routes(routes!(performance::workers))
         .routes(routes!(performance::alerts))
@@ -142,6 +145,10 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         .merge(protected)
         .merge(Router::from(public))
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(engine.config.max_body_bytes))
@@ -163,6 +170,57 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         ))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Counts each routed request in the metrics by its route pattern (unrouted requests are
+/// answered by the fallback and not counted: their paths are unbounded).
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        state.engine.metrics.http_request(
+            method.as_str(),
+            &route,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    response
+}
+
+/// Parses a create request's body as `POST /stask/workers/{identifier}/tasks/{action}` does
+/// (the fuzz targets call it through [`crate::fuzzing`]).
+pub(crate) fn parse_create_body(
+    identifier: &str,
+    action: &str,
+    body: &[u8],
+) -> Result<crate::model::NewTask, ApiError> {
+    tasks::new_task(
+        identifier.to_owned(),
+        action.to_owned(),
+        None,
+        Ok(axum::body::Bytes::copy_from_slice(body)),
+    )
+}
+
+/// Parses a request target (`/stask/tasks?...`) as `GET /stask/tasks` does: the URI, the
+/// query string, then the filter values.
+pub(crate) fn parse_task_query(target: &str) -> Result<crate::store::TaskFilter, ApiError> {
+    let uri: axum::http::Uri = target
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid request target: {e}")))?;
+    let axum::extract::Query(query) = axum::extract::Query::<schema::TaskQuery>::try_from_uri(&uri)
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    tasks::task_filter(query)
 }
 
 /// Runs a blocking store or engine call off the async threads.

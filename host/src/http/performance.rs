@@ -2,9 +2,7 @@
 
 use super::error::json_body;
 use super::{blocking, ApiError, AppState, ErrorBody};
-use crate::engine::analytics::{
-    Alert, AlertThresholds, PerformanceSummary, Timeline, WorkerPerformance,
-};
+use crate::engine::analytics::{Alert, PerformanceSummary, Timeline, WorkerPerformance};
 use crate::plugins::registry::CacheStats;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -145,7 +143,8 @@ pub struct AlertsAnswer {
     alerts: Vec<Alert>,
 }
 
-/// Health alerts firing now (thresholds from the configuration's defaults).
+/// Health alerts firing now (thresholds from the configuration: `[alerts]` in stask.toml or
+/// `STASK_ALERT_*`).
 #[utoipa::path(get, path = "/stask/performance/alerts", tag = "performance",
     responses(
         (status = 200, description = "Alerts", body = AlertsAnswer),
@@ -153,7 +152,7 @@ pub struct AlertsAnswer {
     ))]
 pub async fn alerts(State(state): State<AppState>) -> Result<Json<AlertsAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let alerts = blocking(move || Ok(engine.alerts(&AlertThresholds::default())?)).await?;
+    let alerts = blocking(move || Ok(engine.alerts(&engine.config.alerts.thresholds)?)).await?;
     Ok(Json(AlertsAnswer {
         success: true,
         alerts,

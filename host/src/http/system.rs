@@ -3,6 +3,8 @@
 use super::schema::{HealthAnswer, StatsAnswer, VersionAnswer};
 use super::{blocking, ApiError, AppState, ErrorBody};
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 
 /// Liveness, without credentials and without anything sensitive.
@@ -46,6 +48,19 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsAnswer>, A
         cancelled: s.cancelled,
         total: s.total,
     }))
+}
+
+/// Prometheus metrics of this host (OpenMetrics text; see `crate::metrics` for what each
+/// series counts). Scrapers send the API token as a bearer token.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses(
+        (status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "No permission", body = ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let engine = state.engine.clone();
+    let text = blocking(move || Ok(engine.metrics_text()?)).await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }
 
 /// This API's OpenAPI 3 description, generated from the code.

@@ -97,6 +97,25 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
+    let task = new_task(identifier, action, Some(caller.token_id), body)?;
+    let id = state.engine.create_task_async(task).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TaskCreated {
+            success: true,
+            id,
+            message: "Task created successfully".into(),
+        }),
+    ))
+}
+
+/// The task a create request asks for: the body's data, with the control keys taken out.
+pub(crate) fn new_task(
+    identifier: String,
+    action: String,
+    started_by: Option<i64>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<NewTask, ApiError> {
     let mut data = match json_body(body)? {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -108,24 +127,15 @@ pub async fn create(
         }
     };
     let (priority, start_at, max_attempts) = take_controls(&mut data)?;
-    let task = NewTask {
+    Ok(NewTask {
         identifier,
         action,
         data: Value::Object(data),
         priority,
         start_at,
         max_attempts,
-        started_by: Some(caller.token_id),
-    };
-    let id = state.engine.create_task_async(task).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TaskCreated {
-            success: true,
-            id,
-            message: "Task created successfully".into(),
-        }),
-    ))
+        started_by,
+    })
 }
 
 /// Progress of a task (the seed's keys), with the latest log lines.
@@ -240,9 +250,18 @@ pub async fn list(
     query: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = task_filter(q)?;
+    let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
+    let engine = state.engine.clone();
+    let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
+    Ok(page(tasks, total, page_no, per_page))
+}
+
+/// The store filter of a task list query.
+pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
     let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
     let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
-    let filter = TaskFilter {
+    Ok(TaskFilter {
         statuses: statuses(q.status.as_deref())?,
         identifier: q.identifier.filter(|s| !s.is_empty()),
         action: q.action.filter(|s| !s.is_empty()),
@@ -258,10 +277,7 @@ pub async fn list(
         limit: per_page,
         offset: (page_no - 1) * per_page,
         oldest_first: false,
-    };
-    let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
-    Ok(page(tasks, total, page_no, per_page))
+    })
 }
 
 /// Pending tasks in the order they will be claimed (the seed's `getPendingTasks`).

@@ -3,6 +3,12 @@
 //! `dlopen` of a truncated library can SIGBUS inside the loader and take the host down
 //! (measured: a plugin cut at 300 kB of 728 kB). A file that is still being copied is exactly
 //! such a file, so every byte range the loader will map must be present first.
+//!
+//! A copy can also have its final length before its data (tools that reserve the space first
+//! leave zeros): glibc's loader then crashes on the zeroed dynamic section (found by fuzzing).
+//! So the parts written last or read first must hold data: the section name table (linkers
+//! put the section headers at the very end) and the dynamic section's symbol and string
+//! tables.
 
 use std::fmt;
 
@@ -19,6 +25,8 @@ pub enum ElfError {
     NotSharedObject(u16),
     /// ELF for another machine than this host's.
     WrongMachine(u16),
+    /// A part that must hold data is still zeros: the file has its length, not its content.
+    Unwritten(&'static str),
     /// A table or segment reaches past the end of the file: still being written or cut short.
     Truncated {
         /// What is cut.
@@ -42,6 +50,10 @@ impl fmt::Display for ElfError {
             ElfError::WrongMachine(m) => {
                 write!(f, "library built for another CPU architecture (e_machine {m})")
             }
+            ElfError::Unwritten(what) => write!(
+                f,
+                "incomplete library: {what} holds no data yet (still being copied?)"
+            ),
             ElfError::Truncated { what, needed, len } => write!(
                 f,
                 "incomplete library: {what} needs {needed} bytes, file has {len} (still being copied?)"
@@ -114,17 +126,84 @@ pub fn check_complete(bytes: &[u8]) -> Result<(), ElfError> {
     if phentsize < 56 {
         return Err(ElfError::NotElf);
     }
+    let mut dynamic = None;
     for i in 0..phnum {
         let at = (phoff + i * phentsize) as usize;
         let p_type = u32_at(bytes, at);
+        let offset = u64_at(bytes, at + 8);
+        let filesz = u64_at(bytes, at + 32);
         if p_type == 1 {
             // PT_LOAD
-            let offset = u64_at(bytes, at + 8);
-            let filesz = u64_at(bytes, at + 32);
             within("a loadable segment", offset, filesz)?;
+        } else if p_type == 2 {
+            // PT_DYNAMIC
+            within("the dynamic section", offset, filesz)?;
+            dynamic = Some((offset as usize, filesz as usize));
         }
     }
-    Ok(())
+    if shnum > 0 {
+        check_section_names(bytes, shoff, shentsize, shnum)?;
+    }
+    let (offset, size) = dynamic.ok_or(ElfError::Unwritten("the dynamic section"))?;
+    check_dynamic(&bytes[offset..offset + size])
+}
+
+/// The section name table holds its own name: linkers write the section headers last.
+fn check_section_names(
+    bytes: &[u8],
+    shoff: u64,
+    shentsize: u64,
+    shnum: u64,
+) -> Result<(), ElfError> {
+    const WHAT: &str = "the section name table";
+    if shentsize < 64 {
+        return Err(ElfError::NotElf);
+    }
+    let index = u64::from(u16_at(bytes, 62));
+    if index >= shnum {
+        return Err(ElfError::Unwritten(WHAT));
+    }
+    let at = (shoff + index * shentsize) as usize;
+    let (name, kind) = (u32_at(bytes, at) as usize, u32_at(bytes, at + 4));
+    let (offset, size) = (u64_at(bytes, at + 24), u64_at(bytes, at + 32));
+    if kind != 3
+        || offset
+            .checked_add(size)
+            .is_none_or(|end| end > bytes.len() as u64)
+    {
+        return Err(ElfError::Unwritten(WHAT));
+    }
+    let names = &bytes[offset as usize..(offset + size) as usize];
+    if names
+        .get(name..)
+        .is_some_and(|n| n.starts_with(b".shstrtab\0"))
+    {
+        Ok(())
+    } else {
+        Err(ElfError::Unwritten(WHAT))
+    }
+}
+
+/// The dynamic section names a symbol table and a string table before its end: the loader
+/// reads both unconditionally.
+fn check_dynamic(entries: &[u8]) -> Result<(), ElfError> {
+    const DT_NULL: u64 = 0;
+    const DT_STRTAB: u64 = 5;
+    const DT_SYMTAB: u64 = 6;
+    let (mut strtab, mut symtab) = (false, false);
+    for entry in entries.chunks_exact(16) {
+        match u64_at(entry, 0) {
+            DT_NULL => break,
+            DT_STRTAB => strtab = true,
+            DT_SYMTAB => symtab = true,
+            _ => {}
+        }
+    }
+    if strtab && symtab {
+        Ok(())
+    } else {
+        Err(ElfError::Unwritten("the dynamic section"))
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +246,43 @@ mod tests {
                 "prefix of {cut} bytes accepted"
             );
         }
+    }
+
+    /// Found by the `plugin_load` fuzz target: a library whose first 210 bytes were written and
+    /// whose rest was still zeros (its final length reserved) passed, and `dlopen` crashed the
+    /// process (SIGSEGV in glibc's relocation of the empty dynamic section).
+    #[test]
+    fn rejects_a_library_whose_length_is_final_but_whose_tail_is_still_zeros() {
+        let lib = own_library();
+        for written in [210, 4096, lib.len() / 2, lib.len() - 64] {
+            let mut copy = lib[..written].to_vec();
+            copy.resize(lib.len(), 0);
+            assert!(
+                matches!(check_complete(&copy), Err(ElfError::Unwritten(_))),
+                "{written} bytes written, the rest zeros: {:?}",
+                check_complete(&copy)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_a_zeroed_dynamic_section() {
+        let mut lib = own_library();
+        let phoff = u64_at(&lib, 32) as usize;
+        let (phentsize, phnum) = (usize::from(u16_at(&lib, 54)), usize::from(u16_at(&lib, 56)));
+        let dynamic = (0..phnum)
+            .map(|i| phoff + i * phentsize)
+            .find(|at| u32_at(&lib, *at) == 2)
+            .expect("libc has a dynamic section");
+        let (offset, size) = (
+            u64_at(&lib, dynamic + 8) as usize,
+            u64_at(&lib, dynamic + 32) as usize,
+        );
+        lib[offset..offset + size].fill(0);
+        assert_eq!(
+            check_complete(&lib),
+            Err(ElfError::Unwritten("the dynamic section"))
+        );
     }
 
     #[test]

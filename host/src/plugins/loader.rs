@@ -28,6 +28,9 @@ pub struct LoadedWorker {
     pub file: String,
     /// SHA-256 of the library bytes.
     pub sha256: String,
+    /// A copy of the library that child processes load for isolated runs
+    /// (`storage/isolated/{sha256}.so`), once the registry kept one.
+    pub isolated_copy: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LoadedWorker {
@@ -37,6 +40,15 @@ impl std::fmt::Debug for LoadedWorker {
             .field("file", &self.file)
             .field("sha256", &self.sha256)
             .finish()
+    }
+}
+
+impl Drop for LoadedWorker {
+    fn drop(&mut self) {
+        // The code stays mapped (never unloaded); only the file for child processes goes.
+        if let Some(copy) = &self.isolated_copy {
+            let _ = std::fs::remove_file(copy);
+        }
     }
 }
 
@@ -120,6 +132,26 @@ pub fn load(file: &str, bytes: &[u8], shadow_dir: &Path) -> Result<LoadedWorker,
         manifest,
         file: file.to_owned(),
         sha256,
+        isolated_copy: None,
+    })
+}
+
+/// Loads a library copy the registry already checked and keeps unchanged (an isolated run's
+/// `storage/isolated/` copy) straight from its path: no second read, hash and shadow copy.
+/// The layout and version checks of `abi_stable` still run.
+pub fn load_checked_copy(path: &Path) -> Result<LoadedWorker, LoadError> {
+    let module = open_module(path)?;
+    let manifest = read_manifest(module)?;
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(LoadedWorker {
+        module,
+        manifest,
+        file,
+        sha256: String::new(),
+        isolated_copy: None,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod elf;
 pub mod host_context;
+pub mod isolation;
 pub mod loader;
 pub mod registry;
 pub mod watch;

@@ -137,6 +137,10 @@ pub struct Registry {
     active_when_new: bool,
     inner: RwLock<Inner>,
     loads: AtomicU64,
+    /// Loads that replaced a version in service.
+    reloads: AtomicU64,
+    /// Files refused.
+    refusals: AtomicU64,
     /// Cache counters (reported by the performance API).
     pub cache: CacheCounters,
 }
@@ -163,6 +167,8 @@ impl Registry {
             active_when_new,
             inner: RwLock::new(Inner::default()),
             loads: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
             cache: CacheCounters::default(),
         }
     }
@@ -170,6 +176,34 @@ impl Registry {
     /// The watched folder.
     pub fn plugins_dir(&self) -> &Path {
         &self.plugins_dir
+    }
+
+    /// Folder of the library copies that isolated runs load: `storage/isolated/`, beside the
+    /// shadow folder (which a scan clears; these copies must outlive a rescan while their
+    /// version is in service). One copy per loaded version, removed when the version is
+    /// dropped (replaced and no longer running anything); the daemon clears the folder at
+    /// start.
+    pub fn isolated_dir(&self) -> PathBuf {
+        self.shadow_dir.with_file_name("isolated")
+    }
+
+    /// Writes this version's copy (temp file + rename).
+    fn keep_isolated_copy(&self, sha256: &str, bytes: &[u8]) -> Option<PathBuf> {
+        let dir = self.isolated_dir();
+        let unique = format!("{}-{:08x}", &sha256[..16], rand::random::<u32>());
+        let path = dir.join(format!("{unique}.so"));
+        let tmp = dir.join(format!(".{unique}.tmp"));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => Some(path),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!("cannot keep a copy for isolated runs (they will fail): {e}");
+                None
+            }
+        }
     }
 
     /// Loads every library in plugins.d/ and orphans the workers whose file is gone.
@@ -238,7 +272,7 @@ impl Registry {
         {
             return Ok(FileLoad::Unchanged);
         }
-        let loaded = match loader::load(name, bytes, &self.shadow_dir) {
+        let mut loaded = match loader::load(name, bytes, &self.shadow_dir) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.record_refusal(
@@ -259,6 +293,7 @@ impl Registry {
                  (libraries are never unloaded): restart the daemon to reclaim it"
             );
         }
+        loaded.isolated_copy = self.keep_isolated_copy(&sha256, bytes);
         let identifier = loaded.identifier().to_owned();
         let provider = self
             .inner
@@ -304,6 +339,7 @@ impl Registry {
             inner.rows.insert(identifier.clone(), row);
         }
         if reloaded {
+            self.reloads.fetch_add(1, Ordering::Relaxed);
             tracing::info!(worker = %identifier, %version, file = name, "worker reloaded: new tasks run the new version");
         } else {
             tracing::info!(worker = %identifier, %version, file = name, "worker loaded");
@@ -360,6 +396,7 @@ impl Registry {
             updated_at: now_ms(),
         })?;
         // Logged once recorded: whoever reacts to the line finds the rows up to date.
+        self.refusals.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(file = name, "plugin refused: {reason}");
         self.events.publish(Event::PluginError {
             file: name.to_owned(),
@@ -423,6 +460,21 @@ impl Registry {
     /// Libraries loaded since start (each stays mapped until the process ends).
     pub fn loads(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
+    }
+
+    /// Loads that replaced a version in service, since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Files refused since start.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
+    }
+
+    /// Workers in service now.
+    pub fn loaded_count(&self) -> usize {
+        self.inner.read().live.len()
     }
 
     /// The version in service for `identifier`.

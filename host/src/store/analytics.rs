@@ -51,6 +51,16 @@ pub struct WindowSummary {
     /// Mean `started_at - run_at` of the tasks whose current attempt started (see the driver
     /// docs of [`AnalyticsStore::window_summary`]).
     pub average_wait_ms: Option<f64>,
+    /// Median of those waits (nearest rank).
+    pub p50_wait_ms: Option<i64>,
+    /// 95th percentile of those waits (nearest rank).
+    pub p95_wait_ms: Option<i64>,
+    /// Mean `cpu_ms` of the finished tasks that have one.
+    pub average_cpu_ms: Option<f64>,
+    /// Mean `memory_bytes` of the finished tasks that have one (runs that were measured).
+    pub average_memory_bytes: Option<f64>,
+    /// Largest `memory_bytes` of the finished tasks.
+    pub max_memory_bytes: Option<i64>,
     /// Finished tasks per minute of the window ([`per_minute`]).
     pub throughput_per_minute: f64,
     /// The five most common failure messages of failed tasks, most frequent first (ties by
@@ -82,6 +92,12 @@ pub struct WorkerSummary {
     pub average_duration_ms: Option<f64>,
     /// 95th percentile `duration_ms` of its completed and failed tasks (nearest rank).
     pub p95_duration_ms: Option<i64>,
+    /// Mean `cpu_ms` of its finished tasks that have one.
+    pub average_cpu_ms: Option<f64>,
+    /// Mean `memory_bytes` of its finished tasks that have one.
+    pub average_memory_bytes: Option<f64>,
+    /// Largest `memory_bytes` of its finished tasks.
+    pub max_memory_bytes: Option<i64>,
     /// Latest `started_at` of its tasks (UNIX ms).
     pub last_execution: Option<i64>,
     /// Distinct `worker_version`s its tasks ran on, sorted.

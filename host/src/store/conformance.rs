@@ -42,6 +42,9 @@ fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
         run_at: None,
         last_error: None,
         duration_ms: Some(1),
+        started_at: None,
+        cpu_ms: None,
+        memory_bytes: None,
         progress: Some(100),
         processed: None,
         total: None,
@@ -250,6 +253,10 @@ pub struct Run {
     pub error: Option<&'static str>,
     /// `worker_version` recorded by the finish.
     pub version: Option<&'static str>,
+    /// `cpu_ms` recorded by the finish.
+    pub cpu_ms: Option<i64>,
+    /// `memory_bytes` recorded by the finish.
+    pub memory_bytes: Option<i64>,
 }
 
 impl Run {
@@ -269,7 +276,16 @@ impl Run {
             duration_ms,
             error: None,
             version: None,
+            cpu_ms: None,
+            memory_bytes: None,
         }
+    }
+
+    /// With this CPU time and (if measured) memory.
+    pub fn cost(mut self, cpu_ms: i64, memory_bytes: Option<i64>) -> Run {
+        self.cpu_ms = Some(cpu_ms);
+        self.memory_bytes = memory_bytes;
+        self
     }
 
     /// With this `last_error`.
@@ -326,6 +342,8 @@ pub fn record(store: &dyn Store, run: &Run) -> i64 {
             end.duration_ms = Some(run.duration_ms);
             end.last_error = run.error.map(str::to_owned);
             end.worker_version = run.version.map(str::to_owned);
+            end.cpu_ms = run.cpu_ms;
+            end.memory_bytes = run.memory_bytes;
             assert_eq!(store.finish(&[end]).unwrap(), vec![true]);
         }
     }
@@ -334,31 +352,36 @@ pub fn record(store: &dyn Store, run: &Run) -> i64 {
 
 /// The analytics history (times in ms; the window starts at 10 000):
 ///
-/// | task | worker | created | wait | outcome | duration | error / version |
-/// |---|---|---|---|---|---|---|
-/// | old | c | 5 000 | 1 000 | failed | 99 999 | "old error" (before the window) |
-/// | a1 | a | 20 000 | 1 000 | completed | 100 | 1.0 |
-/// | a2 | a | 30 000 | 3 000 | completed | 300 | 1.0 |
-/// | a3 | a | 40 000 | 0 | failed | 200 | boom, 1.1 |
+/// | task | worker | created | wait | outcome | duration | error / version | cpu, memory |
+/// |---|---|---|---|---|---|---|---|
+/// | old | c | 5 000 | 1 000 | failed | 99 999 | "old error" (before the window) | |
+/// | a1 | a | 20 000 | 1 000 | completed | 100 | 1.0 | 80, 1 000 |
+/// | a2 | a | 30 000 | 3 000 | completed | 300 | 1.0 | 200, - |
+/// | a3 | a | 40 000 | 0 | failed | 200 | boom, 1.1 | 100, 3 000 |
 /// | a4 | a | 50 000 | 2 000 | failed | 400 | boom, 1.1 |
 /// | a5 | a | 60 000 | 0 | failed | 1 000 | disk full, 1.1 |
 /// | a6 | a | 70 000 | 1 000 | cancelled | 100 | 1.1 |
-/// | a11 | a | 75 000 | 1 000 | retry due at 500 000, then cancelled while pending | 70 | transient, 1.2 |
+/// | a11 | a | 75 000 | 1 000 | retry due at 500 000, then cancelled while pending | 70 | transient, 1.2 | 20, - |
 /// | a7 | a | 80 000 | 4 000 | preparing | | |
 /// | a8 | a | 90 000 | 0 | running | | |
 /// | a9 | a | 100 000 | | pending | | |
 /// | a10 | a | 110 000 | | cancelled while pending | | |
-/// | b1 | b | 25 000 | 1 000 | completed | 500 | 2.0 |
+/// | b1 | b | 25 000 | 1 000 | completed | 500 | 2.0 | 400, 5 000 |
 /// | b2 | b | 35 000 | 0 | completed | 705 | 2.0 |
 pub fn analytics_history(store: &dyn Store) {
     use TaskStatus::{Cancelled, Completed, Failed, Preparing, Running};
     let runs = [
         Run::new("c", 5_000, 1_000, Failed, 99_999).error("old error"),
-        Run::new("a", 20_000, 1_000, Completed, 100).version("1.0"),
-        Run::new("a", 30_000, 3_000, Completed, 300).version("1.0"),
+        Run::new("a", 20_000, 1_000, Completed, 100)
+            .version("1.0")
+            .cost(80, Some(1_000)),
+        Run::new("a", 30_000, 3_000, Completed, 300)
+            .version("1.0")
+            .cost(200, None),
         Run::new("a", 40_000, 0, Failed, 200)
             .error("boom")
-            .version("1.1"),
+            .version("1.1")
+            .cost(100, Some(3_000)),
         Run::new("a", 50_000, 2_000, Failed, 400)
             .error("boom")
             .version("1.1"),
@@ -366,7 +389,9 @@ pub fn analytics_history(store: &dyn Store) {
             .error("disk full")
             .version("1.1"),
         Run::new("a", 70_000, 1_000, Cancelled, 100).version("1.1"),
-        Run::new("b", 25_000, 1_000, Completed, 500).version("2.0"),
+        Run::new("b", 25_000, 1_000, Completed, 500)
+            .version("2.0")
+            .cost(400, Some(5_000)),
         Run::new("b", 35_000, 0, Completed, 705).version("2.0"),
     ];
     for run in &runs {
@@ -384,6 +409,7 @@ pub fn analytics_history(store: &dyn Store) {
     retry.duration_ms = Some(70);
     retry.last_error = Some("transient".into());
     retry.worker_version = Some("1.2".into());
+    retry.cpu_ms = Some(20);
     assert_eq!(store.finish(&[retry]).unwrap(), vec![true]);
     assert!(matches!(
         store.cancel(a11, 78_000).unwrap(),
@@ -425,6 +451,14 @@ pub fn window_summary_figures(store: &dyn Store) {
         p95_duration_ms: Some(1_000),
         // a1..a8, b1, b2 (a11's stale start and never-started a9, a10 excluded): 12 000 / 10.
         average_wait_ms: Some(1_200.0),
+        // Waits 0 0 0 0 1000 1000 1000 2000 3000 4000: nearest ranks 5 and 10.
+        p50_wait_ms: Some(1_000),
+        p95_wait_ms: Some(4_000),
+        // a1 a2 a3 a11 b1: 800 / 5.
+        average_cpu_ms: Some(160.0),
+        // a1 a3 b1: 9 000 / 3.
+        average_memory_bytes: Some(3_000.0),
+        max_memory_bytes: Some(5_000),
         // 10 finished tasks in 10 minutes.
         throughput_per_minute: 1.0,
         common_errors: vec![
@@ -527,6 +561,10 @@ pub fn worker_summaries_per_identifier(store: &dyn Store) {
             average_duration_ms: Some(310.0),
             // 100 200 300 400 1000: nearest rank 5.
             p95_duration_ms: Some(1_000),
+            // a1 a2 a3 a11: 400 / 4; memory a1 a3.
+            average_cpu_ms: Some(100.0),
+            average_memory_bytes: Some(2_000.0),
+            max_memory_bytes: Some(3_000),
             last_execution: Some(90_000),
             versions: vec!["1.0".into(), "1.1".into(), "1.2".into()],
         },
@@ -538,6 +576,9 @@ pub fn worker_summaries_per_identifier(store: &dyn Store) {
             cancelled: 0,
             average_duration_ms: Some(602.5),
             p95_duration_ms: Some(705),
+            average_cpu_ms: Some(400.0),
+            average_memory_bytes: Some(5_000.0),
+            max_memory_bytes: Some(5_000),
             last_execution: Some(35_000),
             versions: vec!["2.0".into()],
         },
@@ -676,6 +717,104 @@ pub fn pending_counts_per_identifier(store: &dyn Store) {
     );
 }
 
+/// Recovery of an expired lease applies only while the lease is still expired: a host whose
+/// heartbeat came in between keeps its task; once recovered, the old run is fenced out.
+pub fn recovery_never_takes_a_live_lease(store: &dyn Store) {
+    let id = store
+        .insert_task(&task("w", Priority::Normal, None), 0)
+        .unwrap();
+    let run = claim(store, "slow-host", 1, 10).remove(0); // lease until 1 010
+    let expired = store.expired_leases(2_000).unwrap();
+    assert_eq!(expired.len(), 1);
+    let mut back = finish(id, run.lease_token, TaskStatus::Pending, 2_000);
+    back.run_at = Some(2_000);
+    // The slow host's heartbeat lands between the read and the recovery.
+    store.heartbeat("slow-host", 5_000).unwrap();
+    assert_eq!(
+        store.recover(std::slice::from_ref(&back), 2_000).unwrap(),
+        vec![false],
+        "a lease extended by its host is not taken"
+    );
+    assert_eq!(
+        store.task(id).unwrap().unwrap().status,
+        TaskStatus::Preparing
+    );
+    // The host really died: past its extended lease, recovery applies once.
+    assert_eq!(
+        store.recover(std::slice::from_ref(&back), 5_001).unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        store.recover(std::slice::from_ref(&back), 5_001).unwrap(),
+        vec![false],
+        "a second host recovering the same lease changes nothing"
+    );
+    let t = store.task(id).unwrap().unwrap();
+    assert_eq!((t.status, t.lease_owner), (TaskStatus::Pending, None));
+    let stale = finish(id, run.lease_token, TaskStatus::Completed, 5_100);
+    assert_eq!(store.finish(&[stale]).unwrap(), vec![false]);
+    assert!(store.heartbeat("slow-host", 9_000).unwrap().is_empty());
+    assert_eq!(store.task(id).unwrap().unwrap().lease_expires_at, None);
+}
+
+/// The hosts registry: registration, refresh by heartbeat, clean stop, and forgetting hosts
+/// unseen for a day.
+pub fn hosts_register_refresh_and_stop(store: &dyn Store) {
+    use super::cluster::{HostRow, FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
+    assert!(store.hosts().unwrap().is_empty());
+    let mut a = HostRow {
+        name: "a:1:x".into(),
+        version: "0.1.0".into(),
+        started_at: 1_000,
+        last_heartbeat: 1_000,
+        busy_slots: 0,
+        pool_size: 2,
+        workers: vec!["demo".into(), "w".into()],
+        lease_ms: 3_000,
+        stopped_at: None,
+    };
+    let mut b = HostRow {
+        name: "b:2:y".into(),
+        started_at: 1_500,
+        last_heartbeat: 1_500,
+        workers: vec![],
+        ..a.clone()
+    };
+    store.upsert_host(&a).unwrap();
+    store.upsert_host(&b).unwrap();
+    a.last_heartbeat = 2_000;
+    a.busy_slots = 2;
+    store.upsert_host(&a).unwrap();
+    assert_eq!(store.hosts().unwrap(), vec![a.clone(), b.clone()]);
+    assert!(
+        a.live(5_000) && !a.live(5_001),
+        "live while the lease lasts"
+    );
+    store.host_stopped(&b.name, 2_500).unwrap();
+    let hosts = store.hosts().unwrap();
+    assert_eq!(hosts[1].stopped_at, Some(2_500));
+    assert!(!hosts[1].live(2_600), "a stopped host is not live");
+    // A registration an hour later forgets the host that stopped (b); a day later, a host
+    // never heard from again (a).
+    let c = HostRow {
+        name: "c:3:z".into(),
+        started_at: 2_600 + FORGET_STOPPED_AFTER_MS,
+        last_heartbeat: 2_600 + FORGET_STOPPED_AFTER_MS,
+        ..a.clone()
+    };
+    store.upsert_host(&c).unwrap();
+    assert_eq!(store.hosts().unwrap(), vec![a.clone(), c.clone()]);
+    b.started_at = 3_000 + FORGET_HOSTS_AFTER_MS;
+    b.last_heartbeat = b.started_at;
+    b.stopped_at = None;
+    store.upsert_host(&b).unwrap();
+    assert_eq!(
+        store.hosts().unwrap(),
+        vec![c, b],
+        "a host unseen for a day is forgotten"
+    );
+}
+
 /// Expands to one test per property for a driver.
 #[macro_export]
 macro_rules! driver_tests {
@@ -741,6 +880,14 @@ macro_rules! driver_tests {
         #[test]
         fn pending_counts_per_identifier() {
             $crate::store::conformance::pending_counts_per_identifier(&*$open());
+        }
+        #[test]
+        fn recovery_never_takes_a_live_lease() {
+            $crate::store::conformance::recovery_never_takes_a_live_lease(&*$open());
+        }
+        #[test]
+        fn hosts_register_refresh_and_stop() {
+            $crate::store::conformance::hosts_register_refresh_and_stop(&*$open());
         }
     };
 }

@@ -7,9 +7,11 @@
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
 
 pub mod analytics;
+pub mod cluster;
 #[cfg(test)]
 pub mod conformance;
 mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{
@@ -18,7 +20,8 @@ use crate::model::{
 use serde_json::Value;
 
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
-pub use migrate::{Migration, SQLITE_MIGRATIONS};
+pub use cluster::{HostRow, HostStore, WakeHook};
+pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// Errors of a storage driver.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,14 @@ pub struct Finish {
     pub last_error: Option<String>,
     /// Wall time of the attempt.
     pub duration_ms: Option<i64>,
+    /// When the attempt really began on a pool thread (a task claimed ahead waits in the
+    /// host's ready queue after its claim set `started_at`), `None` to keep.
+    pub started_at: Option<i64>,
+    /// CPU time of the attempt (its pool thread), `None` to keep.
+    pub cpu_ms: Option<i64>,
+    /// Peak heap growth of the attempt when it ran alone. Written whenever `duration_ms` is
+    /// (a run measured nothing → `NULL`, never an older attempt's figure).
+    pub memory_bytes: Option<i64>,
     /// Final progress value (100 when completed), `None` to keep.
     pub progress: Option<i64>,
     /// Final items processed, `None` to keep.
@@ -364,14 +375,15 @@ pub struct SessionRow {
 }
 
 /// A complete storage backend.
-pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore {
+pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;
     /// Backend name and location for logs (never a password).
     fn describe(&self) -> String;
 }
 
-/// Opens the store a database URL names: `sqlite://PATH` (or a plain path).
+/// Opens the store a database URL names: `sqlite://PATH` (or a plain path), or
+/// `postgres://...` / `postgresql://...` (several hosts may share a PostgreSQL database).
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
@@ -379,13 +391,12 @@ pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
         )?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Config(
-            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
-        ));
+        return Ok(std::sync::Arc::new(postgres::PgStore::open(url)?));
     }
     if url.contains("://") {
         return Err(StoreError::Config(format!(
-            "unsupported database URL '{url}': use sqlite://PATH"
+            "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DATABASE",
+            postgres::redact(url)
         )));
     }
     Ok(std::sync::Arc::new(sqlite::SqliteStore::open(

@@ -10,6 +10,12 @@
 //!   prove the host refuses result files outside the task's output folder.
 //!   With `ledger` (a file path), every run appends `start <id> <attempt>` and, when it
 //!   completes, `done <id> <attempt>`: tests use it to prove that nothing ran twice.
+//!   Costs, for the analytics tests: `burn_cpu_ms` spins until the run's thread has used that
+//!   much CPU time; `hold_mb` allocates (and touches) that many MiB for the whole run.
+//!   Crashes that no in-process guard can catch, for the process-isolation tests (run them
+//!   only with the worker's `isolation` setting at `process`: in the host they end the host):
+//!   `crash` = `segfault`, `abort`, `exit` (code 3), or `leak` (allocates 16 MiB blocks and
+//!   never frees them, up to `leak_mb`, default 8192).
 
 use serde_json::Value;
 use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
@@ -79,6 +85,23 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
     if flag("fail_permanent") {
         return Err(TaskError::permanent("planned permanent failure"));
     }
+    match data.get("crash").and_then(Value::as_str) {
+        Some("segfault") => {
+            // SAFETY: none; this is the point. A write through a null pointer.
+            unsafe { std::ptr::null_mut::<u8>().write_volatile(1) }
+        }
+        Some("abort") => std::process::abort(),
+        Some("exit") => std::process::exit(3),
+        Some("leak") => {
+            for _ in 0..int("leak_mb", 8_192) / 16 {
+                std::hint::black_box(Box::leak(vec![7u8; 16 << 20].into_boxed_slice()));
+            }
+        }
+        Some(other) => return Err(TaskError::permanent(format!("unknown crash mode {other}"))),
+        None => {}
+    }
+    let held = vec![1u8; (int("hold_mb", 0) << 20) as usize];
+    burn_cpu(Duration::from_millis(int("burn_cpu_ms", 0)));
     for step in 1..=steps {
         if !flag("ignore_cancel") {
             ctx.check_cancelled()?;
@@ -89,6 +112,8 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         std::thread::sleep(sleep);
         ctx.progress_items(step, steps, &format!("step {step} of {steps}"));
     }
+    std::hint::black_box(&held);
+    drop(held);
     if let Some(path) = ledger {
         append_line(path, &format!("done {} {}", ctx.task_id(), ctx.attempt()))?;
     }
@@ -110,6 +135,28 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
     match data.get("result").and_then(Value::as_str) {
         Some(text) => Ok(Output::text(text)),
         None => Ok(Output::text(format!("done by {VARIANT}"))),
+    }
+}
+
+/// CPU time this thread has used (the clock the host measures a run's CPU time with).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec and a constant clock id.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Spins until this thread has used `amount` more CPU time, however busy the machine is.
+fn burn_cpu(amount: Duration) {
+    let until = thread_cpu_time() + amount;
+    let mut x = 0u64;
+    while thread_cpu_time() < until {
+        for _ in 0..1_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
     }
 }
 

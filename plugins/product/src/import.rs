@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use stask_plugin_api::{Context, Output, TaskError};
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Rows per transaction.
@@ -199,11 +200,74 @@ fn open_csv(options: &Options) -> Result<csv::Reader<File>, TaskError> {
         )));
     }
     let file = File::open(&options.path).map_err(unreadable)?;
-    Ok(ReaderBuilder::new()
-        .delimiter(options.delimiter)
-        .has_headers(options.skip_first_row)
+    Ok(csv_reader(file, options.delimiter, options.skip_first_row))
+}
+
+/// The CSV reader of an import: rows may have any number of cells.
+fn csv_reader<R: Read>(input: R, delimiter: u8, has_header: bool) -> csv::Reader<R> {
+    ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(has_header)
         .flexible(true)
-        .from_reader(file))
+        .from_reader(input)
+}
+
+/// The columns of a file: named by its header row, or in [`POSITIONAL`] order without one.
+/// Also returns the header names that were ignored.
+fn columns_of<R: Read>(
+    reader: &mut csv::Reader<R>,
+    has_header: bool,
+) -> Result<(Columns, Vec<String>), TaskError> {
+    if !has_header {
+        return Ok((Columns::positional(), Vec::new()));
+    }
+    let header = reader
+        .headers()
+        .map_err(|e| TaskError::permanent(format!("cannot read the CSV header: {e}")))?
+        .clone();
+    Columns::from_header(&header)
+}
+
+/// What [`parse_csv`] found: data rows, valid and invalid.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CsvSummary {
+    /// Rows counted the way the progress total counts them.
+    pub counted: u64,
+    /// Rows that would be written.
+    pub valid: u64,
+    /// Rows that would be skipped with an error.
+    pub invalid: u64,
+}
+
+/// Runs the import's CSV parsing over `bytes` without a database (for the fuzz target): the
+/// delimiter option, the header, every row. `Err` is the message the task would fail with.
+pub fn parse_csv(
+    bytes: &[u8],
+    delimiter: Option<&str>,
+    skip_first_row: bool,
+) -> Result<CsvSummary, String> {
+    let delimiter = parse_delimiter(delimiter).map_err(|e| e.to_string())?;
+    let mut summary = CsvSummary::default();
+    let mut counter = csv_reader(bytes, delimiter, skip_first_row);
+    let mut record = ByteRecord::new();
+    while counter
+        .read_byte_record(&mut record)
+        .map_err(|e| e.to_string())?
+    {
+        summary.counted += 1;
+    }
+    let mut reader = csv_reader(bytes, delimiter, skip_first_row);
+    let (columns, _ignored) = columns_of(&mut reader, skip_first_row).map_err(|e| e.to_string())?;
+    for record in reader.into_records() {
+        match record
+            .map_err(|e| e.to_string())
+            .and_then(|r| columns.parse_row(&r))
+        {
+            Ok(_) => summary.valid += 1,
+            Err(_) => summary.invalid += 1,
+        }
+    }
+    Ok(summary)
 }
 
 /// Data rows in the file (the header excluded), for the progress total.
@@ -227,19 +291,10 @@ pub fn run(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
     ));
 
     let mut reader = open_csv(&options)?;
-    let columns = if options.skip_first_row {
-        let header = reader
-            .headers()
-            .map_err(|e| TaskError::permanent(format!("cannot read the CSV header: {e}")))?
-            .clone();
-        let (columns, ignored) = Columns::from_header(&header)?;
-        if !ignored.is_empty() {
-            ctx.log(&format!("ignoring unknown columns: {}", ignored.join(", ")));
-        }
-        columns
-    } else {
-        Columns::positional()
-    };
+    let (columns, ignored) = columns_of(&mut reader, options.skip_first_row)?;
+    if !ignored.is_empty() {
+        ctx.log(&format!("ignoring unknown columns: {}", ignored.join(", ")));
+    }
 
     let mut conn = db::open(ctx.data_dir())?;
     let mut counts = Counts::default();

@@ -15,6 +15,10 @@ mod export;
 mod import;
 mod input;
 
+/// The import's CSV parsing on bytes, for the fuzz target in `tests/fuzz/` (not an API).
+#[doc(hidden)]
+pub use import::{parse_csv, CsvSummary};
+
 use serde_json::Value;
 use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
 

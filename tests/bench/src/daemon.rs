@@ -60,16 +60,24 @@ pub struct Home {
 impl Home {
     /// A fresh home.
     pub fn new(bin: &Binaries) -> Home {
+        Home::new_with_env(bin, &[])
+    }
+
+    /// A fresh home whose token is created with this environment (e.g. a shared PostgreSQL
+    /// `STASK_DATABASE_URL`: token names are then unique per home).
+    pub fn new_with_env(bin: &Binaries, env: &[(&str, &str)]) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("stask-bench-")
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
         std::fs::copy(&bin.demo, dir.path().join("plugins.d/demo.so")).unwrap();
+        let name = format!("bench-{}", rand::random::<u32>());
         let out = Command::new(&bin.stask)
             .args(["--home"])
             .arg(dir.path())
-            .args(["token", "create", "--name", "bench"])
+            .args(["token", "create", "--name", &name])
+            .envs(env.iter().copied())
             .output()
             .expect("token");
         let token = String::from_utf8_lossy(&out.stdout)

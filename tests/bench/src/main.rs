@@ -7,6 +7,7 @@
 mod client;
 mod daemon;
 mod peer;
+mod postgres;
 mod raw;
 mod report;
 mod scenarios;
@@ -30,6 +31,13 @@ struct Args {
     /// Seconds per timed HTTP load run.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Tasks per PostgreSQL scaling run (`pg`; the server: `STASK_BENCH_POSTGRES_URL`, default
+    /// the local one).
+    #[arg(long, default_value_t = 20_000)]
+    pg_tasks: usize,
+    /// Tasks per process-isolation run (`isolation`).
+    #[arg(long, default_value_t = 2_000)]
+    isolation_tasks: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -49,6 +57,10 @@ enum What {
     Growth,
     /// The peer (huey with SQLite) on the same workload.
     Peer,
+    /// (h) PostgreSQL with 1, 2 and 3 hosts against SQLite with one (`--pg-tasks`).
+    Pg,
+    /// (i) what running each task in a child process costs (`--isolation-tasks`).
+    Isolation,
 }
 
 fn main() {
@@ -79,6 +91,12 @@ fn main() {
     }
     if wants(What::Growth) {
         scenarios::growth(&bin, &mut report, (args.tasks / 2).max(1_000));
+    }
+    if wants(What::Pg) {
+        postgres::scaling(&bin, &mut report, args.pg_tasks);
+    }
+    if wants(What::Isolation) {
+        scenarios::isolation(&bin, &mut report, args.isolation_tasks);
     }
     report.print();
 }

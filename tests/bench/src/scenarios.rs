@@ -332,3 +332,34 @@ fn fill_history(db: &std::path::Path, n: usize) {
     conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
 }
+
+/// (i): `n` no-op tasks drained in the host and with each task in a child process
+/// (`STASK_ISOLATION=process`); the difference is the price of isolation per task.
+pub fn isolation(bin: &Binaries, report: &mut Report, n: usize) {
+    eprintln!("(i) process isolation, {n} no-op tasks");
+    let pool = workers();
+    let mut medians = Vec::new();
+    for (label, mode) in [
+        ("in the host", "in_process"),
+        ("each in a child process", "process"),
+    ] {
+        let env = vec![("STASK_WORKERS", pool.as_str()), ("STASK_ISOLATION", mode)];
+        let mut rates = Vec::new();
+        for _ in 0..report.runs {
+            let home = Home::new(bin);
+            insert_pending(&home.db(), n, "noop");
+            sync_disk();
+            let d = home.serve(&env);
+            let (secs, _) = drain_time(&d, n as i64);
+            rates.push(n as f64 / secs);
+        }
+        let config = format!("{n} no-op tasks, pool {pool}, {label}");
+        medians.push(report.add("(i) drain, isolation", "tasks/s", &config, rates));
+    }
+    let threads: f64 = pool.parse().unwrap_or(2.0);
+    let cost_ms = (1.0 / medians[1] - 1.0 / medians[0]) * 1000.0 * threads;
+    report.note(format!(
+        "(i) isolation costs {cost_ms:.2} ms of pool-thread time per task (child process \
+         start, library load and check, pipes)"
+    ));
+}

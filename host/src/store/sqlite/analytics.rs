@@ -18,9 +18,19 @@ SELECT COUNT(*),
        MAX(CASE WHEN status IN (30, 40, 50) THEN duration_ms END),
        COALESCE(SUM(status IN (30, 40) AND duration_ms IS NOT NULL), 0),
        AVG(CASE WHEN status <> 10 AND attempts > 0 AND started_at >= run_at
-                THEN started_at - run_at END)
+                THEN started_at - run_at END),
+       COALESCE(SUM(status <> 10 AND attempts > 0 AND started_at >= run_at), 0),
+       AVG(CASE WHEN status IN (30, 40, 50) THEN cpu_ms END),
+       AVG(CASE WHEN status IN (30, 40, 50) THEN memory_bytes END),
+       MAX(CASE WHEN status IN (30, 40, 50) THEN memory_bytes END)
   FROM s_tasks
  WHERE created_at >= ?1";
+
+/// The `?2`-th smallest wait (0-based) under the same predicate as the average wait.
+const WAIT_AT_SQL: &str = "
+SELECT started_at - run_at AS wait FROM s_tasks
+ WHERE created_at >= ?1 AND status <> 10 AND attempts > 0 AND started_at >= run_at
+ ORDER BY wait LIMIT 1 OFFSET ?2";
 
 /// The `?2`-th smallest duration (0-based) of the window's completed and failed tasks.
 const DURATION_AT_SQL: &str = "
@@ -40,7 +50,10 @@ SELECT identifier, COUNT(*),
        COALESCE(SUM(status = 30), 0), COALESCE(SUM(status = 40), 0),
        COALESCE(SUM(status = 50), 0),
        AVG(CASE WHEN status IN (30, 40, 50) THEN duration_ms END),
-       MAX(started_at)
+       MAX(started_at),
+       AVG(CASE WHEN status IN (30, 40, 50) THEN cpu_ms END),
+       AVG(CASE WHEN status IN (30, 40, 50) THEN memory_bytes END),
+       MAX(CASE WHEN status IN (30, 40, 50) THEN memory_bytes END)
   FROM s_tasks
  WHERE created_at >= ?1
  GROUP BY identifier ORDER BY identifier";
@@ -89,8 +102,12 @@ const PENDING_COUNTS_SQL: &str = "
 SELECT identifier, COUNT(*) FROM s_tasks WHERE status = 10
  GROUP BY identifier ORDER BY identifier";
 
-/// The window's counts and aggregates, plus how many durations the percentiles rank.
-fn window_aggregates(conn: &Connection, since: i64, now: i64) -> StoreResult<(WindowSummary, i64)> {
+/// The window's counts and aggregates, plus how many durations and waits the percentiles rank.
+fn window_aggregates(
+    conn: &Connection,
+    since: i64,
+    now: i64,
+) -> StoreResult<(WindowSummary, i64, i64)> {
     let mut stmt = conn.prepare_cached(WINDOW_SQL)?;
     Ok(stmt.query_row([since], |r| {
         Ok((
@@ -107,16 +124,22 @@ fn window_aggregates(conn: &Connection, since: i64, now: i64) -> StoreResult<(Wi
                 average_duration_ms: r.get(7)?,
                 max_duration_ms: r.get(8)?,
                 average_wait_ms: r.get(10)?,
+                average_cpu_ms: r.get(12)?,
+                average_memory_bytes: r.get(13)?,
+                max_memory_bytes: r.get(14)?,
                 ..WindowSummary::default()
             },
             r.get(9)?,
+            r.get(11)?,
         ))
     })?)
 }
 
-/// The nearest-rank `percent`th duration among `ranked` completed and failed durations.
-fn duration_percentile(
+/// The nearest-rank `percent`th value among the `ranked` values `sql` orders (one of
+/// [`DURATION_AT_SQL`], [`WAIT_AT_SQL`]).
+fn percentile(
     conn: &Connection,
+    sql: &str,
     since: i64,
     ranked: i64,
     percent: i64,
@@ -124,7 +147,7 @@ fn duration_percentile(
     let Some(rank) = nearest_rank(ranked, percent) else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(DURATION_AT_SQL)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     Ok(stmt
         .query_row(params![since, rank - 1], |r| r.get(0))
         .optional()?)
@@ -155,6 +178,9 @@ fn worker_rows(conn: &Connection, since: i64) -> StoreResult<Vec<WorkerSummary>>
                 cancelled: r.get(4)?,
                 average_duration_ms: r.get(5)?,
                 last_execution: r.get(6)?,
+                average_cpu_ms: r.get(7)?,
+                average_memory_bytes: r.get(8)?,
+                max_memory_bytes: r.get(9)?,
                 ..WorkerSummary::default()
             })
         })?
@@ -191,9 +217,11 @@ impl AnalyticsStore for SqliteStore {
         self.read(|conn| {
             // One read transaction: every figure describes the same snapshot.
             let tx = conn.unchecked_transaction()?;
-            let (mut summary, ranked) = window_aggregates(&tx, since, now)?;
-            summary.p50_duration_ms = duration_percentile(&tx, since, ranked, 50)?;
-            summary.p95_duration_ms = duration_percentile(&tx, since, ranked, 95)?;
+            let (mut summary, durations, waits) = window_aggregates(&tx, since, now)?;
+            summary.p50_duration_ms = percentile(&tx, DURATION_AT_SQL, since, durations, 50)?;
+            summary.p95_duration_ms = percentile(&tx, DURATION_AT_SQL, since, durations, 95)?;
+            summary.p50_wait_ms = percentile(&tx, WAIT_AT_SQL, since, waits, 50)?;
+            summary.p95_wait_ms = percentile(&tx, WAIT_AT_SQL, since, waits, 95)?;
             summary.throughput_per_minute = per_minute(summary.finished(), since, now);
             summary.common_errors = common_errors(&tx, since)?;
             tx.finish()?;

@@ -12,7 +12,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 const TASK_COLUMNS: &str = "id, identifier, action, status, message, started_by, meta, result, \
     result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, progress, \
     processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
-    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms";
+    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
+    memory_bytes";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(Task, String)> {
     let status: i64 = row.get(3)?;
@@ -48,6 +49,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(Task, String)> {
             worker_version: row.get(25)?,
             last_error: row.get(26)?,
             duration_ms: row.get(27)?,
+            cpu_ms: row.get(28)?,
+            memory_bytes: row.get(29)?,
         },
         meta,
     ))
@@ -299,6 +302,9 @@ impl TaskStore for SqliteStore {
                             worker_version = COALESCE(?12, worker_version),
                             processed = COALESCE(?13, processed), total = COALESCE(?14, total),
                             eta_seconds = NULL,
+                            cpu_ms = COALESCE(?15, cpu_ms),
+                            started_at = COALESCE(?17, started_at),
+                            memory_bytes = CASE WHEN ?10 IS NULL THEN memory_bytes ELSE ?16 END,
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?8
                       WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
                 )?;
@@ -318,6 +324,9 @@ impl TaskStore for SqliteStore {
                         f.worker_version,
                         f.processed,
                         f.total,
+                        f.cpu_ms,
+                        f.memory_bytes,
+                        f.started_at,
                     ])?;
                     applied.push(n == 1);
                 }

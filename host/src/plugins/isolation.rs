@@ -1,0 +1,426 @@
+//! Running one task in a child process, so that what no in-process guard can catch — a
+//! segfault, an `abort`, an `exit`, runaway memory — ends only that task.
+//!
+//! The child is the `stask` binary itself (`stask isolated-run --library FILE`): it loads the
+//! registry's checked copy of the library ([`super::loader::load_checked_copy`], with the
+//! `abi_stable` layout checks) and runs the task with a
+//! [`TaskHooks`] that forwards over pipes. One JSON document per line:
+//!
+//! - parent → child (stdin): `{"t":"run","request":{...}}`, later maybe `{"t":"cancel"}`;
+//! - child → parent (the child's original stdout; the plugin's own prints are sent to stderr
+//!   first, so they cannot corrupt the protocol): `progress`, `log`, and at the end `outcome`;
+//! - the child's stderr goes to the task log as `worker output:` lines.
+//!
+//! Limits: the address space (`RLIMIT_AS`, so an allocation beyond it fails inside the child),
+//! and time: when the task is cancelled or its timeout fires, the child is asked to stop and
+//! killed (SIGKILL) if it has not within the grace period. The child dies with the host
+//! (`PR_SET_PDEATHSIG`), so a killed host leaves no orphan running a task whose lease will be
+//! recovered elsewhere. CPU time and peak resident memory come from the child's `rusage`:
+//! exact for the run, whatever else the host does.
+
+use super::host_context::TaskHooks;
+use serde::{Deserialize, Serialize};
+use stask_plugin_api::protocol::{RunOutcome, RunRequest};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Lines of the child's stderr copied into the task log (the rest is counted, not kept).
+const MAX_OUTPUT_LINES: usize = 200;
+/// Lines of the child's last output quoted when it dies without an outcome.
+const TAIL_LINES: usize = 3;
+
+/// What bounds one isolated run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Address-space limit of the child in bytes (`None`: unlimited).
+    pub memory_bytes: Option<u64>,
+    /// How long a cancelled (or timed-out) child may take to stop before it is killed.
+    pub kill_grace: Duration,
+}
+
+/// How an isolated run ended, with its measured cost.
+#[derive(Debug, Clone)]
+pub struct IsolatedRun {
+    /// The worker's outcome, or a failure describing how the process ended.
+    pub outcome: RunOutcome,
+    /// CPU time of the child (user + system), ms.
+    pub cpu_ms: Option<i64>,
+    /// Peak resident memory of the child, bytes.
+    pub max_rss_bytes: Option<i64>,
+}
+
+/// Parent → child.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum ToChild {
+    Run { request: Box<RunRequest> },
+    Cancel,
+}
+
+/// Child → parent.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum ToParent {
+    Progress {
+        percent: i32,
+        processed: i64,
+        total: i64,
+        message: String,
+    },
+    Log {
+        level: u8,
+        line: String,
+    },
+    Outcome {
+        outcome: RunOutcome,
+    },
+}
+
+/// Runs `request` with the library at `library` in a child process of `exe`.
+pub fn run(
+    exe: &Path,
+    library: &Path,
+    request: &RunRequest,
+    hooks: &dyn TaskHooks,
+    limits: Limits,
+) -> IsolatedRun {
+    let failed = |message: String| IsolatedRun {
+        outcome: RunOutcome::Failed {
+            message,
+            retryable: true,
+        },
+        cpu_ms: None,
+        max_rss_bytes: None,
+    };
+    let mut command = Command::new(exe);
+    command
+        .arg("isolated-run")
+        .arg("--library")
+        .arg(library)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let memory = limits.memory_bytes;
+    // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if let Some(bytes) = memory {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                libc::setrlimit(libc::RLIMIT_AS, &limit);
+            }
+            Ok(())
+        });
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(format!("cannot start the worker process: {e}")),
+    };
+    let pid = child.id() as libc::pid_t;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return failed("the worker process has no pipes".into());
+    };
+    let run = ToChild::Run {
+        request: Box::new(request.clone()),
+    };
+    let _ = send(&mut stdin, &run);
+
+    let tail = parking_lot::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
+    let (messages_tx, messages) = crossbeam_channel::unbounded::<ToParent>();
+    let mut outcome = None;
+    let mut killed_after: Option<Duration> = None;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<ToParent>(&line) {
+                    Ok(message) => {
+                        let _ = messages_tx.send(message);
+                    }
+                    Err(_) => {
+                        let _ = messages_tx.send(ToParent::Log {
+                            level: 1,
+                            line: format!("worker output: {line}"),
+                        });
+                    }
+                }
+            }
+        });
+        let tail = &tail;
+        scope.spawn(move || {
+            let mut copied = 0usize;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if copied < MAX_OUTPUT_LINES {
+                    hooks.log(1, &format!("worker output: {line}"));
+                    copied += 1;
+                }
+                let mut tail = tail.lock();
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+
+        let mut cancel_sent_at: Option<Instant> = None;
+        loop {
+            match messages.recv_timeout(Duration::from_millis(20)) {
+                Ok(ToParent::Progress {
+                    percent,
+                    processed,
+                    total,
+                    message,
+                }) => hooks.progress(percent, processed, total, &message),
+                Ok(ToParent::Log { level, line }) => hooks.log(level, &line),
+                Ok(ToParent::Outcome { outcome: o }) => outcome = Some(o),
+                Err(_) => {}
+            }
+            if cancel_sent_at.is_none() && hooks.is_cancelled() {
+                let _ = send(&mut stdin, &ToChild::Cancel);
+                cancel_sent_at = Some(Instant::now());
+            }
+            if let Some(at) = cancel_sent_at {
+                if killed_after.is_none() && at.elapsed() >= limits.kill_grace {
+                    // SAFETY: signalling our own child, which we have not reaped yet.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    killed_after = Some(limits.kill_grace);
+                }
+            }
+            // SAFETY: waiting for our own child; `status` and `usage` are valid out-pointers.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == pid || reaped < 0 {
+                break;
+            }
+        }
+        drop(stdin);
+        // The readers end at EOF now that the child is gone; take what was still queued.
+        for message in messages.iter() {
+            match message {
+                ToParent::Progress {
+                    percent,
+                    processed,
+                    total,
+                    message,
+                } => hooks.progress(percent, processed, total, &message),
+                ToParent::Log { level, line } => hooks.log(level, &line),
+                ToParent::Outcome { outcome: o } => outcome = Some(o),
+            }
+        }
+    });
+    let cpu = usage.ru_utime.tv_sec * 1_000
+        + usage.ru_utime.tv_usec / 1_000
+        + usage.ru_stime.tv_sec * 1_000
+        + usage.ru_stime.tv_usec / 1_000;
+    let tail: Vec<String> = tail.into_inner().into_iter().collect();
+    let outcome = outcome.unwrap_or_else(|| {
+        let message = match killed_after {
+            Some(grace) if hooks.is_cancelled() => format!(
+                "the worker process did not stop within {}s of being asked and was killed",
+                grace.as_secs()
+            ),
+            _ => describe_exit(status, memory, &tail),
+        };
+        RunOutcome::Failed {
+            message,
+            retryable: true,
+        }
+    });
+    IsolatedRun {
+        outcome,
+        cpu_ms: Some(cpu),
+        max_rss_bytes: Some(usage.ru_maxrss * 1024),
+    }
+}
+
+fn send(stdin: &mut std::process::ChildStdin, message: &ToChild) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(message).map_err(std::io::Error::other)?;
+    line.push('\n');
+    stdin.write_all(line.as_bytes())?;
+    stdin.flush()
+}
+
+/// One line on how a child that sent no outcome ended.
+fn describe_exit(status: libc::c_int, memory_limit: Option<u64>, tail: &[String]) -> String {
+    let mut message = if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        let name = match signal {
+            libc::SIGSEGV => "segmentation fault",
+            libc::SIGABRT => "aborted",
+            libc::SIGBUS => "bus error",
+            libc::SIGILL => "illegal instruction",
+            libc::SIGFPE => "arithmetic fault",
+            libc::SIGKILL => "killed",
+            _ => "killed by a signal",
+        };
+        format!("the worker process crashed: {name} (signal {signal})")
+    } else if libc::WIFEXITED(status) {
+        format!(
+            "the worker process exited with code {} before reporting an outcome",
+            libc::WEXITSTATUS(status)
+        )
+    } else {
+        "the worker process ended without an outcome".to_owned()
+    };
+    let out_of_memory = tail
+        .iter()
+        .any(|l| l.contains("memory allocation of") || l.contains("out of memory"));
+    if let (true, Some(limit)) = (out_of_memory, memory_limit) {
+        message.push_str(&format!(
+            "; it ran out of its memory limit of {} MiB",
+            limit >> 20
+        ));
+    }
+    if !tail.is_empty() {
+        message.push_str(&format!("; last output: {}", tail.join(" | ")));
+    }
+    message
+}
+
+/// The child's side, behind `stask isolated-run --library FILE`: loads the library, runs the
+/// task the parent sends, reports over the protocol; returns the exit code.
+pub fn child_main(library: &Path) -> i32 {
+    use std::os::fd::FromRawFd;
+    // The protocol keeps the original stdout; fd 1 becomes stderr, so the plugin's prints
+    // land in the task log instead of in the protocol.
+    // SAFETY: plain descriptor duplication at the start of a single-threaded process.
+    let protocol = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return 70;
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    let out = Arc::new(parking_lot::Mutex::new(protocol));
+    let report = |message: &ToParent| {
+        if let Ok(mut line) = serde_json::to_string(message) {
+            line.push('\n');
+            let mut out = out.lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    };
+    let mut lines = BufReader::new(std::io::stdin()).lines();
+    let request = match lines
+        .next()
+        .map(|l| l.map(|l| serde_json::from_str::<ToChild>(&l)))
+    {
+        Some(Ok(Ok(ToChild::Run { request }))) => request,
+        _ => return 64,
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = cancelled.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(ToChild::Cancel) = serde_json::from_str(&line) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+        // The parent closed the pipe: it is gone or done with us.
+        flag.store(true, Ordering::Relaxed);
+    });
+    let outcome = match load(library) {
+        Ok(worker) => {
+            let hooks = ChildHooks {
+                report: &report,
+                cancelled,
+            };
+            worker.run(&request, &hooks)
+        }
+        Err(reason) => RunOutcome::Failed {
+            message: format!("the worker process cannot load the library: {reason}"),
+            retryable: false,
+        },
+    };
+    report(&ToParent::Outcome { outcome });
+    0
+}
+
+/// The registry checked these bytes (ELF completeness, hash) when it loaded them and wrote
+/// this copy under a name of its own that nothing rewrites: open it where it is.
+fn load(library: &Path) -> Result<super::loader::LoadedWorker, String> {
+    super::loader::load_checked_copy(library).map_err(|e| e.reason)
+}
+
+struct ChildHooks<'a> {
+    report: &'a (dyn Fn(&ToParent) + Sync),
+    cancelled: Arc<AtomicBool>,
+}
+
+impl TaskHooks for ChildHooks<'_> {
+    fn progress(&self, percent: i32, processed: i64, total: i64, message: &str) {
+        (self.report)(&ToParent::Progress {
+            percent,
+            processed,
+            total,
+            message: message.to_owned(),
+        });
+    }
+
+    fn log(&self, level: u8, line: &str) {
+        (self.report)(&ToParent::Log {
+            level,
+            line: line.to_owned(),
+        });
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn call(&self, method: &str, _args_json: &str) -> Result<String, String> {
+        Err(format!("unknown host service '{method}'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_are_described_by_signal_or_code() {
+        // Encoded as wait(2) does: signal in the low bits, exit code in the second byte.
+        assert_eq!(
+            describe_exit(libc::SIGSEGV, None, &[]),
+            "the worker process crashed: segmentation fault (signal 11)"
+        );
+        assert_eq!(
+            describe_exit(3 << 8, None, &["bye".into()]),
+            "the worker process exited with code 3 before reporting an outcome; last output: bye"
+        );
+        let oom = describe_exit(
+            libc::SIGABRT,
+            Some(256 << 20),
+            &["memory allocation of 1048576 bytes failed".into()],
+        );
+        assert!(
+            oom.starts_with("the worker process crashed: aborted (signal 6); it ran out of its memory limit of 256 MiB"),
+            "{oom}"
+        );
+    }
+
+    #[test]
+    fn messages_are_one_tagged_json_document_each() {
+        let text = serde_json::to_string(&ToParent::Log {
+            level: 2,
+            line: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"t":"log","level":2,"line":"x"}"#);
+        assert!(matches!(
+            serde_json::from_str::<ToChild>(r#"{"t":"cancel"}"#).unwrap(),
+            ToChild::Cancel
+        ));
+    }
+}

@@ -1,0 +1,104 @@
+//! `HostStore` for PostgreSQL: the hosts registry, guarded recovery and the listener hook.
+
+use super::tasks::apply_finishes;
+use super::{json_column, PgStore};
+use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
+use crate::store::{Finish, HostRow, HostStore, StoreResult, WakeHook};
+use postgres::Row;
+
+fn host_from_row(r: &Row) -> StoreResult<HostRow> {
+    let name: String = r.try_get(0)?;
+    let workers = json_column(
+        &r.try_get::<_, String>(6)?,
+        &format!("s_hosts.workers of {name}"),
+    )?;
+    Ok(HostRow {
+        version: r.try_get(1)?,
+        started_at: r.try_get(2)?,
+        last_heartbeat: r.try_get(3)?,
+        busy_slots: r.try_get(4)?,
+        pool_size: r.try_get(5)?,
+        workers: serde_json::from_value(workers).unwrap_or_default(),
+        lease_ms: r.try_get(7)?,
+        stopped_at: r.try_get(8)?,
+        name,
+    })
+}
+
+impl HostStore for PgStore {
+    fn shared_by_hosts(&self) -> bool {
+        true
+    }
+
+    fn upsert_host(&self, host: &HostRow) -> StoreResult<()> {
+        let h = host.clone();
+        let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
+        self.transaction(move |tx, _| {
+            tx.execute(
+                "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
+                        pool_size, workers, lease_ms, stopped_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                        last_heartbeat = excluded.last_heartbeat,
+                        busy_slots = excluded.busy_slots, pool_size = excluded.pool_size,
+                        workers = excluded.workers, lease_ms = excluded.lease_ms,
+                        stopped_at = excluded.stopped_at",
+                &[
+                    &h.name,
+                    &h.version,
+                    &h.started_at,
+                    &h.last_heartbeat,
+                    &h.busy_slots,
+                    &h.pool_size,
+                    &workers,
+                    &h.lease_ms,
+                    &h.stopped_at,
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM s_hosts WHERE last_heartbeat < $1 OR stopped_at < $2",
+                &[
+                    &(h.last_heartbeat - FORGET_HOSTS_AFTER_MS),
+                    &(h.last_heartbeat - FORGET_STOPPED_AFTER_MS),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn host_stopped(&self, name: &str, now: i64) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.run(move |conn| {
+            conn.parts().0.execute(
+                "UPDATE s_hosts SET stopped_at = $2, busy_slots = 0 WHERE name = $1",
+                &[&name, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn hosts(&self) -> StoreResult<Vec<HostRow>> {
+        self.run(|conn| {
+            conn.parts()
+                .0
+                .query(
+                    "SELECT name, version, started_at, last_heartbeat, busy_slots, pool_size,
+                            workers, lease_ms, stopped_at
+                       FROM s_hosts ORDER BY started_at, name COLLATE \"C\"",
+                    &[],
+                )?
+                .iter()
+                .map(host_from_row)
+                .collect()
+        })
+    }
+
+    fn recover(&self, finishes: &[Finish], before: i64) -> StoreResult<Vec<bool>> {
+        apply_finishes(self, finishes, Some(before))
+    }
+
+    fn on_new_work(&self, hook: WakeHook) {
+        *self.notices.hook.lock() = Some(hook);
+        self.start_listener();
+    }
+}

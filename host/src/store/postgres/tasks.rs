@@ -1,0 +1,737 @@
+//! `TaskStore` for PostgreSQL. The SQLite driver is the reference for every behaviour; the
+//! differences are PostgreSQL's: claims lock with `FOR UPDATE SKIP LOCKED` (several hosts),
+//! batches go as arrays in one statement (one round trip instead of one per row).
+
+use super::{json_column, narrow, prepared, PgStore};
+use crate::model::{LogLine, NewTask, Priority, Stats, Task, TaskStatus};
+use crate::store::{
+    CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
+    StoreError, StoreResult, TaskFilter, TaskStore,
+};
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row};
+use std::sync::atomic::Ordering;
+
+pub(super) const TASK_COLUMNS: &str = "id, identifier, action, status, message, started_by, meta, \
+    result, result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, \
+    progress, processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
+    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
+    memory_bytes";
+
+pub(super) fn task_from_row(row: &Row) -> StoreResult<Task> {
+    let id: i64 = row.try_get(0)?;
+    let priority: String = row.try_get(14)?;
+    let meta: String = row.try_get(6)?;
+    Ok(Task {
+        id,
+        identifier: row.try_get(1)?,
+        action: row.try_get(2)?,
+        status: TaskStatus::from_code(row.try_get(3)?).unwrap_or(TaskStatus::Failed),
+        message: row.try_get(4)?,
+        started_by: row.try_get(5)?,
+        meta: json_column(&meta, &format!("s_tasks.meta of task {id}"))?,
+        result: row.try_get(7)?,
+        result_file: row.try_get(8)?,
+        start_at: row.try_get(9)?,
+        run_at: row.try_get(10)?,
+        finished_at: row.try_get(11)?,
+        attempts: narrow(row.try_get(12)?),
+        max_attempts: narrow(row.try_get(13)?),
+        priority: priority.parse().unwrap_or(Priority::Normal),
+        progress: row.try_get(15)?,
+        processed: row.try_get(16)?,
+        total: row.try_get(17)?,
+        eta_seconds: row.try_get(18)?,
+        created_at: row.try_get(19)?,
+        updated_at: row.try_get(20)?,
+        started_at: row.try_get(21)?,
+        lease_owner: row.try_get(22)?,
+        lease_expires_at: row.try_get(23)?,
+        cancel_requested: row.try_get(24)?,
+        worker_version: row.try_get(25)?,
+        last_error: row.try_get(26)?,
+        duration_ms: row.try_get(27)?,
+        cpu_ms: row.try_get(28)?,
+        memory_bytes: row.try_get(29)?,
+    })
+}
+
+const SELECT_TASK: &str = "SELECT id, identifier, action, status, message, started_by, meta, \
+    result, result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, \
+    progress, processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
+    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
+    memory_bytes FROM s_tasks WHERE id = $1";
+
+fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Task>> {
+    client
+        .query_opt(SELECT_TASK, &[&id])?
+        .map(|r| task_from_row(&r))
+        .transpose()
+}
+
+/// Inserts as arrays: one statement for the whole batch. Identity values are drawn in the
+/// order rows are inserted, which is the arrays' order (`WITH ORDINALITY`), so the ids sorted
+/// ascending are the tasks' ids in order.
+const INSERT_SQL: &str = "
+INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at, run_at,
+                     max_attempts, priority, priority_rank, created_at, updated_at)
+SELECT identifier, action, 10, message, started_by, meta, start_at, run_at, max_attempts,
+       priority, priority_rank, $11, $11
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+              $7::bigint[], $8::bigint[], $9::text[], $10::bigint[])
+       WITH ORDINALITY AS t(identifier, action, message, started_by, meta, start_at, run_at,
+                            max_attempts, priority, priority_rank, n)
+ ORDER BY n
+RETURNING id";
+
+/// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
+/// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
+/// rows without waiting for each other. The ranges are read lazily high to low and cut at the
+/// limit, so no more rows are locked than are claimed.
+const CLAIM_SQL: &str = "
+WITH high AS (SELECT id FROM s_tasks
+               WHERE status = 10 AND priority_rank = 2 AND run_at <= $1
+                 AND identifier = ANY($5::text[])
+               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     normal AS (SELECT id FROM s_tasks
+                 WHERE status = 10 AND priority_rank = 1 AND run_at <= $1
+                   AND identifier = ANY($5::text[])
+                 ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     low AS (SELECT id FROM s_tasks
+              WHERE status = 10 AND priority_rank = 0 AND run_at <= $1
+                AND identifier = ANY($5::text[])
+              ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+UPDATE s_tasks
+   SET status = 15, attempts = attempts + 1, started_at = $1, updated_at = $1,
+       lease_owner = $2, lease_token = $3, lease_expires_at = $4, cancel_requested = FALSE,
+       message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
+ WHERE id IN (SELECT id FROM (SELECT id FROM high UNION ALL SELECT id FROM normal
+                              UNION ALL SELECT id FROM low) AS due LIMIT $6)
+RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
+
+/// Finishes as arrays in one statement; the rows it returns are the ones that applied.
+/// `COALESCE` keeps a column when the finish leaves it `NULL`, as in SQLite; memory follows
+/// the duration (a run that measured nothing stores `NULL`, never an older attempt's figure).
+/// `$17` is the recovery guard: `NULL` for ordinary finishes.
+///
+/// **Lock order.** Every statement that writes several leased rows (finish, recovery,
+/// progress, running, release, heartbeat) first locks them in ascending id order (`locked`),
+/// and waits only there. Hosts finish, heartbeat and recover overlapping sets of rows at the
+/// same time (their own, and a dead host's from two survivors); locked in whatever order a
+/// join produced, two such statements deadlocked under load. Claims never wait (`SKIP
+/// LOCKED`), and single-row writes cannot form a cycle.
+const FINISH_SQL: &str = "
+WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE s_tasks AS t
+   SET status = f.status, message = f.message,
+       result = COALESCE(f.result, t.result), result_file = COALESCE(f.result_file, t.result_file),
+       run_at = COALESCE(f.run_at, t.run_at),
+       finished_at = CASE WHEN f.status IN (30, 40, 50) THEN f.at ELSE NULL END,
+       last_error = COALESCE(f.last_error, t.last_error),
+       duration_ms = COALESCE(f.duration_ms, t.duration_ms),
+       progress = COALESCE(f.progress, t.progress),
+       worker_version = COALESCE(f.worker_version, t.worker_version),
+       processed = COALESCE(f.processed, t.processed), total = COALESCE(f.total, t.total),
+       eta_seconds = NULL,
+       cpu_ms = COALESCE(f.cpu_ms, t.cpu_ms),
+       memory_bytes = CASE WHEN f.duration_ms IS NULL THEN t.memory_bytes ELSE f.memory_bytes END,
+       lease_owner = NULL, lease_expires_at = NULL, updated_at = f.at
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+              $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[],
+              $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+       AS f(id, lease_token, status, message, result, result_file, run_at, at, last_error,
+            duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes)
+ WHERE t.id = f.id AND t.lease_token = f.lease_token AND t.status IN (15, 20)
+   AND ($17::bigint IS NULL OR t.lease_expires_at < $17::bigint)
+   AND t.id IN (SELECT id FROM locked)
+RETURNING t.id";
+
+/// Applies finishes (see [`FINISH_SQL`]); `before` guards recoveries.
+pub(super) fn apply_finishes(
+    store: &PgStore,
+    finishes: &[Finish],
+    before: Option<i64>,
+) -> StoreResult<Vec<bool>> {
+    if finishes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = finishes.iter().map(|f| f.id).collect();
+    let tokens: Vec<i64> = finishes.iter().map(|f| f.lease_token).collect();
+    let statuses: Vec<i64> = finishes.iter().map(|f| f.status.code()).collect();
+    let messages: Vec<String> = finishes.iter().map(|f| f.message.clone()).collect();
+    let results: Vec<Option<String>> = finishes.iter().map(|f| f.result.clone()).collect();
+    let files: Vec<Option<String>> = finishes.iter().map(|f| f.result_file.clone()).collect();
+    let run_ats: Vec<Option<i64>> = finishes.iter().map(|f| f.run_at).collect();
+    let ats: Vec<i64> = finishes.iter().map(|f| f.at).collect();
+    let errors: Vec<Option<String>> = finishes.iter().map(|f| f.last_error.clone()).collect();
+    let durations: Vec<Option<i64>> = finishes.iter().map(|f| f.duration_ms).collect();
+    let progress: Vec<Option<i64>> = finishes.iter().map(|f| f.progress).collect();
+    let versions: Vec<Option<String>> = finishes.iter().map(|f| f.worker_version.clone()).collect();
+    let processed: Vec<Option<i64>> = finishes.iter().map(|f| f.processed).collect();
+    let totals: Vec<Option<i64>> = finishes.iter().map(|f| f.total).collect();
+    let cpu: Vec<Option<i64>> = finishes.iter().map(|f| f.cpu_ms).collect();
+    let memory: Vec<Option<i64>> = finishes.iter().map(|f| f.memory_bytes).collect();
+    let applied_ids = store.transaction(move |tx, cache| {
+        let stmt = prepared(tx, cache, FINISH_SQL)?;
+        let rows = tx.query(
+            &stmt,
+            &[
+                &ids, &tokens, &statuses, &messages, &results, &files, &run_ats, &ats, &errors,
+                &durations, &progress, &versions, &processed, &totals, &cpu, &memory, &before,
+            ],
+        )?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)?))
+            .collect::<StoreResult<std::collections::HashSet<i64>>>()
+    })?;
+    // A batch never holds one task twice (one run, one outcome), so applied ids say which
+    // finishes applied.
+    Ok(finishes
+        .iter()
+        .map(|f| applied_ids.contains(&f.id))
+        .collect())
+}
+
+impl PgStore {
+    /// Runs `sql` (parameters: id array, lease token array, now) over `(id, lease token)`
+    /// pairs in one statement.
+    fn update_leased(&self, sql: &'static str, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+        let tokens: Vec<i64> = tasks.iter().map(|t| t.1).collect();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, sql)?;
+            client.execute(&stmt, &[&ids, &tokens, &now])?;
+            Ok(())
+        })
+    }
+}
+
+/// One value of a dynamic filter.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Text(v) => v,
+            Param::Int(v) => v,
+        }
+    }
+}
+
+impl TaskStore for PgStore {
+    fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
+        let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Database("the insert returned no id".into()))
+    }
+
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identifiers: Vec<String> = tasks.iter().map(|t| t.identifier.clone()).collect();
+        let actions: Vec<String> = tasks.iter().map(|t| t.action.clone()).collect();
+        let messages: Vec<String> = tasks
+            .iter()
+            .map(|t| match t.start_at {
+                Some(at) if at > now => format!("Scheduled for {}", crate::clock::rfc3339(at)),
+                _ => "Waiting to run".to_owned(),
+            })
+            .collect();
+        let started_by: Vec<Option<i64>> = tasks.iter().map(|t| t.started_by).collect();
+        let metas: Vec<String> = tasks.iter().map(|t| t.data.to_string()).collect();
+        let start_ats: Vec<Option<i64>> = tasks.iter().map(|t| t.start_at).collect();
+        let run_ats: Vec<i64> = tasks
+            .iter()
+            .map(|t| t.start_at.unwrap_or(now).max(0))
+            .collect();
+        let max_attempts: Vec<i64> = tasks.iter().map(|t| i64::from(t.max_attempts)).collect();
+        let priorities: Vec<String> = tasks.iter().map(|t| t.priority.name().into()).collect();
+        let ranks: Vec<i64> = tasks.iter().map(|t| t.priority.rank()).collect();
+        let mut ids = self.transaction(move |tx, cache| {
+            let stmt = prepared(tx, cache, INSERT_SQL)?;
+            let rows = tx.query(
+                &stmt,
+                &[
+                    &identifiers,
+                    &actions,
+                    &messages,
+                    &started_by,
+                    &metas,
+                    &start_ats,
+                    &run_ats,
+                    &max_attempts,
+                    &priorities,
+                    &ranks,
+                    &now,
+                ],
+            )?;
+            rows.iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()
+        })?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+        if req.limit == 0 || req.identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let (now, owner, until) = (req.now, req.owner.to_owned(), req.now + req.lease_ms);
+        let identifiers = req.identifiers.to_vec();
+        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+        let mut claimed = self.transaction(move |tx, cache| {
+            let stmt = prepared(tx, cache, CLAIM_SQL)?;
+            let rows = tx.query(&stmt, &[&now, &owner, &token, &until, &identifiers, &limit])?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ClaimedTask {
+                        id: r.try_get(0)?,
+                        identifier: r.try_get(1)?,
+                        action: r.try_get(2)?,
+                        meta: r.try_get(3)?,
+                        attempt: narrow(r.try_get(4)?),
+                        max_attempts: narrow(r.try_get(5)?),
+                        lease_token: token,
+                        run_at: r.try_get(6)?,
+                        priority_rank: r.try_get(7)?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()
+        })?;
+        // RETURNING gives no order guarantee: restore claim order for the pool.
+        claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claimed)
+    }
+
+    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        self.update_leased(
+            "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                             ORDER BY id FOR UPDATE)
+             UPDATE s_tasks SET status = 10, attempts = GREATEST(attempts - 1, 0),
+                    message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = $3
+              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
+               AND s_tasks.id IN (SELECT id FROM locked)",
+            tasks,
+            now,
+        )
+    }
+
+    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+        self.update_leased(
+            "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                             ORDER BY id FOR UPDATE)
+             UPDATE s_tasks SET status = 20, message = 'Running', updated_at = $3
+              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
+               AND s_tasks.id IN (SELECT id FROM locked)",
+            tasks,
+            now,
+        )
+    }
+
+    fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = updates.iter().map(|u| u.id).collect();
+        let tokens: Vec<i64> = updates.iter().map(|u| u.lease_token).collect();
+        let progress: Vec<i64> = updates.iter().map(|u| u.progress).collect();
+        let processed: Vec<Option<i64>> = updates.iter().map(|u| u.processed).collect();
+        let totals: Vec<Option<i64>> = updates.iter().map(|u| u.total).collect();
+        let etas: Vec<Option<i64>> = updates.iter().map(|u| u.eta_seconds).collect();
+        let messages: Vec<String> = updates.iter().map(|u| u.message.clone()).collect();
+        let versions: Vec<String> = updates.iter().map(|u| u.worker_version.clone()).collect();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                                 ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks AS t
+                    SET status = 20, progress = u.progress, processed = u.processed,
+                        total = u.total, eta_seconds = u.eta, message = u.message,
+                        worker_version = u.version, updated_at = $9
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                               $5::bigint[], $6::bigint[], $7::text[], $8::text[])
+                        AS u(id, token, progress, processed, total, eta, message, version)
+                  WHERE t.id = u.id AND t.lease_token = u.token AND t.status IN (15, 20)
+                    AND t.id IN (SELECT id FROM locked)",
+            )?;
+            client.execute(
+                &stmt,
+                &[
+                    &ids, &tokens, &progress, &processed, &totals, &etas, &messages, &versions,
+                    &now,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = lines.iter().map(|l| l.task_id).collect();
+        let attempts: Vec<i64> = lines.iter().map(|l| i64::from(l.attempt)).collect();
+        let levels: Vec<i64> = lines.iter().map(|l| i64::from(l.level)).collect();
+        let ats: Vec<i64> = lines.iter().map(|l| l.at).collect();
+        let texts: Vec<String> = lines.iter().map(|l| l.line.clone()).collect();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "INSERT INTO s_task_logs (task_id, attempt, level, at, line)
+                 SELECT task_id, attempt, level, at, line
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+                        WITH ORDINALITY AS l(task_id, attempt, level, at, line, n)
+                  ORDER BY n",
+            )?;
+            client.execute(&stmt, &[&ids, &attempts, &levels, &ats, &texts])?;
+            Ok(())
+        })
+    }
+
+    fn finish(&self, finishes: &[Finish]) -> StoreResult<Vec<bool>> {
+        apply_finishes(self, finishes, None)
+    }
+
+    fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>> {
+        let owner = owner.to_owned();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "WITH mine AS (SELECT id FROM s_tasks WHERE lease_owner = $1 AND status IN (15, 20)
+                               ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks SET lease_expires_at = $2
+                  WHERE lease_owner = $1 AND status IN (15, 20) AND id IN (SELECT id FROM mine)
+                 RETURNING id, cancel_requested",
+            )?;
+            let mut cancelled = Vec::new();
+            for row in client.query(&stmt, &[&owner, &lease_until])? {
+                if row.try_get::<_, bool>(1)? {
+                    cancelled.push(row.try_get(0)?);
+                }
+            }
+            cancelled.sort_unstable();
+            Ok(cancelled)
+        })
+    }
+
+    fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            // Same predicate as the partial index s_tasks_lease.
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
+                  WHERE status IN (15, 20) AND lease_expires_at < $1 ORDER BY id",
+            )?;
+            client
+                .query(&stmt, &[&now])?
+                .iter()
+                .map(|r| {
+                    Ok(ExpiredLease {
+                        id: r.try_get(0)?,
+                        lease_token: r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        attempts: narrow(r.try_get(2)?),
+                        max_attempts: narrow(r.try_get(3)?),
+                        owner: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
+        let identifiers = identifiers.to_vec();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            // One index range per priority, as in the claim.
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT LEAST(
+                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 2
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 1
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 0
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1))",
+            )?;
+            Ok(client.query_one(&stmt, &[&now, &identifiers])?.try_get(0)?)
+        })
+    }
+
+    fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
+        self.transaction(move |tx, _| {
+            let cancelled = tx.execute(
+                "UPDATE s_tasks SET status = 50, message = 'Cancelled before it started',
+                        finished_at = $2, updated_at = $2
+                  WHERE id = $1 AND status = 10",
+                &[&id, &now],
+            )?;
+            let requested = if cancelled == 0 {
+                tx.execute(
+                    "UPDATE s_tasks SET cancel_requested = TRUE, message = 'Cancel requested',
+                            updated_at = $2
+                      WHERE id = $1 AND status IN (15, 20)",
+                    &[&id, &now],
+                )?
+            } else {
+                0
+            };
+            Ok(match load_task(tx, id)? {
+                None => CancelResult::NotFound,
+                Some(t) if cancelled == 1 => CancelResult::Cancelled(t),
+                Some(t) if requested == 1 => CancelResult::Requested(t),
+                Some(t) => CancelResult::AlreadyFinished(t),
+            })
+        })
+    }
+
+    fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
+        self.transaction(move |tx, _| {
+            let n = tx.execute(
+                "UPDATE s_tasks SET status = 10, message = 'Retry requested', run_at = $2,
+                        attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                        processed = NULL, total = NULL, eta_seconds = NULL, updated_at = $2
+                  WHERE id = $1 AND status IN (40, 50)",
+                &[&id, &now],
+            )?;
+            Ok(match load_task(tx, id)? {
+                None => RetryResult::NotFound,
+                Some(t) if n == 1 => RetryResult::Queued(t),
+                Some(t) => RetryResult::NotRetryable(t),
+            })
+        })
+    }
+
+    fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.transaction(move |tx, _| {
+            // Locked, so a concurrent retry on another host cannot slip in between.
+            let Some(row) = tx.query_opt(&format!("{SELECT_TASK} FOR UPDATE"), &[&id])? else {
+                return Ok(None);
+            };
+            let task = task_from_row(&row)?;
+            if !task.status.is_finished() {
+                return Err(StoreError::Conflict(format!(
+                    "task {id} is {}; cancel it before deleting",
+                    task.status
+                )));
+            }
+            tx.execute("DELETE FROM s_task_logs WHERE task_id = $1", &[&id])?;
+            tx.execute("DELETE FROM s_tasks WHERE id = $1", &[&id])?;
+            Ok(Some(task))
+        })
+    }
+
+    fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, SELECT_TASK)?;
+            client
+                .query_opt(&stmt, &[&id])?
+                .map(|r| task_from_row(&r))
+                .transpose()
+        })
+    }
+
+    fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<Param> = Vec::new();
+        if !filter.statuses.is_empty() {
+            let codes: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| s.code().to_string())
+                .collect();
+            // Codes are integers from an enum, never user text: safe to inline.
+            clauses.push(format!("status IN ({})", codes.join(",")));
+        }
+        let mut bind = |value: Param| {
+            args.push(value);
+            args.len()
+        };
+        if let Some(v) = &filter.identifier {
+            clauses.push(format!("identifier = ${}", bind(Param::Text(v.clone()))));
+        }
+        if let Some(v) = &filter.action {
+            clauses.push(format!("action = ${}", bind(Param::Text(v.clone()))));
+        }
+        if let Some(v) = filter.priority {
+            clauses.push(format!(
+                "priority = ${}",
+                bind(Param::Text(v.name().into()))
+            ));
+        }
+        if let Some(v) = filter.created_from {
+            clauses.push(format!("created_at >= ${}", bind(Param::Int(v))));
+        }
+        if let Some(v) = filter.created_to {
+            clauses.push(format!("created_at < ${}", bind(Param::Int(v))));
+        }
+        if let Some(v) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let n = bind(Param::Text(format!("%{escaped}%")));
+            // ILIKE: SQLite's LIKE ignores case too.
+            let like = |column: &str| format!("{column} ILIKE ${n} ESCAPE '\\'");
+            clauses.push(format!(
+                "({} OR {} OR {} OR {})",
+                like("message"),
+                like("meta"),
+                like("identifier"),
+                like("action")
+            ));
+        }
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let order = if filter.oldest_first { "ASC" } else { "DESC" };
+        let limit = filter.limit.clamp(1, 1000);
+        let offset = filter.offset.max(0);
+        self.transaction(move |tx, _| {
+            let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Param::as_sql).collect();
+            let total: i64 = tx
+                .query_one(&format!("SELECT COUNT(*) FROM s_tasks {where_sql}"), &params)?
+                .try_get(0)?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} ORDER BY id {order} LIMIT {limit} OFFSET {offset}"
+            );
+            let tasks = tx
+                .query(&sql, &params)?
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
+    fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
+        let limit = limit.max(0);
+        self.transaction(move |tx, _| {
+            let total: i64 = tx
+                .query_one("SELECT COUNT(*) FROM s_tasks WHERE status = 10", &[])?
+                .try_get(0)?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM s_tasks WHERE status = 10
+                  ORDER BY priority_rank DESC, run_at, id LIMIT $1"
+            );
+            let tasks = tx
+                .query(&sql, &[&limit])?
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
+    fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
+        let limit = limit.max(0);
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT task_id, attempt, level, at, line FROM (
+                   SELECT id, task_id, attempt, level, at, line FROM s_task_logs
+                    WHERE task_id = $1 ORDER BY id DESC LIMIT $2) AS latest ORDER BY id",
+            )?;
+            client
+                .query(&stmt, &[&id, &limit])?
+                .iter()
+                .map(|r| {
+                    Ok(LogLine {
+                        task_id: r.try_get(0)?,
+                        attempt: narrow(r.try_get(1)?),
+                        level: r.try_get::<_, i64>(2)?.clamp(0, 255) as u8,
+                        at: r.try_get(3)?,
+                        line: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        self.run(|conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT status, COUNT(*) FROM s_tasks GROUP BY status",
+            )?;
+            let mut stats = Stats::default();
+            for row in client.query(&stmt, &[])? {
+                let (code, n): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                match TaskStatus::from_code(code) {
+                    Some(TaskStatus::Pending) => stats.pending = n,
+                    Some(TaskStatus::Preparing) => stats.preparing = n,
+                    Some(TaskStatus::Running) => stats.running = n,
+                    Some(TaskStatus::Completed) => stats.completed = n,
+                    Some(TaskStatus::Failed) => stats.failed = n,
+                    Some(TaskStatus::Cancelled) => stats.cancelled = n,
+                    None => {}
+                }
+                stats.total += n;
+            }
+            Ok(stats)
+        })
+    }
+
+    fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
+        self.transaction(move |tx, _| {
+            let mut ids = tx
+                .query(
+                    "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < $1
+                       AND status IN (30, 40, 50) RETURNING id",
+                    &[&cutoff],
+                )?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()?;
+            tx.execute(
+                "DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])",
+                &[&ids],
+            )?;
+            ids.sort_unstable();
+            Ok(ids)
+        })
+    }
+
+    fn external_change_counter(&self) -> StoreResult<Option<i64>> {
+        // Bumped by the listener on every cancel request or worker change any process stores
+        // (and after it reconnects); `None` while no listener runs (CLI commands).
+        Ok(self
+            .notices
+            .started
+            .load(Ordering::SeqCst)
+            .then(|| self.notices.changed.load(Ordering::SeqCst)))
+    }
+}

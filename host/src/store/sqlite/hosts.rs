@@ -1,0 +1,149 @@
+//! `HostStore` for SQLite: one host per database (the home's lock file), so the registry
+//! holds this host's row and recovery may take any leased task at start.
+
+use super::{json_column, SqliteStore};
+use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
+use crate::store::{Finish, HostRow, HostStore, StoreResult};
+use rusqlite::{params, Row};
+
+fn host_from_row(r: &Row<'_>) -> rusqlite::Result<(HostRow, String)> {
+    Ok((
+        HostRow {
+            name: r.get(0)?,
+            version: r.get(1)?,
+            started_at: r.get(2)?,
+            last_heartbeat: r.get(3)?,
+            busy_slots: r.get(4)?,
+            pool_size: r.get(5)?,
+            workers: Vec::new(),
+            lease_ms: r.get(7)?,
+            stopped_at: r.get(8)?,
+        },
+        r.get(6)?,
+    ))
+}
+
+/// The finish statement (see `tasks.rs`) with the recovery guard: the lease must still be
+/// expired before `?15`.
+const RECOVER_SQL: &str = "
+UPDATE s_tasks
+   SET status = ?3, message = ?4, run_at = COALESCE(?5, run_at),
+       finished_at = CASE WHEN ?3 IN (30, 40, 50) THEN ?6 ELSE NULL END,
+       last_error = COALESCE(?7, last_error), duration_ms = COALESCE(?8, duration_ms),
+       progress = COALESCE(?9, progress), worker_version = COALESCE(?10, worker_version),
+       result = COALESCE(?11, result), result_file = COALESCE(?12, result_file),
+       processed = COALESCE(?13, processed), total = COALESCE(?14, total),
+       cpu_ms = COALESCE(?16, cpu_ms),
+       memory_bytes = CASE WHEN ?8 IS NULL THEN memory_bytes ELSE ?17 END,
+       eta_seconds = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?6
+ WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20) AND lease_expires_at < ?15";
+
+impl HostStore for SqliteStore {
+    fn shared_by_hosts(&self) -> bool {
+        false
+    }
+
+    fn upsert_host(&self, h: &HostRow) -> StoreResult<()> {
+        let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
+                        pool_size, workers, lease_ms, stopped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                        last_heartbeat = excluded.last_heartbeat,
+                        busy_slots = excluded.busy_slots, pool_size = excluded.pool_size,
+                        workers = excluded.workers, lease_ms = excluded.lease_ms,
+                        stopped_at = excluded.stopped_at",
+                params![
+                    h.name,
+                    h.version,
+                    h.started_at,
+                    h.last_heartbeat,
+                    h.busy_slots,
+                    h.pool_size,
+                    workers,
+                    h.lease_ms,
+                    h.stopped_at
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM s_hosts WHERE last_heartbeat < ?1 OR stopped_at < ?2",
+                [
+                    h.last_heartbeat - FORGET_HOSTS_AFTER_MS,
+                    h.last_heartbeat - FORGET_STOPPED_AFTER_MS,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn host_stopped(&self, name: &str, now: i64) -> StoreResult<()> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE s_hosts SET stopped_at = ?2, busy_slots = 0 WHERE name = ?1",
+                params![name, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn hosts(&self) -> StoreResult<Vec<HostRow>> {
+        let rows = self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT name, version, started_at, last_heartbeat, busy_slots, pool_size,
+                            workers, lease_ms, stopped_at
+                       FROM s_hosts ORDER BY started_at, name",
+                )?
+                .query_map([], host_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        rows.into_iter()
+            .map(|(mut host, workers)| {
+                let value = json_column(&workers, &format!("s_hosts.workers of {}", host.name))?;
+                host.workers = serde_json::from_value(value).unwrap_or_default();
+                Ok(host)
+            })
+            .collect()
+    }
+
+    fn recover(&self, finishes: &[Finish], before: i64) -> StoreResult<Vec<bool>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let mut applied = Vec::with_capacity(finishes.len());
+            {
+                let mut stmt = tx.prepare_cached(RECOVER_SQL)?;
+                for f in finishes {
+                    let n = stmt.execute(params![
+                        f.id,
+                        f.lease_token,
+                        f.status.code(),
+                        f.message,
+                        f.run_at,
+                        f.at,
+                        f.last_error,
+                        f.duration_ms,
+                        f.progress,
+                        f.worker_version,
+                        f.result,
+                        f.result_file,
+                        f.processed,
+                        f.total,
+                        before,
+                        f.cpu_ms,
+                        f.memory_bytes,
+                    ])?;
+                    applied.push(n == 1);
+                }
+            }
+            tx.commit()?;
+            Ok(applied)
+        })
+    }
+}

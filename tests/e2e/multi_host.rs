@@ -1,0 +1,364 @@
+//! Several hosts on one PostgreSQL queue (SPEC §10): three `stask serve` daemons, each with
+//! its own home and plugins.d/, share one database. 10,000 tasks (some created over each API,
+//! the bulk written straight into the table) run exactly once per attempt; one host is killed with SIGKILL mid-run and the others
+//! finish its tasks; nothing is lost or duplicated.
+//!
+//! Runs against the local PostgreSQL (CI has it) in every `cargo test --workspace`; fails with
+//! a clear message when the server is unreachable.
+
+use serde_json::{json, Value};
+use stask_tests::{Daemon, Home, PgSchema};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const TASKS: usize = 10_000;
+/// Of those, created through each host's API.
+const API_TASKS: usize = 20;
+/// Leases: a dead host's tasks are taken over within about this long. Short enough for a
+/// quick test, long enough that a live host starved of CPU on a loaded 2-core machine (three
+/// debug daemons, PostgreSQL and the test) still heartbeats in time: a live lease is never
+/// taken, and this test checks that exactly.
+const LEASE_MS: &str = "10000";
+
+fn stats(d: &Daemon) -> Value {
+    let r = d.get("/stask/stats");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+fn hosts(d: &Daemon) -> Vec<Value> {
+    let r = d.get("/stask/hosts");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["hosts"].as_array().cloned().unwrap_or_default()
+}
+
+/// Lines of the shared ledger: `(kind, task id, attempt)`.
+fn ledger(path: &std::path::Path) -> Vec<(String, i64, i64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let kind = parts.next().expect("kind").to_owned();
+            let id = parts.next().and_then(|v| v.parse().ok()).expect("id");
+            let attempt = parts.next().and_then(|v| v.parse().ok()).expect("attempt");
+            (kind, id, attempt)
+        })
+        .collect()
+}
+
+#[test]
+fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
+    let started = Instant::now();
+    let schema = PgSchema::create();
+    let scratch = tempfile::tempdir().unwrap();
+    let ledger_path = scratch.path().join("ledger.txt");
+    let homes: Vec<Home> = (0..3)
+        .map(|_| {
+            let mut home = Home::on_schema(&["demo"], schema.clone());
+            home.set_env("STASK_LEASE_MS", LEASE_MS);
+            home.set_env("STASK_WORKERS", "2");
+            home
+        })
+        .collect();
+    // The first host migrates the schema; the others start on it together.
+    let a = homes[0].serve();
+    let (b, c) = std::thread::scope(|s| {
+        let b = s.spawn(|| homes[1].serve());
+        let c = s.spawn(|| homes[2].serve());
+        (b.join().unwrap(), c.join().unwrap())
+    });
+    let daemons = [&a, &b, &c];
+
+    // Every host is registered, live, and runs the demo worker.
+    let listed = hosts(&a);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for h in &listed {
+        assert_eq!(h["live"], true, "{h}");
+        assert_eq!(h["workers"], json!(["demo"]), "{h}");
+    }
+    let b_name = hosts(&b)
+        .into_iter()
+        .find(|h| h["this_host"] == true)
+        .and_then(|h| h["name"].as_str().map(str::to_owned))
+        .expect("b lists itself");
+
+    // 10,000 short tasks: a few through each host's API, the bulk as a producer would write
+    // them, straight into the table in one transaction (one NOTIFY wakes every host).
+    let data = json!({"steps": 1, "sleep_ms": 1, "ledger": ledger_path.to_str().unwrap()});
+    let mut ids: Vec<i64> = Vec::new();
+    for d in daemons {
+        for _ in 0..API_TASKS {
+            ids.push(d.create("demo", "run", data.clone()));
+        }
+    }
+    let mut pg = schema.client();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let bulk = (TASKS - ids.len()) as i64;
+    let inserted = pg
+        .query(
+            "INSERT INTO s_tasks (identifier, action, status, message, meta, run_at, max_attempts,
+                                  priority, priority_rank, created_at, updated_at)
+             SELECT 'demo', 'run', 10, 'Waiting to run', $1, $2, 3, 'normal', 1, $2, $2
+               FROM generate_series(1::bigint, $3::bigint) RETURNING id",
+            &[&data.to_string(), &now, &bulk],
+        )
+        .unwrap();
+    ids.extend(inserted.iter().map(|r| r.get::<_, i64>(0)));
+    assert_eq!(ids.len(), TASKS);
+    let created = TASKS as i64;
+
+    // All three hosts claim: each is seen holding leases while the queue drains.
+    let mut owners: BTreeSet<String> = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while owners.len() < 3 {
+        for row in pg
+            .query(
+                "SELECT DISTINCT lease_owner FROM s_tasks
+                  WHERE status IN (15, 20) AND lease_owner IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+        {
+            owners.insert(row.get(0));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every host claimed tasks: {owners:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Kill host B mid-run (a quarter done, a large backlog left: B holds claimed tasks).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats(&a)["completed"].as_i64().unwrap() < created / 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the queue stalled: {}",
+            stats(&a)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.kill9();
+    let killed_at = Instant::now();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // What B held when it died: its leases stay in the table until they expire.
+    let held: BTreeSet<i64> = pg
+        .query(
+            "SELECT id FROM s_tasks WHERE lease_owner = $1 AND status IN (15, 20)",
+            &[&b_name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "B held no task when killed: nothing to take over"
+    );
+
+    // The survivors finish everything, B's tasks included.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = stats(&a);
+        if s["completed"].as_i64() == Some(created) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all tasks completed: {s}\nA's log:\n{}",
+            a.log.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = stats(&c);
+    assert_eq!(
+        (
+            s["failed"].as_i64(),
+            s["cancelled"].as_i64(),
+            s["pending"].as_i64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{s}"
+    );
+
+    // The ledger: no attempt ever started twice, none completed twice, every task completed
+    // by exactly one attempt's run in the database.
+    let lines = ledger(&ledger_path);
+    let mut starts: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    let mut dones: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (kind, id, attempt) in &lines {
+        match kind.as_str() {
+            "start" => *starts.entry((*id, *attempt)).or_default() += 1,
+            "done" => dones.entry(*id).or_default().push(*attempt),
+            other => panic!("unknown ledger line {other}"),
+        }
+    }
+    let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "attempts started twice: {twice:?}");
+    let attempts: BTreeMap<i64, i64> = pg
+        .query("SELECT id, attempts FROM s_tasks WHERE status = 30", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(attempts.len() as i64, created, "every task completed once");
+    for id in &ids {
+        let final_attempt = attempts[id];
+        let done = dones.get(id).cloned().unwrap_or_default();
+        assert!(
+            done.contains(&final_attempt),
+            "task {id}: the stored attempt {final_attempt} has no done line ({done:?})"
+        );
+        let distinct: BTreeSet<_> = done.iter().collect();
+        assert_eq!(distinct.len(), done.len(), "task {id} done twice: {done:?}");
+        if final_attempt == 1 {
+            assert_eq!(done, vec![1], "task {id}");
+        }
+    }
+    // Exactly the tasks B held when it died were run again (each attempt of B's counts): no
+    // live lease of A or C was ever taken.
+    let rerun: BTreeSet<i64> = attempts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let extra: Vec<i64> = rerun.difference(&held).copied().collect();
+    let missing: Vec<i64> = held.difference(&rerun).copied().collect();
+    let why: Vec<String> = pg
+        .query(
+            "SELECT task_id, attempt, at, line FROM s_task_logs
+              WHERE task_id = ANY($1) AND line LIKE 'host:%' ORDER BY task_id, id LIMIT 20",
+            &[&extra],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} #{} @{}: {}",
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, i64>(2),
+                r.get::<_, String>(3)
+            )
+        })
+        .collect();
+    if !extra.is_empty() {
+        eprintln!("A's log:\n{}\nC's log:\n{}", a.log.text(), c.log.text());
+    }
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "re-runs must be exactly B's tasks: {} re-run that B did not hold {extra:?}, {} held \
+         but not re-run {missing:?}; killed at {killed_ms}; logs of the extra ones:\n{}",
+        extra.len(),
+        missing.len(),
+        why.join("\n")
+    );
+
+    // B is listed as dead once its lease ran out; A and C are live.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = hosts(&a);
+        assert_eq!(listed.len(), 3);
+        let b_live = listed
+            .iter()
+            .any(|h| h["name"] == b_name.as_str() && h["live"] == true);
+        if !b_live {
+            for h in listed.iter().filter(|h| h["name"] != b_name.as_str()) {
+                assert_eq!(h["live"], true, "{h}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "B still listed live: {listed:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(killed_at.elapsed() >= Duration::from_millis(1_000));
+    eprintln!(
+        "multi-host: {} tasks, {} re-run after the kill ({} held by B), {:.1} s in all",
+        created,
+        rerun.len(),
+        held.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `stask migrate-to`: an SQLite installation's workers, settings, tokens and task history
+/// move to PostgreSQL; a host started there answers with the same token and data, and new
+/// ids continue after the copied ones. A target that already has tasks is refused unless
+/// `--force`.
+#[test]
+fn an_sqlite_installation_moves_to_postgres() {
+    let sqlite = Home::on_sqlite(&["demo"]);
+    let d = sqlite.serve();
+    let token = d.token.clone();
+    let r = d.request(
+        "PUT",
+        "/stask/workers/demo/settings",
+        Some(&json!({"timeout": 77}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let done = d.create(
+        "demo",
+        "run",
+        json!({"steps": 2, "sleep_ms": 1, "result": "kept"}),
+    );
+    let failed = d.create("demo", "run", json!({"fail_permanent": true}));
+    let later = d.create(
+        "demo",
+        "noop",
+        json!({"start_at": stask_tests::now_secs() + 86_400}),
+    );
+    assert_eq!(d.wait_finished(done)["status"], "completed");
+    assert_eq!(d.wait_finished(failed)["status"], "failed");
+    let before_detail = d.get(&format!("/stask/tasks/{done}")).body;
+    let before_stats = stats(&d);
+    assert_eq!(d.terminate(), 0);
+
+    let schema = PgSchema::create();
+    let out = sqlite.cli(&["migrate-to", &schema.url()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("copied 3 rows of s_tasks"),
+        "{}",
+        out.stdout
+    );
+    let again = sqlite.cli(&["migrate-to", &schema.url()]);
+    assert_eq!(
+        again.code, 4,
+        "a target with tasks is refused: {}",
+        again.stderr
+    );
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    let forced = sqlite.cli(&["migrate-to", "--force", &schema.url()]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        forced.stdout.contains("replaced 3 rows of s_tasks"),
+        "{}",
+        forced.stdout
+    );
+
+    // A host on PostgreSQL: the old token works, and everything reads as before.
+    let pg = Home::on_schema(&["demo"], schema.clone());
+    let p = pg.serve_with_token(token);
+    assert_eq!(stats(&p), before_stats);
+    let detail = p.get(&format!("/stask/tasks/{done}")).body;
+    assert_eq!(detail["task"], before_detail["task"]);
+    assert_eq!(detail["log"], before_detail["log"]);
+    assert_eq!(p.task(later)["status"], "pending");
+    let settings = p.get("/stask/workers/demo/settings").body;
+    assert_eq!(settings["settings"]["timeout"], 77, "{settings}");
+    // New ids continue after the copied ones.
+    let next = p.create("demo", "noop", json!({}));
+    assert!(next > later, "{next} after {later}");
+    assert_eq!(p.wait_finished(next)["status"], "completed");
+
+    // A PostgreSQL installation has nothing to migrate.
+    let out = pg.cli(&["migrate-to", &schema.url()]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+}

@@ -1,0 +1,273 @@
+//! Security checks not covered elsewhere: secrets never logged or stored in clear, downloads
+//! through a linked folder, and limits on request headers (count, size, time).
+//!
+//! Covered by other suites: every route refuses missing, bad and revoked credentials
+//! (`api_contract.rs`, `api.rs`); CSRF for sessions (`api_contract.rs`); uploads get generated
+//! names (`api_contract.rs`); downloads refuse tampered rows and linked files
+//! (`performance.rs`); body size limit (`api.rs`); HTML escaping in the UI (`ui.rs`).
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use stask_tests::Home;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Every file under `dir` (links not followed) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A session cookie and CSRF token from `POST /stask/login`.
+fn login(base: &str, token: &str) -> (String, String) {
+    let r = ureq::post(&format!("{base}/stask/login"))
+        .send_string(&json!({"token": token}).to_string())
+        .expect("login");
+    let cookie = r
+        .header("set-cookie")
+        .expect("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.into_json().unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn tokens_and_session_ids_are_never_logged_or_stored_in_clear() {
+    let mut home = Home::with_workers(&["demo"]);
+    // Everything the daemon can log.
+    home.set_env("STASK_LOG", "trace");
+    let out = home.cli(&["token", "create", "--name", "secret-check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let token = out.stdout.lines().last().unwrap().trim().to_owned();
+    assert!(token.starts_with("stask_") && token.len() > 40, "{token}");
+    assert!(
+        !out.stderr.contains(&token),
+        "the CLI logged the token: {}",
+        out.stderr
+    );
+    let d = home.serve_with_token(token.clone());
+
+    // Use it every way there is: bearer calls, a session, a refused near-miss.
+    assert_eq!(d.get("/stask/stats").status, 200);
+    let id = d.create("demo", "noop", json!({}));
+    d.wait_finished(id);
+    let (cookie, csrf) = login(&d.base, &token);
+    let session_id = cookie.split_once('=').unwrap().1.to_owned();
+    let r = ureq::post(&format!("{}/stask/workers/demo/tasks/noop", d.base))
+        .set("Cookie", &cookie)
+        .set("X-CSRF-TOKEN", &csrf)
+        .send_string("{}")
+        .expect("create through the session");
+    assert_eq!(r.status(), 201);
+    let near_miss = format!("{}0", &token[..token.len() - 1]);
+    let r = d.request_as(Some(&near_miss), "GET", "/stask/stats", None);
+    assert_eq!(r.status, 401);
+    let r = ureq::post(&format!("{}/stask/login", d.base))
+        .send_string(&json!({"token": near_miss}).to_string());
+    assert!(matches!(r, Err(ureq::Error::Status(401, _))));
+    let log = d.log.clone();
+    assert_eq!(d.terminate(), 0);
+    // The log saw the requests (at trace level, with their spans)...
+    let log = log.text();
+    assert!(
+        log.contains("/stask/login") && log.contains("/stask/stats"),
+        "the requests are not in the log:\n{log}"
+    );
+
+    // ...but neither the secret part of the token (after its lookup prefix) nor the session id
+    // is in it, in the database or anywhere in the home folder.
+    let secret = &token["stask_".len() + 6..];
+    for (what, needle) in [
+        ("the token", token.as_str()),
+        ("its secret part", secret),
+        ("the refused near-miss", &near_miss["stask_".len() + 6..]),
+        ("the session id", session_id.as_str()),
+    ] {
+        assert!(!log.contains(needle), "{what} is in the daemon's log");
+        let found = files_containing(home.path(), needle.as_bytes());
+        assert!(found.is_empty(), "{what} found in clear in {found:?}");
+    }
+    // The search looked at the right bytes: the database holds the token's hash.
+    if !stask_tests::on_postgres() {
+        let hash = hex::encode(Sha256::digest(token.as_bytes()));
+        let found = files_containing(&home.storage(), hash.as_bytes());
+        assert!(
+            !found.is_empty(),
+            "the token's hash is not in storage/: wrong place searched?"
+        );
+    }
+}
+
+#[test]
+fn a_download_through_a_linked_result_folder_is_refused() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "sleep_ms": 0, "result_file": "hostname", "content": "mine"}),
+    );
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+    assert_eq!(d.get(&format!("/stask/tasks/{id}/download")).raw, b"mine");
+    // The task's folder becomes a link to /etc: the same row now points at /etc/hostname.
+    let folder = home.storage().join(format!("stask/results/{id}"));
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::os::unix::fs::symlink("/etc", &folder).unwrap();
+    assert!(folder.join("hostname").is_file());
+    let r = d.get(&format!("/stask/tasks/{id}/download"));
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(r.body["success"], false);
+}
+
+/// Sends raw bytes on a fresh connection and returns the first response line (empty when the
+/// server closed the connection without one).
+fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer and close before taking everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading the answer: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn oversized_header_sets_are_refused_with_431() {
+    let home = Home::with_workers(&[]);
+    let d = home.serve();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let auth = format!("Authorization: Bearer {}\r\n", d.token);
+
+    let ok = raw_exchange(
+        &addr,
+        format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+
+    // Too many headers.
+    let many: String = (0..150).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let answer = raw_exchange(
+        &addr,
+        format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\n{auth}{many}\r\n").as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+
+    // Too many header bytes: refused with 431, or cut off, but never read to the end.
+    let started = Instant::now();
+    let huge = "y".repeat(1 << 20);
+    let answer = raw_exchange(
+        &addr,
+        format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\n{auth}X-Huge: {huge}\r\n\r\n").as_bytes(),
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(d.get("/stask/health").status, 200);
+}
+
+#[test]
+fn a_client_sending_headers_slowly_is_cut_off_in_bounded_time() {
+    let mut home = Home::with_workers(&[]);
+    home.set_env("STASK_HEADER_TIMEOUT_SECS", "2");
+    let d = home.serve();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+
+    // Slowloris: a header line every 200 ms, never the blank line that ends them.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /stask/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut sent = 0;
+    let cut_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still connected after {sent} slow header lines"
+        );
+        let mut buf = [0u8; 1024];
+        match stream.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => panic!(
+                "answered a request whose headers never ended: {}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break started.elapsed(),
+            Err(e) => panic!("{e}"),
+        }
+        if stream
+            .write_all(format!("X-Slow-{sent}: a\r\n").as_bytes())
+            .is_err()
+        {
+            break started.elapsed();
+        }
+        sent += 1;
+    };
+    assert!(
+        cut_after >= Duration::from_millis(1500) && cut_after < Duration::from_secs(6),
+        "cut off after {cut_after:?} (timeout 2 s), {sent} lines sent"
+    );
+    assert!(sent >= 5, "the client was sending all along: {sent} lines");
+
+    // An idle keep-alive connection is closed after the same time; requests still work.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let opened = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "an idle connection got data");
+    assert!(
+        opened.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        opened.elapsed()
+    );
+    assert_eq!(d.get("/stask/health").status, 200);
+}
