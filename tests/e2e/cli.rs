@@ -404,3 +404,19 @@ fn sigterm_right_after_start_up_is_a_clean_stop() {
         );
     }
 }
+
+#[test]
+fn a_second_daemon_on_the_same_home_refuses_with_a_clear_message() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let second = home.cli(&["serve"]);
+    assert_eq!(second.code, 4, "exit code 4 (conflict): {second:?}");
+    assert!(
+        second.stderr.contains("already running"),
+        "a clear reason: {second:?}"
+    );
+    // The first one is untouched.
+    assert_eq!(d.get("/stask/health").status, 200);
+    let id = d.create("demo", "noop", serde_json::json!({}));
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+}
