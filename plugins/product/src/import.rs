@@ -471,6 +471,25 @@ mod tests {
     }
 
     #[test]
+    fn parse_csv_goes_through_every_row_like_the_import() {
+        let file = b"sku;name;price\nA;\"multi\nline\";1\n;nameless;2\nB;b;cheap\nC;c;3\n";
+        assert_eq!(
+            parse_csv(file, Some(";"), true),
+            Ok(CsvSummary {
+                counted: 4,
+                valid: 2,
+                invalid: 2
+            })
+        );
+        assert!(parse_csv(b"name\nx\n", None, true)
+            .unwrap_err()
+            .contains("no sku column"));
+        assert!(parse_csv(file, Some(";;"), true).is_err());
+        let positional = parse_csv(b"A,a,1\nB,b,x\n", None, false).unwrap();
+        assert_eq!((positional.valid, positional.invalid), (1, 1));
+    }
+
+    #[test]
     fn counts_rows_without_the_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.csv");
