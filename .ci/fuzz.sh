@@ -28,6 +28,8 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Files the targets write (plugin_load's plugins.d/) go with the rest when the script ends.
+export TMPDIR="$work"
 total=0
 for target in "${targets[@]}"; do
   mkdir -p "$work/corpus-$target"
