@@ -53,6 +53,21 @@ static BROWSERS: Semaphore = Semaphore::const_new(2);
 // chromedriver and the browser session
 // ---------------------------------------------------------------------------------------------
 
+/// A scenario `$scenario(kind)` as two tests: `$chromium` and `$firefox`.
+macro_rules! in_both_browsers {
+    ($chromium:ident, $firefox:ident, $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $chromium() {
+            $scenario(Kind::Chromium).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $firefox() {
+            $scenario(Kind::Firefox).await;
+        }
+    };
+}
+
 fn chromedriver_path() -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .map(|paths| {
@@ -631,15 +646,11 @@ fn path_of<'a>(d: &Daemon, href: &'a str) -> &'a str {
 // tests
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_and_each_tab_render() {
-    login_and_each_tab_render_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_login_and_each_tab_render() {
-    login_and_each_tab_render_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    login_and_each_tab_render,
+    firefox_login_and_each_tab_render,
+    login_and_each_tab_render_in
+);
 
 async fn login_and_each_tab_render_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
@@ -831,15 +842,11 @@ async fn login_and_each_tab_render_in(kind: Kind) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_a_task_from_the_workers_tab_and_watch_it_finish() {
-    run_a_task_from_the_workers_tab_and_watch_it_finish_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_run_a_task_from_the_workers_tab_and_watch_it_finish() {
-    run_a_task_from_the_workers_tab_and_watch_it_finish_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    run_a_task_from_the_workers_tab_and_watch_it_finish,
+    firefox_run_a_task_from_the_workers_tab_and_watch_it_finish,
+    run_a_task_from_the_workers_tab_and_watch_it_finish_in
+);
 
 async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
@@ -962,15 +969,11 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_a_running_task_from_its_detail() {
-    cancel_a_running_task_from_its_detail_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_cancel_a_running_task_from_its_detail() {
-    cancel_a_running_task_from_its_detail_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    cancel_a_running_task_from_its_detail,
+    firefox_cancel_a_running_task_from_its_detail,
+    cancel_a_running_task_from_its_detail_in
+);
 
 async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
@@ -998,15 +1001,11 @@ async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_plugin_appears_without_reloading() {
-    a_dropped_plugin_appears_without_reloading_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_a_dropped_plugin_appears_without_reloading() {
-    a_dropped_plugin_appears_without_reloading_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    a_dropped_plugin_appears_without_reloading,
+    firefox_a_dropped_plugin_appears_without_reloading,
+    a_dropped_plugin_appears_without_reloading_in
+);
 
 async fn a_dropped_plugin_appears_without_reloading_in(kind: Kind) {
     let home = Home::with_workers(&[]);
@@ -1040,15 +1039,11 @@ async fn a_dropped_plugin_appears_without_reloading_in(kind: Kind) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn html_in_task_data_and_messages_is_shown_as_text() {
-    html_in_task_data_and_messages_is_shown_as_text_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_html_in_task_data_and_messages_is_shown_as_text() {
-    html_in_task_data_and_messages_is_shown_as_text_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    html_in_task_data_and_messages_is_shown_as_text,
+    firefox_html_in_task_data_and_messages_is_shown_as_text,
+    html_in_task_data_and_messages_is_shown_as_text_in
+);
 
 async fn html_in_task_data_and_messages_is_shown_as_text_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
@@ -1117,15 +1112,11 @@ async fn html_in_task_data_and_messages_is_shown_as_text_in(kind: Kind) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_updates_resume_after_the_host_restarts() {
-    live_updates_resume_after_the_host_restarts_in(Kind::Chromium).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_live_updates_resume_after_the_host_restarts() {
-    live_updates_resume_after_the_host_restarts_in(Kind::Firefox).await;
-}
+in_both_browsers!(
+    live_updates_resume_after_the_host_restarts,
+    firefox_live_updates_resume_after_the_host_restarts,
+    live_updates_resume_after_the_host_restarts_in
+);
 
 async fn live_updates_resume_after_the_host_restarts_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
