@@ -586,8 +586,10 @@ fn run_isolated(
     hooks: &LiveTask,
     limits: isolation::Limits,
 ) -> (RunOutcome, RunCost) {
-    let exe = std::env::current_exe();
-    let (Ok(exe), Some(library)) = (exe, worker.isolated_copy.as_deref()) else {
+    // Looked up once: the binary does not move while it runs.
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| std::env::current_exe().ok());
+    let (Some(exe), Some(library)) = (exe.as_deref(), worker.isolated_copy.as_deref()) else {
         let outcome = RunOutcome::Failed {
             message: "cannot run the task in a child process: the stask binary or the \
                       library copy is missing"
@@ -596,7 +598,7 @@ fn run_isolated(
         };
         return (outcome, RunCost::default());
     };
-    let run = isolation::run(&exe, library, request, hooks, limits);
+    let run = isolation::run(exe, library, request, hooks, limits);
     let cost = RunCost {
         cpu_ms: run.cpu_ms,
         memory_bytes: run.max_rss_bytes,
