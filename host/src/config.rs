@@ -48,6 +48,33 @@ pub struct Config {
     /// Address-space limit of an isolated run's process in MiB (`STASK_ISOLATION_MEMORY_MB`,
     /// default 2048; 0 = none). A worker's `memory_limit_mb` setting overrides it.
     pub isolation_memory_mb: u64,
+    /// When the session cookie carries `Secure` (`STASK_SECURE_COOKIES`: `auto`, the default,
+    /// when the login came through a TLS proxy that says `X-Forwarded-Proto: https`; `always`;
+    /// `never`).
+    pub secure_cookies: SecureCookies,
+}
+
+/// When the session cookie is marked `Secure` (sent back only over HTTPS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureCookies {
+    /// When the login request came over HTTPS as a reverse proxy reports it. Plain
+    /// `http://127.0.0.1` keeps working, where browsers would drop a `Secure` cookie.
+    Auto,
+    /// Always: for a host reached only through HTTPS.
+    Always,
+    /// Never.
+    Never,
+}
+
+fn parse_secure_cookies(value: Option<String>) -> Result<SecureCookies, ConfigError> {
+    match value.as_deref() {
+        None | Some("auto") => Ok(SecureCookies::Auto),
+        Some("always") => Ok(SecureCookies::Always),
+        Some("never") => Ok(SecureCookies::Never),
+        Some(other) => Err(ConfigError(format!(
+            "secure_cookies must be 'auto', 'always' or 'never', got '{other}'"
+        ))),
+    }
 }
 
 /// The `[alerts]` table of `stask.toml`, or the `STASK_ALERT_*` variables.
@@ -164,6 +191,7 @@ struct FileConfig {
     alerts: Option<FileAlerts>,
     isolation: Option<String>,
     isolation_memory_mb: Option<u64>,
+    secure_cookies: Option<String>,
 }
 
 /// A configuration problem, with the setting it concerns.
@@ -255,6 +283,9 @@ impl Config {
             isolation_memory_mb: env_parse("STASK_ISOLATION_MEMORY_MB")?
                 .or(file.isolation_memory_mb)
                 .unwrap_or(2048),
+            secure_cookies: parse_secure_cookies(
+                env_parse::<String>("STASK_SECURE_COOKIES")?.or(file.secure_cookies),
+            )?,
             home,
         };
         config.validate()?;

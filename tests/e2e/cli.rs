@@ -420,3 +420,40 @@ fn a_second_daemon_on_the_same_home_refuses_with_a_clear_message() {
     let id = d.create("demo", "noop", serde_json::json!({}));
     assert_eq!(d.wait_finished(id)["status"], "completed");
 }
+
+/// A cron pass gives up on a run that ignores the cancel request of its timeout, as the daemon
+/// does: the attempt fails as timed out, the next task runs, and the pass ends.
+#[test]
+fn a_cron_pass_ends_when_a_run_ignores_its_timeout() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_WORKERS", "1");
+    home.set_env("STASK_SHUTDOWN_GRACE_SECS", "1");
+    ok(&home.cli(&["workers", "discover"]));
+    ok(&home.cli(&["workers", "settings", "demo", "--set", r#"{"timeout": 1}"#]));
+    // About three hours of 100 ms steps, never looking at the cancel flag.
+    let stuck = create(
+        &home,
+        &[
+            "demo",
+            "run",
+            "--max-attempts",
+            "1",
+            "--data",
+            r#"{"steps": 100000, "sleep_ms": 100, "ignore_cancel": true}"#,
+        ],
+    );
+    let next = create(&home, &["demo", "noop"]);
+    let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
+    assert_eq!(ok(&out).trim(), "processed 2 tasks", "{out:?}");
+    assert!(out.stderr.contains("abandoned"), "{}", out.stderr);
+    let task = show(&home, stuck);
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{task}"
+    );
+    assert_eq!(show(&home, next)["status"], "completed");
+}

@@ -328,7 +328,8 @@ fn a_database_locked_beyond_the_busy_timeout_gets_clear_503s_and_no_double_run()
 
 /// Heartbeats that fail for longer than the lease (the database locked by another process for
 /// 25 s, over two busy timeouts) must not make the host take its own running task for a dead
-/// host's and queue it again: the task runs once.
+/// host's and queue it again: the task runs once. The log lines of the failed progress flushes
+/// are kept and stored once the lock is gone, in order.
 ///
 /// One pool slot and no other work make the ticker the only writer, so the order is fixed:
 /// its progress write fails after the 10 s busy timeout, its lease renewal after 20 s, and its
@@ -347,7 +348,7 @@ fn heartbeats_failing_beyond_the_lease_do_not_rerun_the_hosts_own_task() {
     let id = d.create(
         "demo",
         "run",
-        json!({"steps": 120, "sleep_ms": 250, "ledger": ledger, "result": "once"}),
+        json!({"steps": 120, "sleep_ms": 250, "ledger": ledger, "result": "once", "log_steps": true}),
     );
     d.wait_task(id, Duration::from_secs(30), |t| {
         t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
@@ -392,6 +393,28 @@ fn heartbeats_failing_beyond_the_lease_do_not_rerun_the_hosts_own_task() {
     assert_eq!(
         d.log.count(|l| l.contains("recovered an interrupted task")),
         0
+    );
+    // Log lines written while the lock made flushes fail were kept and stored afterwards.
+    let detail = d.get(&format!("/stask/tasks/{id}")).body;
+    let steps: Vec<String> = detail["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["line"].as_str())
+        .filter(|l| l.starts_with("step "))
+        .map(str::to_owned)
+        .collect();
+    let expected: Vec<String> = (1..=120).map(|n| format!("step {n} done")).collect();
+    assert_eq!(steps, expected);
+    // The outage is reported once, not at every failed flush.
+    assert_eq!(d.log.count(|l| l.contains("cannot store progress")), 1);
+    assert!(
+        d.log
+            .wait_for(Duration::from_secs(5), |l| l
+                .contains("progress is stored again"))
+            .is_some(),
+        "{}",
+        d.log.text()
     );
 }
 

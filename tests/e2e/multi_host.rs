@@ -362,3 +362,73 @@ fn an_sqlite_installation_moves_to_postgres() {
     let out = pg.cli(&["migrate-to", &schema.url()]);
     assert_eq!(out.code, 5, "{}", out.stderr);
 }
+
+/// The worker row as one host sees it.
+fn worker_state(d: &Daemon, identifier: &str) -> String {
+    let r = d.get(&format!("/stask/workers/{identifier}"));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["worker"]["state"].as_str().unwrap_or("").to_owned()
+}
+
+/// Waits until `d` has refreshed its own hosts-registry row `n` more times (its heartbeats).
+fn wait_heartbeats(d: &Daemon, n: usize) {
+    let own = |d: &Daemon| {
+        hosts(d)
+            .into_iter()
+            .find(|h| h["this_host"] == true)
+            .map(|h| h["last_heartbeat"].as_str().unwrap_or("").to_owned())
+            .expect("this host is registered")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = own(d);
+    let mut seen = 0;
+    while seen < n {
+        assert!(Instant::now() < deadline, "only {seen} of {n} heartbeats");
+        std::thread::sleep(Duration::from_millis(100));
+        let now = own(d);
+        if now != last {
+            seen += 1;
+            last = now;
+        }
+    }
+}
+
+/// A worker row is shared by the hosts: a host without the library leaves it loaded while
+/// another live host has it, runs nothing of it, and orphans it once no live host has it.
+#[test]
+fn a_host_without_a_plugin_leaves_the_worker_of_another_loaded() {
+    let schema = PgSchema::create();
+    let mut with = Home::on_schema(&["demo"], schema.clone());
+    let mut without = Home::on_schema(&[], schema);
+    for home in [&mut with, &mut without] {
+        home.set_env("STASK_LEASE_MS", "3000");
+    }
+    let a = with.serve();
+    // Its start scan finds no demo.so, and its heartbeats (each second) look again.
+    let b = without.serve();
+    assert_eq!(worker_state(&b, "demo"), "loaded");
+    let id = b.create("demo", "noop", json!({}));
+    assert_eq!(b.wait_finished(id)["status"], "completed");
+    // More than a lease of heartbeats: past the settling time of a fresh load.
+    wait_heartbeats(&b, 5);
+    assert_eq!(worker_state(&b, "demo"), "loaded");
+    assert_eq!(
+        b.log.count(|l| l.contains("worker orphaned")),
+        0,
+        "{}",
+        b.log.text()
+    );
+
+    // Its only host stops: the next heartbeat of the other one orphans it.
+    assert_eq!(a.terminate(), 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker_state(&b, "demo") != "orphaned" {
+        assert!(Instant::now() < deadline, "{}", b.log.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(b
+        .log
+        .wait_for(Duration::from_secs(5), |l| l
+            .contains("no live host has its library"))
+        .is_some());
+}

@@ -415,3 +415,55 @@ fn reloads_and_orphans_are_announced_on_the_event_stream() {
     std::fs::remove_file(home.plugins_dir().join("demo.so")).unwrap();
     assert_eq!(next_data("worker_orphaned")["identifier"], "demo");
 }
+
+#[test]
+fn tasks_claimed_ahead_go_back_to_pending_when_their_worker_is_deactivated() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_WORKERS", "1");
+    home.set_env("STASK_PREFETCH", "8");
+    let d = home.serve();
+    // Short runs switch claiming ahead on.
+    for _ in 0..3 {
+        let id = d.create("demo", "noop", json!({}));
+        assert_eq!(d.wait_finished(id)["status"], "completed");
+    }
+    let long = d.create("demo", "run", json!({"steps": 2000, "sleep_ms": 10}));
+    d.wait_task(long, Duration::from_secs(30), |t| t["status"] == "running");
+    let behind: Vec<i64> = (0..2)
+        .map(|_| d.create("demo", "noop", json!({})))
+        .collect();
+    for &id in &behind {
+        d.wait_task(id, Duration::from_secs(30), |t| t["status"] == "preparing");
+    }
+
+    assert_eq!(
+        d.post("/stask/workers/demo/deactivate", &json!({})).status,
+        200
+    );
+    for &id in &behind {
+        let t = d.task(id);
+        assert_eq!(t["status"], "pending", "{t}");
+        assert_eq!(t["attempts"], 0, "{t}");
+    }
+    // The pool thread freed by the long task must not start them either.
+    assert_eq!(
+        d.post(&format!("/stask/tasks/{long}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(d.wait_finished(long)["status"], "cancelled");
+    d.log
+        .wait_for(Duration::from_secs(10), |l| l.contains("gave back tasks"))
+        .expect("the give-back is logged");
+    for &id in &behind {
+        assert_eq!(d.task(id)["status"], "pending");
+    }
+
+    assert_eq!(
+        d.post("/stask/workers/demo/activate", &json!({})).status,
+        200
+    );
+    for &id in &behind {
+        assert_eq!(d.wait_finished(id)["status"], "completed");
+    }
+}

@@ -273,3 +273,44 @@ fn a_client_sending_headers_slowly_is_cut_off_in_bounded_time() {
     );
     assert_eq!(d.get("/stask/health").status, 200);
 }
+
+/// The `Set-Cookie` header of a login, sent with `extra` headers.
+fn login_cookie(base: &str, token: &str, extra: &[(&str, &str)]) -> String {
+    let mut request = ureq::post(&format!("{base}/stask/login"));
+    for (name, value) in extra {
+        request = request.set(name, value);
+    }
+    let r = request
+        .send_string(&json!({"token": token}).to_string())
+        .expect("login");
+    r.header("set-cookie").expect("set-cookie").to_owned()
+}
+
+#[test]
+fn the_session_cookie_is_secure_behind_a_tls_proxy_or_when_configured() {
+    let mut home = Home::with_workers(&[]);
+    let d = home.serve();
+    let plain = login_cookie(&d.base, &d.token, &[]);
+    assert!(
+        plain.contains("HttpOnly") && !plain.contains("Secure"),
+        "{plain}"
+    );
+    let proxied = login_cookie(&d.base, &d.token, &[("X-Forwarded-Proto", "https")]);
+    assert!(proxied.ends_with("; Secure"), "{proxied}");
+    d.terminate();
+
+    home.set_env("STASK_SECURE_COOKIES", "always");
+    let d = home.serve();
+    let always = login_cookie(&d.base, &d.token, &[]);
+    assert!(always.ends_with("; Secure"), "{always}");
+    d.terminate();
+
+    home.set_env("STASK_SECURE_COOKIES", "sometimes");
+    let out = home.cli(&["serve"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("secure_cookies must be"),
+        "{}",
+        out.stderr
+    );
+}

@@ -18,7 +18,7 @@ impl Engine {
             last_heartbeat: now,
             busy_slots: self.in_flight.load(Ordering::SeqCst) as i64,
             pool_size: self.config.workers as i64,
-            workers: self.registry.runnable(),
+            workers: self.registry.loaded(),
             lease_ms: self.config.lease_ms,
             stopped_at: None,
         }

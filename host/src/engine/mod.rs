@@ -14,6 +14,7 @@ mod queue;
 pub mod resources;
 pub mod runtime;
 pub mod state;
+mod unflushed;
 mod workers;
 
 pub use workers::validate_settings;
@@ -80,8 +81,13 @@ pub struct Engine {
     /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
     recent_run_micros: AtomicU64,
     stopping: AtomicBool,
+    /// Set when the finisher's channel cannot close (a pass that ends with blocked runs): it
+    /// stops once the channel is empty.
+    finisher_drain: AtomicBool,
     /// Cancels that arrived while a claimed task waited for a pool thread.
     early_cancels: Mutex<HashSet<i64>>,
+    /// Progress, log lines and running marks a failed flush could not store.
+    unflushed: Mutex<unflushed::Unflushed>,
     /// CPU and memory cost of runs (see [`resources`]).
     meter: resources::RunMeter,
     /// Prometheus metrics of this host.
@@ -91,7 +97,16 @@ pub struct Engine {
 impl Engine {
     /// An engine over `store`, with a registry for the configured plugins folder.
     pub fn new(config: Config, store: Arc<dyn Store>, events: EventBus) -> Arc<Engine> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        let owner = format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
         let registry = Arc::new(Registry::new(
+            owner.clone(),
             config.plugins_dir.clone(),
             config.shadow_dir(),
             store.clone(),
@@ -99,19 +114,12 @@ impl Engine {
             config.activate_new_workers,
         ));
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".into());
         Arc::new(Engine {
             backoff: Backoff {
                 base_ms: config.retry_base_ms,
                 max_ms: config.retry_max_ms,
             },
-            owner: format!(
-                "{host}:{}:{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
+            owner,
             config,
             store,
             registry,
@@ -125,7 +133,9 @@ impl Engine {
             ready: queue::ReadyQueue::default(),
             recent_run_micros: AtomicU64::new(u64::MAX),
             stopping: AtomicBool::new(false),
+            finisher_drain: AtomicBool::new(false),
             early_cancels: Mutex::new(HashSet::new()),
+            unflushed: Mutex::new(unflushed::Unflushed::default()),
             meter: resources::RunMeter::default(),
             metrics: crate::metrics::Metrics::new(),
         })

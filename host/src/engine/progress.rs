@@ -61,6 +61,7 @@ struct LiveState {
     logged: usize,
     dropped: usize,
     snapshot_written: bool,
+    snapshot_failures: u64,
 }
 
 /// A snapshot of a live task's progress.
@@ -207,9 +208,19 @@ impl LiveTask {
         self.state.lock().snapshot_written
     }
 
-    /// Notes that a snapshot file exists.
-    pub fn set_snapshot_written(&self) {
-        self.state.lock().snapshot_written = true;
+    /// Notes that a snapshot file exists; returns how many writes had failed in a row before.
+    pub fn set_snapshot_written(&self) -> u64 {
+        let mut s = self.state.lock();
+        s.snapshot_written = true;
+        std::mem::take(&mut s.snapshot_failures)
+    }
+
+    /// Counts a failed snapshot write; returns the failures in a row so far. A fault that
+    /// lasts (a full disk) is reported when it starts, not on every flush.
+    pub fn note_snapshot_failure(&self) -> u64 {
+        let mut s = self.state.lock();
+        s.snapshot_failures += 1;
+        s.snapshot_failures
     }
 
     /// Log lines not yet flushed, plus a note of dropped lines (taken once, at the end).

@@ -79,6 +79,16 @@ impl ReadyQueue {
         self.available.notify_all();
     }
 
+    /// Takes the waiting tasks that `give_back` selects, leaving the others in their order.
+    pub fn take_where(&self, mut give_back: impl FnMut(&ClaimedTask) -> bool) -> Vec<ClaimedTask> {
+        let mut state = self.state.lock();
+        let (taken, kept): (Vec<Ready>, Vec<Ready>) = std::mem::take(&mut state.heap)
+            .into_iter()
+            .partition(|r| give_back(&r.0));
+        state.heap = kept.into();
+        taken.into_iter().map(|r| r.0).collect()
+    }
+
     /// Takes every task still waiting (at shutdown, to give them back).
     pub fn drain(&self) -> Vec<ClaimedTask> {
         let mut state = self.state.lock();
@@ -115,6 +125,18 @@ mod tests {
         q.push_all(vec![task(3, 2, 50), task(4, 1, 5), task(5, 1, 5)]);
         let order: Vec<i64> = (0..5).map(|_| q.pop().unwrap().id).collect();
         assert_eq!(order, vec![3, 4, 5, 2, 1]);
+    }
+
+    #[test]
+    fn take_where_keeps_the_order_of_the_rest() {
+        let q = ReadyQueue::default();
+        let mut other = task(2, 2, 10);
+        other.identifier = "off".into();
+        q.push_all(vec![task(1, 0, 10), other, task(3, 1, 10), task(4, 2, 20)]);
+        let taken = q.take_where(|t| t.identifier == "off");
+        assert_eq!(taken.iter().map(|t| t.id).collect::<Vec<_>>(), vec![2]);
+        let order: Vec<i64> = (0..3).map(|_| q.pop().unwrap().id).collect();
+        assert_eq!(order, vec![4, 3, 1]);
     }
 
     #[test]

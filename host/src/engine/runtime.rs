@@ -7,7 +7,7 @@
 //! - ticker: flushes progress, logs and snapshots, heartbeats leases, recovers expired
 //!   leases, enforces timeouts and removes old snapshots.
 
-use super::progress::{live_snapshot, LiveTask, Snapshot};
+use super::progress::{live_snapshot, LiveTask, ProgressView, Snapshot};
 use super::resources::RunCost;
 use super::state::{self, RunEnd};
 use super::Engine;
@@ -39,6 +39,8 @@ struct Done {
 
 /// Tasks shorter than this (moving average) are worth claiming ahead of free pool slots.
 const PREFETCH_BELOW_MICROS: u64 = 20_000;
+/// How often an idle finisher checks whether it was told to stop once its channel is empty.
+const FINISHER_DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 /// The running threads; dropped or [`Runtime::shutdown`] to stop.
 pub struct Runtime {
@@ -146,24 +148,46 @@ impl Engine {
     }
 
     /// One pass for cron (`stask process`): runs due tasks until none is left or `limit` were
-    /// started, waits for them, and returns how many ran.
+    /// started, waits for them, and returns how many ran. A run that ignores its timeout is
+    /// abandoned as in the daemon, so a pass always ends; its blocked thread is left behind
+    /// (the process exits after the pass).
     pub fn run_pass(self: &Arc<Self>, limit: Option<usize>) -> usize {
         self.refresh_host();
         let (done_tx, done_rx) = unbounded::<Done>();
         let pool = self.spawn_pool(&done_tx);
+        let abandon = Some(done_tx.clone());
         drop(done_tx);
         let engine = self.clone();
         let finisher_thread = spawn("stask-finisher".into(), move || finisher(&engine, done_rx));
         let engine = self.clone();
-        let ticker_thread = spawn("stask-ticker".into(), move || ticker(&engine, None));
+        let ticker_thread = spawn("stask-ticker".into(), move || ticker(&engine, abandon));
         let started = dispatcher(self, Some(limit.unwrap_or(usize::MAX)));
         self.ready.close();
-        for t in pool {
-            let _ = t.join();
+        // Nothing is in flight once the dispatcher returns; a task leaves the hub once the
+        // finisher has stored its outcome.
+        while !self.hub.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = finisher_thread.join();
+        // The ticker holds a sender of the finisher's channel: it goes first.
         self.stopping.store(true, Ordering::SeqCst);
         let _ = ticker_thread.join();
+        let blocked = self.hub.abandoned().len();
+        if blocked > 0 {
+            // A blocked pool thread keeps its sender too, so the channel never closes: the
+            // finisher stores what was sent (nothing else can be: the runs left are blocked,
+            // and their outcomes would be discarded) and stops when it is empty.
+            tracing::warn!(
+                runs = blocked,
+                "runs abandoned after their timeout are still blocked in plugin code; the pass ends without them"
+            );
+            self.finisher_drain.store(true, Ordering::SeqCst);
+            let _ = finisher_thread.join();
+        } else {
+            for t in pool {
+                let _ = t.join();
+            }
+            let _ = finisher_thread.join();
+        }
         self.host_stopped();
         started
     }
@@ -171,17 +195,33 @@ impl Engine {
     /// Gives back claimed tasks that no pool thread started (at shutdown).
     fn release_waiting(&self) {
         let waiting = self.ready.drain();
-        if waiting.is_empty() {
+        self.give_back(&waiting, "claimed ahead");
+    }
+
+    /// Gives back the waiting tasks of workers that may no longer run here (deactivated or
+    /// unloaded since they were claimed ahead): they go back to pending, attempts uncounted,
+    /// instead of starting on this host once a pool thread is free.
+    pub(crate) fn release_unrunnable(&self) {
+        let runnable = self.registry.runnable();
+        let waiting = self.ready.take_where(|t| !runnable.contains(&t.identifier));
+        if !waiting.is_empty() {
+            self.give_back(&waiting, "of workers no longer runnable");
+            self.wake();
+        }
+    }
+
+    fn give_back(&self, tasks: &[ClaimedTask], which: &str) {
+        if tasks.is_empty() {
             return;
         }
-        let leases: Vec<(i64, i64)> = waiting.iter().map(|t| (t.id, t.lease_token)).collect();
+        let leases: Vec<(i64, i64)> = tasks.iter().map(|t| (t.id, t.lease_token)).collect();
         match self.store.release(&leases, now_ms()) {
-            Ok(()) => tracing::info!(tasks = leases.len(), "gave back tasks claimed ahead"),
+            Ok(()) => tracing::info!(tasks = leases.len(), "gave back tasks {which}"),
             Err(e) => {
-                tracing::warn!("cannot give back claimed tasks (recovered at next start): {e}")
+                tracing::warn!("cannot give back claimed tasks (recovered later): {e}")
             }
         }
-        self.in_flight.fetch_sub(waiting.len(), Ordering::SeqCst);
+        self.in_flight.fetch_sub(tasks.len(), Ordering::SeqCst);
     }
 
     /// Tasks to claim beyond the free pool slots: the configured prefetch while recent tasks
@@ -316,8 +356,9 @@ fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
             let counter = engine.store.external_change_counter().ok().flatten();
             if counter != external {
                 external = counter;
-                if let Err(e) = engine.registry.refresh_rows() {
-                    tracing::warn!("cannot refresh worker rows: {e}");
+                match engine.registry.refresh_rows() {
+                    Ok(()) => engine.release_unrunnable(),
+                    Err(e) => tracing::warn!("cannot refresh worker rows: {e}"),
                 }
                 // e.g. `stask task cancel` on a task running here.
                 renew_leases(engine);
@@ -362,9 +403,14 @@ fn pool_loop(engine: &Arc<Engine>, done: &Sender<Done>) {
 /// Runs one claimed task on this pool thread. Returns true when the run was abandoned while
 /// the plugin blocked this thread (its outcome was stored then, and the thread replaced).
 fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool {
-    let Some(worker) = engine.registry.get(&job.identifier) else {
-        // Unloaded between claim and start: not the task's fault, so it goes back to pending
-        // without counting the attempt.
+    // A worker deactivated or unloaded between claim and start: not the task's fault, so it
+    // goes back to pending without counting the attempt.
+    let runnable = engine
+        .registry
+        .get(&job.identifier)
+        .zip(engine.registry.row(&job.identifier))
+        .filter(|(_, row)| row.active);
+    let Some((worker, row)) = runnable else {
         if let Err(e) = engine.store.release(&[(job.id, job.lease_token)], now_ms()) {
             tracing::warn!(
                 task = job.id,
@@ -375,11 +421,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         engine.wake();
         return false;
     };
-    let settings = engine
-        .registry
-        .row(&job.identifier)
-        .map(|r| r.settings)
-        .unwrap_or_default();
+    let settings = row.settings;
     let timeout_secs = settings
         .get("timeout")
         .and_then(|v| v.as_u64())
@@ -629,7 +671,15 @@ fn result_file_inside(output_dir: &std::path::Path, file: &str, id: i64) -> Resu
 
 /// Applies finished runs in grouped transactions.
 fn finisher(engine: &Arc<Engine>, done: Receiver<Done>) {
-    while let Ok(first) = done.recv() {
+    loop {
+        let first = match done.recv_timeout(FINISHER_DRAIN_CHECK) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) if engine.finisher_drain.load(Ordering::SeqCst) => {
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_FINISH_BATCH {
             match done.try_recv() {
@@ -642,7 +692,9 @@ fn finisher(engine: &Arc<Engine>, done: Receiver<Done>) {
             .flat_map(|d| d.live.take_remaining_logs())
             .collect();
         if let Err(e) = engine.store.append_logs(&logs) {
-            tracing::error!("cannot store task logs: {e}");
+            // Kept for the ticker's next flush, like its own lines.
+            tracing::warn!("cannot store task logs now (kept and tried again): {e}");
+            engine.unflushed.lock().add(Vec::new(), Vec::new(), logs);
         }
         let finishes: Vec<Finish> = batch.iter().map(|d| d.finish.clone()).collect();
         let applied = loop {
@@ -743,7 +795,7 @@ fn ticker(engine: &Arc<Engine>, abandon: Option<Sender<Done>>) {
 
 fn flush_progress(engine: &Engine) {
     let live = engine.hub.all();
-    if live.is_empty() {
+    if live.is_empty() && engine.unflushed.lock().is_empty() {
         return;
     }
     let mut writes = Vec::new();
@@ -766,10 +818,7 @@ fn flush_progress(engine: &Engine) {
         }
         logs.extend(flush.logs);
         if let Some(view) = flush.progress {
-            match live_snapshot(task, &view).write(&snapshot_dir) {
-                Ok(_) => task.set_snapshot_written(),
-                Err(e) => tracing::warn!(task = task.id, "cannot write the progress snapshot: {e}"),
-            }
+            write_live_snapshot(task, &view, &snapshot_dir);
             engine.events.publish(Event::TaskProgress {
                 id: task.id,
                 status: "running".into(),
@@ -789,14 +838,66 @@ fn flush_progress(engine: &Engine) {
             });
         }
     }
+    let mut pending = std::mem::take(&mut *engine.unflushed.lock());
+    let was_failing = !pending.is_empty();
+    pending.add(running, writes, logs);
     let now = now_ms();
     let result = engine
         .store
-        .mark_running(&running, now)
-        .and_then(|()| engine.store.write_progress(&writes, now))
-        .and_then(|()| engine.store.append_logs(&logs));
-    if let Err(e) = result {
-        tracing::warn!("cannot store progress: {e}");
+        .mark_running(&pending.running, now)
+        .and_then(|()| engine.store.write_progress(&pending.writes, now))
+        .and_then(|()| engine.store.append_logs(&pending.logs));
+    match result {
+        Ok(()) if was_failing => {
+            let dropped = pending.dropped_logs;
+            tracing::info!(
+                "progress is stored again; {} log lines kept during the outage were stored{}",
+                pending.logs.len(),
+                if dropped > 0 {
+                    format!(", {dropped} older ones were dropped for room")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(()) => {}
+        Err(e) => {
+            // Reported when the outage starts, not on every tick; kept for the next flush.
+            if !was_failing {
+                tracing::warn!("cannot store progress (kept and tried again): {e}");
+            }
+            *engine.unflushed.lock() = pending;
+        }
+    }
+}
+
+/// Failed snapshot writes of one run in a row between two reminders (a minute of flushes).
+const SNAPSHOT_FAILURE_REMINDER_EVERY: u64 = 240;
+
+/// Writes a running task's snapshot. A lasting fault is logged when it starts, then once a
+/// minute, and when it ends, not four times a second.
+fn write_live_snapshot(task: &LiveTask, view: &ProgressView, snapshot_dir: &std::path::Path) {
+    match live_snapshot(task, view).write(snapshot_dir) {
+        Ok(_) => {
+            let failed = task.set_snapshot_written();
+            if failed > 0 {
+                tracing::info!(
+                    task = task.id,
+                    "progress snapshots are written again after {failed} failed writes"
+                );
+            }
+        }
+        Err(e) => {
+            let failures = task.note_snapshot_failure();
+            if failures == 1 {
+                tracing::warn!(task = task.id, "cannot write the progress snapshot: {e}");
+            } else if failures % SNAPSHOT_FAILURE_REMINDER_EVERY == 0 {
+                tracing::warn!(
+                    task = task.id,
+                    "cannot write the progress snapshot ({failures} failures in a row): {e}"
+                );
+            }
+        }
     }
 }
 
@@ -820,6 +921,13 @@ fn renew_leases(engine: &Engine) {
 fn heartbeat(engine: &Engine) {
     renew_leases(engine);
     engine.refresh_host();
+    // A host lists a worker it loaded from its next heartbeat on: a lease is always longer.
+    if let Err(e) = engine
+        .registry
+        .orphan_unserved_workers(engine.config.lease_ms)
+    {
+        tracing::warn!("cannot check for workers no host serves: {e}");
+    }
     let now = now_ms();
     match engine.store.expired_leases(now) {
         Ok(mut leases) => {

@@ -22,6 +22,9 @@ impl Engine {
             )));
         }
         self.registry.refresh_rows()?;
+        if !active {
+            self.release_unrunnable();
+        }
         self.wake();
         self.worker(identifier)
     }

@@ -28,7 +28,7 @@ pub struct HostView {
     pub busy_slots: i64,
     /// Its pool size.
     pub pool_size: i64,
-    /// Workers it can run (loaded there and active).
+    /// Workers loaded there (active or not: the flag is shared by all hosts).
     pub workers: Vec<String>,
     /// Whether this is the host answering.
     pub this_host: bool,

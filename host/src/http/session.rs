@@ -6,6 +6,7 @@ use super::error::json_body;
 use super::schema::{Done, LoginRequest, SessionAnswer};
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{now_ms, rfc3339};
+use crate::config::SecureCookies;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -16,11 +17,24 @@ use axum::{Extension, Json};
 /// Name of the session cookie.
 pub const COOKIE: &str = "stask_session";
 
-fn set_cookie(value: &str, max_age_secs: i64) -> HeaderValue {
+fn set_cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}"
+        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("stask_session=; Max-Age=0"))
+}
+
+/// Whether the cookie set in answer to `headers` is marked `Secure`.
+fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    match state.engine.config.secure_cookies {
+        SecureCookies::Always => true,
+        SecureCookies::Never => false,
+        SecureCookies::Auto => headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")),
+    }
 }
 
 /// Log in with an API token: sets the session cookie, answers the CSRF token.
@@ -34,6 +48,7 @@ fn set_cookie(value: &str, max_age_secs: i64) -> HeaderValue {
     ))]
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = json_body(body)?.ok_or_else(|| ApiError::invalid("send {\"token\": \"...\"}"))?;
@@ -49,8 +64,9 @@ pub async fn login(
     })
     .await?;
     let max_age = crate::auth::SESSION_TTL_MS / 1000;
+    let cookie = set_cookie(&session.id, max_age, secure(&state, &headers));
     Ok((
-        AppendHeaders([(header::SET_COOKIE, set_cookie(&session.id, max_age))]),
+        AppendHeaders([(header::SET_COOKIE, cookie)]),
         Json(SessionAnswer {
             success: true,
             csrf_token: session.csrf_token,
@@ -101,14 +117,17 @@ pub async fn current(
 pub async fn logout(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    _headers: HeaderMap,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(id_hash) = caller.session {
         let engine = state.engine.clone();
         blocking(move || Ok(engine.store.delete_session(&id_hash, now_ms())?)).await?;
     }
     Ok((
-        AppendHeaders([(header::SET_COOKIE, set_cookie("", 0))]),
+        AppendHeaders([(
+            header::SET_COOKIE,
+            set_cookie("", 0, secure(&state, &headers)),
+        )]),
         Json(Done {
             success: true,
             message: "Logged out".into(),

@@ -130,6 +130,8 @@ fn round2(x: f64) -> f64 {
 
 /// Loaded worker versions and their registration.
 pub struct Registry {
+    /// This host's name in the hosts registry (its lease owner name).
+    host_name: String,
     plugins_dir: PathBuf,
     shadow_dir: PathBuf,
     store: Arc<dyn Store>,
@@ -151,8 +153,10 @@ pub fn is_plugin_file_name(name: &str) -> bool {
 }
 
 impl Registry {
-    /// A registry for `plugins_dir`, loading shadow copies from `shadow_dir`.
+    /// A registry for `plugins_dir`, loading shadow copies from `shadow_dir`, for the host
+    /// `host_name` (its name in the hosts registry).
     pub fn new(
+        host_name: String,
         plugins_dir: PathBuf,
         shadow_dir: PathBuf,
         store: Arc<dyn Store>,
@@ -160,6 +164,7 @@ impl Registry {
         active_when_new: bool,
     ) -> Self {
         Registry {
+            host_name,
             plugins_dir,
             shadow_dir,
             store,
@@ -230,7 +235,10 @@ impl Registry {
         }
         let present: Vec<String> = self.inner.read().live.keys().cloned().collect();
         for row in self.store.workers(&WorkerFilter::default())? {
-            if !present.contains(&row.identifier) && row.state == WorkerState::Loaded {
+            if !present.contains(&row.identifier)
+                && row.state == WorkerState::Loaded
+                && !self.served_elsewhere(&row.identifier)
+            {
                 self.store.set_worker_state(
                     &row.identifier,
                     WorkerState::Orphaned,
@@ -245,6 +253,61 @@ impl Registry {
         }
         self.refresh_rows()?;
         Ok(outcomes)
+    }
+
+    /// Whether another live host on a shared database has `identifier` loaded: a worker row is
+    /// shared by the hosts, so one host lacking the library must not orphan it for the others.
+    fn served_elsewhere(&self, identifier: &str) -> bool {
+        if !self.store.shared_by_hosts() {
+            return false;
+        }
+        let now = now_ms();
+        match self.store.hosts() {
+            Ok(hosts) => hosts.iter().any(|h| {
+                h.name != self.host_name && h.live(now) && h.workers.iter().any(|w| w == identifier)
+            }),
+            Err(e) => {
+                tracing::warn!("cannot read the hosts registry: {e}");
+                false
+            }
+        }
+    }
+
+    /// On a shared database: orphans the worker rows still marked loaded that no live host
+    /// has loaded (their last host removed the library or died). Called after this host's
+    /// registry row is refreshed. A row loaded less than `settle_ms` ago is left alone: the
+    /// host that loaded it lists it only from its next heartbeat on.
+    pub fn orphan_unserved_workers(&self, settle_ms: i64) -> StoreResult<()> {
+        if !self.store.shared_by_hosts() {
+            return Ok(());
+        }
+        let rows = self.store.workers(&WorkerFilter::default())?;
+        let now = now_ms();
+        for row in rows {
+            let here = self.inner.read().live.contains_key(&row.identifier);
+            let settling = row.loaded_at.unwrap_or(row.updated_at) > now - settle_ms;
+            if row.state != WorkerState::Loaded
+                || here
+                || settling
+                || self.served_elsewhere(&row.identifier)
+            {
+                continue;
+            }
+            self.store
+                .set_worker_state(&row.identifier, WorkerState::Orphaned, None, now_ms())?;
+            tracing::info!(worker = %row.identifier, "worker orphaned: no live host has its library");
+            self.events.publish(Event::WorkerOrphaned {
+                identifier: row.identifier,
+            });
+        }
+        Ok(())
+    }
+
+    /// Identifiers of the workers loaded on this host, sorted.
+    pub fn loaded(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.read().live.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Loads (or reloads) one file of plugins.d/ by name.
@@ -433,7 +496,7 @@ impl Registry {
                 updated_at: now_ms(),
             })?;
         }
-        if let Some(identifier) = served {
+        if let Some(identifier) = served.filter(|id| !self.served_elsewhere(id)) {
             self.store
                 .set_worker_state(&identifier, WorkerState::Orphaned, None, now_ms())?;
             tracing::info!(worker = %identifier, file = name, "worker orphaned: its library was removed");
@@ -649,6 +712,7 @@ mod tests {
         store.migrate().expect("migrate");
         let store: Arc<dyn Store> = Arc::new(store);
         let registry = Registry::new(
+            "test-host".into(),
             home.join("plugins.d"),
             home.join("storage").join("shadow"),
             store.clone(),

@@ -23,7 +23,7 @@ pub struct HostRow {
     pub busy_slots: i64,
     /// Its pool size (tasks it runs at once).
     pub pool_size: i64,
-    /// Workers it can run (loaded there and active), sorted.
+    /// Workers loaded there (whether active or not: the flag is shared by all hosts), sorted.
     pub workers: Vec<String>,
     /// Its lease length: it is live while its latest heartbeat is younger than this.
     pub lease_ms: i64,

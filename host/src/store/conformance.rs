@@ -815,6 +815,62 @@ pub fn hosts_register_refresh_and_stop(store: &dyn Store) {
     );
 }
 
+/// Text from plugins may hold NUL (PostgreSQL's `text` cannot): progress, log lines, results
+/// and errors with NUL are stored all the same (NUL kept, or shown as U+FFFD), and a search or
+/// filter holding NUL is an ordinary query.
+pub fn text_with_nul_is_stored(store: &dyn Store) {
+    use crate::model::LogLine;
+    let id = store
+        .insert_task(&task("w", Priority::Normal, None), 0)
+        .unwrap();
+    let run = claim(store, "h", 1, 10).remove(0);
+    store.mark_running(&[(id, run.lease_token)], 11).unwrap();
+    store
+        .write_progress(
+            &[super::ProgressWrite {
+                id,
+                lease_token: run.lease_token,
+                progress: 50,
+                processed: None,
+                total: None,
+                eta_seconds: None,
+                message: "half\0way".into(),
+                worker_version: "v".into(),
+            }],
+            12,
+        )
+        .unwrap();
+    let same = |stored: &str, sent: &str| stored.replace('\u{FFFD}', "\0") == sent;
+    assert!(same(&store.task(id).unwrap().unwrap().message, "half\0way"));
+    store
+        .append_logs(&[LogLine {
+            task_id: id,
+            attempt: 1,
+            level: 0,
+            at: 13,
+            line: "a\0b".into(),
+        }])
+        .unwrap();
+    assert!(same(&store.task_logs(id, 10).unwrap()[0].line, "a\0b"));
+    let mut end = finish(id, run.lease_token, TaskStatus::Failed, 20);
+    end.message = "bad\0byte".into();
+    end.result = Some("r\0".into());
+    end.last_error = Some("e\0".into());
+    assert_eq!(store.finish(&[end]).unwrap(), vec![true]);
+    let t = store.task(id).unwrap().unwrap();
+    assert!(same(&t.message, "bad\0byte"), "{}", t.message);
+    assert!(same(t.result.as_deref().unwrap(), "r\0"));
+    let filter = super::TaskFilter {
+        identifier: Some("w\0".into()),
+        search: Some("\0".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.tasks(&filter).unwrap().1, 0);
+    assert!(store.worker("w\0").unwrap().is_none());
+    assert!(!store.set_worker_active("w\0", false, 21).unwrap());
+}
+
 /// Expands to one test per property for a driver.
 #[macro_export]
 macro_rules! driver_tests {
@@ -884,6 +940,10 @@ macro_rules! driver_tests {
         #[test]
         fn recovery_never_takes_a_live_lease() {
             $crate::store::conformance::recovery_never_takes_a_live_lease(&*$open());
+        }
+        #[test]
+        fn text_with_nul_is_stored() {
+            $crate::store::conformance::text_with_nul_is_stored(&*$open());
         }
         #[test]
         fn hosts_register_refresh_and_stop() {

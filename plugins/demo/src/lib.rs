@@ -111,6 +111,9 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         }
         std::thread::sleep(sleep);
         ctx.progress_items(step, steps, &format!("step {step} of {steps}"));
+        if flag("log_steps") {
+            ctx.log(&format!("step {step} done"));
+        }
     }
     std::hint::black_box(&held);
     drop(held);

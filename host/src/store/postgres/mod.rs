@@ -619,3 +619,10 @@ mod tests {
         assert_eq!(store.stats().unwrap().total, 0);
     }
 }
+
+/// PostgreSQL's `text` cannot hold NUL, which SQLite's can: text from plugins (messages, log
+/// lines, results, errors) and from queries is stored and matched with U+FFFD in its place, so
+/// a stray NUL never fails a write (a failed finish would leave the task to be run again).
+pub(super) fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}

@@ -2,7 +2,7 @@
 //! differences are PostgreSQL's: claims lock with `FOR UPDATE SKIP LOCKED` (several hosts),
 //! batches go as arrays in one statement (one round trip instead of one per row).
 
-use super::{json_column, narrow, prepared, PgStore};
+use super::{json_column, narrow, prepared, text, PgStore};
 use crate::model::{LogLine, NewTask, Priority, Stats, Task, TaskStatus};
 use crate::store::{
     CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
@@ -158,12 +158,18 @@ pub(super) fn apply_finishes(
     let ids: Vec<i64> = finishes.iter().map(|f| f.id).collect();
     let tokens: Vec<i64> = finishes.iter().map(|f| f.lease_token).collect();
     let statuses: Vec<i64> = finishes.iter().map(|f| f.status.code()).collect();
-    let messages: Vec<String> = finishes.iter().map(|f| f.message.clone()).collect();
-    let results: Vec<Option<String>> = finishes.iter().map(|f| f.result.clone()).collect();
+    let messages: Vec<String> = finishes.iter().map(|f| text(&f.message)).collect();
+    let results: Vec<Option<String>> = finishes
+        .iter()
+        .map(|f| f.result.as_deref().map(text))
+        .collect();
     let files: Vec<Option<String>> = finishes.iter().map(|f| f.result_file.clone()).collect();
     let run_ats: Vec<Option<i64>> = finishes.iter().map(|f| f.run_at).collect();
     let ats: Vec<i64> = finishes.iter().map(|f| f.at).collect();
-    let errors: Vec<Option<String>> = finishes.iter().map(|f| f.last_error.clone()).collect();
+    let errors: Vec<Option<String>> = finishes
+        .iter()
+        .map(|f| f.last_error.as_deref().map(text))
+        .collect();
     let durations: Vec<Option<i64>> = finishes.iter().map(|f| f.duration_ms).collect();
     let progress: Vec<Option<i64>> = finishes.iter().map(|f| f.progress).collect();
     let versions: Vec<Option<String>> = finishes.iter().map(|f| f.worker_version.clone()).collect();
@@ -352,7 +358,7 @@ impl TaskStore for PgStore {
         let processed: Vec<Option<i64>> = updates.iter().map(|u| u.processed).collect();
         let totals: Vec<Option<i64>> = updates.iter().map(|u| u.total).collect();
         let etas: Vec<Option<i64>> = updates.iter().map(|u| u.eta_seconds).collect();
-        let messages: Vec<String> = updates.iter().map(|u| u.message.clone()).collect();
+        let messages: Vec<String> = updates.iter().map(|u| text(&u.message)).collect();
         let versions: Vec<String> = updates.iter().map(|u| u.worker_version.clone()).collect();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
@@ -390,7 +396,7 @@ impl TaskStore for PgStore {
         let attempts: Vec<i64> = lines.iter().map(|l| i64::from(l.attempt)).collect();
         let levels: Vec<i64> = lines.iter().map(|l| i64::from(l.level)).collect();
         let ats: Vec<i64> = lines.iter().map(|l| l.at).collect();
-        let texts: Vec<String> = lines.iter().map(|l| l.line.clone()).collect();
+        let texts: Vec<String> = lines.iter().map(|l| text(&l.line)).collect();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
             let stmt = prepared(
@@ -575,10 +581,10 @@ impl TaskStore for PgStore {
             args.len()
         };
         if let Some(v) = &filter.identifier {
-            clauses.push(format!("identifier = ${}", bind(Param::Text(v.clone()))));
+            clauses.push(format!("identifier = ${}", bind(Param::Text(text(v)))));
         }
         if let Some(v) = &filter.action {
-            clauses.push(format!("action = ${}", bind(Param::Text(v.clone()))));
+            clauses.push(format!("action = ${}", bind(Param::Text(text(v)))));
         }
         if let Some(v) = filter.priority {
             clauses.push(format!(
@@ -597,7 +603,7 @@ impl TaskStore for PgStore {
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            let n = bind(Param::Text(format!("%{escaped}%")));
+            let n = bind(Param::Text(text(&format!("%{escaped}%"))));
             // ILIKE: SQLite's LIKE ignores case too.
             let like = |column: &str| format!("{column} ILIKE ${n} ESCAPE '\\'");
             clauses.push(format!(

@@ -1,6 +1,6 @@
 //! `WorkerStore` for PostgreSQL.
 
-use super::{json_column, prepared, PgStore};
+use super::{json_column, prepared, text, PgStore};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
 use crate::store::{StoreError, StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
 use postgres::{GenericClient, Row};
@@ -179,12 +179,12 @@ impl WorkerStore for PgStore {
     }
 
     fn worker(&self, identifier: &str) -> StoreResult<Option<WorkerRow>> {
-        let identifier = identifier.to_owned();
+        let identifier = text(identifier);
         self.run(move |conn| load_worker(conn.parts().0, &identifier, false))
     }
 
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool> {
-        let identifier = identifier.to_owned();
+        let identifier = text(identifier);
         self.run(move |conn| {
             let n = conn.parts().0.execute(
                 "UPDATE s_workers SET active = $2, updated_at = $3 WHERE identifier = $1",
@@ -200,7 +200,7 @@ impl WorkerStore for PgStore {
         settings: &Value,
         now: i64,
     ) -> StoreResult<bool> {
-        let (identifier, settings) = (identifier.to_owned(), settings.to_string());
+        let (identifier, settings) = (text(identifier), settings.to_string());
         self.run(move |conn| {
             let n = conn.parts().0.execute(
                 "UPDATE s_workers SET settings = $2, updated_at = $3 WHERE identifier = $1",
