@@ -12,7 +12,9 @@ pub mod cluster;
 pub mod conformance;
 mod migrate;
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
+pub mod task_filter;
 
 use crate::model::{
     LogLine, NewTask, PluginFile, Priority, Stats, Task, TaskStatus, TokenRow, WorkerRow,

@@ -4,7 +4,8 @@
 
 use super::PgStore;
 use crate::store::analytics::{nearest_rank, per_minute, COMMON_ERRORS};
-use crate::store::{AnalyticsStore, ErrorCount, StoreResult, WindowSummary, WorkerSummary};
+use crate::store::rows::{error_count_from_row, window_from_row, worker_summary_from_row};
+use crate::store::{AnalyticsStore, StoreResult, WindowSummary, WorkerSummary};
 use postgres::{IsolationLevel, Transaction};
 use std::collections::BTreeMap;
 
@@ -108,29 +109,7 @@ fn window_aggregates(
     since: i64,
     now: i64,
 ) -> StoreResult<(WindowSummary, i64, i64)> {
-    let r = tx.query_one(WINDOW_SQL, &[&since])?;
-    Ok((
-        WindowSummary {
-            since,
-            now,
-            total: r.try_get(0)?,
-            pending: r.try_get(1)?,
-            preparing: r.try_get(2)?,
-            running: r.try_get(3)?,
-            completed: r.try_get(4)?,
-            failed: r.try_get(5)?,
-            cancelled: r.try_get(6)?,
-            average_duration_ms: r.try_get(7)?,
-            max_duration_ms: r.try_get(8)?,
-            average_wait_ms: r.try_get(10)?,
-            average_cpu_ms: r.try_get(12)?,
-            average_memory_bytes: r.try_get(13)?,
-            max_memory_bytes: r.try_get(14)?,
-            ..WindowSummary::default()
-        },
-        r.try_get(9)?,
-        r.try_get(11)?,
-    ))
+    window_from_row(&tx.query_one(WINDOW_SQL, &[&since])?, since, now)
 }
 
 /// The nearest-rank `percent`th value among the `ranked` values `sql` orders (one of
@@ -204,12 +183,7 @@ impl AnalyticsStore for PgStore {
             summary.common_errors = tx
                 .query(COMMON_ERRORS_SQL, &[&since, &(COMMON_ERRORS as i64)])?
                 .iter()
-                .map(|r| {
-                    Ok(ErrorCount {
-                        message: r.try_get(0)?,
-                        count: r.try_get(1)?,
-                    })
-                })
+                .map(error_count_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(summary)
         })
@@ -220,21 +194,7 @@ impl AnalyticsStore for PgStore {
             let mut workers = tx
                 .query(WORKERS_SQL, &[&since])?
                 .iter()
-                .map(|r| {
-                    Ok(WorkerSummary {
-                        identifier: r.try_get(0)?,
-                        total_tasks: r.try_get(1)?,
-                        completed: r.try_get(2)?,
-                        failed: r.try_get(3)?,
-                        cancelled: r.try_get(4)?,
-                        average_duration_ms: r.try_get(5)?,
-                        last_execution: r.try_get(6)?,
-                        average_cpu_ms: r.try_get(7)?,
-                        average_memory_bytes: r.try_get(8)?,
-                        max_memory_bytes: r.try_get(9)?,
-                        ..WorkerSummary::default()
-                    })
-                })
+                .map(worker_summary_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
             let mut p95 =
                 per_identifier::<i64>(tx.query(WORKER_PERCENTILE_SQL, &[&since, &95i64])?)?;

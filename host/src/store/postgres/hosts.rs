@@ -1,29 +1,10 @@
 //! `HostStore` for PostgreSQL: the hosts registry, guarded recovery and the listener hook.
 
 use super::tasks::apply_finishes;
-use super::{json_column, PgStore};
+use super::PgStore;
 use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
+use crate::store::rows::{host_from_row, HOST_COLUMNS};
 use crate::store::{Finish, HostRow, HostStore, StoreResult, WakeHook};
-use postgres::Row;
-
-fn host_from_row(r: &Row) -> StoreResult<HostRow> {
-    let name: String = r.try_get(0)?;
-    let workers = json_column(
-        &r.try_get::<_, String>(6)?,
-        &format!("s_hosts.workers of {name}"),
-    )?;
-    Ok(HostRow {
-        version: r.try_get(1)?,
-        started_at: r.try_get(2)?,
-        last_heartbeat: r.try_get(3)?,
-        busy_slots: r.try_get(4)?,
-        pool_size: r.try_get(5)?,
-        workers: serde_json::from_value(workers).unwrap_or_default(),
-        lease_ms: r.try_get(7)?,
-        stopped_at: r.try_get(8)?,
-        name,
-    })
-}
 
 impl HostStore for PgStore {
     fn shared_by_hosts(&self) -> bool {
@@ -82,9 +63,9 @@ impl HostStore for PgStore {
             conn.parts()
                 .0
                 .query(
-                    "SELECT name, version, started_at, last_heartbeat, busy_slots, pool_size,
-                            workers, lease_ms, stopped_at
-                       FROM s_hosts ORDER BY started_at, name COLLATE \"C\"",
+                    &format!(
+                        "SELECT {HOST_COLUMNS} FROM s_hosts ORDER BY started_at, name COLLATE \"C\""
+                    ),
                     &[],
                 )?
                 .iter()

@@ -473,16 +473,6 @@ impl Store for PgStore {
     }
 }
 
-/// Parses a JSON column, reporting which one was broken.
-fn json_column(text: &str, what: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-/// A count or attempt number read as BIGINT, narrowed for the model (never negative there).
-fn narrow(value: i64) -> u32 {
-    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
-}
-
 /// Test support: stores in their own schema of the test database.
 #[cfg(test)]
 pub mod testing {

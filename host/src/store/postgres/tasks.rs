@@ -2,65 +2,19 @@
 //! differences are PostgreSQL's: claims lock with `FOR UPDATE SKIP LOCKED` (several hosts),
 //! batches go as arrays in one statement (one round trip instead of one per row).
 
-use super::{json_column, narrow, prepared, text, PgStore};
-use crate::model::{LogLine, NewTask, Priority, Stats, Task, TaskStatus};
+use super::{prepared, text, PgStore};
+use crate::model::{LogLine, NewTask, Stats, Task, TaskStatus};
+use crate::store::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
+use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
     CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
     StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
-use postgres::{GenericClient, Row};
+use postgres::GenericClient;
 use std::sync::atomic::Ordering;
 
-pub(super) const TASK_COLUMNS: &str = "id, identifier, action, status, message, started_by, meta, \
-    result, result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, \
-    progress, processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
-    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-    memory_bytes";
-
-pub(super) fn task_from_row(row: &Row) -> StoreResult<Task> {
-    let id: i64 = row.try_get(0)?;
-    let priority: String = row.try_get(14)?;
-    let meta: String = row.try_get(6)?;
-    Ok(Task {
-        id,
-        identifier: row.try_get(1)?,
-        action: row.try_get(2)?,
-        status: TaskStatus::from_code(row.try_get(3)?).unwrap_or(TaskStatus::Failed),
-        message: row.try_get(4)?,
-        started_by: row.try_get(5)?,
-        meta: json_column(&meta, &format!("s_tasks.meta of task {id}"))?,
-        result: row.try_get(7)?,
-        result_file: row.try_get(8)?,
-        start_at: row.try_get(9)?,
-        run_at: row.try_get(10)?,
-        finished_at: row.try_get(11)?,
-        attempts: narrow(row.try_get(12)?),
-        max_attempts: narrow(row.try_get(13)?),
-        priority: priority.parse().unwrap_or(Priority::Normal),
-        progress: row.try_get(15)?,
-        processed: row.try_get(16)?,
-        total: row.try_get(17)?,
-        eta_seconds: row.try_get(18)?,
-        created_at: row.try_get(19)?,
-        updated_at: row.try_get(20)?,
-        started_at: row.try_get(21)?,
-        lease_owner: row.try_get(22)?,
-        lease_expires_at: row.try_get(23)?,
-        cancel_requested: row.try_get(24)?,
-        worker_version: row.try_get(25)?,
-        last_error: row.try_get(26)?,
-        duration_ms: row.try_get(27)?,
-        cpu_ms: row.try_get(28)?,
-        memory_bytes: row.try_get(29)?,
-    })
-}
-
-const SELECT_TASK: &str = "SELECT id, identifier, action, status, message, started_by, meta, \
-    result, result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, \
-    progress, processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
-    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-    memory_bytes FROM s_tasks WHERE id = $1";
+const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM s_tasks WHERE id = $1");
 
 fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Task>> {
     client
@@ -565,71 +519,27 @@ impl TaskStore for PgStore {
     }
 
     fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<Param> = Vec::new();
-        if !filter.statuses.is_empty() {
-            let codes: Vec<String> = filter
-                .statuses
-                .iter()
-                .map(|s| s.code().to_string())
-                .collect();
-            // Codes are integers from an enum, never user text: safe to inline.
-            clauses.push(format!("status IN ({})", codes.join(",")));
-        }
-        let mut bind = |value: Param| {
-            args.push(value);
-            args.len()
-        };
-        if let Some(v) = &filter.identifier {
-            clauses.push(format!("identifier = ${}", bind(Param::Text(text(v)))));
-        }
-        if let Some(v) = &filter.action {
-            clauses.push(format!("action = ${}", bind(Param::Text(text(v)))));
-        }
-        if let Some(v) = filter.priority {
-            clauses.push(format!(
-                "priority = ${}",
-                bind(Param::Text(v.name().into()))
-            ));
-        }
-        if let Some(v) = filter.created_from {
-            clauses.push(format!("created_at >= ${}", bind(Param::Int(v))));
-        }
-        if let Some(v) = filter.created_to {
-            clauses.push(format!("created_at < ${}", bind(Param::Int(v))));
-        }
-        if let Some(v) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-            let escaped = v
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let n = bind(Param::Text(text(&format!("%{escaped}%"))));
-            // ILIKE: SQLite's LIKE ignores case too.
-            let like = |column: &str| format!("{column} ILIKE ${n} ESCAPE '\\'");
-            clauses.push(format!(
-                "({} OR {} OR {} OR {})",
-                like("message"),
-                like("meta"),
-                like("identifier"),
-                like("action")
-            ));
-        }
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let order = if filter.oldest_first { "ASC" } else { "DESC" };
-        let limit = filter.limit.clamp(1, 1000);
-        let offset = filter.offset.max(0);
+        let FilterSql {
+            where_sql,
+            args,
+            page_sql,
+        } = filter_sql(filter, &task_filter::POSTGRES);
+        let args: Vec<Param> = args
+            .into_iter()
+            .map(|a| match a {
+                FilterArg::Text(v) => Param::Text(text(&v)),
+                FilterArg::Int(v) => Param::Int(v),
+            })
+            .collect();
         self.transaction(move |tx, _| {
             let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Param::as_sql).collect();
             let total: i64 = tx
-                .query_one(&format!("SELECT COUNT(*) FROM s_tasks {where_sql}"), &params)?
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
+                    &params,
+                )?
                 .try_get(0)?;
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} ORDER BY id {order} LIMIT {limit} OFFSET {offset}"
-            );
+            let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} {page_sql}");
             let tasks = tx
                 .query(&sql, &params)?
                 .iter()

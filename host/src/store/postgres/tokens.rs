@@ -2,22 +2,9 @@
 
 use super::{prepared, PgStore};
 use crate::model::TokenRow;
+use crate::store::rows::{token_from_row, TOKEN_COLUMNS};
 use crate::store::{SessionRow, StoreError, StoreResult, TokenStore};
 use postgres::error::SqlState;
-use postgres::Row;
-
-const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
-
-fn token_from_row(r: &Row) -> StoreResult<TokenRow> {
-    Ok(TokenRow {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        prefix: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-        last_used_at: r.try_get(4)?,
-        revoked_at: r.try_get(5)?,
-    })
-}
 
 impl TokenStore for PgStore {
     fn insert_token(

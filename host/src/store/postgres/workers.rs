@@ -1,44 +1,13 @@
 //! `WorkerStore` for PostgreSQL.
 
-use super::{json_column, prepared, text, PgStore};
+use super::{prepared, text, PgStore};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
+use crate::store::rows::{worker_columns, worker_from_row};
 use crate::store::{StoreError, StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
-use postgres::{GenericClient, Row};
+use postgres::GenericClient;
 use serde_json::Value;
 
-const SELECT_WORKERS: &str = "SELECT id, uuid, identifier, scope, class, active, position, \
-    settings, hidden, title, description, actions, default_settings, state, load_error, file, \
-    file_sha256, version, generation, loaded_at, created_at, updated_at FROM s_workers";
-
-fn worker_from_row(row: &Row) -> StoreResult<WorkerRow> {
-    let identifier: String = row.try_get(2)?;
-    let state: String = row.try_get(13)?;
-    let at = |col: &str| format!("s_workers.{col} of {identifier}");
-    Ok(WorkerRow {
-        id: row.try_get(0)?,
-        uuid: row.try_get(1)?,
-        scope: row.try_get(3)?,
-        class: row.try_get(4)?,
-        active: row.try_get(5)?,
-        position: row.try_get(6)?,
-        settings: json_column(&row.try_get::<_, String>(7)?, &at("settings"))?,
-        hidden: row.try_get(8)?,
-        title: row.try_get(9)?,
-        description: row.try_get(10)?,
-        actions: json_column(&row.try_get::<_, String>(11)?, &at("actions"))?,
-        default_settings: json_column(&row.try_get::<_, String>(12)?, &at("default_settings"))?,
-        state: WorkerState::from_name(&state).unwrap_or(WorkerState::Error),
-        load_error: row.try_get(14)?,
-        file: row.try_get(15)?,
-        file_sha256: row.try_get(16)?,
-        version: row.try_get(17)?,
-        generation: row.try_get(18)?,
-        loaded_at: row.try_get(19)?,
-        created_at: row.try_get(20)?,
-        updated_at: row.try_get(21)?,
-        identifier,
-    })
-}
+const SELECT_WORKERS: &str = concat!("SELECT ", worker_columns!(), " FROM s_workers");
 
 fn load_worker(
     client: &mut impl GenericClient,

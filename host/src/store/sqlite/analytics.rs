@@ -2,7 +2,10 @@
 
 use super::SqliteStore;
 use crate::store::analytics::{nearest_rank, per_minute, COMMON_ERRORS};
-use crate::store::{AnalyticsStore, ErrorCount, StoreResult, WindowSummary, WorkerSummary};
+use crate::store::rows::{error_count_from_row, window_from_row, worker_summary_from_row};
+use crate::store::{
+    AnalyticsStore, ErrorCount, StoreError, StoreResult, WindowSummary, WorkerSummary,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -109,30 +112,13 @@ fn window_aggregates(
     now: i64,
 ) -> StoreResult<(WindowSummary, i64, i64)> {
     let mut stmt = conn.prepare_cached(WINDOW_SQL)?;
-    Ok(stmt.query_row([since], |r| {
-        Ok((
-            WindowSummary {
-                since,
-                now,
-                total: r.get(0)?,
-                pending: r.get(1)?,
-                preparing: r.get(2)?,
-                running: r.get(3)?,
-                completed: r.get(4)?,
-                failed: r.get(5)?,
-                cancelled: r.get(6)?,
-                average_duration_ms: r.get(7)?,
-                max_duration_ms: r.get(8)?,
-                average_wait_ms: r.get(10)?,
-                average_cpu_ms: r.get(12)?,
-                average_memory_bytes: r.get(13)?,
-                max_memory_bytes: r.get(14)?,
-                ..WindowSummary::default()
-            },
-            r.get(9)?,
-            r.get(11)?,
-        ))
-    })?)
+    let mut rows = stmt.query([since])?;
+    match rows.next()? {
+        Some(row) => window_from_row(row, since, now),
+        None => Err(StoreError::Database(
+            "the window query returned no row".into(),
+        )),
+    }
 }
 
 /// The nearest-rank `percent`th value among the `ranked` values `sql` orders (one of
@@ -156,35 +142,18 @@ fn percentile(
 fn common_errors(conn: &Connection, since: i64) -> StoreResult<Vec<ErrorCount>> {
     let mut stmt = conn.prepare_cached(COMMON_ERRORS_SQL)?;
     let rows = stmt
-        .query_map(params![since, COMMON_ERRORS as i64], |r| {
-            Ok(ErrorCount {
-                message: r.get(0)?,
-                count: r.get(1)?,
-            })
+        .query_and_then(params![since, COMMON_ERRORS as i64], |r| {
+            error_count_from_row(r)
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(rows)
 }
 
 fn worker_rows(conn: &Connection, since: i64) -> StoreResult<Vec<WorkerSummary>> {
     let mut stmt = conn.prepare_cached(WORKERS_SQL)?;
     let rows = stmt
-        .query_map([since], |r| {
-            Ok(WorkerSummary {
-                identifier: r.get(0)?,
-                total_tasks: r.get(1)?,
-                completed: r.get(2)?,
-                failed: r.get(3)?,
-                cancelled: r.get(4)?,
-                average_duration_ms: r.get(5)?,
-                last_execution: r.get(6)?,
-                average_cpu_ms: r.get(7)?,
-                average_memory_bytes: r.get(8)?,
-                max_memory_bytes: r.get(9)?,
-                ..WorkerSummary::default()
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_and_then([since], |r| worker_summary_from_row(r))?
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(rows)
 }
 

@@ -1,27 +1,11 @@
 //! `HostStore` for SQLite: one host per database (the home's lock file), so the registry
 //! holds this host's row and recovery may take any leased task at start.
 
-use super::{json_column, SqliteStore};
+use super::SqliteStore;
 use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
+use crate::store::rows::{host_from_row, HOST_COLUMNS};
 use crate::store::{Finish, HostRow, HostStore, StoreResult};
-use rusqlite::{params, Row};
-
-fn host_from_row(r: &Row<'_>) -> rusqlite::Result<(HostRow, String)> {
-    Ok((
-        HostRow {
-            name: r.get(0)?,
-            version: r.get(1)?,
-            started_at: r.get(2)?,
-            last_heartbeat: r.get(3)?,
-            busy_slots: r.get(4)?,
-            pool_size: r.get(5)?,
-            workers: Vec::new(),
-            lease_ms: r.get(7)?,
-            stopped_at: r.get(8)?,
-        },
-        r.get(6)?,
-    ))
-}
+use rusqlite::params;
 
 /// The finish statement (see `tasks.rs`) with the recovery guard: the lease must still be
 /// expired before `?15`.
@@ -91,23 +75,12 @@ impl HostStore for SqliteStore {
     }
 
     fn hosts(&self) -> StoreResult<Vec<HostRow>> {
-        let rows = self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT name, version, started_at, last_heartbeat, busy_slots, pool_size,
-                            workers, lease_ms, stopped_at
-                       FROM s_hosts ORDER BY started_at, name",
-                )?
-                .query_map([], host_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
-        })?;
-        rows.into_iter()
-            .map(|(mut host, workers)| {
-                let value = json_column(&workers, &format!("s_hosts.workers of {}", host.name))?;
-                host.workers = serde_json::from_value(value).unwrap_or_default();
-                Ok(host)
-            })
-            .collect()
+        self.read(|conn| {
+            let sql = format!("SELECT {HOST_COLUMNS} FROM s_hosts ORDER BY started_at, name");
+            conn.prepare_cached(&sql)?
+                .query_and_then([], |r| host_from_row(r))?
+                .collect()
+        })
     }
 
     fn recover(&self, finishes: &[Finish], before: i64) -> StoreResult<Vec<bool>> {

@@ -174,11 +174,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// Parses a JSON column, reporting which one was broken.
-fn json_column(text: &str, what: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::SqliteStore;

@@ -1,73 +1,22 @@
 //! `TaskStore` for SQLite.
 
-use super::{json_column, SqliteStore};
-use crate::model::{LogLine, NewTask, Priority, Stats, Task, TaskStatus};
+use super::SqliteStore;
+use crate::model::{LogLine, NewTask, Stats, Task, TaskStatus};
+use crate::store::rows::{task_from_row, TASK_COLUMNS};
+use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
     CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
     StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
-
-const TASK_COLUMNS: &str = "id, identifier, action, status, message, started_by, meta, result, \
-    result_file, start_at, run_at, finished_at, attempts, max_attempts, priority, progress, \
-    processed, total, eta_seconds, created_at, updated_at, started_at, lease_owner, \
-    lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-    memory_bytes";
-
-fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(Task, String)> {
-    let status: i64 = row.get(3)?;
-    let priority: String = row.get(14)?;
-    let meta: String = row.get(6)?;
-    Ok((
-        Task {
-            id: row.get(0)?,
-            identifier: row.get(1)?,
-            action: row.get(2)?,
-            status: TaskStatus::from_code(status).unwrap_or(TaskStatus::Failed),
-            message: row.get(4)?,
-            started_by: row.get(5)?,
-            meta: serde_json::Value::Null,
-            result: row.get(7)?,
-            result_file: row.get(8)?,
-            start_at: row.get(9)?,
-            run_at: row.get(10)?,
-            finished_at: row.get(11)?,
-            attempts: row.get(12)?,
-            max_attempts: row.get(13)?,
-            priority: priority.parse().unwrap_or(Priority::Normal),
-            progress: row.get(15)?,
-            processed: row.get(16)?,
-            total: row.get(17)?,
-            eta_seconds: row.get(18)?,
-            created_at: row.get(19)?,
-            updated_at: row.get(20)?,
-            started_at: row.get(21)?,
-            lease_owner: row.get(22)?,
-            lease_expires_at: row.get(23)?,
-            cancel_requested: row.get(24)?,
-            worker_version: row.get(25)?,
-            last_error: row.get(26)?,
-            duration_ms: row.get(27)?,
-            cpu_ms: row.get(28)?,
-            memory_bytes: row.get(29)?,
-        },
-        meta,
-    ))
-}
-
-fn finish_task((mut task, meta): (Task, String)) -> StoreResult<Task> {
-    task.meta = json_column(&meta, &format!("s_tasks.meta of task {}", task.id))?;
-    Ok(task)
-}
+use rusqlite::{params, params_from_iter, Connection, Transaction};
 
 fn load_task(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks WHERE id = ?1");
-    let row = conn
-        .prepare_cached(&sql)?
-        .query_row([id], task_from_row)
-        .optional()?;
-    row.map(finish_task).transpose()
+    conn.prepare_cached(&sql)?
+        .query_and_then([id], |r| task_from_row(r))?
+        .next()
+        .transpose()
 }
 
 fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64> {
@@ -478,78 +427,28 @@ impl TaskStore for SqliteStore {
     }
 
     fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<SqlValue> = Vec::new();
-        if !filter.statuses.is_empty() {
-            let codes: Vec<String> = filter
-                .statuses
-                .iter()
-                .map(|s| s.code().to_string())
-                .collect();
-            // Codes are integers from an enum, never user text: safe to inline.
-            clauses.push(format!("status IN ({})", codes.join(",")));
-        }
-        let mut bind = |value: SqlValue| {
-            args.push(value);
-            args.len()
-        };
-        if let Some(v) = &filter.identifier {
-            clauses.push(format!("identifier = ?{}", bind(SqlValue::Text(v.clone()))));
-        }
-        if let Some(v) = &filter.action {
-            clauses.push(format!("action = ?{}", bind(SqlValue::Text(v.clone()))));
-        }
-        if let Some(v) = filter.priority {
-            clauses.push(format!(
-                "priority = ?{}",
-                bind(SqlValue::Text(v.name().into()))
-            ));
-        }
-        if let Some(v) = filter.created_from {
-            clauses.push(format!("created_at >= ?{}", bind(SqlValue::Integer(v))));
-        }
-        if let Some(v) = filter.created_to {
-            clauses.push(format!("created_at < ?{}", bind(SqlValue::Integer(v))));
-        }
-        if let Some(v) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-            let escaped = v
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let n = bind(SqlValue::Text(format!("%{escaped}%")));
-            let like = |column: &str| format!("{column} LIKE ?{n} ESCAPE '\\'");
-            clauses.push(format!(
-                "({} OR {} OR {} OR {})",
-                like("message"),
-                like("meta"),
-                like("identifier"),
-                like("action")
-            ));
-        }
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let order = if filter.oldest_first { "ASC" } else { "DESC" };
-        let limit = filter.limit.clamp(1, 1000);
-        let offset = filter.offset.max(0);
+        let FilterSql {
+            where_sql,
+            args,
+            page_sql,
+        } = filter_sql(filter, &task_filter::SQLITE);
+        let args: Vec<SqlValue> = args
+            .into_iter()
+            .map(|a| match a {
+                FilterArg::Text(v) => SqlValue::Text(v),
+                FilterArg::Int(v) => SqlValue::Integer(v),
+            })
+            .collect();
         self.read(|conn| {
             let total: i64 = conn.query_row(
                 &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} ORDER BY id {order} LIMIT {limit} OFFSET {offset}"
-            );
+            let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} {page_sql}");
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), task_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let tasks = rows
-                .into_iter()
-                .map(finish_task)
+            let tasks = stmt
+                .query_and_then(params_from_iter(args.iter()), |r| task_from_row(r))?
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok((tasks, total))
         })
@@ -565,13 +464,9 @@ impl TaskStore for SqliteStore {
                 "SELECT {TASK_COLUMNS} FROM s_tasks WHERE status = 10
                   ORDER BY priority_rank DESC, run_at, id LIMIT ?1"
             );
-            let rows = conn
+            let tasks = conn
                 .prepare_cached(&sql)?
-                .query_map([limit.max(0)], task_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let tasks = rows
-                .into_iter()
-                .map(finish_task)
+                .query_and_then([limit.max(0)], |r| task_from_row(r))?
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok((tasks, total))
         })

@@ -2,21 +2,9 @@
 
 use super::SqliteStore;
 use crate::model::TokenRow;
+use crate::store::rows::{token_from_row, TOKEN_COLUMNS};
 use crate::store::{SessionRow, StoreError, StoreResult, TokenStore};
-use rusqlite::{params, OptionalExtension, Row};
-
-const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
-
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        prefix: r.get(2)?,
-        created_at: r.get(3)?,
-        last_used_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-    })
-}
+use rusqlite::{params, OptionalExtension};
 
 impl TokenStore for SqliteStore {
     fn insert_token(
@@ -42,20 +30,18 @@ impl TokenStore for SqliteStore {
                 other => other?,
             };
             let id = conn.last_insert_rowid();
-            Ok(conn.query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"),
-                [id],
-                token_from_row,
-            )?)
+            conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"))?
+                .query_and_then([id], |r| token_from_row(r))?
+                .next()
+                .unwrap_or_else(|| Err(StoreError::Database(format!("token {id} vanished"))))
         })
     }
 
     fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"))?
-                .query_map([], token_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
+            conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"))?
+                .query_and_then([], |r| token_from_row(r))?
+                .collect()
         })
     }
 
@@ -72,13 +58,12 @@ impl TokenStore for SqliteStore {
 
     fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
-                      WHERE prefix = ?1 AND revoked_at IS NULL"
-                ))?
-                .query_map([prefix], |r| Ok((token_from_row(r)?, r.get(6)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
+                  WHERE prefix = ?1 AND revoked_at IS NULL"
+            ))?
+            .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(6)?)))?
+            .collect()
         })
     }
 

@@ -1,62 +1,17 @@
 //! `WorkerStore` for SQLite.
 
-use super::{json_column, SqliteStore};
+use super::SqliteStore;
 use crate::model::{PluginFile, WorkerRow, WorkerState};
+use crate::store::rows::{worker_from_row, WORKER_COLUMNS};
 use crate::store::{StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection};
 use serde_json::Value;
-
-const WORKER_COLUMNS: &str = "id, uuid, identifier, scope, class, active, position, settings, \
-    hidden, title, description, actions, default_settings, state, load_error, file, file_sha256, \
-    version, generation, loaded_at, created_at, updated_at";
-
-type RawWorker = (WorkerRow, [String; 3]);
-
-fn worker_from_row(row: &Row<'_>) -> rusqlite::Result<RawWorker> {
-    let state: String = row.get(13)?;
-    Ok((
-        WorkerRow {
-            id: row.get(0)?,
-            uuid: row.get(1)?,
-            identifier: row.get(2)?,
-            scope: row.get(3)?,
-            class: row.get(4)?,
-            active: row.get(5)?,
-            position: row.get(6)?,
-            settings: Value::Null,
-            hidden: row.get(8)?,
-            title: row.get(9)?,
-            description: row.get(10)?,
-            actions: Value::Null,
-            default_settings: Value::Null,
-            state: WorkerState::from_name(&state).unwrap_or(WorkerState::Error),
-            load_error: row.get(14)?,
-            file: row.get(15)?,
-            file_sha256: row.get(16)?,
-            version: row.get(17)?,
-            generation: row.get(18)?,
-            loaded_at: row.get(19)?,
-            created_at: row.get(20)?,
-            updated_at: row.get(21)?,
-        },
-        [row.get(7)?, row.get(11)?, row.get(12)?],
-    ))
-}
-
-fn decode((mut w, [settings, actions, defaults]): RawWorker) -> StoreResult<WorkerRow> {
-    let at = |col: &str| format!("s_workers.{col} of {}", w.identifier);
-    w.settings = json_column(&settings, &at("settings"))?;
-    w.actions = json_column(&actions, &at("actions"))?;
-    w.default_settings = json_column(&defaults, &at("default_settings"))?;
-    Ok(w)
-}
 
 fn load_worker(conn: &Connection, identifier: &str) -> StoreResult<Option<WorkerRow>> {
     let sql = format!("SELECT {WORKER_COLUMNS} FROM s_workers WHERE identifier = ?1");
     conn.prepare_cached(&sql)?
-        .query_row([identifier], worker_from_row)
-        .optional()?
-        .map(decode)
+        .query_and_then([identifier], |r| worker_from_row(r))?
+        .next()
         .transpose()
 }
 
@@ -168,11 +123,9 @@ impl WorkerStore for SqliteStore {
                   WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR active = ?2)
                   ORDER BY position, identifier"
             );
-            let rows = conn
-                .prepare_cached(&sql)?
-                .query_map(params![filter.scope, filter.active], worker_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(decode).collect()
+            conn.prepare_cached(&sql)?
+                .query_and_then(params![filter.scope, filter.active], |r| worker_from_row(r))?
+                .collect()
         })
     }
 
