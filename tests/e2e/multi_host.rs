@@ -432,3 +432,57 @@ fn a_host_without_a_plugin_leaves_the_worker_of_another_loaded() {
             .contains("no live host has its library"))
         .is_some());
 }
+
+/// Lines of a host's `/stask/events` stream, read on a thread.
+fn event_lines(d: &Daemon) -> std::sync::mpsc::Receiver<String> {
+    let stream = ureq::get(&format!("{}/stask/events", d.base))
+        .set("Authorization", &format!("Bearer {}", d.token))
+        .call()
+        .expect("event stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream.into_reader()).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The event stream of any host shows the work of all: a task that runs on one host is seen
+/// created, progressing and finished on another host's stream (the UI's live updates).
+#[test]
+fn the_event_stream_of_any_host_shows_the_work_of_all() {
+    let schema = PgSchema::create();
+    let with = Home::on_schema(&["demo"], schema.clone());
+    let without = Home::on_schema(&[], schema);
+    let a = with.serve();
+    let b = without.serve();
+    let lines = event_lines(&b);
+    let id = a.create("demo", "run", json!({"steps": 5, "sleep_ms": 100}));
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|t| t == "task_finished") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("events seen for task {id} on the other host: {seen:?}"));
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(data.trim()).unwrap();
+        if event["id"] == id {
+            seen.push(event["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("task_created"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|t| t == "task_progress"), "{seen:?}");
+    assert_eq!(b.wait_finished(id)["status"], "completed");
+}

@@ -11,6 +11,7 @@ mod inserts;
 pub mod monitor;
 pub mod progress;
 mod queue;
+mod relay;
 pub mod resources;
 pub mod runtime;
 pub mod state;

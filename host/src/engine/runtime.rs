@@ -119,6 +119,7 @@ impl Engine {
         self.store.on_new_work(Arc::new(move || {
             let _ = waker.try_send(());
         }));
+        self.start_event_relay();
         self.refresh_host();
         let (done_tx, done_rx) = unbounded::<Done>();
         let mut threads = self.spawn_pool(&done_tx);
@@ -775,6 +776,7 @@ fn ticker(engine: &Arc<Engine>, abandon: Option<Sender<Done>>) {
         std::thread::sleep(FLUSH_EVERY);
         engine.meter.sample();
         flush_progress(engine);
+        engine.send_relayed_events();
         if let Some(done) = &abandon {
             abandon_overdue(engine, done);
         }

@@ -13,15 +13,6 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
-fn event_task_id(event: &Event) -> Option<i64> {
-    match event {
-        Event::TaskCreated { id, .. }
-        | Event::TaskProgress { id, .. }
-        | Event::TaskFinished { id, .. } => Some(*id),
-        _ => None,
-    }
-}
-
 fn to_sse(item: Result<Event, BroadcastStreamRecvError>) -> SseEvent {
     match item {
         Ok(event) => {
@@ -39,7 +30,7 @@ fn stream(state: &AppState, task: Option<i64>) -> impl Stream<Item = Result<SseE
     let mut shutdown = state.shutdown.clone();
     let events = BroadcastStream::new(state.engine.events.subscribe())
         .filter(move |item| match (task, item) {
-            (Some(id), Ok(event)) => event_task_id(event) == Some(id),
+            (Some(id), Ok(event)) => event.task_id() == Some(id),
             _ => true,
         })
         .map(|item| Ok(to_sse(item)));

@@ -51,6 +51,10 @@ pub const FORGET_STOPPED_AFTER_MS: i64 = 3_600_000;
 /// inserted or re-queued). It must be cheap and never block: it only wakes a thread.
 pub type WakeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// A callback a driver calls with each batch of events another host sent (see
+/// [`HostStore::send_events`]). It runs on the driver's listener thread: it must not block.
+pub type EventsHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Several hosts on one database.
 pub trait HostStore: Send + Sync {
     /// Whether several hosts may use this database at once. When false (SQLite: one daemon
@@ -79,6 +83,19 @@ pub trait HostStore: Send + Sync {
     /// tell (PostgreSQL: `LISTEN`); the default does nothing and the dispatcher's periodic
     /// sweep finds such work.
     fn on_new_work(&self, hook: WakeHook) {
+        let _ = hook;
+    }
+
+    /// Sends batches of live events (JSON text, each under 8,000 bytes) to the other hosts on
+    /// this database (PostgreSQL: `NOTIFY`); the default drops them (no other host).
+    fn send_events(&self, batches: &[String]) -> StoreResult<()> {
+        let _ = batches;
+        Ok(())
+    }
+
+    /// Asks the driver to call `hook` with every batch of events sent by a host (this one's
+    /// own included: the hook tells them apart); the default never calls it.
+    fn on_events(&self, hook: EventsHook) {
         let _ = hook;
     }
 }

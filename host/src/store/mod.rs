@@ -22,7 +22,7 @@ use crate::model::{
 use serde_json::Value;
 
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
-pub use cluster::{HostRow, HostStore, WakeHook};
+pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// Errors of a storage driver.

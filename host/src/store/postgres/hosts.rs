@@ -2,9 +2,10 @@
 
 use super::tasks::apply_finishes;
 use super::PgStore;
+use super::EVENTS_CHANNEL_PREFIX;
 use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
 use crate::store::rows::{host_from_row, HOST_COLUMNS};
-use crate::store::{Finish, HostRow, HostStore, StoreResult, WakeHook};
+use crate::store::{EventsHook, Finish, HostRow, HostStore, StoreResult, WakeHook};
 
 impl HostStore for PgStore {
     fn shared_by_hosts(&self) -> bool {
@@ -80,6 +81,26 @@ impl HostStore for PgStore {
 
     fn on_new_work(&self, hook: WakeHook) {
         *self.notices.hook.lock() = Some(hook);
+        self.start_listener();
+    }
+
+    fn send_events(&self, batches: &[String]) -> StoreResult<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let batches = batches.to_vec();
+        self.run(move |conn| {
+            // One round trip for all batches; in one transaction they arrive in this order.
+            conn.parts().0.execute(
+                "SELECT pg_notify($1 || current_schema(), batch) FROM unnest($2::text[]) AS batch",
+                &[&EVENTS_CHANNEL_PREFIX, &batches],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn on_events(&self, hook: EventsHook) {
+        *self.notices.events_hook.lock() = Some(hook);
         self.start_listener();
     }
 }

@@ -22,7 +22,7 @@ mod tasks;
 mod tokens;
 mod workers;
 
-use super::{migrations, Backend, Migration, Store, StoreError, StoreResult, WakeHook};
+use super::{migrations, Backend, EventsHook, Migration, Store, StoreError, StoreResult, WakeHook};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
@@ -177,6 +177,8 @@ struct Notices {
     changed: AtomicI64,
     /// Set once by [`HostStore::on_new_work`].
     hook: Mutex<Option<WakeHook>>,
+    /// Set once by [`HostStore::on_events`].
+    events_hook: Mutex<Option<EventsHook>>,
     /// Whether the listener thread runs.
     started: AtomicBool,
     /// Tells the listener to stop (the store is dropped).
@@ -307,6 +309,9 @@ impl PgStore {
     }
 }
 
+/// Channel of the live events hosts send each other, followed by the schema name.
+pub(crate) const EVENTS_CHANNEL_PREFIX: &str = "stask_events_";
+
 /// How long the listener waits for a notification before checking whether to stop.
 const LISTEN_POLL: Duration = Duration::from_millis(500);
 /// Pause before re-opening a lost listener connection.
@@ -318,19 +323,21 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 fn listener(config: postgres::Config, what: String, notices: Arc<Notices>) {
     let mut warned = false;
     while !notices.stop.load(Ordering::Relaxed) {
-        let listening = (|| -> StoreResult<(Client, String, String)> {
+        let listening = (|| -> StoreResult<(Client, String, String, String)> {
             let mut client = connect(&config, &what)?;
             let schema: String = client.query_one("SELECT current_schema()", &[])?.get(0);
             let due = format!("stask_due_{schema}");
             let changed = format!("stask_changed_{schema}");
+            let events = format!("{EVENTS_CHANNEL_PREFIX}{schema}");
             client.batch_execute(&format!(
-                "LISTEN {}; LISTEN {};",
+                "LISTEN {}; LISTEN {}; LISTEN {};",
                 quote_ident(&due),
-                quote_ident(&changed)
+                quote_ident(&changed),
+                quote_ident(&events)
             ))?;
-            Ok((client, due, changed))
+            Ok((client, due, changed, events))
         })();
-        let (mut client, due, changed) = match listening {
+        let (mut client, due, changed, events) = match listening {
             Ok(v) => v,
             Err(e) => {
                 if !warned {
@@ -360,6 +367,10 @@ fn listener(config: postgres::Config, what: String, notices: Arc<Notices>) {
                                 wake(&notices);
                             } else if n.channel() == due {
                                 wake(&notices);
+                            } else if n.channel() == events {
+                                if let Some(hook) = notices.events_hook.lock().as_ref() {
+                                    hook(n.payload());
+                                }
                             }
                         }
                         Ok(None) => break,
