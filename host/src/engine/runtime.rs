@@ -868,7 +868,12 @@ fn flush_progress(engine: &Engine) {
             if !was_failing {
                 tracing::warn!("cannot store progress (kept and tried again): {e}");
             }
-            *engine.unflushed.lock() = pending;
+            // The finisher may have kept lines meanwhile: they are newer, so they go after.
+            let mut kept = engine.unflushed.lock();
+            let newer = std::mem::take(&mut *kept);
+            pending.add(newer.running, newer.writes, newer.logs);
+            pending.dropped_logs += newer.dropped_logs;
+            *kept = pending;
         }
     }
 }
