@@ -40,6 +40,9 @@ pub struct Config {
     /// Seconds a client gets to send a request's headers; also how long an idle keep-alive
     /// connection stays open (`STASK_HEADER_TIMEOUT_SECS`, default 30).
     pub header_timeout_secs: u64,
+    /// Seconds a request may take, reading its body included, before it is answered with
+    /// 408 (`STASK_REQUEST_TIMEOUT_SECS`, default 120). Event streams are not limited by it.
+    pub request_timeout_secs: u64,
     /// Health alerts: thresholds, how often they are checked, where they are sent.
     pub alerts: AlertsConfig,
     /// Run tasks in a child process by default (`STASK_ISOLATION=process`; default
@@ -188,6 +191,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
     alerts: Option<FileAlerts>,
     isolation: Option<String>,
     isolation_memory_mb: Option<u64>,
@@ -276,6 +280,9 @@ impl Config {
             header_timeout_secs: env_parse("STASK_HEADER_TIMEOUT_SECS")?
                 .or(file.header_timeout_secs)
                 .unwrap_or(30),
+            request_timeout_secs: env_parse("STASK_REQUEST_TIMEOUT_SECS")?
+                .or(file.request_timeout_secs)
+                .unwrap_or(120),
             alerts: AlertsConfig::load(file.alerts.unwrap_or_default())?,
             isolate_by_default: parse_isolation(
                 env_parse::<String>("STASK_ISOLATION")?.or(file.isolation),
@@ -301,6 +308,11 @@ impl Config {
         }
         if self.header_timeout_secs == 0 {
             return Err(ConfigError("header_timeout_secs must be at least 1".into()));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError(
+                "request_timeout_secs must be at least 1".into(),
+            ));
         }
         if self.lease_ms < 1_000 {
             return Err(ConfigError("lease_ms must be at least 1000".into()));

@@ -314,3 +314,70 @@ fn the_session_cookie_is_secure_behind_a_tls_proxy_or_when_configured() {
         out.stderr
     );
 }
+
+/// A client that sends a create request's body a byte at a time is answered 408 with a JSON
+/// error once `STASK_REQUEST_TIMEOUT_SECS` is over, and nothing is created.
+#[test]
+fn a_client_sending_its_body_slowly_gets_408_in_bounded_time() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_REQUEST_TIMEOUT_SECS", "2");
+    let d = home.serve();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(
+            format!(
+                "POST /stask/workers/demo/tasks/noop HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{",
+                d.token
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    // JSON white space, one byte every 200 ms: the body would take 200 s to arrive.
+    let mut answer = Vec::new();
+    let mut sent = 0;
+    let answered_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no answer after {sent} slow body bytes"
+        );
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.ends_with(b"}") {
+                    break started.elapsed();
+                }
+                continue;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if stream.write_all(b" ").is_err() {
+            break started.elapsed();
+        }
+        sent += 1;
+    };
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["success"], false, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("longer than 2s"),
+        "{body}"
+    );
+    assert!(
+        answered_after >= Duration::from_millis(1900) && answered_after < Duration::from_secs(6),
+        "answered after {answered_after:?} (timeout 2 s), {sent} bytes sent"
+    );
+    assert!(sent >= 5, "the client was sending all along: {sent} bytes");
+    assert_eq!(d.get("/stask/stats").body["total"], 0);
+    assert_eq!(d.get("/stask/health").status, 200);
+}
