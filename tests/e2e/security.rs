@@ -211,6 +211,56 @@ fn oversized_header_sets_are_refused_with_431() {
     assert_eq!(d.get("/stask/health").status, 200);
 }
 
+/// What a slow client got: the server's answer (empty when it only closed the connection),
+/// after how long, and how many pieces the client had trickled in by then.
+struct SlowClient {
+    answer: String,
+    after: Duration,
+    sent: usize,
+}
+
+/// Sends `head`, then `piece(n)` every 200 ms, until the server answers (a complete JSON body)
+/// or closes the connection; fails if neither happens within 20 s.
+fn trickle(addr: &str, head: &[u8], piece: impl Fn(usize) -> Vec<u8>) -> SlowClient {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    stream.write_all(head).unwrap();
+    let mut answer = Vec::new();
+    let mut sent = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "neither answered nor closed after {sent} slow pieces"
+        );
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.ends_with(b"}") {
+                    break;
+                }
+                continue;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("{e}"),
+        }
+        if stream.write_all(&piece(sent)).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    SlowClient {
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        after: started.elapsed(),
+        sent,
+    }
+}
+
 #[test]
 fn a_client_sending_headers_slowly_is_cut_off_in_bounded_time() {
     let mut home = Home::with_workers(&[]);
@@ -219,44 +269,24 @@ fn a_client_sending_headers_slowly_is_cut_off_in_bounded_time() {
     let addr = d.base.trim_start_matches("http://").to_owned();
 
     // Slowloris: a header line every 200 ms, never the blank line that ends them.
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let started = Instant::now();
-    stream
-        .write_all(b"GET /stask/health HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
-    let mut sent = 0;
-    let cut_after = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "still connected after {sent} slow header lines"
-        );
-        let mut buf = [0u8; 1024];
-        match stream.read(&mut buf) {
-            Ok(0) => break started.elapsed(),
-            Ok(n) => panic!(
-                "answered a request whose headers never ended: {}",
-                String::from_utf8_lossy(&buf[..n])
-            ),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break started.elapsed(),
-            Err(e) => panic!("{e}"),
-        }
-        if stream
-            .write_all(format!("X-Slow-{sent}: a\r\n").as_bytes())
-            .is_err()
-        {
-            break started.elapsed();
-        }
-        sent += 1;
-    };
-    assert!(
-        cut_after >= Duration::from_millis(1500) && cut_after < Duration::from_secs(6),
-        "cut off after {cut_after:?} (timeout 2 s), {sent} lines sent"
+    let cut = trickle(&addr, b"GET /stask/health HTTP/1.1\r\nHost: x\r\n", |n| {
+        format!("X-Slow-{n}: a\r\n").into_bytes()
+    });
+    assert_eq!(
+        cut.answer, "",
+        "answered a request whose headers never ended"
     );
-    assert!(sent >= 5, "the client was sending all along: {sent} lines");
+    assert!(
+        cut.after >= Duration::from_millis(1500) && cut.after < Duration::from_secs(6),
+        "cut off after {:?} (timeout 2 s), {} lines sent",
+        cut.after,
+        cut.sent
+    );
+    assert!(
+        cut.sent >= 5,
+        "the client was sending all along: {} lines",
+        cut.sent
+    );
 
     // An idle keep-alive connection is closed after the same time; requests still work.
     let mut idle = TcpStream::connect(&addr).unwrap();
@@ -323,61 +353,32 @@ fn a_client_sending_its_body_slowly_gets_408_in_bounded_time() {
     home.set_env("STASK_REQUEST_TIMEOUT_SECS", "2");
     let d = home.serve();
     let addr = d.base.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let started = Instant::now();
-    stream
-        .write_all(
-            format!(
-                "POST /stask/workers/demo/tasks/noop HTTP/1.1\r\nHost: x\r\n\
-                 Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 1000\r\n\r\n{{",
-                d.token
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let head = format!(
+        "POST /stask/workers/demo/tasks/noop HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{",
+        d.token
+    );
     // JSON white space, one byte every 200 ms: the body would take 200 s to arrive.
-    let mut answer = Vec::new();
-    let mut sent = 0;
-    let answered_after = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no answer after {sent} slow body bytes"
-        );
-        let mut buf = [0u8; 4096];
-        match stream.read(&mut buf) {
-            Ok(0) => break started.elapsed(),
-            Ok(n) => {
-                answer.extend_from_slice(&buf[..n]);
-                if answer.ends_with(b"}") {
-                    break started.elapsed();
-                }
-                continue;
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("{e}"),
-        }
-        if stream.write_all(b" ").is_err() {
-            break started.elapsed();
-        }
-        sent += 1;
-    };
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let slow = trickle(&addr, head.as_bytes(), |_| b" ".to_vec());
+    assert!(slow.answer.starts_with("HTTP/1.1 408"), "{}", slow.answer);
+    let body: Value = serde_json::from_str(slow.answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["success"], false, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("longer than 2s"),
         "{body}"
     );
     assert!(
-        answered_after >= Duration::from_millis(1900) && answered_after < Duration::from_secs(6),
-        "answered after {answered_after:?} (timeout 2 s), {sent} bytes sent"
+        slow.after >= Duration::from_millis(1900) && slow.after < Duration::from_secs(6),
+        "answered after {:?} (timeout 2 s), {} bytes sent",
+        slow.after,
+        slow.sent
     );
-    assert!(sent >= 5, "the client was sending all along: {sent} bytes");
+    assert!(
+        slow.sent >= 5,
+        "the client was sending all along: {} bytes",
+        slow.sent
+    );
     assert_eq!(d.get("/stask/stats").body["total"], 0);
     assert_eq!(d.get("/stask/health").status, 200);
 }
