@@ -405,3 +405,37 @@ pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
         std::path::Path::new(url),
     )?))
 }
+
+/// The plugin's defaults with the operator's values on top; keys the plugin no longer declares
+/// are kept too (an operator's value is never silently dropped by a reload). Both drivers
+/// store what this returns when a worker is registered or reloaded.
+pub fn merge_settings(
+    defaults: &serde_json::Value,
+    current: &serde_json::Value,
+) -> serde_json::Value {
+    let mut merged = defaults.as_object().cloned().unwrap_or_default();
+    if let Some(current) = current.as_object() {
+        for (k, v) in current {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::Value::Object(merged)
+}
+
+/// [`Stats`] from `(status code, count)` rows (`SELECT status, COUNT(*) ... GROUP BY status`).
+pub fn stats_from_counts(rows: impl IntoIterator<Item = (i64, i64)>) -> Stats {
+    let mut stats = Stats::default();
+    for (code, n) in rows {
+        match TaskStatus::from_code(code) {
+            Some(TaskStatus::Pending) => stats.pending = n,
+            Some(TaskStatus::Preparing) => stats.preparing = n,
+            Some(TaskStatus::Running) => stats.running = n,
+            Some(TaskStatus::Completed) => stats.completed = n,
+            Some(TaskStatus::Failed) => stats.failed = n,
+            Some(TaskStatus::Cancelled) => stats.cancelled = n,
+            None => {}
+        }
+        stats.total += n;
+    }
+    stats
+}

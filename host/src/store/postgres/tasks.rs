@@ -3,12 +3,12 @@
 //! batches go as arrays in one statement (one round trip instead of one per row).
 
 use super::{prepared, text, PgStore};
-use crate::model::{LogLine, NewTask, Stats, Task, TaskStatus};
+use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
-    CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
-    StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
 use postgres::GenericClient;
@@ -603,21 +603,12 @@ impl TaskStore for PgStore {
                 cache,
                 "SELECT status, COUNT(*) FROM s_tasks GROUP BY status",
             )?;
-            let mut stats = Stats::default();
-            for row in client.query(&stmt, &[])? {
-                let (code, n): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-                match TaskStatus::from_code(code) {
-                    Some(TaskStatus::Pending) => stats.pending = n,
-                    Some(TaskStatus::Preparing) => stats.preparing = n,
-                    Some(TaskStatus::Running) => stats.running = n,
-                    Some(TaskStatus::Completed) => stats.completed = n,
-                    Some(TaskStatus::Failed) => stats.failed = n,
-                    Some(TaskStatus::Cancelled) => stats.cancelled = n,
-                    None => {}
-                }
-                stats.total += n;
-            }
-            Ok(stats)
+            let counts = client
+                .query(&stmt, &[])?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<StoreResult<Vec<(i64, i64)>>>()?;
+            Ok(stats_from_counts(counts))
         })
     }
 

@@ -3,7 +3,9 @@
 use super::{prepared, text, PgStore};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
 use crate::store::rows::{worker_columns, worker_from_row};
-use crate::store::{StoreError, StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
+use crate::store::{
+    merge_settings, StoreError, StoreResult, WorkerFilter, WorkerRegistration, WorkerStore,
+};
 use postgres::GenericClient;
 use serde_json::Value;
 
@@ -22,18 +24,6 @@ fn load_worker(
         .query_opt(&sql, &[&identifier])?
         .map(|r| worker_from_row(&r))
         .transpose()
-}
-
-/// The plugin's defaults with the operator's values on top; keys the plugin no longer declares
-/// are kept too (an operator's value is never silently dropped by a reload).
-fn merge_settings(defaults: &Value, current: &Value) -> Value {
-    let mut merged = defaults.as_object().cloned().unwrap_or_default();
-    if let Some(current) = current.as_object() {
-        for (k, v) in current {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(merged)
 }
 
 impl WorkerStore for PgStore {

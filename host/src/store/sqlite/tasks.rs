@@ -1,12 +1,12 @@
 //! `TaskStore` for SQLite.
 
 use super::SqliteStore;
-use crate::model::{LogLine, NewTask, Stats, Task, TaskStatus};
+use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{task_from_row, TASK_COLUMNS};
 use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
-    CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, ProgressWrite, RetryResult,
-    StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, Transaction};
@@ -496,24 +496,12 @@ impl TaskStore for SqliteStore {
 
     fn stats(&self) -> StoreResult<Stats> {
         self.read(|conn| {
-            let mut stats = Stats::default();
             let mut stmt =
                 conn.prepare_cached("SELECT status, COUNT(*) FROM s_tasks GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (code, n) = row?;
-                match TaskStatus::from_code(code) {
-                    Some(TaskStatus::Pending) => stats.pending = n,
-                    Some(TaskStatus::Preparing) => stats.preparing = n,
-                    Some(TaskStatus::Running) => stats.running = n,
-                    Some(TaskStatus::Completed) => stats.completed = n,
-                    Some(TaskStatus::Failed) => stats.failed = n,
-                    Some(TaskStatus::Cancelled) => stats.cancelled = n,
-                    None => {}
-                }
-                stats.total += n;
-            }
-            Ok(stats)
+            let counts = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(stats_from_counts(counts))
         })
     }
 

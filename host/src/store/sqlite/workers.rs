@@ -3,7 +3,7 @@
 use super::SqliteStore;
 use crate::model::{PluginFile, WorkerRow, WorkerState};
 use crate::store::rows::{worker_from_row, WORKER_COLUMNS};
-use crate::store::{StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
+use crate::store::{merge_settings, StoreResult, WorkerFilter, WorkerRegistration, WorkerStore};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
@@ -13,18 +13,6 @@ fn load_worker(conn: &Connection, identifier: &str) -> StoreResult<Option<Worker
         .query_and_then([identifier], |r| worker_from_row(r))?
         .next()
         .transpose()
-}
-
-/// The plugin's defaults with the operator's values on top; keys the plugin no longer declares
-/// are kept too (an operator's value is never silently dropped by a reload).
-fn merge_settings(defaults: &Value, current: &Value) -> Value {
-    let mut merged = defaults.as_object().cloned().unwrap_or_default();
-    if let Some(current) = current.as_object() {
-        for (k, v) in current {
-            merged.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(merged)
 }
 
 impl WorkerStore for SqliteStore {
