@@ -256,6 +256,33 @@ fn a_database_locked_for_seconds_by_another_process_delays_but_loses_nothing() {
     );
 }
 
+/// Waits up to `within` for the task that was running when a lock began, and checks that it
+/// completed once: one attempt, its result, and one start and one end in the worker's ledger
+/// (its own live host never took it for a dead host's).
+fn ran_once_despite_the_lock(d: &Daemon, id: i64, ledger: &Path, within: Duration) {
+    let done = d.wait_task(id, within, |t| {
+        matches!(
+            t["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        )
+    });
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["result"].as_str(),
+            done["attempts"].as_i64()
+        ),
+        (Some("completed"), Some("once"), Some(1)),
+        "{done}\n{}",
+        d.log.text()
+    );
+    assert_eq!(
+        ledger_of(ledger),
+        vec![format!("start {id} 1"), format!("done {id} 1")],
+        "the running task must not be recovered from its own live host"
+    );
+}
+
 /// A lock that outlasts the busy timeout (10 s) and the lease (1.5 s): creates either wait and
 /// succeed or get a clear 503, nothing accepted is lost, and the task that was running when the
 /// lock began is not taken for a dead host's: it runs exactly once.
@@ -297,26 +324,7 @@ fn a_database_locked_beyond_the_busy_timeout_gets_clear_503s_and_no_double_run()
     for id in &ids {
         assert_eq!(d.wait_finished(*id)["status"], "completed");
     }
-    let done = d.wait_task(long, Duration::from_secs(60), |t| {
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
-        )
-    });
-    assert_eq!(
-        (
-            done["status"].as_str(),
-            done["result"].as_str(),
-            done["attempts"].as_i64()
-        ),
-        (Some("completed"), Some("once"), Some(1)),
-        "{done}"
-    );
-    assert_eq!(
-        ledger_of(&ledger),
-        vec![format!("start {long} 1"), format!("done {long} 1")],
-        "the running task must not be recovered from its own live host"
-    );
+    ran_once_despite_the_lock(&d, long, &ledger, Duration::from_secs(60));
     assert_eq!(d.get("/stask/health").status, 200);
     let stats = d.get("/stask/stats").body;
     assert_eq!(
@@ -369,27 +377,7 @@ fn heartbeats_failing_beyond_the_lease_do_not_rerun_the_hosts_own_task() {
         d.log.text()
     );
 
-    let done = d.wait_task(id, Duration::from_secs(90), |t| {
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "failed" | "cancelled")
-        )
-    });
-    assert_eq!(
-        (
-            done["status"].as_str(),
-            done["result"].as_str(),
-            done["attempts"].as_i64()
-        ),
-        (Some("completed"), Some("once"), Some(1)),
-        "{done}\n{}",
-        d.log.text()
-    );
-    assert_eq!(
-        ledger_of(&ledger),
-        vec![format!("start {id} 1"), format!("done {id} 1")],
-        "the running task must not be recovered from its own live host"
-    );
+    ran_once_despite_the_lock(&d, id, &ledger, Duration::from_secs(90));
     assert_eq!(
         d.log.count(|l| l.contains("recovered an interrupted task")),
         0

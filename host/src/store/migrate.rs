@@ -33,60 +33,31 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// One list of migration files per backend folder of `migrations/`, embedded at build time.
+macro_rules! migrations {
+    ($backend:literal: $($version:literal => $name:literal),* $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../migrations/", $backend, "/", $name)),
+        }),*]
+    };
+}
+
 /// The SQLite migrations, in order.
-pub const SQLITE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_init.sql",
-        sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_sessions.sql",
-        sql: include_str!("../../../migrations/sqlite/0002_sessions.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_created_index.sql",
-        sql: include_str!("../../../migrations/sqlite/0003_created_index.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_task_resources.sql",
-        sql: include_str!("../../../migrations/sqlite/0004_task_resources.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_hosts.sql",
-        sql: include_str!("../../../migrations/sqlite/0005_hosts.sql"),
-    },
-];
+pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
+    1 => "0001_init.sql",
+    2 => "0002_sessions.sql",
+    3 => "0003_created_index.sql",
+    4 => "0004_task_resources.sql",
+    5 => "0005_hosts.sql",
+);
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_init.sql",
-        sql: include_str!("../../../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_sessions.sql",
-        sql: include_str!("../../../migrations/postgres/0002_sessions.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_created_index.sql",
-        sql: include_str!("../../../migrations/postgres/0003_created_index.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_task_resources.sql",
-        sql: include_str!("../../../migrations/postgres/0004_task_resources.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_hosts.sql",
-        sql: include_str!("../../../migrations/postgres/0005_hosts.sql"),
-    },
-];
+pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
+    1 => "0001_init.sql",
+    2 => "0002_sessions.sql",
+    3 => "0003_created_index.sql",
+    4 => "0004_task_resources.sql",
+    5 => "0005_hosts.sql",
+);
