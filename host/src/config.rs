@@ -35,6 +35,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest accepted upload in bytes (`STASK_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: u64,
+    /// Largest file of plugins.d/ the host reads as a library, in bytes
+    /// (`STASK_MAX_PLUGIN_BYTES`, default 256 MiB); larger files are refused unread.
+    pub max_plugin_bytes: u64,
     /// Seconds running tasks get to finish on shutdown (`STASK_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
     /// Seconds a client gets to send a request's headers; also how long an idle keep-alive
@@ -189,6 +192,7 @@ struct FileConfig {
     activate_new_workers: Option<bool>,
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<u64>,
+    max_plugin_bytes: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
@@ -274,6 +278,9 @@ impl Config {
             max_upload_bytes: env_parse("STASK_MAX_UPLOAD_BYTES")?
                 .or(file.max_upload_bytes)
                 .unwrap_or(100 << 20),
+            max_plugin_bytes: env_parse("STASK_MAX_PLUGIN_BYTES")?
+                .or(file.max_plugin_bytes)
+                .unwrap_or(256 << 20),
             shutdown_grace_secs: env_parse("STASK_SHUTDOWN_GRACE_SECS")?
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(10),
@@ -314,6 +321,11 @@ impl Config {
                 "request_timeout_secs must be at least 1".into(),
             ));
         }
+        if self.max_plugin_bytes == 0 {
+            return Err(ConfigError(
+                "max_plugin_bytes must be at least 1 (STASK_MAX_PLUGIN_BYTES)".into(),
+            ));
+        }
         if self.lease_ms < 1_000 {
             return Err(ConfigError("lease_ms must be at least 1000".into()));
         }
@@ -350,9 +362,10 @@ impl Config {
         self.storage_dir().join("workers").join(identifier)
     }
 
-    /// Private shadow copies of loaded libraries (must allow execution).
+    /// `<home>/storage/plugins-loaded`: the copies of the libraries this host loaded, kept
+    /// while mapped (until the daemon exits; must allow execution).
     pub fn shadow_dir(&self) -> PathBuf {
-        self.storage_dir().join("shadow")
+        self.storage_dir().join("plugins-loaded")
     }
 }
 

@@ -306,3 +306,79 @@ fn the_loaded_worker_row_describes_its_library() {
     assert_eq!(list[0]["version"], w["version"]);
     assert_eq!(list[0]["loaded_at"], w["loaded_at"]);
 }
+
+/// Peak resident memory (`VmHWM`, kB) of a process: a buffer read and freed again leaves
+/// `VmRSS` where it was, but not the peak.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[test]
+fn fifos_devices_and_huge_files_are_refused_unread_and_links_to_libraries_load() {
+    let home = Home::with_workers(&[]);
+    let dir = home.plugins_dir();
+    // Before the fix the start-up scan blocked forever opening the FIFO.
+    mkfifo(&dir.join("f.so"));
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.so")).unwrap();
+    // Sparse: 2 GiB of length, no disk.
+    std::fs::File::create(dir.join("big.so"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    // A link to a library is a library.
+    std::os::unix::fs::symlink(library("stask_worker_demo"), dir.join("demo.so")).unwrap();
+
+    let d = home.serve();
+    let peak = peak_rss_kb(d.pid());
+    assert!(
+        peak < 512 * 1024,
+        "the daemon's peak RSS is {peak} kB: the 2 GiB file was read"
+    );
+    let files = plugin_files(&d);
+    refused(&files, "f.so", |r| {
+        r == "not a library: not a regular file (a FIFO (named pipe))"
+    });
+    refused(&files, "zero.so", |r| {
+        r == "not a library: not a regular file (a character device)"
+    });
+    let limit = 256u64 << 20;
+    refused(&files, "big.so", |r| {
+        r == format!(
+            "too large for a plugin: {} bytes, over the limit of {limit} bytes (STASK_MAX_PLUGIN_BYTES)",
+            2u64 << 30
+        )
+    });
+    assert_eq!(entry(&files, "demo.so")["state"], "loaded");
+    demo_still_works(&d);
+}
+
+#[test]
+fn the_plugin_size_limit_is_configurable() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_MAX_PLUGIN_BYTES", "0");
+    let out = home.cli(&["workers", "list"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("STASK_MAX_PLUGIN_BYTES"),
+        "the refusal names the setting: {out:?}"
+    );
+
+    home.set_env("STASK_MAX_PLUGIN_BYTES", "4096");
+    let d = home.serve();
+    let size = std::fs::metadata(library("stask_worker_demo"))
+        .unwrap()
+        .len();
+    refused(&plugin_files(&d), "demo.so", |r| {
+        r == format!(
+            "too large for a plugin: {size} bytes, over the limit of 4096 bytes (STASK_MAX_PLUGIN_BYTES)"
+        )
+    });
+}

@@ -362,10 +362,15 @@ fn memory_of_replaced_versions_is_kept_and_warned_about() {
         (after.saturating_sub(before)) as f64 / reloads as f64,
         started.elapsed().as_millis() as f64 / reloads as f64
     );
-    assert!(d
+    let warning = d
         .log
         .wait_for(WAIT, |l| l.contains("restart the daemon to reclaim it"))
-        .is_some());
+        .expect("the reload warning");
+    // It says how much disk the copies hold (101 loads at the warning).
+    assert!(
+        warning.contains("copies hold") && warning.contains("plugins-loaded"),
+        "{warning}"
+    );
     let id = d.create("demo", "noop", json!({}));
     assert_eq!(d.wait_finished(id)["status"], "completed");
 }
@@ -466,4 +471,244 @@ fn tasks_claimed_ahead_go_back_to_pending_when_their_worker_is_deactivated() {
     for &id in &behind {
         assert_eq!(d.wait_finished(id)["status"], "completed");
     }
+}
+
+/// Waits until the worker's state is `state`; returns the worker.
+fn wait_state(d: &Daemon, identifier: &str, state: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let w = worker(d, identifier);
+        if w["state"] == state {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{identifier} is not {state}: {w}\nlog:\n{}",
+            d.log.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The entry of plugins.d/`name` in `GET /stask/workers`.
+fn plugin_file(d: &Daemon, name: &str) -> Value {
+    let files = d.get("/stask/workers").body["plugin_files"].clone();
+    files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no plugin_files entry for {name}: {files:#}"))
+}
+
+/// Waits until the daemon logged the refusal of `name`.
+fn wait_refused(d: &Daemon, name: &str) {
+    d.log
+        .wait_for(WAIT, |l| {
+            l.contains("plugin refused") && l.contains(&format!("file=\"{name}\""))
+        })
+        .unwrap_or_else(|| panic!("{name} was not refused; log:\n{}", d.log.text()));
+}
+
+/// Peak resident memory (`VmHWM`, kB): a buffer read and freed leaves `VmRSS` where it was,
+/// but not the peak.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_fifo_in_the_folder_stalls_neither_the_watcher_nor_the_api() {
+    let home = Home::with_workers(&[]);
+    let d = home.serve();
+    let dir = home.plugins_dir();
+    let fifo = std::ffi::CString::new(dir.join("f.so").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    wait_refused(&d, "f.so");
+    assert_eq!(
+        plugin_file(&d, "f.so")["error"],
+        "not a library: not a regular file (a FIFO (named pipe))"
+    );
+
+    // Before the fix the watcher stayed blocked opening the FIFO: this never loaded.
+    let started = Instant::now();
+    std::fs::copy(v1(), dir.join("demo.so")).unwrap();
+    wait_loads(&d, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "loaded after {:?}",
+        started.elapsed()
+    );
+    for route in ["/stask/workers/discover", "/stask/workers/rescan"] {
+        let started = Instant::now();
+        let r = d.post(route, &json!({}));
+        assert_eq!(r.status, 200, "{route}: {:?}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{route} took {:?}",
+            started.elapsed()
+        );
+        let fifo = r.body["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["file"] == "f.so")
+            .cloned()
+            .unwrap_or_else(|| panic!("{route}: {}", r.body));
+        assert_eq!(fifo["outcome"], "refused", "{fifo}");
+        assert!(fifo["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"));
+    }
+    let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 0}));
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+}
+
+#[test]
+fn huge_and_endless_files_are_refused_without_reading_them() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let dir = home.plugins_dir();
+    let before = peak_rss_kb(d.pid());
+    // Sparse: 2 GiB of length, no disk. Before the fix it was read whole (2.1 GB RSS).
+    std::fs::File::create(dir.join("big.so"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    wait_refused(&d, "big.so");
+    let after = peak_rss_kb(d.pid());
+    eprintln!("peak RSS {before} kB before the 2 GiB file, {after} kB after");
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} kB to {after} kB: the file was read"
+    );
+    assert_eq!(
+        plugin_file(&d, "big.so")["error"],
+        format!(
+            "too large for a plugin: {} bytes, over the limit of {} bytes (STASK_MAX_PLUGIN_BYTES)",
+            2u64 << 30,
+            256u64 << 20
+        )
+    );
+
+    // Endless: refused by its type, before any read (created only once the size check held,
+    // so a daemon without the fix fails above instead of filling the memory).
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.so")).unwrap();
+    wait_refused(&d, "zero.so");
+    assert_eq!(
+        plugin_file(&d, "zero.so")["error"],
+        "not a library: not a regular file (a character device)"
+    );
+    let r = d.post("/stask/workers/discover", &json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(peak_rss_kb(d.pid()) < before + 64 * 1024);
+    let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 0}));
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+}
+
+#[test]
+fn a_replaced_or_removed_plugins_folder_is_noticed_and_the_new_one_watched() {
+    let home = Home::with_workers(&["demo", "product"]);
+    let d = home.serve();
+    let dir = home.plugins_dir();
+
+    // mv away + mkdir: the watch followed the old folder before the fix.
+    std::fs::rename(&dir, home.path().join("plugins.away")).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    wait_state(&d, "demo", "orphaned");
+    wait_state(&d, "product", "orphaned");
+    std::fs::copy(v1(), dir.join("demo.so")).unwrap();
+    wait_state(&d, "demo", "loaded");
+    assert_eq!(worker(&d, "product")["state"], "orphaned");
+    let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 0}));
+    assert_eq!(d.wait_finished(id)["result"], "done by v1");
+
+    // Removed, then created again.
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_state(&d, "demo", "orphaned");
+    std::fs::create_dir(&dir).unwrap();
+    home.install_worker("product");
+    wait_state(&d, "product", "loaded");
+    home.install_worker("demo");
+    wait_state(&d, "demo", "loaded");
+    let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 0}));
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+    assert!(
+        d.log
+            .count(|l| l.contains("the plugins folder was replaced"))
+            >= 2
+    );
+}
+
+/// The library copies in `storage/plugins-loaded/`: (path, size).
+fn loaded_copies(home: &Home) -> Vec<(std::path::PathBuf, u64)> {
+    let dir = home.storage().join("plugins-loaded");
+    let mut copies: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| (e.path(), e.metadata().unwrap().len()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    copies.sort();
+    copies
+}
+
+#[test]
+fn reload_copies_stay_visible_on_disk_are_reported_and_go_at_exit_and_restart() {
+    let v2 = demo_v2().to_owned();
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let reloads = 4;
+    let mut expected = size(&v1());
+    for i in 0..reloads {
+        let from = if i % 2 == 0 { v2.clone() } else { v1() };
+        expected += size(&from);
+        replace_by_rename(&from, &home.plugins_dir(), "demo.so");
+        wait_loads(&d, i + 2);
+    }
+
+    // One file per load, where du sees it, and exactly what the API reports.
+    let copies = loaded_copies(&home);
+    assert_eq!(copies.len(), reloads + 1, "{copies:?}");
+    assert_eq!(copies.iter().map(|(_, n)| n).sum::<u64>(), expected);
+    let reported = d.get("/stask/workers").body["loaded_copies"].clone();
+    assert_eq!(
+        reported,
+        json!({"count": reloads + 1, "bytes": expected}),
+        "GET /stask/workers reports the copies"
+    );
+    // The daemon maps these very files, none of them deleted.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", d.pid())).unwrap();
+    for (path, _) in &copies {
+        assert!(
+            maps.contains(path.to_str().unwrap()),
+            "{path:?} is not mapped"
+        );
+    }
+    assert!(
+        !maps
+            .lines()
+            .any(|l| l.ends_with("(deleted)") && l.contains("/storage/")),
+        "a deleted library is still mapped:\n{maps}"
+    );
+
+    // Killed: the copies stay behind until the next start, which removes them.
+    d.kill9();
+    assert_eq!(loaded_copies(&home).len(), reloads + 1);
+    let d = home.serve();
+    let copies = loaded_copies(&home);
+    assert_eq!(copies.len(), 1, "only the new start's copy: {copies:?}");
+    assert_eq!(
+        d.get("/stask/workers").body["loaded_copies"],
+        json!({"count": 1, "bytes": copies[0].1})
+    );
+    // A clean stop removes its own.
+    assert_eq!(d.terminate(), 0);
+    assert!(loaded_copies(&home).is_empty());
 }

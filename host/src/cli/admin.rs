@@ -93,6 +93,8 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                     "a daemon is running on this home and watches plugins.d/ itself; use POST /stask/workers/rescan to force a rescan",
                 )
             })?;
+            // This command's library copies go when it ends (and stale ones now).
+            let _copies = engine.registry.claim_copies();
             let outcomes = if matches!(cmd, WorkersCommand::Rescan) {
                 engine.registry.rescan()?
             } else {

@@ -3,6 +3,7 @@
 use super::{lock_home, open, CliError, CliResult, HomeLock};
 use crate::engine::Engine;
 use crate::events::EventBus;
+use crate::plugins::copies::CopiesCleanup;
 use crate::plugins::PluginWatcher;
 use clap::Args;
 use std::path::PathBuf;
@@ -28,8 +29,10 @@ pub struct ServeArgs {
 /// What keeps a prepared host alive.
 struct Prepared {
     engine: Arc<Engine>,
-    _lock: HomeLock,
     _watcher: Option<PluginWatcher>,
+    /// Deletes this process's library copies at exit; dropped before the lock is released.
+    _copies: CopiesCleanup,
+    _lock: HomeLock,
 }
 
 /// Opens everything and loads the plugins; shared by `serve` and `process`. With `watch`, the
@@ -43,6 +46,8 @@ fn prepare(
     adjust(&mut config);
     let lock = lock_home(&config.storage_dir())?;
     let engine = Engine::new(config, store, EventBus::default());
+    // Copies an earlier daemon left (killed before its exit) are stale: each load makes its own.
+    let copies = engine.registry.claim_copies();
     let watcher = if watch {
         let waker = engine.clone();
         let watcher = crate::plugins::watch::watch(engine.registry.clone(), move || waker.wake())
@@ -56,8 +61,6 @@ fn prepare(
     } else {
         None
     };
-    // Copies for isolated runs of an earlier daemon are stale (each load makes its own).
-    let _ = std::fs::remove_dir_all(engine.registry.isolated_dir());
     // Each refusal is logged by the registry with its reason.
     engine.registry.scan()?;
     let recovered = engine.recover_at_start()?;
@@ -69,8 +72,9 @@ fn prepare(
     }
     Ok(Prepared {
         engine,
-        _lock: lock,
         _watcher: watcher,
+        _copies: copies,
+        _lock: lock,
     })
 }
 

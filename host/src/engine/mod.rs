@@ -110,6 +110,7 @@ impl Engine {
             owner.clone(),
             config.plugins_dir.clone(),
             config.shadow_dir(),
+            config.max_plugin_bytes,
             store.clone(),
             events.clone(),
             config.activate_new_workers,

@@ -1,6 +1,7 @@
 //! Typed answers of the API: what is serialized is what the OpenAPI document describes.
 
 use crate::model::{LogLine, PluginFile};
+use crate::plugins::copies::CopiesUsage;
 use crate::views::{TaskView, WorkerView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -163,6 +164,9 @@ pub struct WorkerList {
     pub workers: Vec<WorkerView>,
     /// Every library file seen in plugins.d/ and how its last load went.
     pub plugin_files: Vec<PluginFile>,
+    /// The library copies this host loaded and keeps mapped (one per load since start, never
+    /// unloaded): files in `storage/plugins-loaded/` until the daemon exits.
+    pub loaded_copies: CopiesUsage,
 }
 
 /// One worker.

@@ -51,6 +51,7 @@ pub async fn list(
         success: true,
         workers: workers.iter().map(WorkerView::from).collect(),
         plugin_files,
+        loaded_copies: state.engine.registry.copies_usage(),
     }))
 }
 

@@ -2,10 +2,12 @@
 //!
 //! Invariants (each measured in `shared/notes/plugin-host.md`):
 //! - plugins.d/ files are never opened by `dlopen`: overwriting a mapped file in place
-//!   crashes the process. Each version is copied to its own shadow file (own path, own inode);
+//!   crashes the process. Each version is copied to its own file (own path, own inode) in
+//!   `storage/plugins-loaded/` ([`super::copies`]), kept there while it is mapped;
 //! - libraries are never unloaded: every `RString` and vtable points into them;
 //! - nothing is mapped before [`super::elf::check_complete`] accepted the bytes.
 
+use super::copies::LoadedCopies;
 use super::elf;
 use crate::plugins::host_context::{self, TaskHooks};
 use abi_stable::library::{
@@ -28,8 +30,8 @@ pub struct LoadedWorker {
     pub file: String,
     /// SHA-256 of the library bytes.
     pub sha256: String,
-    /// A copy of the library that child processes load for isolated runs
-    /// (`storage/isolated/{sha256}.so`), once the registry kept one.
+    /// The copy this version was loaded from (`storage/plugins-loaded/`, kept until the
+    /// daemon exits), which child processes load for isolated runs.
     pub isolated_copy: Option<PathBuf>,
 }
 
@@ -40,15 +42,6 @@ impl std::fmt::Debug for LoadedWorker {
             .field("file", &self.file)
             .field("sha256", &self.sha256)
             .finish()
-    }
-}
-
-impl Drop for LoadedWorker {
-    fn drop(&mut self) {
-        // The code stays mapped (never unloaded); only the file for child processes goes.
-        if let Some(copy) = &self.isolated_copy {
-            let _ = std::fs::remove_file(copy);
-        }
     }
 }
 
@@ -117,22 +110,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Checks `bytes` (the content of `file`) and loads them from a shadow copy in `shadow_dir`.
-pub fn load(file: &str, bytes: &[u8], shadow_dir: &Path) -> Result<LoadedWorker, LoadError> {
+/// Checks `bytes` (the content of `file`, whose SHA-256 is `sha256`) and loads them from a
+/// copy in `copies`. A copy that `dlopen` mapped is kept (and counted) even when the library is
+/// refused afterwards: it stays mapped.
+pub fn load(
+    file: &str,
+    bytes: &[u8],
+    sha256: &str,
+    copies: &LoadedCopies,
+) -> Result<LoadedWorker, LoadError> {
     elf::check_complete(bytes).map_err(|e| LoadError::new(e.to_string()))?;
-    let sha256 = sha256_hex(bytes);
-    let shadow = write_shadow(file, &sha256, bytes, shadow_dir)?;
-    let module = open_module(&shadow);
-    // The mapping keeps the code alive; the shadow path is no longer needed.
-    let _ = std::fs::remove_file(&shadow);
-    let module = module?;
+    let copy = copies
+        .write(file, sha256, bytes)
+        .map_err(|e| LoadError::new(format!("cannot write the library copy: {e}")))?;
+    let module = match open_module(&copy) {
+        Ok(module) => module,
+        Err(e) => {
+            // Not mapped (dlopen failed, or the library was closed again): nothing holds it.
+            copies.discard(&copy);
+            return Err(e);
+        }
+    };
+    copies.keep(bytes.len() as u64);
     let manifest = read_manifest(module)?;
     Ok(LoadedWorker {
         module,
         manifest,
         file: file.to_owned(),
-        sha256,
-        isolated_copy: None,
+        sha256: sha256.to_owned(),
+        isolated_copy: Some(copy),
     })
 }
 
@@ -155,26 +161,9 @@ pub fn load_checked_copy(path: &Path) -> Result<LoadedWorker, LoadError> {
     })
 }
 
-fn write_shadow(file: &str, sha256: &str, bytes: &[u8], dir: &Path) -> Result<PathBuf, LoadError> {
-    let io = |what: &str, e: std::io::Error| LoadError::new(format!("{what}: {e}"));
-    std::fs::create_dir_all(dir).map_err(|e| io("cannot create the shadow folder", e))?;
-    let stem = Path::new(file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
-    // A fresh name for every load: glibc returns an already-loaded library for a known path or
-    // inode, which would silently keep the old code.
-    let unique = format!("{stem}-{}-{}", &sha256[..16], rand::random::<u32>());
-    let tmp = dir.join(format!(".{unique}.tmp"));
-    let path = dir.join(format!("{unique}.so"));
-    std::fs::write(&tmp, bytes).map_err(|e| io("cannot write the shadow copy", e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io("cannot place the shadow copy", e))?;
-    Ok(path)
-}
-
 fn open_module(path: &Path) -> Result<WorkerModuleRef, LoadError> {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-    // SAFETY: the bytes passed the ELF completeness check and live in our own shadow file that
+    // SAFETY: the bytes passed the ELF completeness check and live in our own copy that
     // nobody else writes. Running the library's constructors is inherent to loading a plugin.
     let library = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map_err(|e| {
         let cause = std::error::Error::source(&e)

@@ -1,10 +1,12 @@
 //! Worker plugins: checking, loading and registering the libraries in plugins.d/.
 //! Only this module touches `abi_stable` and `libloading`.
 
+pub mod copies;
 pub mod elf;
 pub mod host_context;
 pub mod isolation;
 pub mod loader;
+pub mod read;
 pub mod registry;
 pub mod watch;
 

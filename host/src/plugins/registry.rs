@@ -1,7 +1,9 @@
 //! The registry: which worker version serves each identifier, kept in step with plugins.d/ and
 //! with `s_workers` / `s_plugin_files`.
 
+use super::copies::{CopiesCleanup, CopiesUsage, LoadedCopies};
 use super::loader::{self, LoadedWorker};
+use super::read::{self, PluginBytes, ReadError};
 use crate::clock::now_ms;
 use crate::events::{Event, EventBus};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
@@ -43,8 +45,9 @@ struct Inner {
     rows: HashMap<String, WorkerRow>,
 }
 
-/// Libraries loaded since start past which a warning is logged: old versions are never
-/// unloaded, so each reload keeps its memory until the daemon restarts.
+/// Libraries loaded since start past which a warning is logged (and again every as many
+/// loads): old versions are never unloaded, so each reload keeps its memory, and its copy in
+/// `storage/plugins-loaded/`, until the daemon restarts.
 const RELOAD_WARNING_THRESHOLD: u64 = 100;
 
 /// Counters of the worker-row cache, as seen by [`Registry::row`] (the lookup of every run).
@@ -133,7 +136,10 @@ pub struct Registry {
     /// This host's name in the hosts registry (its lease owner name).
     host_name: String,
     plugins_dir: PathBuf,
-    shadow_dir: PathBuf,
+    /// The copies this host loaded (`storage/plugins-loaded/`).
+    copies: LoadedCopies,
+    /// Largest file read from plugins.d/ (`STASK_MAX_PLUGIN_BYTES`).
+    max_file_bytes: u64,
     store: Arc<dyn Store>,
     events: EventBus,
     active_when_new: bool,
@@ -153,12 +159,13 @@ pub fn is_plugin_file_name(name: &str) -> bool {
 }
 
 impl Registry {
-    /// A registry for `plugins_dir`, loading shadow copies from `shadow_dir`, for the host
-    /// `host_name` (its name in the hosts registry).
+    /// A registry for `plugins_dir`, loading copies from `copies_dir`, reading files of at most
+    /// `max_file_bytes`, for the host `host_name` (its name in the hosts registry).
     pub fn new(
         host_name: String,
         plugins_dir: PathBuf,
-        shadow_dir: PathBuf,
+        copies_dir: PathBuf,
+        max_file_bytes: u64,
         store: Arc<dyn Store>,
         events: EventBus,
         active_when_new: bool,
@@ -166,7 +173,8 @@ impl Registry {
         Registry {
             host_name,
             plugins_dir,
-            shadow_dir,
+            copies: LoadedCopies::new(copies_dir),
+            max_file_bytes,
             store,
             events,
             active_when_new,
@@ -183,55 +191,77 @@ impl Registry {
         &self.plugins_dir
     }
 
-    /// Folder of the library copies that isolated runs load: `storage/isolated/`, beside the
-    /// shadow folder (which a scan clears; these copies must outlive a rescan while their
-    /// version is in service). One copy per loaded version, removed when the version is
-    /// dropped (replaced and no longer running anything); the daemon clears the folder at
-    /// start.
-    pub fn isolated_dir(&self) -> PathBuf {
-        self.shadow_dir.with_file_name("isolated")
+    /// The library copies this host keeps mapped (and on disk until it exits).
+    pub fn copies_usage(&self) -> CopiesUsage {
+        self.copies.usage()
     }
 
-    /// Writes this version's copy (temp file + rename).
-    fn keep_isolated_copy(&self, sha256: &str, bytes: &[u8]) -> Option<PathBuf> {
-        let dir = self.isolated_dir();
-        let unique = format!("{}-{:08x}", &sha256[..16], rand::random::<u32>());
-        let path = dir.join(format!("{unique}.so"));
-        let tmp = dir.join(format!(".{unique}.tmp"));
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        match written {
-            Ok(()) => Some(path),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::warn!("cannot keep a copy for isolated runs (they will fail): {e}");
-                None
-            }
-        }
+    /// The folder of the loaded copies (`storage/plugins-loaded/`).
+    pub fn copies_dir(&self) -> &Path {
+        self.copies.dir()
     }
 
-    /// Loads every library in plugins.d/ and orphans the workers whose file is gone.
-    /// Clears stale shadow copies first (they are never reused).
+    /// For the process holding the home lock, before its first load: deletes the copies a
+    /// killed daemon left (and the `shadow/` and `isolated/` folders of older versions beside
+    /// them) and returns the guard that deletes this process's copies when it exits.
+    pub fn claim_copies(&self) -> CopiesCleanup {
+        let dir = self.copies.dir();
+        let legacy: Vec<PathBuf> = ["shadow", "isolated"]
+            .into_iter()
+            .map(|name| dir.with_file_name(name))
+            .collect();
+        self.copies.claim(&legacy)
+    }
+
+    /// Reads plugins.d/`name` without trusting it (see [`read`]): regular files only, within
+    /// the size limit, never blocking.
+    pub fn read_file(&self, name: &str) -> Result<PluginBytes, ReadError> {
+        read::read(&self.plugins_dir.join(name), self.max_file_bytes)
+    }
+
+    /// Loads every library in plugins.d/, orphans the workers whose file is gone (files this
+    /// registry loaded and no longer finds included: the folder may have been replaced), and
+    /// orphans worker rows no library serves.
     pub fn scan(&self) -> StoreResult<ScanOutcomes> {
-        let _ = std::fs::remove_dir_all(&self.shadow_dir);
-        let mut names: Vec<String> = match std::fs::read_dir(&self.plugins_dir) {
-            Ok(dir) => dir
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
-                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .filter(|n| is_plugin_file_name(n))
-                .collect(),
+        let listed: Option<Vec<String>> = match std::fs::read_dir(&self.plugins_dir) {
+            Ok(dir) => Some(
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .filter(|n| is_plugin_file_name(n))
+                    // Folders are ignored (links to folders included).
+                    .filter(|n| !self.plugins_dir.join(n).is_dir())
+                    .collect(),
+            ),
+            // No folder: every library is gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %self.plugins_dir.display(), "the plugins folder does not exist");
+                Some(Vec::new())
+            }
+            // Unreadable: what is loaded stays; nothing is known about the files.
             Err(e) => {
                 tracing::warn!(dir = %self.plugins_dir.display(), "cannot read the plugins folder: {e}");
-                Vec::new()
+                None
             }
         };
+        let mut names = listed.clone().unwrap_or_default();
         names.sort();
         let mut outcomes = Vec::new();
         for name in names {
             let outcome = self.load_file(&name)?;
             outcomes.push((name, outcome));
+        }
+        if let Some(listed) = listed {
+            let vanished: Vec<String> = self
+                .inner
+                .read()
+                .files
+                .keys()
+                .filter(|f| !listed.contains(f))
+                .cloned()
+                .collect();
+            for name in vanished {
+                self.remove_file(&name)?;
+            }
         }
         let present: Vec<String> = self.inner.read().live.keys().cloned().collect();
         for row in self.store.workers(&WorkerFilter::default())? {
@@ -310,13 +340,19 @@ impl Registry {
         ids
     }
 
-    /// Loads (or reloads) one file of plugins.d/ by name.
+    /// Loads (or reloads) one file of plugins.d/ by name. A file that is not a regular file
+    /// or is over the size limit is refused without being read (a folder is not a library
+    /// file: refused too, as the caller asked for it by name); a file that is gone is handled
+    /// as removed.
     pub fn load_file(&self, name: &str) -> StoreResult<FileLoad> {
-        let path = self.plugins_dir.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => self.load_bytes(name, &bytes),
+        match self.read_file(name) {
+            Ok(read) => self.load_read(name, &read),
+            Err(ReadError::NotFound(_)) => {
+                self.remove_file(name)?;
+                Ok(FileLoad::Refused(format!("{name} is gone")))
+            }
             Err(e) => {
-                let reason = format!("cannot read {name}: {e}");
+                let reason = e.to_string();
                 self.record_refusal(name, None, &reason, None, None)?;
                 Ok(FileLoad::Refused(reason))
             }
@@ -325,7 +361,18 @@ impl Registry {
 
     /// Loads (or reloads) `bytes`, the content of plugins.d/`name`, read once by the caller.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> StoreResult<FileLoad> {
-        let sha256 = loader::sha256_hex(bytes);
+        self.load_read(
+            name,
+            &PluginBytes {
+                bytes: bytes.to_vec(),
+                sha256: loader::sha256_hex(bytes),
+            },
+        )
+    }
+
+    /// Loads (or reloads) `read`, the content of plugins.d/`name` with its hash.
+    pub fn load_read(&self, name: &str, read: &PluginBytes) -> StoreResult<FileLoad> {
+        let (bytes, sha256) = (&read.bytes[..], read.sha256.clone());
         if self
             .inner
             .read()
@@ -335,7 +382,7 @@ impl Registry {
         {
             return Ok(FileLoad::Unchanged);
         }
-        let mut loaded = match loader::load(name, bytes, &self.shadow_dir) {
+        let loaded = match loader::load(name, bytes, &sha256, &self.copies) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.record_refusal(
@@ -350,13 +397,19 @@ impl Registry {
         };
         let loads = self.loads.fetch_add(1, Ordering::Relaxed) + 1;
         if loads > RELOAD_WARNING_THRESHOLD && loads % RELOAD_WARNING_THRESHOLD == 1 {
+            let held = self.copies.usage();
             tracing::warn!(
                 loads,
+                copies = held.count,
+                copy_bytes = held.bytes,
                 "{loads} plugin libraries loaded since start; replaced versions stay in memory \
-                 (libraries are never unloaded): restart the daemon to reclaim it"
+                 (libraries are never unloaded) and their {} copies hold {} bytes in {} until \
+                 the daemon exits: restart the daemon to reclaim it",
+                held.count,
+                held.bytes,
+                self.copies.dir().display()
             );
         }
-        loaded.isolated_copy = self.keep_isolated_copy(&sha256, bytes);
         let identifier = loaded.identifier().to_owned();
         let provider = self
             .inner
@@ -403,7 +456,8 @@ impl Registry {
         }
         if reloaded {
             self.reloads.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(worker = %identifier, %version, file = name, "worker reloaded: new tasks run the new version");
+            let held = self.copies.usage();
+            tracing::info!(worker = %identifier, %version, file = name, copies = held.count, copy_bytes = held.bytes, "worker reloaded: new tasks run the new version");
         } else {
             tracing::info!(worker = %identifier, %version, file = name, "worker loaded");
         }
@@ -714,7 +768,8 @@ mod tests {
         let registry = Registry::new(
             "test-host".into(),
             home.join("plugins.d"),
-            home.join("storage").join("shadow"),
+            home.join("storage").join("plugins-loaded"),
+            256 << 20,
             store.clone(),
             EventBus::new(16),
             true,
