@@ -1,6 +1,6 @@
 //! The loader on files as they arrive in plugins.d/: written, read back and handed to the
 //! loader as the registry does. Every file gets an answer, a file the completeness check
-//! refuses is refused before anything is copied or mapped, and no shadow copy is left behind.
+//! refuses is refused before anything is copied or mapped, and no library copy is left behind.
 //!
 //! Two kinds of input (the first byte chooses):
 //! - arbitrary bytes: loaded when the completeness check refuses them; a *complete* ELF made of
@@ -13,6 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use stask_host::plugins::copies::LoadedCopies;
 use stask_host::plugins::{elf, loader};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -20,14 +21,14 @@ use std::sync::OnceLock;
 /// A complete shared library (not an sTask plugin): `int f(void)`, built without libc.
 const LIBRARY: &[u8] = include_bytes!("../fixtures/tiny-library.so");
 
-/// plugins.d/ and the shadow folder of this fuzzing process.
-fn folders() -> &'static (PathBuf, PathBuf) {
-    static FOLDERS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// plugins.d/ and the loaded copies of this fuzzing process.
+fn folders() -> &'static (PathBuf, LoadedCopies) {
+    static FOLDERS: OnceLock<(PathBuf, LoadedCopies)> = OnceLock::new();
     FOLDERS.get_or_init(|| {
         let root = std::env::temp_dir().join(format!("stask-fuzz-load-{}", std::process::id()));
         let plugins = root.join("plugins.d");
         std::fs::create_dir_all(&plugins).unwrap();
-        (plugins, root.join("shadow"))
+        (plugins, LoadedCopies::new(root.join("plugins-loaded")))
     })
 }
 
@@ -48,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         content.resize(len.max(cut), 0);
         content
     };
-    let (plugins, shadow) = folders();
+    let (plugins, copies) = folders();
     let file = plugins.join("fuzz.so");
     std::fs::write(&file, &content).unwrap();
     let bytes = std::fs::read(&file).unwrap();
@@ -56,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     if complete && mode % 2 == 0 {
         return;
     }
-    match loader::load("fuzz.so", &bytes, shadow) {
+    match loader::load("fuzz.so", &bytes, &loader::sha256_hex(&bytes), copies) {
         // Only an sTask plugin loads, and no input is one.
         Ok(worker) => panic!("a non-plugin loaded: {worker:?}"),
         Err(e) => {
@@ -68,8 +69,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let left: Vec<_> = std::fs::read_dir(shadow)
+    // Nothing was mapped (no input is a plugin), so no copy may stay.
+    assert_eq!(copies.usage().count, 0);
+    let left: Vec<_> = std::fs::read_dir(copies.dir())
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "shadow copies left behind: {left:?}");
+    assert!(left.is_empty(), "library copies left behind: {left:?}");
 });
