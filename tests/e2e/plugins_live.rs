@@ -711,4 +711,8 @@ fn reload_copies_stay_visible_on_disk_are_reported_and_go_at_exit_and_restart() 
     // A clean stop removes its own.
     assert_eq!(d.terminate(), 0);
     assert!(loaded_copies(&home).is_empty());
+    // So does a discover by the CLI, which loads the libraries in its own process.
+    let out = home.cli(&["workers", "discover"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(loaded_copies(&home).is_empty());
 }

@@ -269,3 +269,21 @@ pub async fn clean_orphaned(
         identifiers: removed,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_worker_list_documents_the_loaded_copies() {
+        let doc = serde_json::to_value(super::super::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["WorkerList"]["properties"]["loaded_copies"]["$ref"],
+            "#/components/schemas/CopiesUsage"
+        );
+        let usage = &schemas["CopiesUsage"]["properties"];
+        assert!(
+            usage["count"].is_object() && usage["bytes"].is_object(),
+            "{usage}"
+        );
+    }
+}
