@@ -196,11 +196,6 @@ impl Registry {
         self.copies.usage()
     }
 
-    /// The folder of the loaded copies (`storage/plugins-loaded/`).
-    pub fn copies_dir(&self) -> &Path {
-        self.copies.dir()
-    }
-
     /// For the process holding the home lock, before its first load: deletes the copies a
     /// killed daemon left (and the `shadow/` and `isolated/` folders of older versions beside
     /// them) and returns the guard that deletes this process's copies when it exits.
