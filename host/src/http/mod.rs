@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod hosts;
 mod performance;
+mod query;
 mod schema;
 mod session;
 mod system;
@@ -237,9 +238,23 @@ pub(crate) fn parse_task_query(target: &str) -> Result<crate::store::TaskFilter,
     let uri: axum::http::Uri = target
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid request target: {e}")))?;
-    let axum::extract::Query(query) = axum::extract::Query::<schema::TaskQuery>::try_from_uri(&uri)
-        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = query::parse(axum::extract::Query::<schema::TaskQuery>::try_from_uri(
+        &uri,
+    ))?;
     tasks::task_filter(query)
+}
+
+/// Every whole-number query parameter of the API with its range (the OpenAPI document must
+/// declare the same; checked by a unit test in `query`).
+#[cfg(test)]
+pub(crate) fn int_params() -> [query::IntParam; 5] {
+    [
+        tasks::PAGE,
+        tasks::PER_PAGE,
+        tasks::PENDING_LIMIT,
+        performance::HOURS,
+        performance::BUCKETS,
+    ]
 }
 
 /// Runs a blocking store or engine call off the async threads.
