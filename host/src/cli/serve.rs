@@ -20,9 +20,9 @@ pub struct ServeArgs {
     /// Listen address [env: STASK_BIND; default 127.0.0.1:7878].
     #[arg(long)]
     pub bind: Option<String>,
-    /// Pool size [env: STASK_WORKERS; default: CPU cores].
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Pool size, 1-1024 [env: STASK_WORKERS; default: CPU cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// What keeps a prepared host alive.
@@ -82,7 +82,7 @@ pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
                 c.bind = bind;
             }
             if let Some(n) = args.workers {
-                c.workers = n.clamp(1, 1024);
+                c.workers = usize::from(n);
             }
         },
         true,
@@ -199,6 +199,6 @@ pub(super) fn process(home: Option<PathBuf>, batch_size: Option<usize>) -> CliRe
     let prepared = prepare(home, |_| {}, false)?;
     let engine = prepared.engine.clone();
     let ran = engine.run_pass(batch_size);
-    println!("processed {ran} tasks");
+    outln!("processed {ran} tasks");
     Ok(())
 }

@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use error::parse_id;
 pub use error::{ApiError, ErrorBody};
 
 /// State shared by every handler.
