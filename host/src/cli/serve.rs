@@ -153,6 +153,8 @@ async fn serve_http(
             () = &mut stop_signal => break,
         };
         let service = TowerToHyperService::new(app.clone());
+        // hyper's own answers to unparsable requests get the JSON error body on their way out.
+        let stream = crate::http::protocol_errors::JsonProtocolErrors::new(stream);
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
