@@ -176,6 +176,22 @@ impl ConfigValue for PathBuf {
     }
 }
 
+/// Refuses `value` of the numeric setting `env` below `min`, naming the setting.
+fn at_least<T: PartialOrd + std::fmt::Display + ConfigValue>(
+    env: &str,
+    value: T,
+    min: T,
+) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError(format!(
+            "{} must be {} of at least {min}, got {value}",
+            setting_name(env),
+            T::ACCEPTS
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses `value` of the numeric setting `env` outside `min..=max`, naming the setting and
 /// its range.
 fn in_range<T: PartialOrd + std::fmt::Display + ConfigValue>(
@@ -258,30 +274,18 @@ impl AlertsConfig {
             0.0,
             100.0,
         )?;
-        in_range(
+        at_least(
             "STASK_ALERT_MIN_FINISHED",
             t.min_finished_for_success_rate,
             1,
-            i64::MAX,
         )?;
-        in_range(
+        at_least(
             "STASK_ALERT_MAX_AVERAGE_DURATION_SECS",
             t.max_average_duration_secs,
             0.0,
-            f64::MAX,
         )?;
-        in_range(
-            "STASK_ALERT_MAX_MEMORY_BYTES",
-            t.max_memory_bytes,
-            0,
-            i64::MAX,
-        )?;
-        in_range(
-            "STASK_ALERT_MAX_QUEUE_WAIT_SECS",
-            t.max_queue_wait_secs,
-            0,
-            i64::MAX,
-        )?;
+        at_least("STASK_ALERT_MAX_MEMORY_BYTES", t.max_memory_bytes, 0)?;
+        at_least("STASK_ALERT_MAX_QUEUE_WAIT_SECS", t.max_queue_wait_secs, 0)?;
         in_range(
             "STASK_ALERT_CHECK_SECS",
             alerts.check_every_secs,
@@ -536,5 +540,53 @@ fn absolute(path: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|cwd| cwd.join(path))
             .unwrap_or_else(|_| path.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enumerated_values_are_case_insensitive_and_unknown_ones_refused_with_the_choices() {
+        let choices = &["in_process", "process"];
+        let parse = |v: &str| parse_choice("STASK_ISOLATION", Some(v.to_owned()), choices);
+        assert_eq!(parse("process").unwrap(), Some("process"));
+        assert_eq!(parse(" Process ").unwrap(), Some("process"));
+        assert_eq!(parse("IN_PROCESS").unwrap(), Some("in_process"));
+        assert_eq!(parse("").unwrap(), None, "empty is unset");
+        assert_eq!(
+            parse("bogus").unwrap_err().to_string(),
+            "configuration: STASK_ISOLATION (isolation in stask.toml) must be one of \
+             'in_process', 'process' (any case), got 'bogus'"
+        );
+    }
+
+    #[test]
+    fn values_are_parsed_by_type_and_checked_against_their_range() {
+        assert_eq!(bool::parse_text("TRUE"), Some(true));
+        assert_eq!(bool::parse_text("False"), Some(false));
+        assert_eq!(bool::parse_text("yes"), None);
+        assert_eq!(u64::parse_text("-1"), None);
+        assert_eq!(f64::parse_text("inf"), None);
+        assert!(in_range("STASK_WORKERS", 4usize, 1, 1024).is_ok());
+        assert_eq!(
+            in_range("STASK_WORKERS", 0usize, 1, 1024)
+                .unwrap_err()
+                .to_string(),
+            "configuration: STASK_WORKERS (workers in stask.toml) must be a whole number \
+             between 1 and 1024, got 0"
+        );
+        assert_eq!(
+            at_least("STASK_ALERT_MAX_MEMORY_BYTES", -1i64, 0)
+                .unwrap_err()
+                .to_string(),
+            "configuration: STASK_ALERT_MAX_MEMORY_BYTES (max_memory_bytes in [alerts] of \
+             stask.toml) must be a whole number of at least 0, got -1"
+        );
+        assert_eq!(
+            setting_name("STASK_ALERT_CHECK_SECS"),
+            "STASK_ALERT_CHECK_SECS (check_every_secs in [alerts] of stask.toml)"
+        );
     }
 }
