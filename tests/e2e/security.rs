@@ -337,9 +337,11 @@ fn the_session_cookie_is_secure_behind_a_tls_proxy_or_when_configured() {
 
     home.set_env("STASK_SECURE_COOKIES", "sometimes");
     let out = home.cli(&["serve"]);
-    assert_ne!(out.code, 0);
+    assert_eq!(out.code, 5, "an invalid configuration value: {out:?}");
     assert!(
-        out.stderr.contains("secure_cookies must be"),
+        out.stderr.contains(
+            "STASK_SECURE_COOKIES (secure_cookies in stask.toml) must be one of 'auto', 'always', 'never'"
+        ),
         "{}",
         out.stderr
     );
