@@ -15,6 +15,8 @@ home=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$home"' EXIT
 mkdir -p "$home/plugins.d"
 cp target/debug/libstask_worker_demo.so target/debug/libstask_worker_product.so "$home/plugins.d/"
+# Commands other than serve, migrate and process refuse a home without its database.
+target/debug/stask --home "$home" migrate >/dev/null
 token=$(target/debug/stask --home "$home" token create --name fuzz 2>/dev/null | tail -1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 STASK_BIND="127.0.0.1:$port" STASK_LOG=warn target/debug/stask --home "$home" serve 2>"$home/daemon.log" &

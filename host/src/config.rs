@@ -73,14 +73,144 @@ pub enum SecureCookies {
 }
 
 fn parse_secure_cookies(value: Option<String>) -> Result<SecureCookies, ConfigError> {
-    match value.as_deref() {
+    match parse_choice("STASK_SECURE_COOKIES", value, &["auto", "always", "never"])? {
         None | Some("auto") => Ok(SecureCookies::Auto),
         Some("always") => Ok(SecureCookies::Always),
-        Some("never") => Ok(SecureCookies::Never),
-        Some(other) => Err(ConfigError(format!(
-            "secure_cookies must be 'auto', 'always' or 'never', got '{other}'"
-        ))),
+        _ => Ok(SecureCookies::Never),
     }
+}
+
+/// One of `choices` for the enumerated setting `name` (an environment variable; its
+/// `stask.toml` key is named with it in the error). The rule for every enumerated setting:
+/// case-insensitive, surrounding spaces ignored, empty = unset (`None`); anything else is
+/// refused with the accepted values. Returns the matching choice as written in `choices`.
+pub fn parse_choice(
+    name: &str,
+    value: Option<String>,
+    choices: &[&'static str],
+) -> Result<Option<&'static str>, ConfigError> {
+    let Some(raw) = value else {
+        return Ok(None);
+    };
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    choices
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(trimmed))
+        .map(|c| Some(*c))
+        .ok_or_else(|| {
+            let list: Vec<String> = choices.iter().map(|c| format!("'{c}'")).collect();
+            ConfigError(format!(
+                "{} must be one of {} (any case), got '{raw}'",
+                setting_name(name),
+                list.join(", ")
+            ))
+        })
+}
+
+/// `STASK_X (x in stask.toml)`, or `STASK_ALERT_X (x in [alerts] of stask.toml)`: how a
+/// setting is named in errors, so the operator finds it wherever it was set.
+fn setting_name(env: &str) -> String {
+    if let Some(key) = env.strip_prefix("STASK_ALERT_") {
+        let key = match key {
+            "CHECK_SECS" => "check_every_secs".to_owned(),
+            other => other.to_ascii_lowercase(),
+        };
+        return format!("{env} ({key} in [alerts] of stask.toml)");
+    }
+    match env.strip_prefix("STASK_") {
+        Some(key) => format!("{env} ({} in stask.toml)", key.to_ascii_lowercase()),
+        None => env.to_owned(),
+    }
+}
+
+/// A value type of the configuration, parsed from an environment variable's text.
+trait ConfigValue: Sized {
+    /// What the setting accepts, for errors.
+    const ACCEPTS: &'static str;
+    /// The value, or `None` when the text is not one.
+    fn parse_text(text: &str) -> Option<Self>;
+}
+
+macro_rules! whole_numbers {
+    ($($t:ty),*) => {$(
+        impl ConfigValue for $t {
+            const ACCEPTS: &'static str = "a whole number";
+            fn parse_text(text: &str) -> Option<Self> {
+                text.parse().ok()
+            }
+        }
+    )*};
+}
+whole_numbers!(usize, u64, i64);
+
+impl ConfigValue for f64 {
+    const ACCEPTS: &'static str = "a number";
+    fn parse_text(text: &str) -> Option<Self> {
+        text.parse().ok().filter(|v: &f64| v.is_finite())
+    }
+}
+
+/// Booleans follow the enumerated rule: `true` or `false`, any case.
+impl ConfigValue for bool {
+    const ACCEPTS: &'static str = "true or false (any case)";
+    fn parse_text(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+impl ConfigValue for String {
+    const ACCEPTS: &'static str = "text";
+    fn parse_text(text: &str) -> Option<Self> {
+        Some(text.to_owned())
+    }
+}
+
+impl ConfigValue for PathBuf {
+    const ACCEPTS: &'static str = "a path";
+    fn parse_text(text: &str) -> Option<Self> {
+        Some(PathBuf::from(text))
+    }
+}
+
+/// Refuses `value` of the numeric setting `env` below `min`, naming the setting.
+fn at_least<T: PartialOrd + std::fmt::Display + ConfigValue>(
+    env: &str,
+    value: T,
+    min: T,
+) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError(format!(
+            "{} must be {} of at least {min}, got {value}",
+            setting_name(env),
+            T::ACCEPTS
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `value` of the numeric setting `env` outside `min..=max`, naming the setting and
+/// its range.
+fn in_range<T: PartialOrd + std::fmt::Display + ConfigValue>(
+    env: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError(format!(
+            "{} must be {} between {min} and {max}, got {value}",
+            setting_name(env),
+            T::ACCEPTS
+        )));
+    }
+    Ok(())
 }
 
 /// The `[alerts]` table of `stask.toml`, or the `STASK_ALERT_*` variables.
@@ -111,13 +241,7 @@ struct FileAlerts {
 
 /// `process` → true, `in_process` (or nothing) → false.
 fn parse_isolation(value: Option<String>) -> Result<bool, ConfigError> {
-    match value.as_deref() {
-        None | Some("in_process") => Ok(false),
-        Some("process") => Ok(true),
-        Some(other) => Err(ConfigError(format!(
-            "isolation must be 'in_process' or 'process', got '{other}'"
-        ))),
-    }
+    Ok(parse_choice("STASK_ISOLATION", value, &["in_process", "process"])? == Some("process"))
 }
 
 impl AlertsConfig {
@@ -147,23 +271,30 @@ impl AlertsConfig {
             webhook_url: env_parse::<String>("STASK_ALERT_WEBHOOK_URL")?.or(file.webhook_url),
         };
         let t = &alerts.thresholds;
-        if !(0.0..=100.0).contains(&t.min_success_rate) {
-            return Err(ConfigError(
-                "alerts: min_success_rate must be a percentage (0-100)".into(),
-            ));
-        }
-        if t.min_finished_for_success_rate < 1
-            || t.max_average_duration_secs < 0.0
-            || t.max_memory_bytes < 0
-            || t.max_queue_wait_secs < 0
-        {
-            return Err(ConfigError(
-                "alerts: min_finished must be >= 1 and the maximums >= 0".into(),
-            ));
-        }
-        if alerts.check_every_secs == 0 {
-            return Err(ConfigError("alerts: check_every_secs must be >= 1".into()));
-        }
+        in_range(
+            "STASK_ALERT_MIN_SUCCESS_RATE",
+            t.min_success_rate,
+            0.0,
+            100.0,
+        )?;
+        at_least(
+            "STASK_ALERT_MIN_FINISHED",
+            t.min_finished_for_success_rate,
+            1,
+        )?;
+        at_least(
+            "STASK_ALERT_MAX_AVERAGE_DURATION_SECS",
+            t.max_average_duration_secs,
+            0.0,
+        )?;
+        at_least("STASK_ALERT_MAX_MEMORY_BYTES", t.max_memory_bytes, 0)?;
+        at_least("STASK_ALERT_MAX_QUEUE_WAIT_SECS", t.max_queue_wait_secs, 0)?;
+        in_range(
+            "STASK_ALERT_CHECK_SECS",
+            alerts.check_every_secs,
+            1,
+            MAX_SECS,
+        )?;
         if let Some(url) = &alerts.webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError(format!(
@@ -202,20 +333,39 @@ struct FileConfig {
     secure_cookies: Option<String>,
 }
 
+/// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
+/// timers).
+const MAX_SECS: u64 = 7 * 24 * 3600;
+
+/// Longest duration setting in milliseconds: a week.
+const MAX_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// A configuration problem, with the setting it concerns.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
-fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError(format!("{name}='{v}' is not a valid value"))),
-        _ => Ok(None),
+/// The environment variable `name` parsed as `T`: `None` when unset or empty (spaces
+/// ignored), an error naming the variable and what it accepts when it is not a `T` (or not
+/// Unicode).
+fn env_parse<T: ConfigValue>(name: &str) -> Result<Option<T>, ConfigError> {
+    let v = match std::env::var(name) {
+        Ok(v) => v,
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(ConfigError(format!("{name} is not valid UTF-8")))
+        }
+    };
+    if v.trim().is_empty() {
+        return Ok(None);
     }
+    T::parse_text(v.trim()).map(Some).ok_or_else(|| {
+        ConfigError(format!(
+            "{} must be {}, got '{v}'",
+            setting_name(name),
+            T::ACCEPTS
+        ))
+    })
 }
 
 impl Config {
@@ -306,33 +456,55 @@ impl Config {
         Ok(config)
     }
 
+    /// Every numeric setting has a range; a value outside it is refused (naming the setting
+    /// and the range), never clamped or ignored.
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.workers == 0 || self.workers > 1024 {
-            return Err(ConfigError(format!(
-                "workers must be between 1 and 1024, got {}",
-                self.workers
-            )));
-        }
-        if self.header_timeout_secs == 0 {
-            return Err(ConfigError("header_timeout_secs must be at least 1".into()));
-        }
-        if self.request_timeout_secs == 0 {
-            return Err(ConfigError(
-                "request_timeout_secs must be at least 1".into(),
-            ));
-        }
-        if self.max_plugin_bytes == 0 {
-            return Err(ConfigError(
-                "max_plugin_bytes must be at least 1 (STASK_MAX_PLUGIN_BYTES)".into(),
-            ));
-        }
-        if self.lease_ms < 1_000 {
-            return Err(ConfigError("lease_ms must be at least 1000".into()));
-        }
-        if self.retry_base_ms < 0 || self.retry_max_ms < self.retry_base_ms {
-            return Err(ConfigError(
-                "retry_base_ms must be >= 0 and retry_max_ms >= retry_base_ms".into(),
-            ));
+        in_range("STASK_WORKERS", self.workers, 1, 1024)?;
+        in_range("STASK_PREFETCH", self.prefetch, 0, 100_000)?;
+        in_range("STASK_LEASE_MS", self.lease_ms, 1_000, MAX_MS)?;
+        in_range("STASK_RETRY_BASE_MS", self.retry_base_ms, 0, MAX_MS)?;
+        in_range(
+            "STASK_RETRY_MAX_MS",
+            self.retry_max_ms,
+            self.retry_base_ms,
+            MAX_MS,
+        )?;
+        in_range(
+            "STASK_SNAPSHOT_MAX_AGE_SECS",
+            self.snapshot_max_age_secs,
+            0,
+            MAX_SECS,
+        )?;
+        in_range("STASK_MAX_BODY_BYTES", self.max_body_bytes, 1, 1 << 30)?;
+        in_range("STASK_MAX_UPLOAD_BYTES", self.max_upload_bytes, 1, 1 << 40)?;
+        in_range(
+            "STASK_SHUTDOWN_GRACE_SECS",
+            self.shutdown_grace_secs,
+            0,
+            MAX_SECS,
+        )?;
+        in_range(
+            "STASK_HEADER_TIMEOUT_SECS",
+            self.header_timeout_secs,
+            1,
+            MAX_SECS,
+        )?;
+        in_range(
+            "STASK_REQUEST_TIMEOUT_SECS",
+            self.request_timeout_secs,
+            1,
+            MAX_SECS,
+        )?;
+        in_range(
+            "STASK_ISOLATION_MEMORY_MB",
+            self.isolation_memory_mb,
+            0,
+            crate::engine::MAX_MEMORY_LIMIT_MB,
+        )?;
+        // Read by the PostgreSQL driver itself; checked here so a bad value is refused like
+        // every other setting rather than replaced by the default.
+        if let Some(n) = env_parse::<usize>("STASK_PG_CONNECTIONS")? {
+            in_range("STASK_PG_CONNECTIONS", n, 1, 64)?;
         }
         Ok(())
     }
@@ -376,5 +548,53 @@ fn absolute(path: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|cwd| cwd.join(path))
             .unwrap_or_else(|_| path.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enumerated_values_are_case_insensitive_and_unknown_ones_refused_with_the_choices() {
+        let choices = &["in_process", "process"];
+        let parse = |v: &str| parse_choice("STASK_ISOLATION", Some(v.to_owned()), choices);
+        assert_eq!(parse("process").unwrap(), Some("process"));
+        assert_eq!(parse(" Process ").unwrap(), Some("process"));
+        assert_eq!(parse("IN_PROCESS").unwrap(), Some("in_process"));
+        assert_eq!(parse("").unwrap(), None, "empty is unset");
+        assert_eq!(
+            parse("bogus").unwrap_err().to_string(),
+            "configuration: STASK_ISOLATION (isolation in stask.toml) must be one of \
+             'in_process', 'process' (any case), got 'bogus'"
+        );
+    }
+
+    #[test]
+    fn values_are_parsed_by_type_and_checked_against_their_range() {
+        assert_eq!(bool::parse_text("TRUE"), Some(true));
+        assert_eq!(bool::parse_text("False"), Some(false));
+        assert_eq!(bool::parse_text("yes"), None);
+        assert_eq!(u64::parse_text("-1"), None);
+        assert_eq!(f64::parse_text("inf"), None);
+        assert!(in_range("STASK_WORKERS", 4usize, 1, 1024).is_ok());
+        assert_eq!(
+            in_range("STASK_WORKERS", 0usize, 1, 1024)
+                .unwrap_err()
+                .to_string(),
+            "configuration: STASK_WORKERS (workers in stask.toml) must be a whole number \
+             between 1 and 1024, got 0"
+        );
+        assert_eq!(
+            at_least("STASK_ALERT_MAX_MEMORY_BYTES", -1i64, 0)
+                .unwrap_err()
+                .to_string(),
+            "configuration: STASK_ALERT_MAX_MEMORY_BYTES (max_memory_bytes in [alerts] of \
+             stask.toml) must be a whole number of at least 0, got -1"
+        );
+        assert_eq!(
+            setting_name("STASK_ALERT_CHECK_SECS"),
+            "STASK_ALERT_CHECK_SECS (check_every_secs in [alerts] of stask.toml)"
+        );
     }
 }

@@ -85,8 +85,12 @@ mod tests {
     fn list_filters_refuse_times_that_cannot_be_shown() {
         let (status, message) = task_query("/stask/tasks?from=20257375737023400").unwrap_err();
         assert_eq!(status, 422, "{message}");
-        let filter = task_query("/stask/tasks?from=2025-01-01T00:00:00Z&per_page=900").unwrap();
+        let filter = task_query("/stask/tasks?from=2025-01-01T00:00:00Z&per_page=500").unwrap();
         assert_eq!((filter.limit, filter.offset), (500, 0));
+        // Out of range is refused, not clamped (issue 13).
+        let (status, message) = task_query("/stask/tasks?per_page=900").unwrap_err();
+        assert_eq!(status, 422, "{message}");
+        assert!(message.contains("per_page"), "{message}");
     }
 
     #[test]

@@ -213,7 +213,8 @@ fn bad_requests_get_the_right_status_and_a_json_error() {
         422,
         "bad status filter",
     );
-    assert_error(&d.get("/stask/tasks?page=x"), 400, "bad page");
+    let message = assert_error(&d.get("/stask/tasks?page=x"), 422, "bad page");
+    assert!(message.contains("page"), "{message}");
 
     // After all that the daemon serves as before.
     let id = d.create("demo", "noop", json!({}));
@@ -442,4 +443,123 @@ fn task_list_filters_search_and_pages_and_stats_count() {
     ] {
         assert_eq!(s[key], n, "stats {key}: {s}");
     }
+}
+
+/// Issue 13, item 14: every numeric query parameter follows one rule (422 naming the parameter
+/// and its range; no silent clamping, no serde text), and so does the boolean one.
+#[test]
+fn query_parameters_out_of_range_get_422_naming_the_parameter_and_its_range() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    for (path, param, range) in [
+        ("/stask/tasks", "per_page", "between 1 and 500"),
+        ("/stask/tasks", "page", "between 1 and 1000000"),
+        ("/stask/tasks/pending", "limit", "between 1 and 500"),
+        ("/stask/performance/summary", "hours", "between 1 and 8784"),
+        ("/stask/performance/workers", "hours", "between 1 and 8784"),
+        ("/stask/performance/timeline", "hours", "between 1 and 8784"),
+        (
+            "/stask/performance/timeline",
+            "buckets",
+            "between 1 and 500",
+        ),
+    ] {
+        for bad in ["0", "-1", "99999999", "1.5", "x"] {
+            let target = format!("{path}?{param}={bad}");
+            let message = assert_error(&d.get(&target), 422, &target);
+            assert_eq!(
+                message,
+                format!("{param} must be a whole number {range}, got '{bad}'"),
+                "{target}"
+            );
+        }
+        let target = format!("{path}?{param}=1");
+        assert_eq!(d.get(&target).status, 200, "{target}");
+        let target = format!("{path}?{param}=");
+        assert_eq!(d.get(&target).status, 200, "{target}: empty is the default");
+    }
+    let message = assert_error(&d.get("/stask/workers?active=yes"), 422, "active=yes");
+    assert_eq!(message, "active must be true or false, got 'yes'");
+    assert_eq!(d.get("/stask/workers?active=TRUE").status, 200);
+    let message = assert_error(&d.get("/stask/tasks?page=1&page=2"), 400, "page twice");
+    assert!(message.contains("page"), "{message}");
+}
+
+/// Issue 13, item 14: the `Authorization` scheme is case-insensitive.
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let home = Home::with_workers(&[]);
+    let d = home.serve();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = ureq::get(&format!("{}/stask/stats", d.base))
+            .set("Authorization", &format!("{scheme} {}", d.token))
+            .call();
+        assert_eq!(r.map(|r| r.status()).ok(), Some(200), "{scheme}");
+    }
+    let r = ureq::get(&format!("{}/stask/stats", d.base))
+        .set("Authorization", &format!("Basic {}", d.token))
+        .call();
+    assert!(
+        matches!(r, Err(ureq::Error::Status(401, _))),
+        "Basic is not a bearer token"
+    );
+}
+
+/// Issue 13, item 9: the settings the host reads (`timeout`, `isolation`, `memory_limit_mb`)
+/// are refused with 422 naming the key and what it accepts when their value is out of type or
+/// range; nothing is stored then.
+#[test]
+fn worker_settings_the_host_reads_are_refused_outside_their_range() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let put = |settings: Value| {
+        d.request(
+            "PUT",
+            "/stask/workers/demo/settings",
+            Some(&settings.to_string()),
+        )
+    };
+    for (bad, says) in [
+        (
+            json!({"timeout": 1.5}),
+            "timeout must be a whole number of seconds between 0 and 604800",
+        ),
+        (
+            json!({"timeout": -1}),
+            "timeout must be a whole number of seconds between 0 and 604800",
+        ),
+        (
+            json!({"timeout": 1e300}),
+            "timeout must be a whole number of seconds between 0 and 604800",
+        ),
+        (
+            json!({"isolation": "bogus"}),
+            "isolation must be one of \"in_process\", \"process\"",
+        ),
+        (
+            json!({"memory_limit_mb": -1}),
+            "memory_limit_mb must be a whole number of MiB between 0 and 1048576",
+        ),
+    ] {
+        let message = assert_error(&put(bad.clone()), 422, &bad.to_string());
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+    let settings = d.get("/stask/workers/demo/settings").body;
+    assert_eq!(
+        settings["settings"]["timeout"], 0,
+        "nothing stored: {settings}"
+    );
+    assert!(
+        settings["settings"].get("isolation").is_none(),
+        "{settings}"
+    );
+
+    let r = put(json!({"timeout": 30, "isolation": "In_Process", "memory_limit_mb": 512}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let settings = d.get("/stask/workers/demo/settings").body;
+    assert_eq!(settings["settings"]["timeout"], 30, "{settings}");
+    assert_eq!(
+        settings["settings"]["isolation"], "in_process",
+        "stored lowercase"
+    );
 }

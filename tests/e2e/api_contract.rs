@@ -259,8 +259,13 @@ fn worker_endpoints_answer_unknown_workers_with_404() {
             .unwrap()
             .contains("unknown worker 'nope'"));
     }
+    // The query parameter rule: a value that is not one the parameter takes is 422 naming it.
     let r = d.get("/stask/workers?active=maybe");
-    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "active must be true or false, got 'maybe'"
+    );
     let r = d.get("/stask/workers?scope=stask&active=true");
     assert_eq!(r.body["workers"].as_array().unwrap().len(), 1);
     let r = d.get("/stask/workers?scope=elsewhere");

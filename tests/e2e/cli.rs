@@ -332,7 +332,7 @@ fn one_daemon_per_home() {
 
 #[test]
 fn migrate_is_idempotent_and_version_prints_the_version() {
-    let home = Home::with_workers(&[]);
+    let home = Home::without_database(&[]);
     let out = home.cli(&["migrate"]);
     assert!(
         ok(&out).lines().any(|l| l.starts_with("applied 0001_init")),
@@ -456,4 +456,209 @@ fn a_cron_pass_ends_when_a_run_ignores_its_timeout() {
         "{task}"
     );
     assert_eq!(show(&home, next)["status"], "completed");
+}
+
+/// Issue 13, item 11: every enumerated, boolean and numeric setting refuses a value it does not
+/// know, with a message naming the variable (and its stask.toml key) and what it accepts, and
+/// exit code 5; enumerated and boolean values are case-insensitive.
+#[test]
+fn unknown_configuration_values_are_refused_naming_the_variable_and_the_accepted_values() {
+    let home = Home::with_workers(&[]);
+    let run = |var: &str, value: &str| {
+        cli_within(&home, &["stats"], &[(var, value)], Duration::from_secs(30))
+    };
+    for (var, value, says) in [
+        ("STASK_ISOLATION", "bogus", "STASK_ISOLATION (isolation in stask.toml) must be one of 'in_process', 'process' (any case), got 'bogus'"),
+        ("STASK_SECURE_COOKIES", "sometimes", "STASK_SECURE_COOKIES (secure_cookies in stask.toml) must be one of 'auto', 'always', 'never' (any case), got 'sometimes'"),
+        ("STASK_ACTIVATE_NEW_WORKERS", "yes", "STASK_ACTIVATE_NEW_WORKERS (activate_new_workers in stask.toml) must be true or false (any case), got 'yes'"),
+        ("STASK_WORKERS", "0", "STASK_WORKERS (workers in stask.toml) must be a whole number between 1 and 1024, got 0"),
+        ("STASK_WORKERS", "four", "STASK_WORKERS (workers in stask.toml) must be a whole number, got 'four'"),
+        ("STASK_PREFETCH", "-1", "STASK_PREFETCH (prefetch in stask.toml) must be a whole number, got '-1'"),
+        ("STASK_LEASE_MS", "10", "STASK_LEASE_MS (lease_ms in stask.toml) must be a whole number between 1000 and 604800000, got 10"),
+        ("STASK_HEADER_TIMEOUT_SECS", "99999999999", "STASK_HEADER_TIMEOUT_SECS (header_timeout_secs in stask.toml) must be a whole number between 1 and 604800"),
+        ("STASK_MAX_BODY_BYTES", "0", "STASK_MAX_BODY_BYTES (max_body_bytes in stask.toml) must be a whole number between 1 and"),
+        ("STASK_ISOLATION_MEMORY_MB", "99999999999", "STASK_ISOLATION_MEMORY_MB (isolation_memory_mb in stask.toml) must be a whole number between 0 and 1048576"),
+        ("STASK_PG_CONNECTIONS", "0", "STASK_PG_CONNECTIONS (pg_connections in stask.toml) must be a whole number between 1 and 64, got 0"),
+        ("STASK_ALERT_MIN_SUCCESS_RATE", "150", "STASK_ALERT_MIN_SUCCESS_RATE (min_success_rate in [alerts] of stask.toml) must be a number between 0 and 100, got 150"),
+        ("STASK_ALERT_CHECK_SECS", "0", "STASK_ALERT_CHECK_SECS (check_every_secs in [alerts] of stask.toml) must be a whole number between 1 and 604800, got 0"),
+        ("STASK_LOG", "a[", "STASK_LOG must be a log filter"),
+    ] {
+        let out = run(var, value);
+        fails(&out, 5, &[says]);
+        assert!(out.stdout.is_empty(), "{var}={value}: {out:?}");
+    }
+    // Any case, spaces around, and empty (= unset) are accepted.
+    for (var, value) in [
+        ("STASK_ISOLATION", "Process"),
+        ("STASK_SECURE_COOKIES", "ALWAYS"),
+        ("STASK_ACTIVATE_NEW_WORKERS", " False "),
+        ("STASK_WORKERS", ""),
+    ] {
+        let out = run(var, value);
+        assert!(ok(&out).contains("total"), "{var}={value:?}: {out:?}");
+    }
+    // stask.toml values follow the same rules and name the same setting.
+    std::fs::write(home.path().join("stask.toml"), "isolation = \"bogus\"\n").unwrap();
+    fails(
+        &home.cli(&["stats"]),
+        5,
+        &["STASK_ISOLATION (isolation in stask.toml) must be one of"],
+    );
+    std::fs::write(home.path().join("stask.toml"), "workers = 2000\n").unwrap();
+    fails(&home.cli(&["stats"]), 5, &["STASK_WORKERS (workers in stask.toml) must be a whole number between 1 and 1024, got 2000"]);
+}
+
+/// Issue 13, item 12: commands other than serve, migrate and process refuse a home or an
+/// SQLite database that does not exist (exit code 3, the path in the message) and create
+/// nothing; the three that create one still do.
+#[test]
+fn a_missing_home_or_database_is_refused_and_nothing_is_created() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("nonexistent").join("x");
+    let missing_arg = missing.to_str().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(stask_bin())
+            .args(args)
+            .env_remove("STASK_DATABASE_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let reading: &[&[&str]] = &[
+        &["stats"],
+        &["task", "list"],
+        &["task", "show", "5"],
+        &["workers", "list"],
+        &["token", "list"],
+        &["token", "create", "--name", "x"],
+        &["task", "create", "demo", "noop"],
+        &["workers", "discover"],
+        &["clean", "--days", "1"],
+    ];
+    for args in reading {
+        let out = run(args, &[("STASK_HOME", missing_arg)]);
+        fails(&out, 3, &["the home folder", missing_arg, "does not exist"]);
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    // A home that exists, without a database.
+    let home = Home::without_database(&[]);
+    let db = home.storage().join("stask.db");
+    for args in reading {
+        let mut all = vec!["--home", home.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        // On its default SQLite file whatever the run's database (PostgreSQL is only checked
+        // by connecting to it).
+        let out = run(&all, &[]);
+        fails(&out, 3, &["no database at", db.to_str().unwrap()]);
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+        assert!(!home.storage().exists(), "{args:?} created storage/");
+    }
+    // An explicit SQLite URL to a missing file is refused the same way.
+    let elsewhere = parent.path().join("other.db");
+    let url = format!("sqlite://{}", elsewhere.display());
+    let out = run(
+        &["--home", home.path().to_str().unwrap(), "stats"],
+        &[("STASK_DATABASE_URL", &url)],
+    );
+    fails(&out, 3, &["no database at", elsewhere.to_str().unwrap()]);
+    assert!(!elsewhere.exists());
+    // migrate creates the database; then the others work.
+    let at_home = ["--home", home.path().to_str().unwrap()];
+    ok(&run(&[&at_home[..], &["migrate"]].concat(), &[]));
+    assert!(db.is_file());
+    assert!(ok(&run(&[&at_home[..], &["stats"]].concat(), &[])).contains("total"));
+}
+
+/// Issue 13, item 16: a stdout closed by its reader (`stask task show 5 | head -1`) ends the
+/// command quietly with exit code 0: no panic, no backtrace.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let home = Home::with_workers(&[]);
+    ok(&home.cli(&["token", "create", "--name", "listed"]));
+    for args in [
+        &["token", "list"][..],
+        &["stats"],
+        &["version"],
+        &["task", "list"],
+    ] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are fresh and owned by nobody else.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // The reader is gone before the command writes: every write gets EPIPE.
+        drop(reader);
+        let out = Command::new(stask_bin())
+            .arg("--home")
+            .arg(home.path())
+            .envs(home.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
+    }
+}
+
+/// Issue 13, item 16: flags outside their range are usage errors (exit code 2), and a task id
+/// follows the API's rule (a positive whole number; the API answers 400 with the same message).
+#[test]
+fn flags_outside_their_range_and_task_id_0_are_usage_errors() {
+    let home = Home::with_workers(&["demo"]);
+    let out = cli_within(
+        &home,
+        &["process", "--batch-size", "0"],
+        &[],
+        Duration::from_secs(30),
+    );
+    fails(&out, 2, &["--batch-size"]);
+    assert!(!out.stdout.contains("processed"), "{out:?}");
+    for cmd in ["show", "cancel", "retry", "watch"] {
+        for id in ["0", "-1"] {
+            let out = home.cli(&["task", cmd, "--", id]);
+            fails(
+                &out,
+                2,
+                &[&format!(
+                    "invalid task id '{id}': expected a positive integer"
+                )],
+            );
+        }
+    }
+    fails(
+        &home.cli(&["task", "list", "--limit", "0"]),
+        2,
+        &["--limit"],
+    );
+    fails(
+        &home.cli(&["task", "list", "--limit", "501"]),
+        2,
+        &["--limit"],
+    );
+    let out = cli_within(
+        &home,
+        &["serve", "--workers", "0"],
+        &[],
+        Duration::from_secs(30),
+    );
+    fails(&out, 2, &["--workers"]);
+    // The API says the same about id 0.
+    let d = home.serve();
+    let r = d.get("/stask/tasks/0");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["message"],
+        "invalid task id '0': expected a positive integer"
+    );
 }

@@ -99,7 +99,13 @@ fn the_summary_and_worker_figures_come_from_the_tasks_that_ran() {
             "{bad}"
         );
     }
-    assert_eq!(d.get("/stask/performance/workers?hours=soon").status, 400);
+    // One rule for query parameters (issue 13): not a number is 422 naming the parameter.
+    let r = d.get("/stask/performance/workers?hours=soon");
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "hours must be a whole number between 1 and 8784, got 'soon'"
+    );
 }
 
 #[test]

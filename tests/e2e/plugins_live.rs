@@ -305,7 +305,7 @@ fn settings_are_validated_and_reach_the_next_task() {
     assert!(r.body["message"]
         .as_str()
         .unwrap()
-        .contains("'timeout' must be a number"));
+        .contains("timeout must be a whole number of seconds between 0 and 604800"));
     assert_eq!(
         d.request("PUT", "/stask/workers/demo/settings", Some("[1]"))
             .status,

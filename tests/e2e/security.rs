@@ -337,9 +337,11 @@ fn the_session_cookie_is_secure_behind_a_tls_proxy_or_when_configured() {
 
     home.set_env("STASK_SECURE_COOKIES", "sometimes");
     let out = home.cli(&["serve"]);
-    assert_ne!(out.code, 0);
+    assert_eq!(out.code, 5, "an invalid configuration value: {out:?}");
     assert!(
-        out.stderr.contains("secure_cookies must be"),
+        out.stderr.contains(
+            "STASK_SECURE_COOKIES (secure_cookies in stask.toml) must be one of 'auto', 'always', 'never'"
+        ),
         "{}",
         out.stderr
     );
@@ -380,5 +382,126 @@ fn a_client_sending_its_body_slowly_gets_408_in_bounded_time() {
         slow.sent
     );
     assert_eq!(d.get("/stask/stats").body["total"], 0);
+    assert_eq!(d.get("/stask/health").status, 200);
+}
+
+/// Sends raw bytes on a fresh connection and reads the whole answer until the server closes
+/// the connection: (status code, head, body).
+fn raw_answer(addr: &str, what: &str, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer and close before taking everything: a failed write is fine.
+    // No half-close: hyper drops a connection whose client stopped sending before it answers.
+    // Every request here ends its connection (an error, or `Connection: close`).
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading the answer: {e}"),
+        }
+    }
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: no answer head: {:?}",
+                String::from_utf8_lossy(&answer)
+            )
+        });
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let body = answer[split + 4..].to_vec();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, head, body)
+}
+
+/// Issue 13, item 13: the errors the HTTP server answers itself, before (or instead of) the
+/// router, come with the API's JSON error body like every other error.
+#[test]
+fn the_servers_own_rejections_have_a_json_error_body() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let auth = format!("Authorization: Bearer {}\r\n", d.token);
+    let many: String = (0..150).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let mut tls_client_hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ];
+    tls_client_hello.extend(std::iter::repeat_n(0x2a, 160));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("invalid UTF-8 in the path", b"GET /stask/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("invalid UTF-8 in the query", b"GET /stask/tasks?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (
+            "a percent-encoded path segment that is not UTF-8",
+            format!("GET /stask/tasks/%FF HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes(),
+            400,
+        ),
+        (
+            "a percent-encoded worker name that is not UTF-8",
+            format!("GET /stask/workers/%FF%FE HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes(),
+            400,
+        ),
+        ("HTTP/0.9", b"GET /stask/health\r\n\r\n".to_vec(), 400),
+        (
+            "two Content-Length headers",
+            b"POST /stask/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(),
+            400,
+        ),
+        ("a TLS ClientHello", tls_client_hello, 400),
+        (
+            "a 100 kB path",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000)).into_bytes(),
+            414,
+        ),
+        (
+            "too many headers",
+            format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\n{auth}{many}\r\n").into_bytes(),
+            431,
+        ),
+        (
+            "too large a header",
+            format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n", "y".repeat(1 << 20)).into_bytes(),
+            431,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let (got, head, body) = raw_answer(&addr, what, &request);
+        assert_eq!(got, status, "{what}: {head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        assert!(
+            lower.contains(&format!("content-length: {}", body.len())),
+            "{what}: {head}"
+        );
+        let body: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", String::from_utf8_lossy(&body)));
+        assert_eq!(body["success"], false, "{what}: {body}");
+        assert_eq!(body["code"], status, "{what}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+    // Keep-alive still works, and a normal request after all that is served.
+    let (status, _, _) = raw_answer(
+        &addr,
+        "a normal request",
+        format!("GET /stask/stats HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200);
     assert_eq!(d.get("/stask/health").status, 200);
 }

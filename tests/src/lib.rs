@@ -220,6 +220,13 @@ impl Home {
         Home::new(workers, pg)
     }
 
+    /// Like [`Home::with_workers`], but without its database: for tests of what creates one
+    /// (`stask migrate`, `serve`, `process`) and of the commands that refuse to.
+    pub fn without_database(workers: &[&str]) -> Home {
+        let pg = on_postgres().then(PgSchema::create);
+        Home::create(workers, pg, false)
+    }
+
     /// A home on its own SQLite file, whatever the run's database (for tests of SQLite
     /// itself, e.g. moving an installation to PostgreSQL).
     pub fn on_sqlite(workers: &[&str]) -> Home {
@@ -233,6 +240,10 @@ impl Home {
     }
 
     fn new(workers: &[&str], pg: Option<Arc<PgSchema>>) -> Home {
+        Home::create(workers, pg, true)
+    }
+
+    fn create(workers: &[&str], pg: Option<Arc<PgSchema>>, migrate: bool) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("stask-test-")
             .tempdir()
@@ -251,6 +262,12 @@ impl Home {
         let home = Home { dir, env, pg };
         for w in workers {
             home.install_worker(w);
+        }
+        // An installation has its database: every command but serve, migrate and process
+        // refuses a home without one.
+        if migrate {
+            let out = home.cli(&["migrate"]);
+            assert_eq!(out.code, 0, "stask migrate failed: {out:?}");
         }
         home
     }

@@ -1,6 +1,6 @@
 //! `workers`, `stats` and `token` commands.
 
-use super::{engine, lock_home, open, CliError, CliResult};
+use super::{engine, lock_home, open_existing, CliError, CliResult};
 use crate::clock::{now_ms, rfc3339};
 use crate::plugins::FileLoad;
 use crate::store::WorkerFilter;
@@ -56,19 +56,23 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
             active,
             json,
         } => {
-            let (_, store) = open(home)?;
+            let (_, store) = open_existing(home)?;
             let workers = store.workers(&WorkerFilter { scope, active })?;
             if json {
                 let list: Vec<WorkerView> = workers.iter().map(WorkerView::from).collect();
-                println!("{}", serde_json::to_string(&list).unwrap_or_default());
+                outln!("{}", serde_json::to_string(&list).unwrap_or_default());
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<20} {:<12} {:<9} {:<7} {:<24} ACTIONS",
-                "IDENTIFIER", "SCOPE", "STATE", "ACTIVE", "VERSION"
+                "IDENTIFIER",
+                "SCOPE",
+                "STATE",
+                "ACTIVE",
+                "VERSION"
             );
             for w in workers {
-                println!(
+                outln!(
                     "{:<20} {:<12} {:<9} {:<7} {:<24} {}",
                     w.identifier,
                     w.scope,
@@ -78,7 +82,7 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                     w.action_names().join(",")
                 );
                 if let Some(error) = w.load_error {
-                    println!("    load error: {error}");
+                    outln!("    load error: {error}");
                 }
             }
             Ok(())
@@ -105,16 +109,16 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                     FileLoad::Loaded {
                         identifier,
                         version,
-                    } => println!("{file}: loaded {identifier} {version}"),
-                    FileLoad::Unchanged => println!("{file}: unchanged"),
-                    FileLoad::Refused(reason) => println!("{file}: refused: {reason}"),
+                    } => outln!("{file}: loaded {identifier} {version}"),
+                    FileLoad::Unchanged => outln!("{file}: unchanged"),
+                    FileLoad::Refused(reason) => outln!("{file}: refused: {reason}"),
                 }
             }
             Ok(())
         }
         WorkersCommand::CleanOrphaned => {
             let removed = engine(home)?.clean_orphaned_workers()?;
-            println!(
+            outln!(
                 "removed {} orphaned workers{}",
                 removed.len(),
                 if removed.is_empty() {
@@ -127,12 +131,12 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
         }
         WorkersCommand::Activate { identifier } => {
             engine(home)?.set_worker_active(&identifier, true)?;
-            println!("{identifier} activated");
+            outln!("{identifier} activated");
             Ok(())
         }
         WorkersCommand::Deactivate { identifier } => {
             engine(home)?.set_worker_active(&identifier, false)?;
-            println!("{identifier} deactivated: its tasks stay pending until it is activated");
+            outln!("{identifier} deactivated: its tasks stay pending until it is activated");
             Ok(())
         }
         WorkersCommand::Settings { identifier, set } => {
@@ -145,7 +149,7 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                     engine.update_worker_settings(&identifier, &settings)?
                 }
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&worker.settings).unwrap_or_default()
             );
@@ -155,12 +159,12 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
 }
 
 pub(super) fn stats(home: Option<PathBuf>, json: bool) -> CliResult {
-    let (_, store) = open(home)?;
+    let (_, store) = open_existing(home)?;
     let stats = store.stats()?;
     if json {
-        println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&stats).unwrap_or_default());
     } else {
-        println!(
+        outln!(
             "pending {}  preparing {}  running {}  completed {}  failed {}  cancelled {}  total {}",
             stats.pending,
             stats.preparing,
@@ -193,7 +197,7 @@ pub enum TokenCommand {
 }
 
 pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
-    let (_, store) = open(home)?;
+    let (_, store) = open_existing(home)?;
     match cmd {
         TokenCommand::Create { name } => {
             crate::auth::validate_name(&name).map_err(|m| CliError::new(5, m))?;
@@ -202,13 +206,16 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
                 "created token '{}' (id {}); store it now, it is not shown again:",
                 row.name, row.id
             );
-            println!("{secret}");
+            outln!("{secret}");
             Ok(())
         }
         TokenCommand::List => {
-            println!(
+            outln!(
                 "{:<5} {:<24} {:<14} {:<26} STATE",
-                "ID", "NAME", "PREFIX", "CREATED"
+                "ID",
+                "NAME",
+                "PREFIX",
+                "CREATED"
             );
             for t in store.tokens()? {
                 let state = match (t.revoked_at, t.last_used_at) {
@@ -216,7 +223,7 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
                     (None, Some(at)) => format!("last used {}", rfc3339(at)),
                     (None, None) => "never used".into(),
                 };
-                println!(
+                outln!(
                     "{:<5} {:<24} {:<14} {:<26} {state}",
                     t.id,
                     t.name,
@@ -228,7 +235,7 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
         }
         TokenCommand::Revoke { token } => {
             if store.revoke_token(&token, now_ms())? {
-                println!("revoked {token}");
+                outln!("revoked {token}");
                 Ok(())
             } else {
                 Err(CliError::new(

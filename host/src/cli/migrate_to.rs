@@ -33,6 +33,7 @@ fn sqlite_path(url: &str) -> Result<PathBuf, CliError> {
 /// SQLite database into the PostgreSQL database `args.url`.
 pub(super) fn migrate_to(home: Option<PathBuf>, args: MigrateToArgs) -> CliResult {
     let config = Config::load(home)?;
+    super::require_existing(&config)?;
     let source = sqlite_path(&config.database_url)?;
     if !source.is_file() {
         return Err(CliError::new(
@@ -54,12 +55,12 @@ pub(super) fn migrate_to(home: Option<PathBuf>, args: MigrateToArgs) -> CliResul
     let target = PgStore::open(&args.url)?;
     let report = copy_from_sqlite(&source, &target, args.force)?;
     for (table, rows) in &report.replaced {
-        println!("replaced {rows} rows of {table} in the target");
+        outln!("replaced {rows} rows of {table} in the target");
     }
     for (table, rows) in &report.tables {
-        println!("copied {rows} rows of {table}");
+        outln!("copied {rows} rows of {table}");
     }
-    println!(
+    outln!(
         "{} is now a copy of {}; start the hosts with STASK_DATABASE_URL={}",
         redact(&args.url),
         source.display(),

@@ -1,8 +1,13 @@
 //! The `stask` command line: thin commands over the same engine and store as the HTTP API.
 //!
-//! Exit codes scripts can rely on: 0 success, 1 runtime failure (database, I/O), 2 usage error,
-//! 3 not found, 4 conflict with the current state, 5 invalid input, 6 task ended failed or
-//! cancelled (`task watch`).
+//! Exit codes scripts can rely on: 0 success, 1 runtime failure (database, I/O), 2 usage error
+//! (also a flag outside its range, a malformed task id), 3 not found (also a home or database
+//! that does not exist), 4 conflict with the current state, 5 invalid input (also an invalid
+//! configuration value), 6 task ended failed or cancelled (`task watch`). Output goes through
+//! [`outln!`]: a closed stdout ends the command quietly with 0.
+
+#[macro_use]
+mod output;
 
 mod admin;
 mod dev;
@@ -39,9 +44,9 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Run due tasks once and exit (for cron, as in the original).
     Process {
-        /// Run at most this many tasks.
-        #[arg(long)]
-        batch_size: Option<usize>,
+        /// Run at most this many tasks (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: Option<u32>,
     },
     /// Apply database migrations.
     Migrate,
@@ -119,9 +124,10 @@ impl From<StoreError> for CliError {
     }
 }
 
+/// A configuration the command cannot run with is invalid input: exit code 5.
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
-        CliError::new(1, e.to_string())
+        CliError::new(5, e.to_string())
     }
 }
 
@@ -157,7 +163,51 @@ pub(crate) fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError>
     Ok(HomeLock(file))
 }
 
-/// Loads the configuration and opens (and migrates) the store.
+/// Refuses a home folder or an SQLite database that does not exist (exit code 3, the path in
+/// the message), so that a mistyped `STASK_HOME` is not answered "total 0" from a database
+/// created on the spot. Only `serve`, `dev`, `migrate` and `process` create them. A PostgreSQL
+/// database is not checked beyond connecting to it.
+fn require_existing(config: &Config) -> Result<(), CliError> {
+    if !config.home.is_dir() {
+        return Err(CliError::new(
+            3,
+            format!(
+                "the home folder {} does not exist (check STASK_HOME or --home; `stask serve` or `stask migrate` creates a new installation)",
+                config.home.display()
+            ),
+        ));
+    }
+    let url = config.database_url.as_str();
+    let sqlite = match url.strip_prefix("sqlite://") {
+        Some(path) => Some(path),
+        None => (!url.contains("://")).then_some(url),
+    };
+    if let Some(path) = sqlite.map(std::path::Path::new) {
+        if !path.is_file() {
+            return Err(CliError::new(
+                3,
+                format!(
+                    "no database at {} (check STASK_HOME, --home or STASK_DATABASE_URL; `stask migrate` or `stask serve` creates it)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Loads the configuration and opens (and migrates) the store of an existing installation;
+/// see [`require_existing`]. For every command but the ones that create an installation.
+fn open_existing(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
+    let config = Config::load(home)?;
+    require_existing(&config)?;
+    let store = crate::store::open(&config.database_url)?;
+    store.migrate()?;
+    Ok((config, store))
+}
+
+/// Loads the configuration and opens (and migrates) the store, creating a missing database
+/// (`serve`, `dev`, `process`).
 fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
     let store = crate::store::open(&config.database_url)?;
@@ -165,10 +215,16 @@ fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     Ok((config, store))
 }
 
-/// An engine for commands that need validation or plugins.
+/// An engine for commands that need validation or plugins, on an existing installation.
 fn engine(home: Option<PathBuf>) -> Result<Arc<Engine>, CliError> {
-    let (config, store) = open(home)?;
+    let (config, store) = open_existing(home)?;
     Ok(Engine::new(config, store, EventBus::default()))
+}
+
+/// A task id argument: the API's rule (a positive whole number, else 400 there), so
+/// `stask task show 0` is a usage error (exit code 2) with the API's message, not "not found".
+fn task_id(raw: &str) -> Result<i64, String> {
+    crate::http::parse_id(raw).map_err(|e| e.message)
 }
 
 /// Runs a parsed command line.
@@ -176,16 +232,16 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve(args) => serve::serve(cli.home, args),
         Command::Dev(args) => dev::dev(cli.home, args),
-        Command::Process { batch_size } => serve::process(cli.home, batch_size),
+        Command::Process { batch_size } => serve::process(cli.home, batch_size.map(|n| n as usize)),
         Command::Migrate => {
             let config = Config::load(cli.home)?;
             let store = crate::store::open(&config.database_url)?;
             let applied = store.migrate()?;
             if applied.is_empty() {
-                println!("database is up to date ({})", store.describe());
+                outln!("database is up to date ({})", store.describe());
             } else {
                 for name in applied {
-                    println!("applied {name}");
+                    outln!("applied {name}");
                 }
             }
             Ok(())
@@ -197,7 +253,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Clean { days } => {
             let engine = engine(cli.home)?;
             let n = engine.clean_old_tasks(days)?;
-            println!("deleted {n} finished tasks older than {days} days");
+            outln!("deleted {n} finished tasks older than {days} days");
             Ok(())
         }
         Command::Token(cmd) => admin::token(cli.home, cmd),
@@ -205,7 +261,7 @@ pub fn run(cli: Cli) -> CliResult {
             std::process::exit(crate::plugins::isolation::child_main(&library))
         }
         Command::Version => {
-            println!(
+            outln!(
                 "stask {} (plugin api {})",
                 env!("CARGO_PKG_VERSION"),
                 crate::plugins::plugin_api_version()

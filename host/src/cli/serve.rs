@@ -21,9 +21,9 @@ pub struct ServeArgs {
     /// Listen address [env: STASK_BIND; default 127.0.0.1:7878].
     #[arg(long)]
     pub bind: Option<String>,
-    /// Pool size [env: STASK_WORKERS; default: CPU cores].
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Pool size, 1-1024 [env: STASK_WORKERS; default: CPU cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// What keeps a prepared host alive.
@@ -86,7 +86,7 @@ pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
                 c.bind = bind;
             }
             if let Some(n) = args.workers {
-                c.workers = n.clamp(1, 1024);
+                c.workers = usize::from(n);
             }
         },
         true,
@@ -157,6 +157,8 @@ async fn serve_http(
             () = &mut stop_signal => break,
         };
         let service = TowerToHyperService::new(app.clone());
+        // hyper's own answers to unparsable requests get the JSON error body on their way out.
+        let stream = crate::http::protocol_errors::JsonProtocolErrors::new(stream);
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -203,6 +205,6 @@ pub(super) fn process(home: Option<PathBuf>, batch_size: Option<usize>) -> CliRe
     let prepared = prepare(home, |_| {}, false)?;
     let engine = prepared.engine.clone();
     let ran = engine.run_pass(batch_size);
-    println!("processed {ran} tasks");
+    outln!("processed {ran} tasks");
     Ok(())
 }

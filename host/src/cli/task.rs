@@ -1,6 +1,6 @@
 //! `stask task ...`
 
-use super::{engine, open, CliError, CliResult};
+use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{human_duration, parse_time, rfc3339};
 use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS};
 use crate::store::TaskFilter;
@@ -35,7 +35,8 @@ pub enum TaskCommand {
     },
     /// Show one task.
     Show {
-        /// Task id.
+        /// Task id (a positive whole number).
+        #[arg(value_parser = super::task_id)]
         id: i64,
         /// Print JSON.
         #[arg(long)]
@@ -52,8 +53,8 @@ pub enum TaskCommand {
         /// Action.
         #[arg(long)]
         action: Option<String>,
-        /// Rows to show.
-        #[arg(long, default_value_t = 20)]
+        /// Rows to show, 1-500 (as the API's `per_page`).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
         /// Print JSON.
         #[arg(long)]
@@ -61,17 +62,20 @@ pub enum TaskCommand {
     },
     /// Cancel a task (pending at once, running at its next check).
     Cancel {
-        /// Task id.
+        /// Task id (a positive whole number).
+        #[arg(value_parser = super::task_id)]
         id: i64,
     },
     /// Queue a failed or cancelled task again.
     Retry {
-        /// Task id.
+        /// Task id (a positive whole number).
+        #[arg(value_parser = super::task_id)]
         id: i64,
     },
     /// Follow a task with a progress bar until it finishes.
     Watch {
-        /// Task id.
+        /// Task id (a positive whole number).
+        #[arg(value_parser = super::task_id)]
         id: i64,
     },
 }
@@ -103,23 +107,23 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 max_attempts,
                 started_by: None,
             })?;
-            println!("{id}");
+            outln!("{id}");
             Ok(())
         }
         TaskCommand::Show { id, json } => {
-            let (_, store) = open(home)?;
+            let (_, store) = open_existing(home)?;
             let task = store
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(&TaskView::from(&task)).unwrap_or_default()
                 );
             } else {
                 print_task(&task);
                 for line in store.task_logs(id, 20)? {
-                    println!("  log [{}] {}", rfc3339(line.at), line.line);
+                    outln!("  log [{}] {}", rfc3339(line.at), line.line);
                 }
             }
             Ok(())
@@ -140,7 +144,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 .transpose()
                 .map_err(|m| CliError::new(5, m))?
                 .unwrap_or_default();
-            let (_, store) = open(home)?;
+            let (_, store) = open_existing(home)?;
             let (tasks, total) = store.tasks(&TaskFilter {
                 statuses,
                 identifier: worker,
@@ -150,15 +154,20 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             })?;
             if json {
                 let list: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-                println!("{}", serde_json::json!({"tasks": list, "total": total}));
+                outln!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<8} {:<16} {:<10} {:<10} {:<7} {:>4}% MESSAGE",
-                "ID", "WORKER", "ACTION", "STATUS", "PRIO", ""
+                "ID",
+                "WORKER",
+                "ACTION",
+                "STATUS",
+                "PRIO",
+                ""
             );
             for t in &tasks {
-                println!(
+                outln!(
                     "{:<8} {:<16} {:<10} {:<10} {:<7} {:>4}% {}",
                     t.id,
                     t.identifier,
@@ -169,17 +178,17 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                     t.message
                 );
             }
-            println!("({} of {total} shown)", tasks.len());
+            outln!("({} of {total} shown)", tasks.len());
             Ok(())
         }
         TaskCommand::Cancel { id } => {
             let task = engine(home)?.cancel(id)?;
-            println!("task {id}: {}", task.message);
+            outln!("task {id}: {}", task.message);
             Ok(())
         }
         TaskCommand::Retry { id } => {
             engine(home)?.retry(id)?;
-            println!("task {id} queued again");
+            outln!("task {id} queued again");
             Ok(())
         }
         TaskCommand::Watch { id } => watch(home, id),
@@ -187,31 +196,31 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
 }
 
 fn print_task(t: &Task) {
-    println!("task {} {}:{}", t.id, t.identifier, t.action);
-    println!("  status    {} ({})", t.status.name(), t.status.code());
-    println!("  message   {}", t.message);
-    println!("  progress  {}%", t.progress);
-    println!("  priority  {}", t.priority.name());
-    println!("  attempts  {} of {}", t.attempts, t.max_attempts);
-    println!("  created   {}", rfc3339(t.created_at));
+    outln!("task {} {}:{}", t.id, t.identifier, t.action);
+    outln!("  status    {} ({})", t.status.name(), t.status.code());
+    outln!("  message   {}", t.message);
+    outln!("  progress  {}%", t.progress);
+    outln!("  priority  {}", t.priority.name());
+    outln!("  attempts  {} of {}", t.attempts, t.max_attempts);
+    outln!("  created   {}", rfc3339(t.created_at));
     if let Some(at) = t.started_at {
-        println!("  started   {}", rfc3339(at));
+        outln!("  started   {}", rfc3339(at));
     }
     if let Some(at) = t.finished_at {
-        println!("  finished  {}", rfc3339(at));
+        outln!("  finished  {}", rfc3339(at));
     }
     if let Some(r) = &t.result {
-        println!("  result    {r}");
+        outln!("  result    {r}");
     }
     if let Some(f) = &t.result_file {
-        println!("  file      {f} (GET /stask/tasks/{}/download)", t.id);
+        outln!("  file      {f} (GET /stask/tasks/{}/download)", t.id);
     }
-    println!("  data      {}", t.meta);
+    outln!("  data      {}", t.meta);
 }
 
 /// Polls the task and draws a bar; exits 0 when completed, 6 when failed or cancelled.
 fn watch(home: Option<PathBuf>, id: i64) -> CliResult {
-    let (_, store) = open(home)?;
+    let (_, store) = open_existing(home)?;
     let bar = ProgressBar::new(100);
     bar.set_style(
         ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {wide_msg}")
@@ -232,7 +241,7 @@ fn watch(home: Option<PathBuf>, id: i64) -> CliResult {
             return match task.status {
                 TaskStatus::Completed => {
                     if let Some(r) = task.result {
-                        println!("{r}");
+                        outln!("{r}");
                     }
                     Ok(())
                 }

@@ -19,6 +19,7 @@ mod unflushed;
 mod workers;
 
 pub use workers::validate_settings;
+pub use workers::MAX_MEMORY_LIMIT_MB;
 
 use crate::clock::now_ms;
 use crate::config::Config;

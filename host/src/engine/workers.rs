@@ -29,9 +29,8 @@ impl Engine {
         self.worker(identifier)
     }
 
-    /// Replaces a worker's settings after checking them against the plugin's defaults: a JSON
-    /// object whose keys that the plugin declares keep the declared JSON type. The worker sees
-    /// them from its next task on.
+    /// Replaces a worker's settings after checking them (see [`validate_settings`]). The
+    /// worker sees them from its next task on.
     pub fn update_worker_settings(
         &self,
         identifier: &str,
@@ -39,8 +38,9 @@ impl Engine {
     ) -> EngineResult<WorkerRow> {
         let worker = self.worker(identifier)?;
         validate_settings(&worker.default_settings, settings).map_err(EngineError::Invalid)?;
+        let settings = normalize_settings(settings);
         self.store
-            .set_worker_settings(identifier, settings, now_ms())?;
+            .set_worker_settings(identifier, &settings, now_ms())?;
         self.registry.refresh_rows()?;
         self.worker(identifier)
     }
@@ -64,7 +64,101 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Checks new settings against the declared defaults.
+/// What a setting the host itself reads accepts.
+#[derive(Debug, Clone, Copy)]
+enum Accepts {
+    /// A whole JSON number (no fraction, no exponent form beyond an integer) in the range.
+    Whole {
+        min: u64,
+        max: u64,
+        /// What the number counts, for the error message.
+        unit: &'static str,
+        /// What 0 means.
+        zero: &'static str,
+    },
+    /// One of these strings, in any case (stored lowercase).
+    OneOf(&'static [&'static str]),
+}
+
+/// Every setting the host interprets (the engine's runtime reads exactly these), with its
+/// declared type and range. A value outside them used to be ignored in silence (a `timeout` of
+/// 1.5 ran with no timeout); now it is refused with 422 naming the key and what it accepts.
+const HOST_SETTINGS: &[(&str, Accepts)] = &[
+    (
+        "timeout",
+        Accepts::Whole {
+            min: 0,
+            max: MAX_TIMEOUT_SECS,
+            unit: "seconds",
+            zero: "no timeout",
+        },
+    ),
+    ("isolation", Accepts::OneOf(&["in_process", "process"])),
+    (
+        "memory_limit_mb",
+        Accepts::Whole {
+            min: 0,
+            max: MAX_MEMORY_LIMIT_MB,
+            unit: "MiB",
+            zero: "no limit",
+        },
+    ),
+];
+
+/// Longest `timeout` setting: a week.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
+/// Largest `memory_limit_mb` setting: 1 TiB (far beyond any machine this runs on, and small
+/// enough that the limit in bytes cannot overflow).
+pub const MAX_MEMORY_LIMIT_MB: u64 = 1 << 20;
+
+/// The problem with `value` for the host setting `key`, if any.
+fn check_host_setting(key: &str, accepts: Accepts, value: &Value) -> Option<String> {
+    match accepts {
+        Accepts::Whole {
+            min,
+            max,
+            unit,
+            zero,
+        } => {
+            let ok = value.as_u64().is_some_and(|v| (min..=max).contains(&v));
+            (!ok).then(|| {
+                format!(
+                    "{key} must be a whole number of {unit} between {min} and {max} \
+                     (0: {zero}), got {value}"
+                )
+            })
+        }
+        Accepts::OneOf(choices) => {
+            let ok = value
+                .as_str()
+                .is_some_and(|v| choices.iter().any(|c| c.eq_ignore_ascii_case(v)));
+            (!ok).then(|| {
+                let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                format!("{key} must be one of {}, got {value}", list.join(", "))
+            })
+        }
+    }
+}
+
+/// Settings as they are stored: the host's enumerated values in lowercase (they are accepted
+/// in any case, and the runtime compares the lowercase words). Call after
+/// [`validate_settings`] accepted them.
+pub fn normalize_settings(settings: &Value) -> Value {
+    let mut settings = settings.clone();
+    if let Some(map) = settings.as_object_mut() {
+        for (key, accepts) in HOST_SETTINGS {
+            if let (Accepts::OneOf(_), Some(Value::String(v))) = (accepts, map.get_mut(*key)) {
+                *v = v.to_ascii_lowercase();
+            }
+        }
+    }
+    settings
+}
+
+/// Checks new settings: a JSON object whose keys the plugin declares keep the declared JSON
+/// type, and whose keys the host itself reads (`timeout`, `isolation`, `memory_limit_mb`)
+/// have a value the host accepts.
 pub fn validate_settings(defaults: &Value, settings: &Value) -> Result<(), String> {
     let Some(settings) = settings.as_object() else {
         return Err(format!(
@@ -72,22 +166,24 @@ pub fn validate_settings(defaults: &Value, settings: &Value) -> Result<(), Strin
             json_type(settings)
         ));
     };
-    let Some(defaults) = defaults.as_object() else {
-        return Ok(());
-    };
-    let wrong: Vec<String> = settings
-        .iter()
-        .filter_map(|(key, value)| {
-            let declared = defaults.get(key)?;
-            (!declared.is_null() && json_type(declared) != json_type(value)).then(|| {
-                format!(
-                    "'{key}' must be a {}, got {}",
-                    json_type(declared),
-                    json_type(value)
-                )
-            })
-        })
-        .collect();
+    let declared = defaults.as_object();
+    let mut wrong: Vec<String> = Vec::new();
+    for (key, value) in settings {
+        if let Some((_, accepts)) = HOST_SETTINGS.iter().find(|(k, _)| k == key) {
+            wrong.extend(check_host_setting(key, *accepts, value));
+            continue;
+        }
+        let Some(declared) = declared.and_then(|d| d.get(key)) else {
+            continue;
+        };
+        if !declared.is_null() && json_type(declared) != json_type(value) {
+            wrong.push(format!(
+                "'{key}' must be a {}, got {}",
+                json_type(declared),
+                json_type(value)
+            ));
+        }
+    }
     if wrong.is_empty() {
         Ok(())
     } else {
@@ -97,18 +193,53 @@ pub fn validate_settings(defaults: &Value, settings: &Value) -> Result<(), Strin
 
 #[cfg(test)]
 mod tests {
-    use super::validate_settings;
+    use super::{normalize_settings, validate_settings};
     use serde_json::json;
 
     #[test]
     fn settings_keep_declared_types_and_allow_new_keys() {
         let defaults = json!({"timeout": 0, "from": "a@b"});
         assert!(validate_settings(&defaults, &json!({"timeout": 30, "extra": [1]})).is_ok());
-        let e = validate_settings(&defaults, &json!({"timeout": "30"})).unwrap_err();
-        assert_eq!(
-            e,
-            "invalid settings: 'timeout' must be a number, got string"
-        );
+        let e = validate_settings(&defaults, &json!({"from": 3})).unwrap_err();
+        assert_eq!(e, "invalid settings: 'from' must be a string, got number");
         assert!(validate_settings(&defaults, &json!([1])).is_err());
+    }
+
+    /// Found by the hostile test of issue 13: a `timeout` of 1.5, -1 or 1e300 was accepted
+    /// and the task ran with no timeout; `isolation` and `memory_limit_mb` took anything.
+    #[test]
+    fn the_settings_the_host_reads_have_a_declared_type_and_range() {
+        // With and without the plugin declaring them.
+        for defaults in [json!({"timeout": 0}), json!({})] {
+            for ok in [
+                json!({"timeout": 0}),
+                json!({"timeout": 604800}),
+                json!({"isolation": "process", "memory_limit_mb": 256}),
+                json!({"isolation": "In_Process", "memory_limit_mb": 0}),
+            ] {
+                assert!(validate_settings(&defaults, &ok).is_ok(), "{ok}");
+            }
+            for (bad, message) in [
+                (json!({"timeout": 1.5}), "timeout must be a whole number of seconds between 0 and 604800 (0: no timeout), got 1.5"),
+                (json!({"timeout": -1}), "timeout must be a whole number of seconds between 0 and 604800 (0: no timeout), got -1"),
+                (json!({"timeout": 1e300}), "timeout must be a whole number of seconds between 0 and 604800 (0: no timeout), got 1e+300"),
+                (json!({"timeout": 604801}), "timeout must be a whole number of seconds between 0 and 604800 (0: no timeout), got 604801"),
+                (json!({"timeout": "30"}), "timeout must be a whole number of seconds between 0 and 604800 (0: no timeout), got \"30\""),
+                (json!({"isolation": "bogus"}), "isolation must be one of \"in_process\", \"process\", got \"bogus\""),
+                (json!({"isolation": null}), "isolation must be one of \"in_process\", \"process\", got null"),
+                (json!({"memory_limit_mb": -1}), "memory_limit_mb must be a whole number of MiB between 0 and 1048576 (0: no limit), got -1"),
+            ] {
+                let e = validate_settings(&defaults, &bad).unwrap_err();
+                assert_eq!(e, format!("invalid settings: {message}"), "{bad}");
+            }
+        }
+        let e = validate_settings(&json!({}), &json!({"timeout": -1, "isolation": 3})).unwrap_err();
+        assert!(e.contains("timeout") && e.contains("isolation"), "{e}");
+    }
+
+    #[test]
+    fn enumerated_settings_are_stored_lowercase() {
+        let stored = normalize_settings(&json!({"isolation": "PROCESS", "other": "Keep"}));
+        assert_eq!(stored, json!({"isolation": "process", "other": "Keep"}));
     }
 }

@@ -34,12 +34,14 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive
+/// (RFC 9110, section 11.1: `bearer`, `BEARER` work too), separated by spaces or tabs.
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn changes_state(method: &Method) -> bool {
@@ -98,4 +100,32 @@ pub async fn require_permission(
     })()?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR  abc ",
+            "Bearer\tabc",
+        ] {
+            assert_eq!(bearer(&with(v)).as_deref(), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearerabc", "abc", "Bearer"] {
+            assert_eq!(bearer(&with(v)), None, "{v:?}");
+        }
+    }
 }

@@ -10,6 +10,8 @@ mod error;
 mod events;
 mod hosts;
 mod performance;
+pub mod protocol_errors;
+mod query;
 mod schema;
 mod session;
 mod system;
@@ -32,6 +34,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use error::parse_id;
 pub use error::{ApiError, ErrorBody};
 
 /// State shared by every handler.
@@ -151,6 +154,7 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(engine.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -189,6 +193,50 @@ async fn request_deadline(
         )
         .into_response(),
     }
+}
+
+/// Gives every error answer the JSON error body. Handlers answer through [`ApiError`]
+/// already; what is left are axum's own rejections, answered in plain text (a path segment
+/// that is not UTF-8 once percent-decoded, `/stask/tasks/%FF`, and the like): they keep their
+/// status and headers, and their text becomes the message. Errors hyper answers before a
+/// request exists are handled by [`protocol_errors`].
+async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are a line or two; a larger body is not one of them.
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let mut answer = ApiError::new(status, message).into_response();
+    parts.headers.remove(CONTENT_TYPE);
+    parts.headers.remove(CONTENT_LENGTH);
+    for (name, value) in &parts.headers {
+        answer.headers_mut().append(name.clone(), value.clone());
+    }
+    answer
 }
 
 /// Counts each routed request in the metrics by its route pattern (unrouted requests are
@@ -237,9 +285,23 @@ pub(crate) fn parse_task_query(target: &str) -> Result<crate::store::TaskFilter,
     let uri: axum::http::Uri = target
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid request target: {e}")))?;
-    let axum::extract::Query(query) = axum::extract::Query::<schema::TaskQuery>::try_from_uri(&uri)
-        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = query::parse(axum::extract::Query::<schema::TaskQuery>::try_from_uri(
+        &uri,
+    ))?;
     tasks::task_filter(query)
+}
+
+/// Every whole-number query parameter of the API with its range (the OpenAPI document must
+/// declare the same; checked by a unit test in `query`).
+#[cfg(test)]
+pub(crate) fn int_params() -> [query::IntParam; 5] {
+    [
+        tasks::PAGE,
+        tasks::PER_PAGE,
+        tasks::PENDING_LIMIT,
+        performance::HOURS,
+        performance::BUCKETS,
+    ]
 }
 
 /// Runs a blocking store or engine call off the async threads.

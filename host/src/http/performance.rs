@@ -1,8 +1,9 @@
 //! Performance analytics, alerts and the worker-registry cache (the seed's endpoints).
 
 use super::error::json_body;
+use super::query::{self, IntParam, Param};
 use super::{blocking, ApiError, AppState, ErrorBody};
-use crate::engine::analytics::{Alert, PerformanceSummary, Timeline, WorkerPerformance};
+use crate::engine::analytics::{Alert, PerformanceSummary, Timeline, WorkerPerformance, MAX_HOURS};
 use crate::plugins::registry::CacheStats;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -17,13 +18,28 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct Window {
     /// Hours back from now, 1-8784 (default 24).
-    #[param(minimum = 1, maximum = 8784)]
-    hours: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 8784)]
+    hours: Option<Param>,
 }
 
+/// `hours` of the analytics queries.
+pub(crate) const HOURS: IntParam = IntParam {
+    name: "hours",
+    min: 1,
+    max: MAX_HOURS as i64,
+    default: 24,
+};
+
+/// `buckets` of the timeline.
+pub(crate) const BUCKETS: IntParam = IntParam {
+    name: "buckets",
+    min: 1,
+    max: 500,
+    default: 24,
+};
+
 fn hours(query: Result<Query<Window>, QueryRejection>) -> Result<u32, ApiError> {
-    let Query(w) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(w.hours.unwrap_or(24))
+    HOURS.read_u32(&query::parse(query)?.hours)
 }
 
 /// `GET /stask/performance/summary` answer: the seed's shape plus percentiles, wait,
@@ -95,11 +111,11 @@ pub async fn workers(
 #[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// Hours back from now, 1-8784 (default 24).
-    #[param(minimum = 1, maximum = 8784)]
-    hours: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 8784)]
+    hours: Option<Param>,
     /// Intervals, 1-500 (default 24).
-    #[param(minimum = 1, maximum = 500)]
-    buckets: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    buckets: Option<Param>,
 }
 
 /// `GET /stask/performance/timeline` answer.
@@ -123,11 +139,10 @@ pub async fn timeline(
     State(state): State<AppState>,
     query: Result<Query<TimelineQuery>, QueryRejection>,
 ) -> Result<Json<TimelineAnswer>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = query::parse(query)?;
+    let (hours, buckets) = (HOURS.read_u32(&q.hours)?, BUCKETS.read_u32(&q.buckets)?);
     let engine = state.engine.clone();
-    let timeline =
-        blocking(move || Ok(engine.timeline(q.hours.unwrap_or(24), q.buckets.unwrap_or(24))?))
-            .await?;
+    let timeline = blocking(move || Ok(engine.timeline(hours, buckets)?)).await?;
     Ok(Json(TimelineAnswer {
         success: true,
         timeline,

@@ -1,5 +1,6 @@
 //! Typed answers of the API: what is serialized is what the OpenAPI document describes.
 
+use super::query::Param;
 use crate::model::{LogLine, PluginFile};
 use crate::plugins::copies::CopiesUsage;
 use crate::views::{TaskView, WorkerView};
@@ -102,10 +103,12 @@ pub struct TaskQuery {
     pub to: Option<String>,
     /// Text in the message, data, worker or action.
     pub q: Option<String>,
-    /// Page number, from 1.
-    pub page: Option<i64>,
+    /// Page number, 1-1000000 (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub page: Option<Param>,
     /// Page size, 1-500 (default 50).
-    pub per_page: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub per_page: Option<Param>,
 }
 
 /// Query of `GET /stask/tasks/pending`.
@@ -113,7 +116,8 @@ pub struct TaskQuery {
 #[into_params(parameter_in = Query)]
 pub struct PendingQuery {
     /// How many, 1-500 (default 10).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<Param>,
 }
 
 /// Body of `POST /stask/tasks/clean`.

@@ -2,6 +2,7 @@
 
 use super::auth::Caller;
 use super::error::{json_body, parse_id};
+use super::query::{self, IntParam};
 use super::schema::{
     CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
     TaskPage, TaskQuery,
@@ -249,18 +250,41 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let filter = task_filter(q)?;
+    let filter = task_filter(query::parse(query)?)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
     let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
     Ok(page(tasks, total, page_no, per_page))
 }
 
+/// `page` of `GET /stask/tasks`.
+pub(crate) const PAGE: IntParam = IntParam {
+    name: "page",
+    min: 1,
+    max: 1_000_000,
+    default: 1,
+};
+
+/// `per_page` of `GET /stask/tasks`.
+pub(crate) const PER_PAGE: IntParam = IntParam {
+    name: "per_page",
+    min: 1,
+    max: 500,
+    default: 50,
+};
+
+/// `limit` of `GET /stask/tasks/pending`.
+pub(crate) const PENDING_LIMIT: IntParam = IntParam {
+    name: "limit",
+    min: 1,
+    max: 500,
+    default: 10,
+};
+
 /// The store filter of a task list query.
 pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
-    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
-    let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    let per_page = PER_PAGE.read(&q.per_page)?;
+    let page_no = PAGE.read(&q.page)?;
     Ok(TaskFilter {
         statuses: statuses(q.status.as_deref())?,
         identifier: q.identifier.filter(|s| !s.is_empty()),
@@ -286,13 +310,13 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
         (status = 200, description = "Pending tasks", body = TaskPage),
         (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 422, description = "limit out of range", body = ErrorBody),
     ))]
 pub async fn pending(
     State(state): State<AppState>,
     query: Result<Query<PendingQuery>, QueryRejection>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(10).clamp(1, 500);
+    let limit = PENDING_LIMIT.read(&query::parse(query)?.limit)?;
     let engine = state.engine.clone();
     let (tasks, total) = blocking(move || Ok(engine.store.pending_tasks(limit)?)).await?;
     Ok(page(tasks, total, 1, limit))

@@ -1,6 +1,7 @@
 //! Worker endpoints: list, detail, activation, settings, discovery.
 
 use super::error::json_body;
+use super::query::{self, Param};
 use super::schema::{
     CleanOrphanedAnswer, FileOutcome, ScanAnswer, SettingsAnswer, WorkerAnswer, WorkerList,
 };
@@ -23,7 +24,8 @@ pub struct WorkerQuery {
     /// Only this scope.
     scope: Option<String>,
     /// Only active (`true`) or inactive (`false`) workers.
-    active: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    active: Option<Param>,
 }
 
 /// Workers ordered by position, and every library file with its load result.
@@ -32,17 +34,19 @@ pub struct WorkerQuery {
         (status = 200, description = "Workers", body = WorkerList),
         (status = 400, description = "Malformed query", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 422, description = "active is not true or false", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<WorkerQuery>, QueryRejection>,
 ) -> Result<Json<WorkerList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = query::parse(query)?;
+    let active = query::boolean("active", &q.active)?;
     let engine = state.engine.clone();
     let (workers, plugin_files) = blocking(move || {
         let workers = engine.store.workers(&WorkerFilter {
             scope: q.scope,
-            active: q.active,
+            active,
         })?;
         Ok((workers, engine.store.plugin_files()?))
     })

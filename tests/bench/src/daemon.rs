@@ -57,6 +57,22 @@ pub struct Home {
     stask: PathBuf,
 }
 
+/// `stask migrate` on `home`: creates its database when there is none.
+fn migrate_home(stask: &Path, home: &Path, env: &[(&str, &str)]) {
+    let out = Command::new(stask)
+        .arg("--home")
+        .arg(home)
+        .arg("migrate")
+        .envs(env.iter().copied())
+        .output()
+        .expect("stask migrate");
+    assert!(
+        out.status.success(),
+        "stask migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Home {
     /// A fresh home.
     pub fn new(bin: &Binaries) -> Home {
@@ -72,6 +88,8 @@ impl Home {
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
         std::fs::copy(&bin.demo, dir.path().join("plugins.d/demo.so")).unwrap();
+        // `token create` refuses a home without a database; `migrate` creates it.
+        migrate_home(&bin.stask, dir.path(), env);
         let name = format!("bench-{}", rand::random::<u32>());
         let out = Command::new(&bin.stask)
             .args(["--home"])
@@ -100,6 +118,7 @@ impl Home {
 
     /// Creates a new token in the home's (possibly replaced) database and serves.
     pub fn serve_with_fresh_token(&mut self, env: &[(&str, &str)]) -> Daemon {
+        migrate_home(&self.stask, self.dir.path(), &[]);
         let out = Command::new(&self.stask)
             .arg("--home")
             .arg(self.dir.path())
