@@ -495,6 +495,7 @@ impl Config {
             1,
             MAX_SECS,
         )?;
+        in_range("STASK_MAX_PLUGIN_BYTES", self.max_plugin_bytes, 1, 1 << 40)?;
         in_range(
             "STASK_ISOLATION_MEMORY_MB",
             self.isolation_memory_mb,
