@@ -55,6 +55,23 @@ pub struct Config {
     /// when the login came through a TLS proxy that says `X-Forwarded-Proto: https`; `always`;
     /// `never`).
     pub secure_cookies: SecureCookies,
+    /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`: `normal`, the default, or `full`;
+    /// any case; other values are refused).
+    pub sqlite_sync: crate::store::sqlite::SqliteSync,
+}
+
+/// `normal` (or nothing) → NORMAL, `full` → FULL, in any case; anything else is refused.
+fn parse_sqlite_sync(
+    value: Option<String>,
+) -> Result<crate::store::sqlite::SqliteSync, ConfigError> {
+    match value {
+        None => Ok(Default::default()),
+        Some(v) => crate::store::sqlite::SqliteSync::parse(v.trim()).ok_or_else(|| {
+            ConfigError(format!(
+                "sqlite_sync (STASK_SQLITE_SYNC) must be 'normal' or 'full' (any case), got '{v}'"
+            ))
+        }),
+    }
 }
 
 /// When the session cookie is marked `Secure` (sent back only over HTTPS).
@@ -196,6 +213,7 @@ struct FileConfig {
     isolation: Option<String>,
     isolation_memory_mb: Option<u64>,
     secure_cookies: Option<String>,
+    sqlite_sync: Option<String>,
 }
 
 /// A configuration problem, with the setting it concerns.
@@ -292,6 +310,9 @@ impl Config {
                 .unwrap_or(2048),
             secure_cookies: parse_secure_cookies(
                 env_parse::<String>("STASK_SECURE_COOKIES")?.or(file.secure_cookies),
+            )?,
+            sqlite_sync: parse_sqlite_sync(
+                env_parse::<String>("STASK_SQLITE_SYNC")?.or(file.sqlite_sync),
             )?,
             home,
         };

@@ -160,7 +160,7 @@ pub(crate) fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError>
 /// Loads the configuration and opens (and migrates) the store.
 fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
-    let store = crate::store::open(&config.database_url)?;
+    let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
     store.migrate()?;
     Ok((config, store))
 }
@@ -179,7 +179,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Process { batch_size } => serve::process(cli.home, batch_size),
         Command::Migrate => {
             let config = Config::load(cli.home)?;
-            let store = crate::store::open(&config.database_url)?;
+            let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
             let applied = store.migrate()?;
             if applied.is_empty() {
                 println!("database is up to date ({})", store.describe());
