@@ -502,6 +502,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
             }
         }
     }
+    if let RunOutcome::Failed { message, .. } = &mut outcome {
+        if let Some(problem) = super::output_dir_problem(&output_dir) {
+            *message = format!("{message} ({problem})");
+        }
+    }
     match &outcome {
         RunOutcome::Panicked { message } => {
             tracing::warn!(task = job.id, worker = %job.identifier, "worker panicked: {message}");
