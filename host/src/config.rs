@@ -58,6 +58,21 @@ pub struct Config {
     /// when the login came through a TLS proxy that says `X-Forwarded-Proto: https`; `always`;
     /// `never`).
     pub secure_cookies: SecureCookies,
+    /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`: `normal`, the default, or `full`;
+    /// any case; other values are refused).
+    pub sqlite_sync: crate::store::sqlite::SqliteSync,
+}
+
+/// `normal` (or nothing) → NORMAL, `full` → FULL, under the rule of every enumerated setting
+/// ([`parse_choice`]).
+fn parse_sqlite_sync(
+    value: Option<String>,
+) -> Result<crate::store::sqlite::SqliteSync, ConfigError> {
+    use crate::store::sqlite::SqliteSync;
+    match parse_choice("STASK_SQLITE_SYNC", value, &["normal", "full"])? {
+        Some("full") => Ok(SqliteSync::Full),
+        _ => Ok(SqliteSync::Normal),
+    }
 }
 
 /// When the session cookie is marked `Secure` (sent back only over HTTPS).
@@ -331,6 +346,7 @@ struct FileConfig {
     isolation: Option<String>,
     isolation_memory_mb: Option<u64>,
     secure_cookies: Option<String>,
+    sqlite_sync: Option<String>,
 }
 
 /// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
@@ -449,6 +465,9 @@ impl Config {
                 .unwrap_or(2048),
             secure_cookies: parse_secure_cookies(
                 env_parse::<String>("STASK_SECURE_COOKIES")?.or(file.secure_cookies),
+            )?,
+            sqlite_sync: parse_sqlite_sync(
+                env_parse::<String>("STASK_SQLITE_SYNC")?.or(file.sqlite_sync),
             )?,
             home,
         };

@@ -210,7 +210,7 @@ fn open_existing(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliE
 /// (`serve`, `dev`, `process`).
 fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
-    let store = crate::store::open(&config.database_url)?;
+    let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
     store.migrate()?;
     Ok((config, store))
 }
@@ -235,7 +235,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Process { batch_size } => serve::process(cli.home, batch_size.map(|n| n as usize)),
         Command::Migrate => {
             let config = Config::load(cli.home)?;
-            let store = crate::store::open(&config.database_url)?;
+            let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
             let applied = store.migrate()?;
             if applied.is_empty() {
                 outln!("database is up to date ({})", store.describe());

@@ -107,6 +107,8 @@ pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
     })?;
     let grace = Duration::from_secs(engine.config.shutdown_grace_secs);
     runtime.shutdown(grace);
+    // After the last outcome is stored: SQLite folds its WAL into the database and empties it.
+    engine.store.close();
     tracing::info!("stopped");
     served
 }

@@ -174,6 +174,10 @@ pub enum AlertKind {
     /// A worker's library is gone but tasks wait for it; one per worker. Value: its pending
     /// tasks; threshold 0.
     OrphanedWorkerWithPendingTasks,
+    /// The storage under the database refuses work while the alert lasts: full, read-only,
+    /// failing, or its files removed or replaced under the daemon. Always critical. Value 1,
+    /// threshold 0.
+    StorageFault,
 }
 
 /// How urgent an alert is.
@@ -237,7 +241,8 @@ impl Engine {
     }
 
     /// The health alerts now, in a fixed order: success rate, execution time, memory, queue
-    /// backlog, stuck tasks, plugin load errors, orphaned workers with pending tasks.
+    /// backlog, stuck tasks, plugin load errors, orphaned workers with pending tasks, a
+    /// storage fault.
     pub fn alerts(&self, thresholds: &AlertThresholds) -> EngineResult<Vec<Alert>> {
         self.alerts_at(thresholds, now_ms())
     }
@@ -322,6 +327,7 @@ impl Engine {
     }
 
     fn alerts_at(&self, t: &AlertThresholds, now: i64) -> EngineResult<Vec<Alert>> {
+        let storage = self.store.storage_fault().map(storage_alert);
         let hour = self.store.window_summary(now - HOUR_MS, now)?;
         let mut alerts: Vec<Alert> = [
             success_rate_alert(&hour, t),
@@ -336,6 +342,7 @@ impl Engine {
         alerts.extend(self.overdue_alerts());
         alerts.extend(plugin_alerts(&self.store.plugin_files()?));
         alerts.extend(self.orphan_alerts()?);
+        alerts.extend(storage);
         Ok(alerts)
     }
 
@@ -544,6 +551,17 @@ fn plugin_alerts(files: &[PluginFile]) -> Vec<Alert> {
             .about(format!("plugins.d/{}", f.file))
         })
         .collect()
+}
+
+fn storage_alert(fault: String) -> Alert {
+    Alert {
+        kind: AlertKind::StorageFault,
+        severity: Severity::Critical,
+        message: fault,
+        value: 1.0,
+        threshold: 0.0,
+        subject: String::new(),
+    }
 }
 
 fn orphan_alert(identifier: &str, pending: i64) -> Alert {

@@ -49,9 +49,10 @@ fn run(engine: &Engine, rx: &Receiver<Request>) {
                 }
             }
             Err(e) => {
-                let message = e.to_string();
+                // Every create of the round gets the same error, storage faults with their
+                // kind (answered 503/507, not 500).
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(crate::store::StoreError::Database(message.clone())));
+                    let _ = reply.send(Err(e.share()));
                 }
             }
         }

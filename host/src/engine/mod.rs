@@ -392,6 +392,45 @@ pub fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
     (path.starts_with(&root) && path.is_file()).then_some(path)
 }
 
+/// Why a run's output folder (`storage/stask/results/{id}/`) cannot be made, if it cannot: an
+/// attempt that failed gets it in its message, because the plugin itself only sees "No such
+/// file or directory" when it writes its result file into a folder the storage refused.
+/// Only called for failed attempts, so successful runs without files leave no folder behind.
+pub(crate) fn output_dir_problem(dir: &Path) -> Option<String> {
+    if dir.is_dir() {
+        return None;
+    }
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => {
+            // It could be made: not the problem (and no empty folder is left).
+            let _ = std::fs::remove_dir(dir);
+            None
+        }
+        Err(e) => {
+            let folder = dir.parent().unwrap_or(dir).display();
+            Some(match e.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+                    "the storage is full: the task's output folder {} cannot be created: {e} \
+                     (folder {folder})",
+                    dir.display()
+                ),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    format!(
+                        "the task's output folder {} cannot be created: {e}: the storage folder \
+                         {folder} is not writable; check that the daemon's user may write it \
+                         and that its file system is mounted read-write",
+                        dir.display()
+                    )
+                }
+                _ => format!(
+                    "the task's output folder {} cannot be created: {e}",
+                    dir.display()
+                ),
+            })
+        }
+    }
+}
+
 fn not_found(id: i64) -> EngineError {
     EngineError::NotFound(format!("task {id} not found"))
 }

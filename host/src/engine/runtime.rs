@@ -384,6 +384,12 @@ fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
             engine.ready.push_all(tasks);
             n
         }
+        // A storage fault is logged by the store when it starts and ends; the dispatcher
+        // retries every round, so logging it here too would repeat it many times a second.
+        Err(e) if e.is_storage_fault() => {
+            tracing::debug!("claim failed: {e}");
+            0
+        }
         Err(e) => {
             tracing::error!("claim failed: {e}");
             0
@@ -500,6 +506,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
                     retryable: false,
                 }
             }
+        }
+    }
+    if let RunOutcome::Failed { message, .. } = &mut outcome {
+        if let Some(problem) = super::output_dir_problem(&output_dir) {
+            *message = format!("{message} ({problem})");
         }
     }
     match &outcome {

@@ -94,7 +94,46 @@ impl From<StoreError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is busy; retry shortly",
             ),
+            // Storage faults are the operator's to fix, not bugs: a clear answer naming the
+            // folder (the store logs each fault once when it starts and once when it ends).
+            e @ StoreError::StorageFull { .. } => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+            }
+            e @ (StoreError::StorageReadOnly { .. }
+            | StoreError::StorageIo { .. }
+            | StoreError::FilesReplaced(_)) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A file operation under the storage folder failed: 507 when the disk is full, 503 when
+    /// the folder may not be written (permission, read-only file system), naming the path and
+    /// the folder; anything else is a 500.
+    pub fn storage_io(doing: &str, path: &std::path::Path, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let folder = path.parent().unwrap_or(path).display();
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "the storage is full: {doing} {}: {e} (folder {folder})",
+                    path.display()
+                ),
+            ),
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the storage folder {folder} is not writable: {doing} {}: {e}; check that \
+                     the daemon's user may write it and that its file system is mounted \
+                     read-write",
+                    path.display()
+                ),
+            ),
+            _ => Self::internal(format!("{doing} {}: {e}", path.display())),
         }
     }
 }

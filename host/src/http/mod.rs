@@ -81,8 +81,13 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The protected routes and the public ones, with their OpenAPI description.
-fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+/// The protected routes and the public ones, with their OpenAPI description; uploads accept
+/// bodies up to `upload_body_limit` (every other route: `STASK_MAX_BODY_BYTES`).
+fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    // This layer sits inside the router-wide body limit, so it replaces it for this route.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(uploads::upload))
+        .layer(DefaultBodyLimit::max(upload_body_limit));
     let protected = OpenApiRouter::new()
         .routes(routes!(tasks::create))
         .routes(routes!(tasks::list))
@@ -95,7 +100,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(tasks::retry))
         .routes(routes!(events::task))
         .routes(routes!(events::all))
-        .routes(routes!(uploads::upload))
+        .merge(uploads)
         .routes(routes!(workers::list))
         .routes(routes!(workers::discover))
         .routes(routes!(workers::rescan))
@@ -125,7 +130,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
 
 /// The OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (protected, public) = routers();
+    let (protected, public) = routers(0);
     let mut doc = ApiDoc::openapi();
     doc.merge(protected.into_openapi());
     doc.merge(public.into_openapi());
@@ -138,7 +143,7 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         engine: engine.clone(),
         shutdown,
     };
-    let (protected, public) = routers();
+    let (protected, public) = routers(uploads::body_limit(engine.config.max_upload_bytes));
     let protected: Router<AppState> = Router::from(protected).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), auth::require_permission),
     );

@@ -8,6 +8,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use tokio::io::AsyncWriteExt;
 
+/// Room for the form around the file (boundaries, part headers, small fields).
+const FORM_OVERHEAD: u64 = 64 << 10;
+
+/// The request body limit of the upload route: the upload limit plus the form around it.
+pub fn body_limit(max_upload_bytes: u64) -> usize {
+    usize::try_from(max_upload_bytes.saturating_add(FORM_OVERHEAD)).unwrap_or(usize::MAX)
+}
+
 /// The stored name: a random id, plus the client's extension when it is short and plain.
 fn stored_name(client_name: Option<&str>) -> String {
     let ext = client_name
@@ -20,7 +28,9 @@ fn stored_name(client_name: Option<&str>) -> String {
 }
 
 /// Uploads one file (multipart form field `file`) for an import task; answers the path to pass
-/// as the task's `file`.
+/// as the task's `file`. The file is written to disk as it arrives (never held in memory
+/// whole), up to `STASK_MAX_UPLOAD_BYTES`; the route's body limit is that, not
+/// `STASK_MAX_BODY_BYTES` ([`body_limit`]).
 #[utoipa::path(post, path = "/stask/uploads", tag = "tasks",
     request_body(content_type = "multipart/form-data", content = Object, description = "A form with one file field named `file`"),
     responses(
@@ -28,7 +38,9 @@ fn stored_name(client_name: Option<&str>) -> String {
         (status = 400, description = "Not a multipart form with a `file` field", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
-        (status = 413, description = "File too large", body = ErrorBody),
+        (status = 413, description = "File larger than `STASK_MAX_UPLOAD_BYTES`; nothing is kept", body = ErrorBody),
+        (status = 503, description = "The uploads folder is not writable (permission, read-only file system)", body = ErrorBody),
+        (status = 507, description = "The storage is full; nothing is kept", body = ErrorBody),
     ))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -50,13 +62,13 @@ pub async fn upload(
         // tokio's file type writes on its blocking pool: the async threads never wait on disk.
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ApiError::storage_io("creating the folder", &dir, &e))?;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .await
-            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ApiError::storage_io("creating", &path, &e))?;
         let mut size: u64 = 0;
         let result: Result<(), ApiError> = async {
             while let Some(chunk) = field
@@ -73,11 +85,11 @@ pub async fn upload(
                 }
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))?;
+                    .map_err(|e| ApiError::storage_io("writing", &path, &e))?;
             }
             file.flush()
                 .await
-                .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))
+                .map_err(|e| ApiError::storage_io("writing", &path, &e))
         }
         .await;
         if let Err(e) = result {

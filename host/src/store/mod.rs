@@ -40,11 +40,141 @@ pub enum StoreError {
     /// The URL names a backend this build does not have, or is malformed.
     #[error("{0}")]
     Config(String),
+    /// The storage under the database is full (SQLite's `SQLITE_FULL`: the disk or its quota).
+    /// Nothing was written; the same write succeeds once there is space again.
+    #[error("the storage is full: {source}{}", in_folder(folder))]
+    StorageFull {
+        /// The folder of the database files, when the driver knows it.
+        folder: Option<std::path::PathBuf>,
+        /// What the database said.
+        #[source]
+        source: SharedError,
+    },
+    /// The storage refuses writes: a read-only file system, or files or a folder the daemon's
+    /// user may not write (`SQLITE_READONLY`, `SQLITE_CANTOPEN`, `SQLITE_PERM`).
+    #[error(
+        "the storage is not writable: {source}{}: check that the folder and the database files \
+         are writable by the daemon's user and that the file system is mounted read-write",
+        in_folder(folder)
+    )]
+    StorageReadOnly {
+        /// The folder of the database files, when the driver knows it.
+        folder: Option<std::path::PathBuf>,
+        /// What the database said.
+        #[source]
+        source: SharedError,
+    },
+    /// Reading or writing the database files failed in the operating system (`SQLITE_IOERR`).
+    #[error("the storage failed: {source}{}", in_folder(folder))]
+    StorageIo {
+        /// The folder of the database files, when the driver knows it.
+        folder: Option<std::path::PathBuf>,
+        /// What the database said.
+        #[source]
+        source: SharedError,
+    },
+    /// The database files this process holds open were removed or replaced by other files
+    /// under it (e.g. `rm stask.db-wal`). Writes are refused from then on: going on would
+    /// write into files nobody else sees, or mix two databases.
+    #[error(
+        "the database files were removed or replaced while the daemon runs: {0}; writes are \
+         refused so as not to corrupt the database: restore the files or restart the daemon"
+    )]
+    FilesReplaced(String),
+}
+
+/// A cause shared by several answers (one failed group commit answers every create in it).
+pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// ` (folder X)` when the folder is known.
+fn in_folder(folder: &Option<std::path::PathBuf>) -> String {
+    folder
+        .as_ref()
+        .map(|f| format!(" (folder {})", f.display()))
+        .unwrap_or_default()
+}
+
+impl StoreError {
+    /// A copy for another waiter on the same failed call: storage faults keep their kind and
+    /// cause (the API answers them with 503/507, not 500); other errors keep their text.
+    pub fn share(&self) -> StoreError {
+        match self {
+            StoreError::StorageFull { folder, source } => StoreError::StorageFull {
+                folder: folder.clone(),
+                source: source.clone(),
+            },
+            StoreError::StorageReadOnly { folder, source } => StoreError::StorageReadOnly {
+                folder: folder.clone(),
+                source: source.clone(),
+            },
+            StoreError::StorageIo { folder, source } => StoreError::StorageIo {
+                folder: folder.clone(),
+                source: source.clone(),
+            },
+            StoreError::FilesReplaced(m) => StoreError::FilesReplaced(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+
+    /// Whether this is a fault of the storage itself (full, read-only, failing, files
+    /// replaced) rather than of one request.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::StorageFull { .. }
+                | StoreError::StorageReadOnly { .. }
+                | StoreError::StorageIo { .. }
+                | StoreError::FilesReplaced(_)
+        )
+    }
+
+    /// The same fault with the folder of the database files named (drivers fill it in).
+    pub fn in_folder(self, dir: &std::path::Path) -> StoreError {
+        let named = |folder: Option<std::path::PathBuf>| folder.or_else(|| Some(dir.to_owned()));
+        match self {
+            StoreError::StorageFull { folder, source } => StoreError::StorageFull {
+                folder: named(folder),
+                source,
+            },
+            StoreError::StorageReadOnly { folder, source } => StoreError::StorageReadOnly {
+                folder: named(folder),
+                source,
+            },
+            StoreError::StorageIo { folder, source } => StoreError::StorageIo {
+                folder: named(folder),
+                source,
+            },
+            other => other,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use rusqlite::ErrorCode;
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+            _ => None,
+        };
+        let folder = None;
+        match code {
+            Some(ErrorCode::DiskFull) => StoreError::StorageFull {
+                folder,
+                source: std::sync::Arc::new(e),
+            },
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                StoreError::StorageReadOnly {
+                    folder,
+                    source: std::sync::Arc::new(e),
+                }
+            }
+            Some(ErrorCode::SystemIoFailure) => StoreError::StorageIo {
+                folder,
+                source: std::sync::Arc::new(e),
+            },
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -382,14 +512,30 @@ pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostSto
     fn migrate(&self) -> StoreResult<Vec<String>>;
     /// Backend name and location for logs (never a password).
     fn describe(&self) -> String;
+    /// The storage fault that lasts now (full, read-only, failing, files replaced), if any:
+    /// raised as the `storage_fault` alert. Drivers that cannot tell answer `None`.
+    fn storage_fault(&self) -> Option<String> {
+        None
+    }
+    /// Called once at a clean stop, after the last task was stored: SQLite folds its WAL
+    /// into the database file and truncates it.
+    fn close(&self) {}
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (or a plain path), or
 /// `postgres://...` / `postgresql://...` (several hosts may share a PostgreSQL database).
+/// SQLite gets `synchronous=NORMAL`; see [`open_with`].
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    open_with(url, sqlite::SqliteSync::default())
+}
+
+/// [`open`] with the SQLite `synchronous` mode the configuration chose
+/// (`STASK_SQLITE_SYNC`; PostgreSQL ignores it).
+pub fn open_with(url: &str, sync: sqlite::SqliteSync) -> StoreResult<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
             std::path::Path::new(path),
+            sync,
         )?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -401,8 +547,9 @@ pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
             postgres::redact(url)
         )));
     }
-    Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+    Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
         std::path::Path::new(url),
+        sync,
     )?))
 }
 

@@ -5,12 +5,15 @@
 //! small set of their own connections, which WAL lets run beside the writer.
 
 mod analytics;
+mod checkpoint;
+mod health;
 mod hosts;
 mod tasks;
 mod tokens;
 mod workers;
 
 use super::{Migration, Store, StoreError, StoreResult, SQLITE_MIGRATIONS};
+use health::{Health, Source};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -26,110 +29,157 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    /// The database's folder, named in storage errors.
+    dir: PathBuf,
+    sync: SqliteSync,
+    health: Arc<Health>,
     checkpointer_stop: Arc<AtomicBool>,
 }
 
-/// How often the background checkpointer moves WAL pages into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`, parsed once by the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// `NORMAL`, the default: crash-safe against a killed process; a power loss can lose the
+    /// last commits.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is on disk before it is acknowledged (slower).
+    Full,
+}
 
-/// `synchronous` mode: `NORMAL` by default (crash-safe against a killed process; a power loss can
-/// lose the last commits), `FULL` with `STASK_SQLITE_SYNC=full` (durable at every commit).
-fn synchronous_mode() -> &'static str {
-    match std::env::var("STASK_SQLITE_SYNC").ok().as_deref() {
-        Some("full") | Some("FULL") => "FULL",
-        _ => "NORMAL",
+impl SqliteSync {
+    /// The pragma's value.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Normal => "NORMAL",
+            SqliteSync::Full => "FULL",
+        }
     }
 }
 
-fn configure(conn: &Connection) -> StoreResult<()> {
+fn configure(conn: &Connection, sync: SqliteSync) -> StoreResult<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {};
+         PRAGMA journal_size_limit = {};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;",
-        synchronous_mode()
+        sync.pragma(),
+        checkpoint::KEEP_WAL_BYTES,
     ))?;
     Ok(())
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its folder.
+    /// Opens (creating if needed) the database file and its folder, with `synchronous=NORMAL`.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Self::open_with(path, SqliteSync::default())
+    }
+
+    /// Opens (creating if needed) the database file and its folder.
+    pub fn open_with(path: &Path, sync: SqliteSync) -> StoreResult<SqliteStore> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(ToOwned::to_owned);
+        if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let open = |flags| {
-            Connection::open_with_flags(path, flags)
-                .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))
+        let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+        let named = |e: StoreError| match e {
+            e if e.is_storage_fault() => e.in_folder(&dir),
+            StoreError::Database(m) => {
+                StoreError::Database(format!("cannot open {}: {m}", path.display()))
+            }
+            e => e,
+        };
+        let open = |flags| -> StoreResult<Connection> {
+            let conn = Connection::open_with_flags(path, flags).map_err(|e| named(e.into()))?;
+            configure(&conn, sync).map_err(named)?;
+            Ok(conn)
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        configure(&writer)?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
         writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        let checkpointer = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        configure(&checkpointer)?;
-        let checkpointer_stop = Arc::new(AtomicBool::new(false));
-        spawn_checkpointer(checkpointer, checkpointer_stop.clone());
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let reader = open(OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-            configure(&reader)?;
-            readers.push(Mutex::new(reader));
+            readers.push(Mutex::new(open(OpenFlags::SQLITE_OPEN_READ_WRITE)?));
         }
+        // The WAL exists once a connection has read the database in WAL mode.
+        writer.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))?;
+        let health = Arc::new(Health::new(path));
+        let checkpointer_stop = Arc::new(AtomicBool::new(false));
+        checkpoint::spawn(
+            open(OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+            path.to_owned(),
+            health.clone(),
+            checkpointer_stop.clone(),
+        )?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
             path: path.to_owned(),
+            dir,
+            sync,
+            health,
             checkpointer_stop,
         })
     }
 
-    /// Runs `f` on the writer connection.
+    /// Runs `f` on the writer connection. Refused once the database files were found removed
+    /// or replaced; a storage fault starts or ends with its result.
     fn write<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        f(&mut self.writer.lock())
+        self.health.refuse_if_replaced()?;
+        let mut conn = self.writer.lock();
+        let changes = conn.total_changes();
+        match f(&mut conn) {
+            Ok(v) => {
+                // Only a write that wrote shows the storage takes writes again: an update
+                // that matched nothing (an empty claim) commits without a page.
+                if conn.total_changes() != changes {
+                    self.health.succeeded(Source::Writes);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                // A write error may be the first sign of files removed under us ("disk image
+                // is malformed" after the WAL went): say that rather than the symptom.
+                if let Some(what) = self.health.check_files() {
+                    return Err(StoreError::FilesReplaced(what));
+                }
+                let e = e.in_folder(&self.dir);
+                self.health.failed(Source::Writes, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` on the writer connection without the write checks (for reads that must see
+    /// the writer's own view).
+    fn on_writer<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        f(&mut self.writer.lock()).map_err(|e| e.in_folder(&self.dir))
     }
 
     /// Runs `f` on a free reader connection (or waits for one).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         for reader in &self.readers {
             if let Some(conn) = reader.try_lock() {
-                return f(&conn);
+                return f(&conn).map_err(|e| e.in_folder(&self.dir));
             }
         }
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        f(&self.readers[i].lock())
+        f(&self.readers[i].lock()).map_err(|e| e.in_folder(&self.dir))
     }
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.checkpointer_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Runs passive checkpoints until `stop`; a final one when stopping. A passive checkpoint never
-/// blocks the writer: it copies what it can and leaves the rest for the next round.
-fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) {
-    let run = move || loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("WAL checkpoint failed: {e}");
-        }
-        if stopping {
-            return;
-        }
-        std::thread::sleep(CHECKPOINT_EVERY);
-    };
-    if let Err(e) = std::thread::Builder::new()
-        .name("stask-checkpoint".into())
-        .spawn(run)
-    {
-        tracing::warn!("cannot start the WAL checkpointer: {e}");
     }
 }
 
@@ -169,8 +219,22 @@ impl Store for SqliteStore {
         format!(
             "sqlite {} (synchronous={})",
             self.path.display(),
-            synchronous_mode()
+            self.sync.pragma()
         )
+    }
+
+    fn storage_fault(&self) -> Option<String> {
+        self.health.current()
+    }
+
+    fn close(&self) {
+        self.checkpointer_stop.store(true, Ordering::Relaxed);
+        if self.health.refuse_if_replaced().is_err() {
+            return;
+        }
+        if let Err(e) = checkpoint::truncate(&self.writer.lock()) {
+            tracing::warn!("the final WAL checkpoint failed: {e}");
+        }
     }
 }
 

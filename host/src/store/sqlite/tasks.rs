@@ -529,7 +529,7 @@ impl TaskStore for SqliteStore {
     fn external_change_counter(&self) -> StoreResult<Option<i64>> {
         // data_version of the writer connection changes only when another connection commits:
         // our readers never write, so a change means another process wrote.
-        self.write(|conn| {
+        self.on_writer(|conn| {
             Ok(Some(
                 conn.query_row("PRAGMA data_version", [], |r| r.get(0))?,
             ))
