@@ -214,6 +214,8 @@ fn a_full_disk_answers_507_with_an_alert_and_recovers_when_space_returns() {
     let Some(_tmpfs) = Tmpfs::mount(&home.storage(), "48m") else {
         return;
     };
+    // The file system mounted over storage/ hides the database the home was made with.
+    assert_eq!(home.cli(&["migrate"]).code, 0);
     home.set_env("STASK_ALERT_CHECK_SECS", "1");
     let d = home.serve();
     for _ in 0..20 {

@@ -327,7 +327,29 @@ impl Engine {
     }
 
     fn alerts_at(&self, t: &AlertThresholds, now: i64) -> EngineResult<Vec<Alert>> {
+        // The storage fault is known without a query, and the queries below may fail because
+        // of it (a full disk can refuse even a read that needs to grow a file): the alert
+        // must not depend on them.
         let storage = self.store.storage_fault().map(storage_alert);
+        match self.figure_alerts(t, now) {
+            Ok(mut alerts) => {
+                alerts.extend(storage);
+                Ok(alerts)
+            }
+            Err(e) => match storage {
+                Some(alert) => {
+                    tracing::debug!(
+                        "alerts from stored figures unavailable during a storage fault: {e}"
+                    );
+                    Ok(vec![alert])
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Every alert but the storage fault's: from stored figures, this host's runs and plugins.
+    fn figure_alerts(&self, t: &AlertThresholds, now: i64) -> EngineResult<Vec<Alert>> {
         let hour = self.store.window_summary(now - HOUR_MS, now)?;
         let mut alerts: Vec<Alert> = [
             success_rate_alert(&hour, t),
@@ -342,7 +364,6 @@ impl Engine {
         alerts.extend(self.overdue_alerts());
         alerts.extend(plugin_alerts(&self.store.plugin_files()?));
         alerts.extend(self.orphan_alerts()?);
-        alerts.extend(storage);
         Ok(alerts)
     }
 
