@@ -77,7 +77,8 @@ pub struct ClaimedTask {
     pub action: String,
     /// Task data as stored (JSON text).
     pub meta: String,
-    /// This attempt's number (already counted).
+    /// The number this run's attempt gets if a pool thread starts it (`attempts + 1`). A claim
+    /// does not count: [`TaskStore::start_runs`] does, when the run really starts.
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
@@ -128,6 +129,13 @@ pub struct Finish {
     pub worker_version: Option<String>,
     /// When it happened.
     pub at: i64,
+    /// Give the run's attempt back (`attempts - 1`): the run started but ended because its host
+    /// was stopping, which is not the task's fault (it runs again, as the same attempt).
+    pub refund_attempt: bool,
+    /// Recoveries only: apply only if the run had started (`Some(true)`) or had not
+    /// (`Some(false)`), as [`ExpiredLease::started`] read it, since the decision depends on it.
+    /// `None` for the finishes of runs.
+    pub if_started: Option<bool>,
 }
 
 /// A throttled progress write for a running task.
@@ -158,8 +166,11 @@ pub struct ExpiredLease {
     pub id: i64,
     /// Its lease token.
     pub lease_token: i64,
-    /// Attempts used (including the interrupted one).
+    /// Attempts used (the interrupted run's included if it had started).
     pub attempts: u32,
+    /// Whether a pool thread had started the run (`running`), or it was only claimed
+    /// (`preparing`: waiting in its host's ready queue, no attempt counted).
+    pub started: bool,
     /// Attempts allowed.
     pub max_attempts: u32,
     /// Host that held it.
@@ -263,11 +274,14 @@ pub trait TaskStore: Send + Sync {
     /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
     /// highest priority first, then by due time, then id.
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
-    /// Gives claimed tasks that never started back: pending again, the attempt not counted
-    /// (fenced by lease; used at shutdown for tasks claimed ahead).
+    /// Gives claimed tasks that never started back: pending again (no attempt was counted;
+    /// fenced by lease and `preparing`; used at shutdown for tasks claimed ahead).
     fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
-    /// Marks claimed tasks as running (batched; fenced by lease).
-    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
+    /// Records that pool threads start these claimed runs, before the plugin is called:
+    /// `preparing` → `running`, `attempts + 1`, `started_at = now` (fenced by lease and
+    /// `preparing`). Returns, per run, whether it applied; a run that did not (its lease was
+    /// taken over) must not start. Only a started run counts as an attempt.
+    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>>;
     /// Writes progress of running tasks in one transaction (fenced by lease).
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()>;
     /// Appends task log lines.

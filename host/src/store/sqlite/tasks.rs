@@ -49,7 +49,7 @@ fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64
 /// not-yet-due tasks are never scanned; the three ranges are concatenated high to low.
 const CLAIM_SQL: &str = "
 UPDATE s_tasks
-   SET status = 15, attempts = attempts + 1, started_at = ?1, updated_at = ?1,
+   SET status = 15, started_at = ?1, updated_at = ?1,
        lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, cancel_requested = 0,
        message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
  WHERE id IN (
@@ -68,7 +68,13 @@ UPDATE s_tasks
                           AND identifier IN (SELECT value FROM json_each(?5))
                         ORDER BY run_at, id LIMIT ?6)
        LIMIT ?6)
-RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
+RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank";
+
+/// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`).
+const START_SQL: &str = "
+UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = ?3, message = 'Running',
+       updated_at = ?3
+ WHERE id = ?1 AND lease_token = ?2 AND status = 15";
 
 impl SqliteStore {
     /// Runs `sql` (parameters: id, lease token, now) for each `(id, lease token)` in one
@@ -162,8 +168,7 @@ impl TaskStore for SqliteStore {
 
     fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
         self.update_leased(
-            "UPDATE s_tasks SET status = 10, attempts = MAX(attempts - 1, 0),
-                    message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+            "UPDATE s_tasks SET status = 10, message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
                     lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
               WHERE id = ?1 AND lease_token = ?2 AND status = 15",
             tasks,
@@ -171,13 +176,22 @@ impl TaskStore for SqliteStore {
         )
     }
 
-    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        self.update_leased(
-            "UPDATE s_tasks SET status = 20, message = 'Running', updated_at = ?3
-              WHERE id = ?1 AND lease_token = ?2 AND status = 15",
-            tasks,
-            now,
-        )
+    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let applied = {
+                let mut stmt = tx.prepare_cached(START_SQL)?;
+                tasks
+                    .iter()
+                    .map(|(id, token)| Ok(stmt.execute(params![id, token, now])? == 1))
+                    .collect::<StoreResult<Vec<bool>>>()?
+            };
+            tx.commit()?;
+            Ok(applied)
+        })
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
@@ -254,8 +268,10 @@ impl TaskStore for SqliteStore {
                             cpu_ms = COALESCE(?15, cpu_ms),
                             started_at = COALESCE(?17, started_at),
                             memory_bytes = CASE WHEN ?10 IS NULL THEN memory_bytes ELSE ?16 END,
+                            attempts = CASE WHEN ?18 THEN MAX(attempts - 1, 0) ELSE attempts END,
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?8
-                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
+                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)
+                        AND (?19 IS NULL OR (status = 20) = ?19)",
                 )?;
                 for f in finishes {
                     let n = stmt.execute(params![
@@ -276,6 +292,8 @@ impl TaskStore for SqliteStore {
                         f.cpu_ms,
                         f.memory_bytes,
                         f.started_at,
+                        f.refund_attempt,
+                        f.if_started,
                     ])?;
                     applied.push(n == 1);
                 }
@@ -310,8 +328,8 @@ impl TaskStore for SqliteStore {
             // Same predicate as the partial index s_tasks_lease, so a heartbeat's recovery
             // check reads only leased rows.
             let mut stmt = conn.prepare_cached(
-                "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
-                  WHERE status IN (15, 20) AND lease_expires_at < ?1",
+                "SELECT id, lease_token, attempts, max_attempts, lease_owner, status = 20
+                   FROM s_tasks WHERE status IN (15, 20) AND lease_expires_at < ?1",
             )?;
             let rows = stmt
                 .query_map(params![now], |r| {
@@ -321,6 +339,7 @@ impl TaskStore for SqliteStore {
                         attempts: r.get(2)?,
                         max_attempts: r.get(3)?,
                         owner: r.get(4)?,
+                        started: r.get(5)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
