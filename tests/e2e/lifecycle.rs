@@ -287,3 +287,102 @@ fn a_cancel_from_the_cli_reaches_a_task_running_in_the_daemon() {
     let done = d.wait_task(id, Duration::from_secs(5), |t| t["status"] == "cancelled");
     assert!(done["progress"].as_i64().unwrap() < 100);
 }
+
+/// The issue's scenario: `max_attempts` 1, many short tasks claimed ahead of the pool
+/// (prefetch), one `kill -9` while they run. Only a run that started may use up the attempt:
+/// tasks that were only claimed (waiting in the dead host's ready queue) run after the restart.
+#[test]
+fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
+    const TASKS: usize = 400;
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_WORKERS", "2");
+    home.set_env("STASK_PREFETCH", "32");
+    let token = home.token();
+    let d = home.serve_with_token(token.clone());
+    let ledger = home.path().join("ledger.txt");
+    let lines = || {
+        std::fs::read_to_string(&ledger)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    // All due at once, a few seconds from now: a backlog the host claims ahead of its two pool
+    // threads, as the runs are short (well under the 20 ms below which it claims ahead).
+    let start_at = now_secs() + 3;
+    let ids: Vec<i64> = (0..TASKS)
+        .map(|_| {
+            d.create(
+                "demo",
+                "run",
+                json!({"steps": 1, "sleep_ms": 4, "ledger": ledger, "max_attempts": 1,
+                       "start_at": start_at}),
+            )
+        })
+        .collect();
+    // Kill halfway (two ledger lines per finished run).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lines().len() < TASKS / 2 {
+        assert!(std::time::Instant::now() < deadline, "the runs stalled");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    d.kill9();
+    let at_kill = lines().len();
+    assert!(at_kill < 2 * TASKS, "everything ran before the kill");
+
+    let d = home.serve_with_token(token);
+    let tasks: Vec<Value> = ids.iter().map(|&id| d.wait_finished(id)).collect();
+    let ledger = lines();
+    let started = |id: i64| ledger.iter().any(|l| *l == format!("start {id} 1"));
+    let mut failed = Vec::new();
+    let mut given_back = 0;
+    for t in &tasks {
+        let id = t["id"].as_i64().unwrap();
+        match t["status"].as_str().unwrap() {
+            "completed" => assert_eq!(t["attempts"], 1, "{t}"),
+            "failed" => {
+                // Only a run the kill interrupted: it had started.
+                assert!(started(id), "task {id} failed without ever starting: {t}");
+                assert!(
+                    t["message"].as_str().unwrap().contains("was interrupted"),
+                    "{t}"
+                );
+                failed.push(id);
+            }
+            other => panic!("task {id} ended {other}: {t}"),
+        }
+        let detail = d.get(&format!("/stask/tasks/{id}")).body;
+        given_back += detail["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l["line"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("stopped before starting it")
+            })
+            .count();
+    }
+    // At most the runs the two pool threads had going; and the test saw tasks claimed ahead.
+    println!(
+        "{} ledger lines at the kill, {} tasks given back without an attempt, {} failed after \
+         starting: {failed:?}",
+        at_kill,
+        given_back,
+        failed.len()
+    );
+    assert!(failed.len() <= 2, "failed: {failed:?}");
+    assert!(
+        given_back > 0,
+        "no task was claimed ahead at the kill: the scenario did not happen"
+    );
+    // Each task started exactly as many times as it used attempts: once.
+    for &id in &ids {
+        let starts = ledger
+            .iter()
+            .filter(|l| l.starts_with(&format!("start {id} ")))
+            .count();
+        assert_eq!(starts, 1, "task {id}");
+    }
+}
