@@ -468,18 +468,29 @@ fn sigterm_names_the_tasks_still_running_when_the_grace_period_ends() {
     let log = d.log.clone();
     let asked = Instant::now();
     assert_eq!(d.terminate(), 0, "log:\n{}", log.text());
-    assert!(asked.elapsed() < Duration::from_secs(10), "log:\n{}", log.text());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "log:\n{}",
+        log.text()
+    );
     let left = log
         .text()
         .lines()
         .find(|l| l.contains("grace period over"))
         .map(str::to_owned)
-        .unwrap_or_else(|| panic!("nothing logged at the end of the grace period:\n{}", log.text()));
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing logged at the end of the grace period:\n{}",
+                log.text()
+            )
+        });
     assert!(left.contains(&format!("{id} (demo/run)")), "{left}");
     assert!(
-        log.text().lines().any(|l| l.contains("still running when the grace period ended")
-            && l.contains(&format!("task={id}"))
-            && l.contains("demo")),
+        log.text()
+            .lines()
+            .any(|l| l.contains("still running when the grace period ended")
+                && l.contains(&format!("task={id}"))
+                && l.contains("demo")),
         "log:\n{}",
         log.text()
     );

@@ -307,19 +307,31 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    // All due at once, a few seconds from now: a backlog the host claims ahead of its two pool
-    // threads, as the runs are short (well under the 20 ms below which it claims ahead).
-    let start_at = now_secs() + 3;
+    // Two long runs hold both pool threads while the 400 tasks are created, so a backlog
+    // builds however slowly the creates go; cancelled, they free the threads. (The host claims
+    // ahead of its pool threads once its recent runs are short again: well under 20 ms.)
+    let blockers: Vec<i64> = (0..2)
+        .map(|_| d.create("demo", "run", json!({"steps": 6000, "sleep_ms": 10})))
+        .collect();
+    for &id in &blockers {
+        d.wait_task(id, Duration::from_secs(30), |t| t["status"] == "running");
+    }
     let ids: Vec<i64> = (0..TASKS)
         .map(|_| {
             d.create(
                 "demo",
                 "run",
-                json!({"steps": 1, "sleep_ms": 4, "ledger": ledger, "max_attempts": 1,
-                       "start_at": start_at}),
+                json!({"steps": 1, "sleep_ms": 4, "ledger": ledger, "max_attempts": 1}),
             )
         })
         .collect();
+    for &id in &blockers {
+        assert_eq!(
+            d.post(&format!("/stask/tasks/{id}/cancel"), &json!({}))
+                .status,
+            200
+        );
+    }
     // Kill halfway (two ledger lines per finished run).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while lines().len() < TASKS / 2 {
@@ -335,14 +347,20 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
     let ledger = lines();
     let started = |id: i64| ledger.iter().any(|l| *l == format!("start {id} 1"));
     let mut failed = Vec::new();
+    let mut unlogged = Vec::new();
     let mut given_back = 0;
     for t in &tasks {
         let id = t["id"].as_i64().unwrap();
         match t["status"].as_str().unwrap() {
             "completed" => assert_eq!(t["attempts"], 1, "{t}"),
             "failed" => {
-                // Only a run the kill interrupted: it had started.
-                assert!(started(id), "task {id} failed without ever starting: {t}");
+                // Only a run the kill interrupted: it had started. (With PostgreSQL the kill
+                // may also cut the start's round trip after the server stored it: the attempt
+                // counts, the plugin never began. At most one per pool thread; on SQLite the
+                // moment between the start's commit and the plugin call is microseconds.)
+                if !started(id) {
+                    unlogged.push(id);
+                }
                 assert!(
                     t["message"].as_str().unwrap().contains("was interrupted"),
                     "{t}"
@@ -364,15 +382,29 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
             })
             .count();
     }
-    // At most the runs the two pool threads had going; and the test saw tasks claimed ahead.
+    // Runs cut mid-way: at most the two the pool threads had going. (Others may have done
+    // their work with the outcome not stored yet: they started too.)
+    let done = |id: i64| ledger.iter().any(|l| *l == format!("done {id} 1"));
+    let mid_run: Vec<i64> = failed
+        .iter()
+        .copied()
+        .filter(|&id| started(id) && !done(id))
+        .collect();
     println!(
-        "{} ledger lines at the kill, {} tasks given back without an attempt, {} failed after \
-         starting: {failed:?}",
-        at_kill,
-        given_back,
-        failed.len()
+        "{at_kill} ledger lines at the kill, {given_back} tasks given back without an attempt, \
+         {} failed after starting: {failed:?} ({} of them mid-run)",
+        failed.len(),
+        mid_run.len()
     );
-    assert!(failed.len() <= 2, "failed: {failed:?}");
+    assert!(mid_run.len() <= 2, "cut mid-run: {mid_run:?}");
+    if stask_tests::on_postgres() {
+        assert!(unlogged.len() <= 2, "failed without a start: {unlogged:?}");
+    } else {
+        assert!(
+            unlogged.is_empty(),
+            "failed without ever starting: {unlogged:?}"
+        );
+    }
     assert!(
         given_back > 0,
         "no task was claimed ahead at the kill: the scenario did not happen"
@@ -383,6 +415,7 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
             .iter()
             .filter(|l| l.starts_with(&format!("start {id} ")))
             .count();
-        assert_eq!(starts, 1, "task {id}");
+        let expected = usize::from(!unlogged.contains(&id));
+        assert_eq!(starts, expected, "task {id}");
     }
 }

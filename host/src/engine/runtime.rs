@@ -452,11 +452,6 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         engine.give_back(std::slice::from_ref(&job), "not started before the stop");
         return false;
     }
-    if !record_start(engine, &job) {
-        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
-        engine.wake();
-        return false;
-    }
     let settings = row.settings;
     let timeout_secs = settings
         .get("timeout")
@@ -500,12 +495,21 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
             .into_owned(),
         storage_dir: engine.config.storage_dir().to_string_lossy().into_owned(),
     };
+    let isolation = isolation_of(engine, &request.settings);
+    // Recorded last, just before the plugin call, so that the moment between the two (where a
+    // kill counts an attempt nothing used) is as short as it can be.
+    if !record_start(engine, &job) {
+        engine.hub.remove(job.id);
+        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        engine.wake();
+        return false;
+    }
     let started_at = now_ms();
     engine
         .metrics
         .attempt_started(&job.identifier, started_at - job.run_at);
     let started = Instant::now();
-    let (mut outcome, cost) = match isolation_of(engine, &request.settings) {
+    let (mut outcome, cost) = match isolation {
         Some(limits) => run_isolated(&worker, &request, live.as_ref(), limits),
         None => {
             let probe = engine.meter.begin();

@@ -437,11 +437,21 @@ mod tests {
         );
         let mut timed_out = e.clone();
         timed_out.timed_out_after = Some(5);
-        let f = after_run(&timed_out, RunOutcome::Cancelled { message: None }, BACKOFF, 0);
+        let f = after_run(
+            &timed_out,
+            RunOutcome::Cancelled { message: None },
+            BACKOFF,
+            0,
+        );
         assert_eq!((f.status, f.refund_attempt), (TaskStatus::Failed, false));
         let mut by_user = e.clone();
         by_user.cancel_requested = true;
-        let f = after_run(&by_user, RunOutcome::Cancelled { message: None }, BACKOFF, 0);
+        let f = after_run(
+            &by_user,
+            RunOutcome::Cancelled { message: None },
+            BACKOFF,
+            0,
+        );
         assert_eq!((f.status, f.refund_attempt), (TaskStatus::Cancelled, false));
     }
 }

@@ -84,7 +84,10 @@ mod tests {
     #[test]
     fn a_long_outage_keeps_the_newest_lines_and_counts_the_rest() {
         let mut u = Unflushed::default();
-        u.add(vec![], (0..MAX_KEPT_LOG_LINES).map(|n| line(1, n)).collect());
+        u.add(
+            vec![],
+            (0..MAX_KEPT_LOG_LINES).map(|n| line(1, n)).collect(),
+        );
         u.add(
             vec![],
             (0..10).map(|n| line(1, MAX_KEPT_LOG_LINES + n)).collect(),

@@ -124,7 +124,9 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
         "a stale run cannot start"
     );
     assert_eq!(
-        store.start_runs(&[(id, second.lease_token)], 2_050).unwrap(),
+        store
+            .start_runs(&[(id, second.lease_token)], 2_050)
+            .unwrap(),
         vec![true]
     );
     let stale = finish(id, first.lease_token, TaskStatus::Failed, 2_100);
@@ -912,11 +914,15 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
     assert!(claimed.iter().all(|c| c.attempt == 1), "{claimed:?}");
     let (ahead, started, raced) = (&claimed[0], &claimed[1], &claimed[2]);
     assert_eq!(
-        store.start_runs(&[(started.id, started.lease_token)], 11).unwrap(),
+        store
+            .start_runs(&[(started.id, started.lease_token)], 11)
+            .unwrap(),
         vec![true]
     );
     assert_eq!(
-        store.start_runs(&[(started.id, started.lease_token)], 12).unwrap(),
+        store
+            .start_runs(&[(started.id, started.lease_token)], 12)
+            .unwrap(),
         vec![false],
         "a run starts once"
     );
@@ -937,7 +943,9 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
         .map(|id| after_lost_lease(&lease(*id), backoff))
         .collect();
     assert_eq!(
-        store.start_runs(&[(raced.id, raced.lease_token)], 4_000).unwrap(),
+        store
+            .start_runs(&[(raced.id, raced.lease_token)], 4_000)
+            .unwrap(),
         vec![true]
     );
     assert_eq!(
@@ -950,7 +958,10 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
     let t = store.task(started.id).unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 1), "{t:?}");
     assert!(t.message.contains("was interrupted"), "{}", t.message);
-    assert_eq!(store.task(raced.id).unwrap().unwrap().status, TaskStatus::Running);
+    assert_eq!(
+        store.task(raced.id).unwrap().unwrap().status,
+        TaskStatus::Running
+    );
     // The claimed-ahead task runs as attempt 1 after all.
     let due = store.task(ahead.id).unwrap().unwrap().run_at;
     let again = claim(store, "live-host", 1, due).remove(0);
@@ -958,7 +969,9 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
 
     // A run stopped early by its stopping host: pending again, attempt given back.
     assert_eq!(
-        store.start_runs(&[(again.id, again.lease_token)], 5_001).unwrap(),
+        store
+            .start_runs(&[(again.id, again.lease_token)], 5_001)
+            .unwrap(),
         vec![true]
     );
     let mut stopped = finish(again.id, again.lease_token, TaskStatus::Pending, 5_100);
