@@ -65,21 +65,13 @@ RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, prio
 
 /// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`). Locks
 /// in id order like every write of several leased rows.
-///
-/// Committed without waiting for the server's WAL flush (`synchronous_commit = off` for this
-/// statement's own transaction): the pool thread waits for this write before it calls the
-/// plugin, and a host killed during that wait has its attempt counted for a run that never
-/// began, so the wait is kept short. Once acknowledged, the write is visible to every host and
-/// survives the host's death; only a crash of the PostgreSQL server itself can lose it (the
-/// run is then recovered as not started).
 const START_SQL: &str = "
-WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS mode),
-     locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
 UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = $3, message = 'Running',
        updated_at = $3
   FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
  WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
-   AND s_tasks.id IN (SELECT id FROM locked) AND (SELECT mode FROM async) = 'off'
+   AND s_tasks.id IN (SELECT id FROM locked)
 RETURNING s_tasks.id";
 
 /// Finishes as arrays in one statement; the rows it returns are the ones that applied.
