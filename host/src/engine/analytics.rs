@@ -864,6 +864,7 @@ mod tests {
         store(&engine)
             .start_runs(&[(running.id, running.lease_token)], NOW - 45_000)
             .unwrap();
+        store(&engine).flush_starts(NOW - 45_000).unwrap();
         claim(NOW - 50_000, 50_000); // expires exactly now: not stuck yet
         let alerts = alerts(&engine);
         assert_eq!(kinds(&alerts), vec![AlertKind::StuckTask; 2]);
@@ -1011,7 +1012,7 @@ mod tests {
             total: None,
             worker_version: None,
             at: NOW - 19 * MIN,
-            refund_attempt: false,
+            attempts: claimed.attempt,
             if_started: None,
         };
         assert_eq!(store(&engine).finish(&[back]).unwrap(), vec![true]);

@@ -935,9 +935,14 @@ fn flush_progress(engine: &Engine) {
     let was_failing = !pending.is_empty();
     pending.add(writes, logs);
     let now = now_ms();
+    // Starts first (SQLite keeps them in its start journal until this flush, see
+    // `TaskStore::start_runs`): a run in the hub started before its progress was taken.
+    // Nothing to flush once the hub is empty: a run leaves it after its finish is stored,
+    // and a finish writes the attempt itself.
     let result = engine
         .store
-        .write_progress(&pending.writes, now)
+        .flush_starts(now)
+        .and_then(|()| engine.store.write_progress(&pending.writes, now))
         .and_then(|()| engine.store.append_logs(&pending.logs));
     match result {
         Ok(()) if was_failing => {

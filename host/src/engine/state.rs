@@ -95,7 +95,7 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
         total: None,
         worker_version: Some(end.worker_version.clone()),
         at: now,
-        refund_attempt: false,
+        attempts: end.attempt,
         if_started: None,
     };
     let error = match outcome {
@@ -155,7 +155,7 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
 fn interrupted_by_stop(finish: &mut Finish, attempt: u32, now: i64) {
     finish.status = TaskStatus::Pending;
     finish.run_at = Some(now);
-    finish.refund_attempt = true;
+    finish.attempts = attempt.saturating_sub(1);
     finish.message = format!(
         "Interrupted: the host was stopping, so attempt {attempt} stopped early; it runs again \
          (no attempt used)"
@@ -218,7 +218,9 @@ pub fn after_lost_lease(lease: &ExpiredLease, backoff: Backoff) -> Finish {
         total: None,
         worker_version: None,
         at: now,
-        refund_attempt: false,
+        // Unchanged for a claim that never started; for a started run, its attempt counted
+        // (the driver includes it even if the row does not count it yet, see `ExpiredLease`).
+        attempts: lease.attempts,
         // The decision depends on it: it applies only if the row still says the same.
         if_started: Some(lease.started),
     };
@@ -401,8 +403,8 @@ mod tests {
         };
         let f = after_lost_lease(&lease, BACKOFF);
         assert_eq!(
-            (f.status, f.refund_attempt, f.if_started),
-            (TaskStatus::Pending, false, Some(false))
+            (f.status, f.attempts, f.if_started),
+            (TaskStatus::Pending, 0, Some(false))
         );
         assert!(f.run_at.unwrap() <= now_ms());
         assert!(f.message.contains("no attempt used"), "{}", f.message);
@@ -420,8 +422,8 @@ mod tests {
         ] {
             let f = after_run(&e, outcome, BACKOFF, 5_000);
             assert_eq!(
-                (f.status, f.refund_attempt, f.run_at),
-                (TaskStatus::Pending, true, Some(5_000))
+                (f.status, f.attempts, f.run_at),
+                (TaskStatus::Pending, 0, Some(5_000))
             );
             assert!(f.message.contains("host was stopping"), "{}", f.message);
         }
@@ -443,7 +445,7 @@ mod tests {
             BACKOFF,
             0,
         );
-        assert_eq!((f.status, f.refund_attempt), (TaskStatus::Failed, false));
+        assert_eq!((f.status, f.attempts), (TaskStatus::Failed, 1));
         let mut by_user = e.clone();
         by_user.cancel_requested = true;
         let f = after_run(
@@ -452,6 +454,6 @@ mod tests {
             BACKOFF,
             0,
         );
-        assert_eq!((f.status, f.refund_attempt), (TaskStatus::Cancelled, false));
+        assert_eq!((f.status, f.attempts), (TaskStatus::Cancelled, 1));
     }
 }

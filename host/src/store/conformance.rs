@@ -50,7 +50,8 @@ fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
         total: None,
         worker_version: Some("v".into()),
         at,
-        refund_attempt: false,
+        // The first attempt: most properties claim once; the others set it.
+        attempts: 1,
         if_started: None,
     }
 }
@@ -114,28 +115,35 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
     assert_eq!(expired.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
     let mut back = finish(id, first.lease_token, TaskStatus::Pending, 2_000);
     back.run_at = Some(2_000);
+    back.attempts = first.attempt;
     assert_eq!(store.finish(&[back]).unwrap(), vec![true]);
     let second = claim(store, "live-host", 1, 2_000).remove(0);
     assert_eq!(second.attempt, 2);
     assert_ne!(first.lease_token, second.lease_token);
-    assert_eq!(
-        store.start_runs(&[(id, first.lease_token)], 2_050).unwrap(),
-        vec![false],
-        "a stale run cannot start"
-    );
+    // On a shared database another host may hold the lease: a stale run cannot start. On
+    // SQLite one process owns the database and recovers only at start, so a stale run cannot
+    // exist there and a start always applies; its flush is fenced by the lease all the same.
+    let stale_start = store.start_runs(&[(id, first.lease_token)], 2_050).unwrap();
+    if store.shared_by_hosts() {
+        assert_eq!(stale_start, vec![false], "a stale run cannot start");
+    }
     assert_eq!(
         store
             .start_runs(&[(id, second.lease_token)], 2_050)
             .unwrap(),
         vec![true]
     );
+    store.flush_starts(2_060).unwrap();
+    let t = store.task(id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Running, 2), "{t:?}");
     let stale = finish(id, first.lease_token, TaskStatus::Failed, 2_100);
     assert_eq!(
         store.finish(&[stale]).unwrap(),
         vec![false],
         "stale outcome refused"
     );
-    let fresh = finish(id, second.lease_token, TaskStatus::Completed, 2_200);
+    let mut fresh = finish(id, second.lease_token, TaskStatus::Completed, 2_200);
+    fresh.attempts = second.attempt;
     assert_eq!(
         store.finish(std::slice::from_ref(&fresh)).unwrap(),
         vec![true]
@@ -356,10 +364,13 @@ pub fn record(store: &dyn Store, run: &Run) -> i64 {
         TaskStatus::Preparing => {}
         TaskStatus::Running => {
             store.start_runs(&[(id, token)], run.started()).unwrap();
+            store.flush_starts(run.started()).unwrap();
         }
         status => {
             store.start_runs(&[(id, token)], run.started()).unwrap();
+            store.flush_starts(run.started()).unwrap();
             let mut end = finish(id, token, status, run.started() + run.duration_ms);
+            end.attempts = claimed[0].attempt;
             end.duration_ms = Some(run.duration_ms);
             end.last_error = run.error.map(str::to_owned);
             end.worker_version = run.version.map(str::to_owned);
@@ -426,6 +437,7 @@ pub fn analytics_history(store: &dyn Store) {
         .unwrap();
     let lease = claim_of(store, "a", 1, 76_000).remove(0).lease_token;
     store.start_runs(&[(a11, lease)], 76_000).unwrap();
+    store.flush_starts(76_000).unwrap();
     let mut retry = finish(a11, lease, TaskStatus::Pending, 76_070);
     retry.run_at = Some(500_000);
     retry.duration_ms = Some(70);
@@ -919,13 +931,15 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
             .unwrap(),
         vec![true]
     );
-    assert_eq!(
-        store
-            .start_runs(&[(started.id, started.lease_token)], 12)
-            .unwrap(),
-        vec![false],
-        "a run starts once"
-    );
+    // A second start of the same run does not count twice. (On SQLite a start always applies:
+    // see `a_stale_run_cannot_overwrite_a_newer_one`.)
+    let again = store
+        .start_runs(&[(started.id, started.lease_token)], 12)
+        .unwrap();
+    if store.shared_by_hosts() {
+        assert_eq!(again, vec![false], "a run starts once");
+    }
+    store.flush_starts(13).unwrap();
     assert_eq!(store.task(started.id).unwrap().unwrap().attempts, 1);
     let leases = store.expired_leases(5_000).unwrap();
     let lease = |id: i64| leases.iter().find(|l| l.id == id).unwrap().clone();
@@ -958,16 +972,16 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
     let t = store.task(started.id).unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 1), "{t:?}");
     assert!(t.message.contains("was interrupted"), "{}", t.message);
-    assert_eq!(
-        store.task(raced.id).unwrap().unwrap().status,
-        TaskStatus::Running
-    );
+    store.flush_starts(5_000).unwrap();
+    let t = store.task(raced.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Running, 1), "{t:?}");
     // The claimed-ahead task runs as attempt 1 after all.
     let due = store.task(ahead.id).unwrap().unwrap().run_at;
     let again = claim(store, "live-host", 1, due).remove(0);
     assert_eq!((again.id, again.attempt), (ahead.id, 1));
 
-    // A run stopped early by its stopping host: pending again, attempt given back.
+    // A run stopped early by its stopping host: pending again, attempt given back (written as
+    // an absolute value, so whether its start was flushed does not matter).
     assert_eq!(
         store
             .start_runs(&[(again.id, again.lease_token)], 5_001)
@@ -976,11 +990,69 @@ pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
     );
     let mut stopped = finish(again.id, again.lease_token, TaskStatus::Pending, 5_100);
     stopped.run_at = Some(5_100);
-    stopped.refund_attempt = true;
+    stopped.attempts = again.attempt - 1;
     assert_eq!(store.finish(&[stopped]).unwrap(), vec![true]);
     let t = store.task(again.id).unwrap().unwrap();
     assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 0), "{t:?}");
     assert_eq!(ids.len(), 3);
+}
+
+/// A start survives the process: claim, start, and the store is dropped without any flush (as
+/// by `kill -9`); `reopen` gives the store the next process opens on the same database (on
+/// SQLite the start is only in its start journal until the ticker's flush). Recovery then finds
+/// the run started with its attempt counted, and the claim that never started not. Meanwhile a
+/// run that finished before its start was flushed counts its attempt too.
+pub fn a_start_survives_the_process(
+    store: std::sync::Arc<dyn Store>,
+    reopen: impl FnOnce(std::sync::Arc<dyn Store>) -> std::sync::Arc<dyn Store>,
+) {
+    use crate::engine::state::{after_lost_lease, Backoff};
+    let mut one_attempt = task("w", Priority::Normal, None);
+    one_attempt.max_attempts = 1;
+    store
+        .insert_tasks(&[one_attempt.clone(), one_attempt.clone(), one_attempt], 0)
+        .unwrap();
+    let claimed = claim(&*store, "dead-host", 3, 10);
+    let (ahead, started, done) = (&claimed[0], &claimed[1], &claimed[2]);
+    let starts = [
+        (started.id, started.lease_token),
+        (done.id, done.lease_token),
+    ];
+    assert_eq!(store.start_runs(&starts, 11).unwrap(), vec![true, true]);
+    let mut end = finish(done.id, done.lease_token, TaskStatus::Completed, 20);
+    end.attempts = done.attempt;
+    assert_eq!(store.finish(&[end]).unwrap(), vec![true]);
+    let t = store.task(done.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Completed, 1), "{t:?}");
+
+    let store = reopen(store);
+    let leases = store.expired_leases(i64::MAX).unwrap();
+    let lease = |id: i64| leases.iter().find(|l| l.id == id).unwrap().clone();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert_eq!(
+        (lease(started.id).started, lease(started.id).attempts),
+        (true, 1)
+    );
+    assert_eq!(
+        (lease(ahead.id).started, lease(ahead.id).attempts),
+        (false, 0)
+    );
+    let backoff = Backoff {
+        base_ms: 1_000,
+        max_ms: 1_000,
+    };
+    let decisions: Vec<Finish> = leases
+        .iter()
+        .map(|l| after_lost_lease(l, backoff))
+        .collect();
+    assert_eq!(
+        store.recover(&decisions, i64::MAX).unwrap(),
+        vec![true, true]
+    );
+    let t = store.task(started.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 1), "{t:?}");
+    let t = store.task(ahead.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 0), "{t:?}");
 }
 
 /// Expands to one test per property for a driver.

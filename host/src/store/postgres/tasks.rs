@@ -101,15 +101,15 @@ UPDATE s_tasks AS t
        eta_seconds = NULL,
        cpu_ms = COALESCE(f.cpu_ms, t.cpu_ms),
        memory_bytes = CASE WHEN f.duration_ms IS NULL THEN t.memory_bytes ELSE f.memory_bytes END,
-       attempts = CASE WHEN f.refund THEN GREATEST(t.attempts - 1, 0) ELSE t.attempts END,
+       attempts = f.attempts,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = f.at
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
               $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[],
               $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
-              $18::boolean[], $19::boolean[])
+              $18::bigint[], $19::boolean[])
        AS f(id, lease_token, status, message, result, result_file, run_at, at, last_error,
             duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes,
-            refund, if_started)
+            attempts, if_started)
  WHERE t.id = f.id AND t.lease_token = f.lease_token AND t.status IN (15, 20)
    AND ($17::bigint IS NULL OR t.lease_expires_at < $17::bigint)
    AND (f.if_started IS NULL OR (t.status = 20) = f.if_started)
@@ -147,7 +147,7 @@ pub(super) fn apply_finishes(
     let totals: Vec<Option<i64>> = finishes.iter().map(|f| f.total).collect();
     let cpu: Vec<Option<i64>> = finishes.iter().map(|f| f.cpu_ms).collect();
     let memory: Vec<Option<i64>> = finishes.iter().map(|f| f.memory_bytes).collect();
-    let refunds: Vec<bool> = finishes.iter().map(|f| f.refund_attempt).collect();
+    let attempts: Vec<i64> = finishes.iter().map(|f| i64::from(f.attempts)).collect();
     let if_started: Vec<Option<bool>> = finishes.iter().map(|f| f.if_started).collect();
     let applied_ids = store.transaction(move |tx, cache| {
         let stmt = prepared(tx, cache, FINISH_SQL)?;
@@ -171,7 +171,7 @@ pub(super) fn apply_finishes(
                 &cpu,
                 &memory,
                 &before,
-                &refunds,
+                &attempts,
                 &if_started,
             ],
         )?;

@@ -6,6 +6,7 @@
 
 mod analytics;
 mod hosts;
+mod starts;
 mod tasks;
 mod tokens;
 mod workers;
@@ -13,6 +14,7 @@ mod workers;
 use super::{Migration, Store, StoreError, StoreResult, SQLITE_MIGRATIONS};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,6 +29,11 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     path: PathBuf,
     checkpointer_stop: Arc<AtomicBool>,
+    /// Where runs' starts are recorded (see `starts`).
+    starts: starts::StartJournal,
+    /// Starts in the journal not yet written to the database: (task id, lease token) → start
+    /// time. The ticker's `flush_starts` writes them; a finish takes its run's out.
+    unflushed_starts: Mutex<HashMap<(i64, i64), i64>>,
 }
 
 /// How often the background checkpointer moves WAL pages into the database file.
@@ -66,6 +73,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let starts = starts::StartJournal::open(path)?;
         configure(&writer)?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
@@ -86,6 +94,8 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             path: path.to_owned(),
             checkpointer_stop,
+            starts,
+            unflushed_starts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -189,6 +199,19 @@ mod tests {
     }
 
     crate::driver_tests!(open);
+
+    #[test]
+    fn a_start_survives_the_process() {
+        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("stask.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store.migrate().expect("migrate");
+        crate::store::conformance::a_start_survives_the_process(Arc::new(store), |store| {
+            // Not flushed: the start is only in the journal.
+            drop(store);
+            Arc::new(SqliteStore::open(&path).expect("reopen"))
+        });
+    }
 
     #[test]
     fn migrations_are_idempotent() {

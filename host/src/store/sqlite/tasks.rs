@@ -1,5 +1,6 @@
 //! `TaskStore` for SQLite.
 
+use super::starts::StartJournal;
 use super::SqliteStore;
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{task_from_row, TASK_COLUMNS};
@@ -70,11 +71,33 @@ UPDATE s_tasks
        LIMIT ?6)
 RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank";
 
-/// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`).
+/// A run started (written by the start flush, see `starts`): the attempt counts from here (a
+/// claim alone does not, see `TaskStore`).
 const START_SQL: &str = "
 UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = ?3, message = 'Running',
        updated_at = ?3
  WHERE id = ?1 AND lease_token = ?2 AND status = 15";
+
+/// A `preparing` row whose start is in the journal started (its start was not flushed before
+/// the process died): started, with its attempt counted. The ring is read only if such a row
+/// exists: at recovery at start (a live process's own leases expire only while their renewal
+/// fails, and the engine leaves them alone).
+fn mark_journal_starts(
+    journal: &StartJournal,
+    mut leases: Vec<ExpiredLease>,
+) -> StoreResult<Vec<ExpiredLease>> {
+    if leases.iter().all(|l| l.started) {
+        return Ok(leases);
+    }
+    let started = journal.read()?;
+    for lease in leases.iter_mut().filter(|l| !l.started) {
+        if started.contains(&(lease.id, lease.lease_token)) {
+            lease.started = true;
+            lease.attempts += 1;
+        }
+    }
+    Ok(leases)
+}
 
 impl SqliteStore {
     /// Runs `sql` (parameters: id, lease token, now) for each `(id, lease token)` in one
@@ -177,21 +200,42 @@ impl TaskStore for SqliteStore {
     }
 
     fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
+        // Into the start journal, not the database (see `starts`): one `pwrite` per start
+        // instead of a write transaction on the single writer connection. It always applies:
+        // only this process uses the database (the home lock) and it recovers leases only at
+        // start, before its pool runs, so no other host or recovery can have taken the lease.
+        for &(id, token) in tasks {
+            self.starts.record(id, token)?;
+            self.unflushed_starts.lock().insert((id, token), now);
         }
-        self.write(|conn| {
+        Ok(vec![true; tasks.len()])
+    }
+
+    fn flush_starts(&self, _now: i64) -> StoreResult<()> {
+        let starts = std::mem::take(&mut *self.unflushed_starts.lock());
+        if starts.is_empty() {
+            return Ok(());
+        }
+        let written = self.write(|conn| {
             let tx = conn.transaction()?;
-            let applied = {
+            {
+                // Guarded by `preparing`: applies once, and not to a run finished meanwhile.
                 let mut stmt = tx.prepare_cached(START_SQL)?;
-                tasks
-                    .iter()
-                    .map(|(id, token)| Ok(stmt.execute(params![id, token, now])? == 1))
-                    .collect::<StoreResult<Vec<bool>>>()?
-            };
+                for ((id, token), at) in &starts {
+                    stmt.execute(params![id, token, at])?;
+                }
+            }
             tx.commit()?;
-            Ok(applied)
-        })
+            Ok(())
+        });
+        if written.is_err() {
+            // Kept for the next flush (the journal still has them meanwhile).
+            let mut kept = self.unflushed_starts.lock();
+            for (run, at) in starts {
+                kept.entry(run).or_insert(at);
+            }
+        }
+        written
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
@@ -202,7 +246,10 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE s_tasks SET status = 20, progress = ?3, processed = ?4, total = ?5,
+                    // A run reports progress only after it started: if its start is not
+                    // flushed yet (still `preparing`), its attempt counts here.
+                    "UPDATE s_tasks SET status = 20, attempts = attempts + (status = 15),
+                            progress = ?3, processed = ?4, total = ?5,
                             eta_seconds = ?6, message = ?7, worker_version = ?8, updated_at = ?9
                       WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
                 )?;
@@ -249,6 +296,15 @@ impl TaskStore for SqliteStore {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
+        {
+            // The finish writes the attempt itself (`Finish::attempts`), so its start needs no
+            // flush. Taken out even if the finish then fails: the finisher retries it, and the
+            // journal keeps the start for recovery meanwhile.
+            let mut starts = self.unflushed_starts.lock();
+            for f in finishes {
+                starts.remove(&(f.id, f.lease_token));
+            }
+        }
         self.write(|conn| {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
@@ -268,7 +324,7 @@ impl TaskStore for SqliteStore {
                             cpu_ms = COALESCE(?15, cpu_ms),
                             started_at = COALESCE(?17, started_at),
                             memory_bytes = CASE WHEN ?10 IS NULL THEN memory_bytes ELSE ?16 END,
-                            attempts = CASE WHEN ?18 THEN MAX(attempts - 1, 0) ELSE attempts END,
+                            attempts = ?18,
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?8
                       WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)
                         AND (?19 IS NULL OR (status = 20) = ?19)",
@@ -292,7 +348,7 @@ impl TaskStore for SqliteStore {
                         f.cpu_ms,
                         f.memory_bytes,
                         f.started_at,
-                        f.refund_attempt,
+                        f.attempts,
                         f.if_started,
                     ])?;
                     applied.push(n == 1);
@@ -324,7 +380,7 @@ impl TaskStore for SqliteStore {
     }
 
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
-        self.read(|conn| {
+        let rows = self.read(|conn| {
             // Same predicate as the partial index s_tasks_lease, so a heartbeat's recovery
             // check reads only leased rows.
             let mut stmt = conn.prepare_cached(
@@ -344,7 +400,8 @@ impl TaskStore for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
-        })
+        })?;
+        mark_journal_starts(&self.starts, rows)
     }
 
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
