@@ -357,14 +357,15 @@ fn migrate_is_idempotent_and_version_prints_the_version() {
 }
 
 #[test]
-fn sigterm_lets_the_running_task_finish_and_exits_0() {
+fn sigterm_lets_a_task_that_ignores_the_stop_finish_within_the_grace_period() {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
     let ledger = home.path().join("ledger.txt");
     let id = d.create(
         "demo",
         "run",
-        serde_json::json!({"steps": 10, "sleep_ms": 50, "ledger": ledger, "result": "finished"}),
+        serde_json::json!({"steps": 10, "sleep_ms": 50, "ledger": ledger, "result": "finished",
+                           "ignore_cancel": true}),
     );
     d.wait_task(id, Duration::from_secs(30), |t| {
         t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
@@ -384,6 +385,116 @@ fn sigterm_lets_the_running_task_finish_and_exits_0() {
     let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
     assert_eq!(ok(&out).trim(), "processed 0 tasks");
     assert_eq!(show(&home, id)["attempts"], 1);
+}
+
+/// SIGTERM asks running tasks to stop at the start of the grace period: a cooperative worker
+/// ends at its next check, the daemon exits long before the grace period is over, and the
+/// task is pending again with its attempt given back (even with `max_attempts` 1), to run to
+/// completion at the next start.
+#[test]
+fn sigterm_stops_a_cooperative_task_early_without_using_an_attempt() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_SHUTDOWN_GRACE_SECS", "60");
+    let token = home.token();
+    let d = home.serve_with_token(token.clone());
+    let ledger = home.path().join("ledger.txt");
+    // 4 s of work in 50 ms steps, checking for a cancel before each.
+    let id = d.create(
+        "demo",
+        "run",
+        serde_json::json!({"steps": 80, "sleep_ms": 50, "ledger": ledger, "result": "finished",
+                           "max_attempts": 1}),
+    );
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    let log = d.log.clone();
+    let asked = Instant::now();
+    assert_eq!(d.terminate(), 0, "log:\n{}", log.text());
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the daemon took {took:?} to stop: the task was not asked to stop\nlog:\n{}",
+        log.text()
+    );
+    assert!(
+        log.text().contains("asked the running tasks to stop"),
+        "log:\n{}",
+        log.text()
+    );
+    let task = show(&home, id);
+    assert_eq!(
+        (task["status"].as_str(), task["attempts"].as_i64()),
+        (Some("pending"), Some(0)),
+        "{task}\nlog:\n{}",
+        log.text()
+    );
+    let message = task["message"].as_str().unwrap();
+    assert!(
+        message.contains("host was stopping") && message.contains("no attempt used"),
+        "{message}"
+    );
+    // The next start runs it to the end, as its first attempt still.
+    let d = home.serve_with_token(token);
+    let done = d.wait_finished(id);
+    assert_eq!(
+        (done["status"].as_str(), done["attempts"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["result"], "finished");
+    assert_eq!(
+        std::fs::read_to_string(&ledger).unwrap(),
+        format!("start {id} 1\nstart {id} 1\ndone {id} 1\n"),
+        "the stopped run did not finish its work; the next one did"
+    );
+}
+
+/// A worker that ignores the stop request is still running when the grace period ends: the
+/// daemon stops anyway and its log names what it left (task id and worker).
+#[test]
+fn sigterm_names_the_tasks_still_running_when_the_grace_period_ends() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_SHUTDOWN_GRACE_SECS", "1");
+    let d = home.serve();
+    let id = d.create(
+        "demo",
+        "run",
+        serde_json::json!({"steps": 600, "sleep_ms": 50, "ignore_cancel": true}),
+    );
+    d.wait_task(id, Duration::from_secs(30), |t| {
+        t["status"] == "running" && t["progress"].as_i64().unwrap_or(0) > 0
+    });
+    let log = d.log.clone();
+    let asked = Instant::now();
+    assert_eq!(d.terminate(), 0, "log:\n{}", log.text());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "log:\n{}",
+        log.text()
+    );
+    let left = log
+        .text()
+        .lines()
+        .find(|l| l.contains("grace period over"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing logged at the end of the grace period:\n{}",
+                log.text()
+            )
+        });
+    assert!(left.contains(&format!("{id} (demo/run)")), "{left}");
+    assert!(
+        log.text()
+            .lines()
+            .any(|l| l.contains("still running when the grace period ended")
+                && l.contains(&format!("task={id}"))
+                && l.contains("demo")),
+        "log:\n{}",
+        log.text()
+    );
+    assert_eq!(show(&home, id)["status"], "running", "left for recovery");
 }
 
 #[test]

@@ -148,16 +148,24 @@ fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    // What B held when it died: its leases stay in the table until they expire.
-    let held: BTreeSet<i64> = pg
+    // What B held when it died: its leases stay in the table until they expire. Runs it had
+    // started (running) used an attempt; tasks it had only claimed ahead (preparing) did not.
+    let mut held: BTreeSet<i64> = BTreeSet::new();
+    let mut held_unstarted: BTreeSet<i64> = BTreeSet::new();
+    for row in pg
         .query(
-            "SELECT id FROM s_tasks WHERE lease_owner = $1 AND status IN (15, 20)",
+            "SELECT id, status FROM s_tasks WHERE lease_owner = $1 AND status IN (15, 20)",
             &[&b_name],
         )
         .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    {
+        let (id, status): (i64, i64) = (row.get(0), row.get(1));
+        if status == 20 {
+            held.insert(id);
+        } else {
+            held_unstarted.insert(id);
+        }
+    }
     assert!(
         !held.is_empty(),
         "B held no task when killed: nothing to take over"
@@ -222,8 +230,15 @@ fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
             assert_eq!(done, vec![1], "task {id}");
         }
     }
-    // Exactly the tasks B held when it died were run again (each attempt of B's counts): no
-    // live lease of A or C was ever taken.
+    // Exactly the runs B had started when it died were run again (each started attempt of
+    // B's counts): no live lease of A or C was ever taken. What B had only claimed ran once,
+    // on a survivor, as its first attempt (the lost lease used no attempt).
+    for id in &held_unstarted {
+        assert_eq!(
+            attempts[id], 1,
+            "task {id}, claimed by B but not started, used an attempt"
+        );
+    }
     let rerun: BTreeSet<i64> = attempts
         .iter()
         .filter(|(_, n)| **n > 1)
@@ -280,10 +295,12 @@ fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
     }
     assert!(killed_at.elapsed() >= Duration::from_millis(1_000));
     eprintln!(
-        "multi-host: {} tasks, {} re-run after the kill ({} held by B), {:.1} s in all",
+        "multi-host: {} tasks, {} re-run after the kill ({} started by B, {} more claimed by B \
+         and run once elsewhere), {:.1} s in all",
         created,
         rerun.len(),
         held.len(),
+        held_unstarted.len(),
         started.elapsed().as_secs_f64()
     );
 }

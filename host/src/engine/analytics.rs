@@ -901,8 +901,9 @@ mod tests {
         claim(NOW - 50_000, 10_000); // expired 40 s ago
         let running = claim(NOW - 50_000, 20_000).remove(0); // expired 30 s ago
         store(&engine)
-            .mark_running(&[(running.id, running.lease_token)], NOW - 45_000)
+            .start_runs(&[(running.id, running.lease_token)], NOW - 45_000)
             .unwrap();
+        store(&engine).flush_starts(NOW - 45_000).unwrap();
         claim(NOW - 50_000, 50_000); // expires exactly now: not stuck yet
         let alerts = alerts(&engine);
         assert_eq!(kinds(&alerts), vec![AlertKind::StuckTask; 2]);
@@ -1050,6 +1051,8 @@ mod tests {
             total: None,
             worker_version: None,
             at: NOW - 19 * MIN,
+            attempts: claimed.attempt,
+            if_started: None,
         };
         assert_eq!(store(&engine).finish(&[back]).unwrap(), vec![true]);
         let summary = engine.performance_summary_at(1, NOW).unwrap();

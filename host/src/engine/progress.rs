@@ -39,6 +39,9 @@ pub struct LiveTask {
     pub cancel: AtomicBool,
     /// The worker's timeout fired.
     pub timed_out: AtomicBool,
+    /// The host is stopping (SIGTERM) and asked the run to stop: the worker sees it as a
+    /// cancel, the outcome is "interrupted" (see `state::after_run`), not "cancelled".
+    pub host_stopping: AtomicBool,
     timeout_secs: AtomicU64,
     max_attempts: AtomicU32,
     started_ms: i64,
@@ -56,7 +59,6 @@ struct LiveState {
     message: String,
     eta_seconds: Option<i64>,
     dirty: bool,
-    reported_running: bool,
     logs: Vec<LogLine>,
     logged: usize,
     dropped: usize,
@@ -83,8 +85,6 @@ pub struct ProgressView {
 pub struct Flush {
     /// Progress to write, if it changed.
     pub progress: Option<ProgressView>,
-    /// Whether the task must be marked running.
-    pub mark_running: bool,
     /// New log lines.
     pub logs: Vec<LogLine>,
 }
@@ -109,6 +109,7 @@ impl LiveTask {
             started: Instant::now(),
             cancel: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
+            host_stopping: AtomicBool::new(false),
             timeout_secs: AtomicU64::new(0),
             max_attempts: AtomicU32::new(attempt),
             started_ms: now_ms(),
@@ -162,6 +163,18 @@ impl LiveTask {
         !self.timed_out.swap(true, Ordering::Relaxed)
     }
 
+    /// Asks the run to stop because the host is stopping (once; later calls do nothing).
+    pub fn ask_to_stop(&self) {
+        if !self.host_stopping.swap(true, Ordering::SeqCst) {
+            self.push_log(
+                1,
+                "host: the host is stopping; asked the task to stop (it runs again later, \
+                 without using an attempt, if it stops early)"
+                    .into(),
+            );
+        }
+    }
+
     /// Seconds since the run started.
     pub fn elapsed_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -182,8 +195,6 @@ impl LiveTask {
     /// Takes what changed since the last flush.
     pub fn take_flush(&self) -> Flush {
         let mut s = self.state.lock();
-        let mark_running = !s.reported_running;
-        s.reported_running = true;
         let progress = if s.dirty {
             s.dirty = false;
             Some(ProgressView {
@@ -198,7 +209,6 @@ impl LiveTask {
         };
         Flush {
             progress,
-            mark_running,
             logs: std::mem::take(&mut s.logs),
         }
     }
@@ -312,7 +322,7 @@ impl TaskHooks for LiveTask {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.host_stopping.load(Ordering::Relaxed)
     }
 
     fn call(&self, method: &str, _args_json: &str) -> Result<String, String> {
@@ -379,6 +389,15 @@ impl ProgressHub {
     /// Abandoned runs whose threads are still blocked in plugin code.
     pub fn abandoned(&self) -> Vec<Arc<LiveTask>> {
         self.abandoned.read().values().cloned().collect()
+    }
+
+    /// Asks every running task to stop because the host is stopping; returns them.
+    pub fn ask_all_to_stop(&self) -> Vec<Arc<LiveTask>> {
+        let tasks = self.all();
+        for task in &tasks {
+            task.ask_to_stop();
+        }
+        tasks
     }
 
     /// Sets the cancel flag of a running task; false if it does not run here.
@@ -490,7 +509,7 @@ mod tests {
             t.log(0, &format!("line {i}"));
         }
         let flush = t.take_flush();
-        assert!(flush.mark_running && flush.progress.is_some());
+        assert!(flush.progress.is_some());
         assert_eq!(flush.logs.len(), MAX_LOG_LINES);
         let rest = t.take_remaining_logs();
         assert_eq!(rest.len(), 1);

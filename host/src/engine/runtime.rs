@@ -248,14 +248,25 @@ impl Engine {
 }
 
 impl Runtime {
-    /// Stops claiming, gives running tasks `grace` to finish, then stops the threads. Tasks
-    /// still running after the grace period keep their lease and are recovered at next start.
+    /// Stops claiming, gives back the tasks claimed ahead, asks every running task to stop
+    /// (cooperative workers end early, stored as interrupted without using an attempt), gives
+    /// them `grace` to end, then stops the threads. Runs still going after the grace period
+    /// keep their lease, are named in the log, and are recovered at the next start (they
+    /// started, so that counts an attempt).
     pub fn shutdown(mut self, grace: Duration) {
         let engine = self.engine.clone();
         engine.stopping.store(true, Ordering::SeqCst);
         engine.wake();
         engine.ready.close();
         engine.release_waiting();
+        let asked = engine.hub.ask_all_to_stop();
+        if !asked.is_empty() {
+            tracing::info!(
+                tasks = asked.len(),
+                "stopping: asked the running tasks to stop; waiting up to {}s for them",
+                grace.as_secs()
+            );
+        }
         let deadline = Instant::now() + grace;
         // A task leaves the hub only once the finisher has stored its outcome.
         while (engine.in_flight.load(Ordering::SeqCst) > 0 || !engine.hub.is_empty())
@@ -263,11 +274,25 @@ impl Runtime {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let still_running = engine.hub.len();
-        if still_running > 0 {
+        let left = engine.hub.all();
+        if !left.is_empty() {
+            for task in &left {
+                tracing::warn!(
+                    task = task.id,
+                    worker = %task.identifier,
+                    action = %task.action,
+                    attempt = task.attempt,
+                    "still running when the grace period ended: left for recovery at the next start"
+                );
+            }
+            let names: Vec<String> = left
+                .iter()
+                .map(|t| format!("{} ({}/{})", t.id, t.identifier, t.action))
+                .collect();
             tracing::warn!(
-                tasks = still_running,
-                "grace period over; running tasks are left for recovery at the next start"
+                tasks = left.len(),
+                "grace period over; running tasks are left for recovery at the next start: {}",
+                names.join(", ")
             );
             engine.host_stopped();
             return;
@@ -428,6 +453,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         engine.wake();
         return false;
     };
+    // Stopping: a task no pool thread started yet goes back like those still in the queue.
+    if engine.stopping.load(Ordering::SeqCst) {
+        engine.give_back(std::slice::from_ref(&job), "not started before the stop");
+        return false;
+    }
     let settings = row.settings;
     let timeout_secs = settings
         .get("timeout")
@@ -448,6 +478,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         live.cancel.store(true, Ordering::Relaxed);
     }
     engine.hub.insert(live.clone());
+    // A stop that began after the check above has already asked the running tasks to stop,
+    // maybe before this one was in the hub: ask it too.
+    if engine.stopping.load(Ordering::SeqCst) {
+        live.ask_to_stop();
+    }
 
     let output_dir = engine.config.results_dir().join(job.id.to_string());
     let data = serde_json::from_str(&job.meta).unwrap_or(serde_json::Value::Null);
@@ -466,12 +501,21 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
             .into_owned(),
         storage_dir: engine.config.storage_dir().to_string_lossy().into_owned(),
     };
+    let isolation = isolation_of(engine, &request.settings);
+    // Recorded last, just before the plugin call, so that the moment between the two (where a
+    // kill counts an attempt nothing used) is as short as it can be.
+    if !record_start(engine, &job) {
+        engine.hub.remove(job.id);
+        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        engine.wake();
+        return false;
+    }
     let started_at = now_ms();
     engine
         .metrics
         .attempt_started(&job.identifier, started_at - job.run_at);
     let started = Instant::now();
-    let (mut outcome, cost) = match isolation_of(engine, &request.settings) {
+    let (mut outcome, cost) = match isolation {
         Some(limits) => run_isolated(&worker, &request, live.as_ref(), limits),
         None => {
             let probe = engine.meter.begin();
@@ -532,6 +576,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         attempt: job.attempt,
         max_attempts: job.max_attempts,
         cancel_requested: live.cancel.load(Ordering::Relaxed),
+        host_stopping: live.host_stopping.load(Ordering::SeqCst),
         timed_out_after: live
             .timed_out
             .load(Ordering::Relaxed)
@@ -551,6 +596,55 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
     engine.wake();
     let _ = done.send(Done { finish, live });
     false
+}
+
+/// Records that this pool thread starts the claimed run, before the plugin is called: the
+/// attempt counts from here, so a kill at any later moment finds the run started, and a claim
+/// that never got this far (waiting in the ready queue when the host died) uses no attempt.
+/// Returns false when the run must not start: its lease was taken over (another host
+/// recovered it), or the write keeps failing while the host stops (the task stays claimed and
+/// is recovered later as not started).
+fn record_start(engine: &Engine, job: &ClaimedTask) -> bool {
+    let mut failing = false;
+    loop {
+        match engine
+            .store
+            .start_runs(&[(job.id, job.lease_token)], now_ms())
+        {
+            Ok(applied) if applied.first() == Some(&true) => {
+                if failing {
+                    tracing::info!(task = job.id, "the start of the task is stored; it runs");
+                }
+                return true;
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    task = job.id,
+                    "not starting the task: its lease was taken over by another host"
+                );
+                return false;
+            }
+            Err(e) if engine.stopping.load(Ordering::SeqCst) => {
+                tracing::warn!(
+                    task = job.id,
+                    "not starting the task: cannot store its start while stopping ({e}); it is \
+                     recovered later without using an attempt"
+                );
+                return false;
+            }
+            Err(e) => {
+                // Reported once: the heartbeat keeps the lease meanwhile.
+                if !failing {
+                    tracing::warn!(
+                        task = job.id,
+                        "cannot store the start of the task, retrying before it runs: {e}"
+                    );
+                }
+                failing = true;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// Gives up on runs whose worker ignored the cancel request of its timeout for the stop grace
@@ -589,6 +683,7 @@ fn abandon_overdue(engine: &Arc<Engine>, done: &Sender<Done>) {
             attempt: live.attempt,
             max_attempts: live.max_attempts(),
             cancel_requested: true,
+            host_stopping: false,
             timed_out_after: Some(timeout),
             started_at: live.started_ms(),
             duration_ms: now - live.started_ms(),
@@ -706,7 +801,7 @@ fn finisher(engine: &Arc<Engine>, done: Receiver<Done>) {
         if let Err(e) = engine.store.append_logs(&logs) {
             // Kept for the ticker's next flush, like its own lines.
             tracing::warn!("cannot store task logs now (kept and tried again): {e}");
-            engine.unflushed.lock().add(Vec::new(), Vec::new(), logs);
+            engine.unflushed.lock().add(Vec::new(), logs);
         }
         let finishes: Vec<Finish> = batch.iter().map(|d| d.finish.clone()).collect();
         let applied = loop {
@@ -812,7 +907,6 @@ fn flush_progress(engine: &Engine) {
         return;
     }
     let mut writes = Vec::new();
-    let mut running = Vec::new();
     let mut logs = Vec::new();
     let snapshot_dir = engine.config.snapshot_dir();
     for task in &live {
@@ -826,9 +920,6 @@ fn flush_progress(engine: &Engine) {
             );
         }
         let flush = task.take_flush();
-        if flush.mark_running {
-            running.push((task.id, task.lease_token));
-        }
         logs.extend(flush.logs);
         if let Some(view) = flush.progress {
             write_live_snapshot(task, &view, &snapshot_dir);
@@ -853,11 +944,15 @@ fn flush_progress(engine: &Engine) {
     }
     let mut pending = std::mem::take(&mut *engine.unflushed.lock());
     let was_failing = !pending.is_empty();
-    pending.add(running, writes, logs);
+    pending.add(writes, logs);
     let now = now_ms();
+    // Starts first (SQLite keeps them in its start journal until this flush, see
+    // `TaskStore::start_runs`): a run in the hub started before its progress was taken.
+    // Nothing to flush once the hub is empty: a run leaves it after its finish is stored,
+    // and a finish writes the attempt itself.
     let result = engine
         .store
-        .mark_running(&pending.running, now)
+        .flush_starts(now)
         .and_then(|()| engine.store.write_progress(&pending.writes, now))
         .and_then(|()| engine.store.append_logs(&pending.logs));
     match result {
@@ -882,7 +977,7 @@ fn flush_progress(engine: &Engine) {
             // The finisher may have kept lines meanwhile: they are newer, so they go after.
             let mut kept = engine.unflushed.lock();
             let newer = std::mem::take(&mut *kept);
-            pending.add(newer.running, newer.writes, newer.logs);
+            pending.add(newer.writes, newer.logs);
             pending.dropped_logs += newer.dropped_logs;
             *kept = pending;
         }

@@ -1,7 +1,7 @@
 //! The task state machine: the only place that decides a task's next status.
 //!
 //! ```text
-//!            create                claim (lease)          first progress flush
+//!            create                claim (lease)       a pool thread starts it
 //!   ─────────────────► pending ───────────────► preparing ─────────────────► running
 //!                        ▲ │                         │                          │
 //!        retry (backoff) │ │ cancel                  └────────────┬─────────────┘
@@ -13,6 +13,9 @@
 //!                                     failed    ◄── no attempts left, permanent error
 //!   retry (user): failed | cancelled ──► pending (fresh attempts)
 //! ```
+//! `attempts` counts runs that started (`preparing` → `running`, written before the plugin is
+//! called), not claims: a task claimed ahead whose host died or stopped goes back to pending
+//! without using one, and so does a run that stopped early because its host was stopping.
 //! The store applies these decisions fenced by the run's lease token, so a run whose lease was
 //! taken over can never overwrite the newer run's outcome.
 
@@ -54,6 +57,8 @@ pub struct RunEnd {
     pub max_attempts: u32,
     /// A user asked to cancel while it ran.
     pub cancel_requested: bool,
+    /// The host asked it to stop because the host is stopping (SIGTERM).
+    pub host_stopping: bool,
     /// The worker's timeout fired (seconds), if it did.
     pub timed_out_after: Option<u64>,
     /// When the run began (UNIX ms).
@@ -90,6 +95,8 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
         total: None,
         worker_version: Some(end.worker_version.clone()),
         at: now,
+        attempts: end.attempt,
+        if_started: None,
     };
     let error = match outcome {
         RunOutcome::Completed { result, .. } => {
@@ -107,6 +114,11 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
             ),
             retryable: true,
         },
+        // A user's cancel wins over the host stopping: the user does not want it run again.
+        _ if end.host_stopping && !end.cancel_requested => {
+            interrupted_by_stop(&mut finish, end.attempt, now);
+            return finish;
+        }
         RunOutcome::Cancelled { message } => {
             finish.status = TaskStatus::Cancelled;
             finish.message = match message {
@@ -135,6 +147,19 @@ pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) 
         now,
     );
     finish
+}
+
+/// A run that ended because its host was stopping: not the task's fault, so it goes back to
+/// pending at once with its attempt given back, and runs again (as the same attempt) at the
+/// next start or on another host.
+fn interrupted_by_stop(finish: &mut Finish, attempt: u32, now: i64) {
+    finish.status = TaskStatus::Pending;
+    finish.run_at = Some(now);
+    finish.attempts = attempt.saturating_sub(1);
+    finish.message = format!(
+        "Interrupted: the host was stopping, so attempt {attempt} stopped early; it runs again \
+         (no attempt used)"
+    );
 }
 
 struct Failure {
@@ -170,8 +195,9 @@ fn apply_failure(
     }
 }
 
-/// Decides what happens to a task whose host died (its lease expired): the interrupted run
-/// counts as an attempt.
+/// Decides what happens to a task whose host died (its lease expired). A run that had started
+/// counts as an attempt; a task that was only claimed (waiting in the dead host's ready queue,
+/// no pool thread started it) goes back to pending at once without using one.
 pub fn after_lost_lease(lease: &ExpiredLease, backoff: Backoff) -> Finish {
     let now = now_ms();
     let mut finish = Finish {
@@ -192,7 +218,20 @@ pub fn after_lost_lease(lease: &ExpiredLease, backoff: Backoff) -> Finish {
         total: None,
         worker_version: None,
         at: now,
+        // Unchanged for a claim that never started; for a started run, its attempt counted
+        // (the driver includes it even if the row does not count it yet, see `ExpiredLease`).
+        attempts: lease.attempts,
+        // The decision depends on it: it applies only if the row still says the same.
+        if_started: Some(lease.started),
     };
+    if !lease.started {
+        finish.status = TaskStatus::Pending;
+        finish.run_at = Some(now);
+        finish.message = "Its host stopped before starting it; waiting to run again (no \
+                          attempt used)"
+            .into();
+        return finish;
+    }
     let failure = Failure {
         message: format!(
             "attempt {} was interrupted: its host stopped before finishing",
@@ -236,6 +275,7 @@ mod tests {
             attempt,
             max_attempts: max,
             cancel_requested: false,
+            host_stopping: false,
             timed_out_after: None,
             started_at: 1_000,
             duration_ms: 1500,
@@ -330,18 +370,17 @@ mod tests {
     }
 
     #[test]
-    fn lost_lease_counts_the_attempt() {
+    fn lost_lease_counts_the_attempt_of_a_started_run() {
         let lease = ExpiredLease {
             id: 1,
             lease_token: 9,
             attempts: 1,
             max_attempts: 3,
             owner: None,
+            started: true,
         };
-        assert_eq!(
-            after_lost_lease(&lease, BACKOFF).status,
-            TaskStatus::Pending
-        );
+        let f = after_lost_lease(&lease, BACKOFF);
+        assert_eq!((f.status, f.if_started), (TaskStatus::Pending, Some(true)));
         let lease = ExpiredLease {
             attempts: 3,
             ..lease
@@ -349,5 +388,72 @@ mod tests {
         let f = after_lost_lease(&lease, BACKOFF);
         assert_eq!(f.status, TaskStatus::Failed);
         assert!(f.message.contains("interrupted"));
+    }
+
+    #[test]
+    fn a_lost_claim_that_never_started_is_pending_again_without_an_attempt() {
+        // max_attempts 1 and nothing started: not a failure, whatever `attempts` says.
+        let lease = ExpiredLease {
+            id: 1,
+            lease_token: 9,
+            attempts: 0,
+            max_attempts: 1,
+            owner: None,
+            started: false,
+        };
+        let f = after_lost_lease(&lease, BACKOFF);
+        assert_eq!(
+            (f.status, f.attempts, f.if_started),
+            (TaskStatus::Pending, 0, Some(false))
+        );
+        assert!(f.run_at.unwrap() <= now_ms());
+        assert!(f.message.contains("no attempt used"), "{}", f.message);
+        assert!(!f.message.contains("was interrupted"));
+    }
+
+    #[test]
+    fn a_run_stopped_by_its_host_is_pending_again_with_its_attempt_given_back() {
+        let mut e = end(1, 1);
+        e.host_stopping = true;
+        for outcome in [
+            RunOutcome::Cancelled { message: None },
+            failed(true),
+            failed(false),
+        ] {
+            let f = after_run(&e, outcome, BACKOFF, 5_000);
+            assert_eq!(
+                (f.status, f.attempts, f.run_at),
+                (TaskStatus::Pending, 0, Some(5_000))
+            );
+            assert!(f.message.contains("host was stopping"), "{}", f.message);
+        }
+        // Work that was done is kept, a timeout is still the task's failure, and a user's
+        // cancel is still a cancel.
+        let done = RunOutcome::Completed {
+            result: None,
+            file: None,
+        };
+        assert_eq!(
+            after_run(&e, done, BACKOFF, 0).status,
+            TaskStatus::Completed
+        );
+        let mut timed_out = e.clone();
+        timed_out.timed_out_after = Some(5);
+        let f = after_run(
+            &timed_out,
+            RunOutcome::Cancelled { message: None },
+            BACKOFF,
+            0,
+        );
+        assert_eq!((f.status, f.attempts), (TaskStatus::Failed, 1));
+        let mut by_user = e.clone();
+        by_user.cancel_requested = true;
+        let f = after_run(
+            &by_user,
+            RunOutcome::Cancelled { message: None },
+            BACKOFF,
+            0,
+        );
+        assert_eq!((f.status, f.attempts), (TaskStatus::Cancelled, 1));
     }
 }

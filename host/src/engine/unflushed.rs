@@ -12,8 +12,6 @@ pub const MAX_KEPT_LOG_LINES: usize = 50_000;
 /// Writes waiting for the next flush.
 #[derive(Default)]
 pub struct Unflushed {
-    /// Runs to mark running: (task id, lease token).
-    pub running: Vec<(i64, i64)>,
     /// The newest progress of each task.
     pub writes: Vec<ProgressWrite>,
     /// Log lines, oldest first.
@@ -25,18 +23,12 @@ pub struct Unflushed {
 impl Unflushed {
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty() && self.writes.is_empty() && self.logs.is_empty()
+        self.writes.is_empty() && self.logs.is_empty()
     }
 
     /// Adds a newer flush: its progress replaces a waiting write of the same task, its log
     /// lines come after the waiting ones.
-    pub fn add(
-        &mut self,
-        running: Vec<(i64, i64)>,
-        writes: Vec<ProgressWrite>,
-        logs: Vec<LogLine>,
-    ) {
-        self.running.extend(running);
+    pub fn add(&mut self, writes: Vec<ProgressWrite>, logs: Vec<LogLine>) {
         for write in writes {
             self.writes.retain(|w| w.id != write.id);
             self.writes.push(write);
@@ -80,17 +72,12 @@ mod tests {
     #[test]
     fn newer_progress_replaces_older_and_logs_keep_their_order() {
         let mut u = Unflushed::default();
-        u.add(
-            vec![(1, 1)],
-            vec![write(1, 10), write(2, 5)],
-            vec![line(1, 0)],
-        );
-        u.add(vec![], vec![write(1, 40)], vec![line(1, 1), line(2, 2)]);
+        u.add(vec![write(1, 10), write(2, 5)], vec![line(1, 0)]);
+        u.add(vec![write(1, 40)], vec![line(1, 1), line(2, 2)]);
         let by_id: Vec<(i64, i64)> = u.writes.iter().map(|w| (w.id, w.progress)).collect();
         assert_eq!(by_id, vec![(2, 5), (1, 40)]);
         let lines: Vec<&str> = u.logs.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(lines, vec!["line 0", "line 1", "line 2"]);
-        assert_eq!(u.running, vec![(1, 1)]);
         assert!(!u.is_empty());
     }
 
@@ -99,11 +86,9 @@ mod tests {
         let mut u = Unflushed::default();
         u.add(
             vec![],
-            vec![],
             (0..MAX_KEPT_LOG_LINES).map(|n| line(1, n)).collect(),
         );
         u.add(
-            vec![],
             vec![],
             (0..10).map(|n| line(1, MAX_KEPT_LOG_LINES + n)).collect(),
         );

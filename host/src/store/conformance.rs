@@ -50,6 +50,9 @@ fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
         total: None,
         worker_version: Some("v".into()),
         at,
+        // The first attempt: most properties claim once; the others set it.
+        attempts: 1,
+        if_started: None,
     }
 }
 
@@ -80,8 +83,9 @@ pub fn claims_in_priority_then_due_order(store: &dyn Store) {
         .map(|c| c.id)
         .collect();
     assert_eq!(later, vec![ids[1]]);
+    // A claim alone uses no attempt: only a started run counts.
     let t = store.task(ids[3]).unwrap().unwrap();
-    assert_eq!((t.status, t.attempts), (TaskStatus::Preparing, 1));
+    assert_eq!((t.status, t.attempts), (TaskStatus::Preparing, 0));
     assert_eq!(
         store.task(ids[4]).unwrap().unwrap().status,
         TaskStatus::Pending
@@ -103,21 +107,43 @@ pub fn a_stale_run_cannot_overwrite_a_newer_one(store: &dyn Store) {
         .insert_task(&task("w", Priority::Normal, None), 0)
         .unwrap();
     let first = claim(store, "dead-host", 1, 10).remove(0);
+    assert_eq!(
+        store.start_runs(&[(id, first.lease_token)], 10).unwrap(),
+        vec![true]
+    );
     let expired = store.expired_leases(10 + 1_001).unwrap();
     assert_eq!(expired.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
     let mut back = finish(id, first.lease_token, TaskStatus::Pending, 2_000);
     back.run_at = Some(2_000);
+    back.attempts = first.attempt;
     assert_eq!(store.finish(&[back]).unwrap(), vec![true]);
     let second = claim(store, "live-host", 1, 2_000).remove(0);
     assert_eq!(second.attempt, 2);
     assert_ne!(first.lease_token, second.lease_token);
+    // On a shared database another host may hold the lease: a stale run cannot start. On
+    // SQLite one process owns the database and recovers only at start, so a stale run cannot
+    // exist there and a start always applies; its flush is fenced by the lease all the same.
+    let stale_start = store.start_runs(&[(id, first.lease_token)], 2_050).unwrap();
+    if store.shared_by_hosts() {
+        assert_eq!(stale_start, vec![false], "a stale run cannot start");
+    }
+    assert_eq!(
+        store
+            .start_runs(&[(id, second.lease_token)], 2_050)
+            .unwrap(),
+        vec![true]
+    );
+    store.flush_starts(2_060).unwrap();
+    let t = store.task(id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Running, 2), "{t:?}");
     let stale = finish(id, first.lease_token, TaskStatus::Failed, 2_100);
     assert_eq!(
         store.finish(&[stale]).unwrap(),
         vec![false],
         "stale outcome refused"
     );
-    let fresh = finish(id, second.lease_token, TaskStatus::Completed, 2_200);
+    let mut fresh = finish(id, second.lease_token, TaskStatus::Completed, 2_200);
+    fresh.attempts = second.attempt;
     assert_eq!(
         store.finish(std::slice::from_ref(&fresh)).unwrap(),
         vec![true]
@@ -336,9 +362,15 @@ pub fn record(store: &dyn Store, run: &Run) -> i64 {
     let token = claimed[0].lease_token;
     match run.status {
         TaskStatus::Preparing => {}
-        TaskStatus::Running => store.mark_running(&[(id, token)], run.started()).unwrap(),
+        TaskStatus::Running => {
+            store.start_runs(&[(id, token)], run.started()).unwrap();
+            store.flush_starts(run.started()).unwrap();
+        }
         status => {
+            store.start_runs(&[(id, token)], run.started()).unwrap();
+            store.flush_starts(run.started()).unwrap();
             let mut end = finish(id, token, status, run.started() + run.duration_ms);
+            end.attempts = claimed[0].attempt;
             end.duration_ms = Some(run.duration_ms);
             end.last_error = run.error.map(str::to_owned);
             end.worker_version = run.version.map(str::to_owned);
@@ -362,7 +394,7 @@ pub fn record(store: &dyn Store, run: &Run) -> i64 {
 /// | a5 | a | 60 000 | 0 | failed | 1 000 | disk full, 1.1 |
 /// | a6 | a | 70 000 | 1 000 | cancelled | 100 | 1.1 |
 /// | a11 | a | 75 000 | 1 000 | retry due at 500 000, then cancelled while pending | 70 | transient, 1.2 | 20, - |
-/// | a7 | a | 80 000 | 4 000 | preparing | | |
+/// | a7 | a | 80 000 | (4 000) | preparing: claimed, not started | | |
 /// | a8 | a | 90 000 | 0 | running | | |
 /// | a9 | a | 100 000 | | pending | | |
 /// | a10 | a | 110 000 | | cancelled while pending | | |
@@ -404,6 +436,8 @@ pub fn analytics_history(store: &dyn Store) {
         .insert_task(&task("a", Priority::Normal, None), 75_000)
         .unwrap();
     let lease = claim_of(store, "a", 1, 76_000).remove(0).lease_token;
+    store.start_runs(&[(a11, lease)], 76_000).unwrap();
+    store.flush_starts(76_000).unwrap();
     let mut retry = finish(a11, lease, TaskStatus::Pending, 76_070);
     retry.run_at = Some(500_000);
     retry.duration_ms = Some(70);
@@ -449,11 +483,12 @@ pub fn window_summary_figures(store: &dyn Store) {
         // Completed and failed: 100 200 300 400 500 705 1000; nearest ranks 4 and 7.
         p50_duration_ms: Some(400),
         p95_duration_ms: Some(1_000),
-        // a1..a8, b1, b2 (a11's stale start and never-started a9, a10 excluded): 12 000 / 10.
-        average_wait_ms: Some(1_200.0),
-        // Waits 0 0 0 0 1000 1000 1000 2000 3000 4000: nearest ranks 5 and 10.
+        // a1..a6, a8, b1, b2 (a11's stale start, a7 claimed but not started yet, and
+        // never-started a9, a10 excluded): 8 000 / 9.
+        average_wait_ms: Some(8_000.0 / 9.0),
+        // Waits 0 0 0 0 1000 1000 1000 2000 3000: nearest ranks 5 and 9.
         p50_wait_ms: Some(1_000),
-        p95_wait_ms: Some(4_000),
+        p95_wait_ms: Some(3_000),
         // a1 a2 a3 a11 b1: 800 / 5.
         average_cpu_ms: Some(160.0),
         // a1 a3 b1: 9 000 / 3.
@@ -671,7 +706,7 @@ pub fn stuck_tasks_are_expired_leases(store: &dyn Store) {
     let first = claim(store, "h", 1, 10).remove(0); // lease until 1 010
     let second = claim(store, "h", 1, 500).remove(0); // lease until 1 500
     store
-        .mark_running(&[(second.id, second.lease_token)], 600)
+        .start_runs(&[(second.id, second.lease_token)], 600)
         .unwrap();
     claim(store, "h", 1, 2_000); // lease until 3 000
     let done = claim(store, "h", 1, 20).remove(0);
@@ -824,7 +859,7 @@ pub fn text_with_nul_is_stored(store: &dyn Store) {
         .insert_task(&task("w", Priority::Normal, None), 0)
         .unwrap();
     let run = claim(store, "h", 1, 10).remove(0);
-    store.mark_running(&[(id, run.lease_token)], 11).unwrap();
+    store.start_runs(&[(id, run.lease_token)], 11).unwrap();
     store
         .write_progress(
             &[super::ProgressWrite {
@@ -871,6 +906,155 @@ pub fn text_with_nul_is_stored(store: &dyn Store) {
     assert!(!store.set_worker_active("w\0", false, 21).unwrap());
 }
 
+/// Only a started run counts as an attempt. A claim that no pool thread started (claimed ahead
+/// when its host died) is recovered without one, even with `max_attempts` 1; a started run
+/// counts, and its recovery with no attempt left fails the task. A recovery decided on one
+/// state does not apply to the other (the run started between the read and the write), and a
+/// run that stopped because its host was stopping gives its attempt back.
+pub fn only_started_runs_count_as_attempts(store: &dyn Store) {
+    use crate::engine::state::{after_lost_lease, Backoff};
+    let backoff = Backoff {
+        base_ms: 1_000,
+        max_ms: 1_000,
+    };
+    let mut one_attempt = task("w", Priority::Normal, None);
+    one_attempt.max_attempts = 1;
+    let ids = store
+        .insert_tasks(&[one_attempt.clone(), one_attempt.clone(), one_attempt], 0)
+        .unwrap();
+    let claimed = claim(store, "dead-host", 3, 10);
+    assert!(claimed.iter().all(|c| c.attempt == 1), "{claimed:?}");
+    let (ahead, started, raced) = (&claimed[0], &claimed[1], &claimed[2]);
+    assert_eq!(
+        store
+            .start_runs(&[(started.id, started.lease_token)], 11)
+            .unwrap(),
+        vec![true]
+    );
+    // A second start of the same run does not count twice. (On SQLite a start always applies:
+    // see `a_stale_run_cannot_overwrite_a_newer_one`.)
+    let again = store
+        .start_runs(&[(started.id, started.lease_token)], 12)
+        .unwrap();
+    if store.shared_by_hosts() {
+        assert_eq!(again, vec![false], "a run starts once");
+    }
+    store.flush_starts(13).unwrap();
+    assert_eq!(store.task(started.id).unwrap().unwrap().attempts, 1);
+    let leases = store.expired_leases(5_000).unwrap();
+    let lease = |id: i64| leases.iter().find(|l| l.id == id).unwrap().clone();
+    assert_eq!(
+        (lease(ahead.id).started, lease(ahead.id).attempts),
+        (false, 0)
+    );
+    assert_eq!(
+        (lease(started.id).started, lease(started.id).attempts),
+        (true, 1)
+    );
+    // The decision for `raced` reads "not started"; its run starts before the write.
+    let decisions: Vec<Finish> = [ahead.id, started.id, raced.id]
+        .iter()
+        .map(|id| after_lost_lease(&lease(*id), backoff))
+        .collect();
+    assert_eq!(
+        store
+            .start_runs(&[(raced.id, raced.lease_token)], 4_000)
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        store.recover(&decisions, 5_000).unwrap(),
+        vec![true, true, false],
+        "a decision taken on a run not started does not apply to a started one"
+    );
+    let t = store.task(ahead.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 0), "{t:?}");
+    let t = store.task(started.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 1), "{t:?}");
+    assert!(t.message.contains("was interrupted"), "{}", t.message);
+    store.flush_starts(5_000).unwrap();
+    let t = store.task(raced.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Running, 1), "{t:?}");
+    // The claimed-ahead task runs as attempt 1 after all.
+    let due = store.task(ahead.id).unwrap().unwrap().run_at;
+    let again = claim(store, "live-host", 1, due).remove(0);
+    assert_eq!((again.id, again.attempt), (ahead.id, 1));
+
+    // A run stopped early by its stopping host: pending again, attempt given back (written as
+    // an absolute value, so whether its start was flushed does not matter).
+    assert_eq!(
+        store
+            .start_runs(&[(again.id, again.lease_token)], 5_001)
+            .unwrap(),
+        vec![true]
+    );
+    let mut stopped = finish(again.id, again.lease_token, TaskStatus::Pending, 5_100);
+    stopped.run_at = Some(5_100);
+    stopped.attempts = again.attempt - 1;
+    assert_eq!(store.finish(&[stopped]).unwrap(), vec![true]);
+    let t = store.task(again.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 0), "{t:?}");
+    assert_eq!(ids.len(), 3);
+}
+
+/// A start survives the process: claim, start, and the store is dropped without any flush (as
+/// by `kill -9`); `reopen` gives the store the next process opens on the same database (on
+/// SQLite the start is only in its start journal until the ticker's flush). Recovery then finds
+/// the run started with its attempt counted, and the claim that never started not. Meanwhile a
+/// run that finished before its start was flushed counts its attempt too.
+pub fn a_start_survives_the_process(
+    store: std::sync::Arc<dyn Store>,
+    reopen: impl FnOnce(std::sync::Arc<dyn Store>) -> std::sync::Arc<dyn Store>,
+) {
+    use crate::engine::state::{after_lost_lease, Backoff};
+    let mut one_attempt = task("w", Priority::Normal, None);
+    one_attempt.max_attempts = 1;
+    store
+        .insert_tasks(&[one_attempt.clone(), one_attempt.clone(), one_attempt], 0)
+        .unwrap();
+    let claimed = claim(&*store, "dead-host", 3, 10);
+    let (ahead, started, done) = (&claimed[0], &claimed[1], &claimed[2]);
+    let starts = [
+        (started.id, started.lease_token),
+        (done.id, done.lease_token),
+    ];
+    assert_eq!(store.start_runs(&starts, 11).unwrap(), vec![true, true]);
+    let mut end = finish(done.id, done.lease_token, TaskStatus::Completed, 20);
+    end.attempts = done.attempt;
+    assert_eq!(store.finish(&[end]).unwrap(), vec![true]);
+    let t = store.task(done.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Completed, 1), "{t:?}");
+
+    let store = reopen(store);
+    let leases = store.expired_leases(i64::MAX).unwrap();
+    let lease = |id: i64| leases.iter().find(|l| l.id == id).unwrap().clone();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert_eq!(
+        (lease(started.id).started, lease(started.id).attempts),
+        (true, 1)
+    );
+    assert_eq!(
+        (lease(ahead.id).started, lease(ahead.id).attempts),
+        (false, 0)
+    );
+    let backoff = Backoff {
+        base_ms: 1_000,
+        max_ms: 1_000,
+    };
+    let decisions: Vec<Finish> = leases
+        .iter()
+        .map(|l| after_lost_lease(l, backoff))
+        .collect();
+    assert_eq!(
+        store.recover(&decisions, i64::MAX).unwrap(),
+        vec![true, true]
+    );
+    let t = store.task(started.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Failed, 1), "{t:?}");
+    let t = store.task(ahead.id).unwrap().unwrap();
+    assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 0), "{t:?}");
+}
+
 /// Expands to one test per property for a driver.
 #[macro_export]
 macro_rules! driver_tests {
@@ -892,6 +1076,10 @@ macro_rules! driver_tests {
             $crate::store::conformance::released_tasks_are_pending_again_without_an_attempt(
                 &*$open(),
             );
+        }
+        #[test]
+        fn only_started_runs_count_as_attempts() {
+            $crate::store::conformance::only_started_runs_count_as_attempts(&*$open());
         }
         #[test]
         fn heartbeats_extend_leases_and_carry_cancels() {

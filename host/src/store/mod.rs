@@ -207,7 +207,8 @@ pub struct ClaimedTask {
     pub action: String,
     /// Task data as stored (JSON text).
     pub meta: String,
-    /// This attempt's number (already counted).
+    /// The number this run's attempt gets if a pool thread starts it (`attempts + 1`). A claim
+    /// does not count: [`TaskStore::start_runs`] does, when the run really starts.
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
@@ -258,6 +259,18 @@ pub struct Finish {
     pub worker_version: Option<String>,
     /// When it happened.
     pub at: i64,
+    /// The task's `attempts` after this finish, written as an absolute value (never an
+    /// increment): the run's attempt number, known since the claim, or one less when the
+    /// attempt is given back (the run ended because its host was stopping, not the task's
+    /// fault: it runs again as the same attempt). Absolute because on SQLite the row of a
+    /// started run may still be `preparing` with its attempt not yet counted (the start is in
+    /// the start journal until the next flush, see `TaskStore::start_runs`); both drivers write
+    /// it the same way.
+    pub attempts: u32,
+    /// Recoveries only: apply only if the run had started (`Some(true)`) or had not
+    /// (`Some(false)`), as [`ExpiredLease::started`] read it, since the decision depends on it.
+    /// `None` for the finishes of runs.
+    pub if_started: Option<bool>,
 }
 
 /// A throttled progress write for a running task.
@@ -288,8 +301,11 @@ pub struct ExpiredLease {
     pub id: i64,
     /// Its lease token.
     pub lease_token: i64,
-    /// Attempts used (including the interrupted one).
+    /// Attempts used (the interrupted run's included if it had started).
     pub attempts: u32,
+    /// Whether a pool thread had started the run (`running`), or it was only claimed
+    /// (`preparing`: waiting in its host's ready queue, no attempt counted).
+    pub started: bool,
     /// Attempts allowed.
     pub max_attempts: u32,
     /// Host that held it.
@@ -393,11 +409,25 @@ pub trait TaskStore: Send + Sync {
     /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
     /// highest priority first, then by due time, then id.
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
-    /// Gives claimed tasks that never started back: pending again, the attempt not counted
-    /// (fenced by lease; used at shutdown for tasks claimed ahead).
+    /// Gives claimed tasks that never started back: pending again (no attempt was counted;
+    /// fenced by lease and `preparing`; used at shutdown for tasks claimed ahead).
     fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
-    /// Marks claimed tasks as running (batched; fenced by lease).
-    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
+    /// Records that pool threads start these claimed runs, before the plugin is called: after
+    /// it returns, a kill of the process at any moment finds the run started. Only a started run
+    /// counts as an attempt. Returns, per run, whether it applied; a run that did not (its lease
+    /// was taken over) must not start.
+    ///
+    /// PostgreSQL writes it to the database at once (`preparing` → `running`, `attempts + 1`,
+    /// `started_at = now`, fenced by lease and `preparing`), since other hosts recover its
+    /// leases. SQLite writes it to its start journal (one `pwrite`, no database write) and
+    /// moves the row to `running` with its attempt at the next [`TaskStore::flush_starts`].
+    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>>;
+    /// Writes the starts [`TaskStore::start_runs`] kept out of the database so far (batched,
+    /// from the ticker; applies once, fenced by lease and `preparing`). Nothing to do for a
+    /// driver that writes starts at once.
+    fn flush_starts(&self, _now: i64) -> StoreResult<()> {
+        Ok(())
+    }
     /// Writes progress of running tasks in one transaction (fenced by lease).
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()>;
     /// Appends task log lines.

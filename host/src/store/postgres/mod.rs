@@ -536,6 +536,13 @@ mod tests {
 
     crate::driver_tests!(open);
 
+    /// Starts are in the database at once: the same store stands for the next process (its
+    /// temporary schema lives as long as it).
+    #[test]
+    fn a_start_survives_the_process() {
+        crate::store::conformance::a_start_survives_the_process(open(), |store| store);
+    }
+
     #[test]
     fn migrations_are_idempotent() {
         let store = open();

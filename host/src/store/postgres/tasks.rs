@@ -56,17 +56,29 @@ WITH high AS (SELECT id FROM s_tasks
                 AND identifier = ANY($5::text[])
               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 UPDATE s_tasks
-   SET status = 15, attempts = attempts + 1, started_at = $1, updated_at = $1,
+   SET status = 15, started_at = $1, updated_at = $1,
        lease_owner = $2, lease_token = $3, lease_expires_at = $4, cancel_requested = FALSE,
        message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
  WHERE id IN (SELECT id FROM (SELECT id FROM high UNION ALL SELECT id FROM normal
                               UNION ALL SELECT id FROM low) AS due LIMIT $6)
-RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
+RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank";
+
+/// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`). Locks
+/// in id order like every write of several leased rows.
+const START_SQL: &str = "
+WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = $3, message = 'Running',
+       updated_at = $3
+  FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+ WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
+   AND s_tasks.id IN (SELECT id FROM locked)
+RETURNING s_tasks.id";
 
 /// Finishes as arrays in one statement; the rows it returns are the ones that applied.
 /// `COALESCE` keeps a column when the finish leaves it `NULL`, as in SQLite; memory follows
 /// the duration (a run that measured nothing stores `NULL`, never an older attempt's figure).
-/// `$17` is the recovery guard: `NULL` for ordinary finishes.
+/// `$17` is the recovery guard: `NULL` for ordinary finishes; a recovery also applies only while
+/// the run is still started or not as its decision read it (`if_started`).
 ///
 /// **Lock order.** Every statement that writes several leased rows (finish, recovery,
 /// progress, running, release, heartbeat) first locks them in ascending id order (`locked`),
@@ -89,14 +101,18 @@ UPDATE s_tasks AS t
        eta_seconds = NULL,
        cpu_ms = COALESCE(f.cpu_ms, t.cpu_ms),
        memory_bytes = CASE WHEN f.duration_ms IS NULL THEN t.memory_bytes ELSE f.memory_bytes END,
+       attempts = f.attempts,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = f.at
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
               $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[],
-              $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])
+              $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+              $18::bigint[], $19::boolean[])
        AS f(id, lease_token, status, message, result, result_file, run_at, at, last_error,
-            duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes)
+            duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes,
+            attempts, if_started)
  WHERE t.id = f.id AND t.lease_token = f.lease_token AND t.status IN (15, 20)
    AND ($17::bigint IS NULL OR t.lease_expires_at < $17::bigint)
+   AND (f.if_started IS NULL OR (t.status = 20) = f.if_started)
    AND t.id IN (SELECT id FROM locked)
 RETURNING t.id";
 
@@ -131,13 +147,32 @@ pub(super) fn apply_finishes(
     let totals: Vec<Option<i64>> = finishes.iter().map(|f| f.total).collect();
     let cpu: Vec<Option<i64>> = finishes.iter().map(|f| f.cpu_ms).collect();
     let memory: Vec<Option<i64>> = finishes.iter().map(|f| f.memory_bytes).collect();
+    let attempts: Vec<i64> = finishes.iter().map(|f| i64::from(f.attempts)).collect();
+    let if_started: Vec<Option<bool>> = finishes.iter().map(|f| f.if_started).collect();
     let applied_ids = store.transaction(move |tx, cache| {
         let stmt = prepared(tx, cache, FINISH_SQL)?;
         let rows = tx.query(
             &stmt,
             &[
-                &ids, &tokens, &statuses, &messages, &results, &files, &run_ats, &ats, &errors,
-                &durations, &progress, &versions, &processed, &totals, &cpu, &memory, &before,
+                &ids,
+                &tokens,
+                &statuses,
+                &messages,
+                &results,
+                &files,
+                &run_ats,
+                &ats,
+                &errors,
+                &durations,
+                &progress,
+                &versions,
+                &processed,
+                &totals,
+                &cpu,
+                &memory,
+                &before,
+                &attempts,
+                &if_started,
             ],
         )?;
         rows.iter()
@@ -278,8 +313,7 @@ impl TaskStore for PgStore {
         self.update_leased(
             "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
                              ORDER BY id FOR UPDATE)
-             UPDATE s_tasks SET status = 10, attempts = GREATEST(attempts - 1, 0),
-                    message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+             UPDATE s_tasks SET status = 10, message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
                     lease_token = NULL, lease_expires_at = NULL, updated_at = $3
               FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
              WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
@@ -289,17 +323,23 @@ impl TaskStore for PgStore {
         )
     }
 
-    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        self.update_leased(
-            "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
-                             ORDER BY id FOR UPDATE)
-             UPDATE s_tasks SET status = 20, message = 'Running', updated_at = $3
-              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
-               AND s_tasks.id IN (SELECT id FROM locked)",
-            tasks,
-            now,
-        )
+    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+        let tokens: Vec<i64> = tasks.iter().map(|t| t.1).collect();
+        let started = self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, START_SQL)?;
+            client
+                .query(&stmt, &[&ids, &tokens, &now])?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<std::collections::HashSet<i64>>>()
+        })?;
+        // A batch holds each task once (one pool thread starts it).
+        Ok(tasks.iter().map(|(id, _)| started.contains(id)).collect())
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
@@ -402,8 +442,8 @@ impl TaskStore for PgStore {
             let stmt = prepared(
                 client,
                 cache,
-                "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
-                  WHERE status IN (15, 20) AND lease_expires_at < $1 ORDER BY id",
+                "SELECT id, lease_token, attempts, max_attempts, lease_owner, status = 20
+                   FROM s_tasks WHERE status IN (15, 20) AND lease_expires_at < $1 ORDER BY id",
             )?;
             client
                 .query(&stmt, &[&now])?
@@ -415,6 +455,7 @@ impl TaskStore for PgStore {
                         attempts: narrow(r.try_get(2)?),
                         max_attempts: narrow(r.try_get(3)?),
                         owner: r.try_get(4)?,
+                        started: r.try_get(5)?,
                     })
                 })
                 .collect()

@@ -7,8 +7,9 @@ use crate::store::rows::{host_from_row, HOST_COLUMNS};
 use crate::store::{Finish, HostRow, HostStore, StoreResult};
 use rusqlite::params;
 
-/// The finish statement (see `tasks.rs`) with the recovery guard: the lease must still be
-/// expired before `?15`.
+/// The finish statement (see `tasks.rs`) with the recovery guards: the lease must still be
+/// expired before `?15`, and the run still started or not as the decision read it (`?19`; a
+/// `preparing` row whose start is in the start journal, `?20`, started).
 const RECOVER_SQL: &str = "
 UPDATE s_tasks
    SET status = ?3, message = ?4, run_at = COALESCE(?5, run_at),
@@ -19,8 +20,10 @@ UPDATE s_tasks
        processed = COALESCE(?13, processed), total = COALESCE(?14, total),
        cpu_ms = COALESCE(?16, cpu_ms),
        memory_bytes = CASE WHEN ?8 IS NULL THEN memory_bytes ELSE ?17 END,
+       attempts = ?18,
        eta_seconds = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?6
- WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20) AND lease_expires_at < ?15";
+ WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20) AND lease_expires_at < ?15
+   AND (?19 IS NULL OR (status = 20 OR ?20) = ?19)";
 
 impl HostStore for SqliteStore {
     fn shared_by_hosts(&self) -> bool {
@@ -87,6 +90,13 @@ impl HostStore for SqliteStore {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
+        // Read as `expired_leases` read it for the decisions (recovery runs at start, before
+        // this process starts any run, so the ring is the same).
+        let journal = if finishes.iter().any(|f| f.if_started.is_some()) {
+            self.starts.read()?
+        } else {
+            Default::default()
+        };
         self.write(|conn| {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
@@ -111,6 +121,9 @@ impl HostStore for SqliteStore {
                         before,
                         f.cpu_ms,
                         f.memory_bytes,
+                        f.attempts,
+                        f.if_started,
+                        journal.contains(&(f.id, f.lease_token)),
                     ])?;
                     applied.push(n == 1);
                 }

@@ -8,6 +8,7 @@ mod analytics;
 mod checkpoint;
 mod health;
 mod hosts;
+mod starts;
 mod tasks;
 mod tokens;
 mod workers;
@@ -16,6 +17,7 @@ use super::{Migration, Store, StoreError, StoreResult, SQLITE_MIGRATIONS};
 use health::{Health, Source};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,11 @@ pub struct SqliteStore {
     sync: SqliteSync,
     health: Arc<Health>,
     checkpointer_stop: Arc<AtomicBool>,
+    /// Where runs' starts are recorded (see `starts`).
+    starts: starts::StartJournal,
+    /// Starts in the journal not yet written to the database: (task id, lease token) → start
+    /// time. The ticker's `flush_starts` writes them; a finish takes its run's out.
+    unflushed_starts: Mutex<HashMap<(i64, i64), i64>>,
 }
 
 /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`, parsed once by the configuration).
@@ -102,6 +109,7 @@ impl SqliteStore {
             Ok(conn)
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let starts = starts::StartJournal::open(path)?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
         writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
@@ -128,6 +136,8 @@ impl SqliteStore {
             sync,
             health,
             checkpointer_stop,
+            starts,
+            unflushed_starts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -253,6 +263,19 @@ mod tests {
     }
 
     crate::driver_tests!(open);
+
+    #[test]
+    fn a_start_survives_the_process() {
+        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("stask.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store.migrate().expect("migrate");
+        crate::store::conformance::a_start_survives_the_process(Arc::new(store), |store| {
+            // Not flushed: the start is only in the journal.
+            drop(store);
+            Arc::new(SqliteStore::open(&path).expect("reopen"))
+        });
+    }
 
     #[test]
     fn migrations_are_idempotent() {

@@ -1,5 +1,6 @@
 //! `TaskStore` for SQLite.
 
+use super::starts::StartJournal;
 use super::SqliteStore;
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{task_from_row, TASK_COLUMNS};
@@ -49,7 +50,7 @@ fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64
 /// not-yet-due tasks are never scanned; the three ranges are concatenated high to low.
 const CLAIM_SQL: &str = "
 UPDATE s_tasks
-   SET status = 15, attempts = attempts + 1, started_at = ?1, updated_at = ?1,
+   SET status = 15, started_at = ?1, updated_at = ?1,
        lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, cancel_requested = 0,
        message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
  WHERE id IN (
@@ -68,7 +69,35 @@ UPDATE s_tasks
                           AND identifier IN (SELECT value FROM json_each(?5))
                         ORDER BY run_at, id LIMIT ?6)
        LIMIT ?6)
-RETURNING id, identifier, action, meta, attempts, max_attempts, run_at, priority_rank";
+RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank";
+
+/// A run started (written by the start flush, see `starts`): the attempt counts from here (a
+/// claim alone does not, see `TaskStore`).
+const START_SQL: &str = "
+UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = ?3, message = 'Running',
+       updated_at = ?3
+ WHERE id = ?1 AND lease_token = ?2 AND status = 15";
+
+/// A `preparing` row whose start is in the journal started (its start was not flushed before
+/// the process died): started, with its attempt counted. The ring is read only if such a row
+/// exists: at recovery at start (a live process's own leases expire only while their renewal
+/// fails, and the engine leaves them alone).
+fn mark_journal_starts(
+    journal: &StartJournal,
+    mut leases: Vec<ExpiredLease>,
+) -> StoreResult<Vec<ExpiredLease>> {
+    if leases.iter().all(|l| l.started) {
+        return Ok(leases);
+    }
+    let started = journal.read()?;
+    for lease in leases.iter_mut().filter(|l| !l.started) {
+        if started.contains(&(lease.id, lease.lease_token)) {
+            lease.started = true;
+            lease.attempts += 1;
+        }
+    }
+    Ok(leases)
+}
 
 impl SqliteStore {
     /// Runs `sql` (parameters: id, lease token, now) for each `(id, lease token)` in one
@@ -162,8 +191,7 @@ impl TaskStore for SqliteStore {
 
     fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
         self.update_leased(
-            "UPDATE s_tasks SET status = 10, attempts = MAX(attempts - 1, 0),
-                    message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
+            "UPDATE s_tasks SET status = 10, message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
                     lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
               WHERE id = ?1 AND lease_token = ?2 AND status = 15",
             tasks,
@@ -171,13 +199,43 @@ impl TaskStore for SqliteStore {
         )
     }
 
-    fn mark_running(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        self.update_leased(
-            "UPDATE s_tasks SET status = 20, message = 'Running', updated_at = ?3
-              WHERE id = ?1 AND lease_token = ?2 AND status = 15",
-            tasks,
-            now,
-        )
+    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
+        // Into the start journal, not the database (see `starts`): one `pwrite` per start
+        // instead of a write transaction on the single writer connection. It always applies:
+        // only this process uses the database (the home lock) and it recovers leases only at
+        // start, before its pool runs, so no other host or recovery can have taken the lease.
+        for &(id, token) in tasks {
+            self.starts.record(id, token)?;
+            self.unflushed_starts.lock().insert((id, token), now);
+        }
+        Ok(vec![true; tasks.len()])
+    }
+
+    fn flush_starts(&self, _now: i64) -> StoreResult<()> {
+        let starts = std::mem::take(&mut *self.unflushed_starts.lock());
+        if starts.is_empty() {
+            return Ok(());
+        }
+        let written = self.write(|conn| {
+            let tx = conn.transaction()?;
+            {
+                // Guarded by `preparing`: applies once, and not to a run finished meanwhile.
+                let mut stmt = tx.prepare_cached(START_SQL)?;
+                for ((id, token), at) in &starts {
+                    stmt.execute(params![id, token, at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        });
+        if written.is_err() {
+            // Kept for the next flush (the journal still has them meanwhile).
+            let mut kept = self.unflushed_starts.lock();
+            for (run, at) in starts {
+                kept.entry(run).or_insert(at);
+            }
+        }
+        written
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
@@ -188,7 +246,10 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE s_tasks SET status = 20, progress = ?3, processed = ?4, total = ?5,
+                    // A run reports progress only after it started: if its start is not
+                    // flushed yet (still `preparing`), its attempt counts here.
+                    "UPDATE s_tasks SET status = 20, attempts = attempts + (status = 15),
+                            progress = ?3, processed = ?4, total = ?5,
                             eta_seconds = ?6, message = ?7, worker_version = ?8, updated_at = ?9
                       WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
                 )?;
@@ -235,6 +296,15 @@ impl TaskStore for SqliteStore {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
+        {
+            // The finish writes the attempt itself (`Finish::attempts`), so its start needs no
+            // flush. Taken out even if the finish then fails: the finisher retries it, and the
+            // journal keeps the start for recovery meanwhile.
+            let mut starts = self.unflushed_starts.lock();
+            for f in finishes {
+                starts.remove(&(f.id, f.lease_token));
+            }
+        }
         self.write(|conn| {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
@@ -254,8 +324,10 @@ impl TaskStore for SqliteStore {
                             cpu_ms = COALESCE(?15, cpu_ms),
                             started_at = COALESCE(?17, started_at),
                             memory_bytes = CASE WHEN ?10 IS NULL THEN memory_bytes ELSE ?16 END,
+                            attempts = ?18,
                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?8
-                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)",
+                      WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20)
+                        AND (?19 IS NULL OR (status = 20) = ?19)",
                 )?;
                 for f in finishes {
                     let n = stmt.execute(params![
@@ -276,6 +348,8 @@ impl TaskStore for SqliteStore {
                         f.cpu_ms,
                         f.memory_bytes,
                         f.started_at,
+                        f.attempts,
+                        f.if_started,
                     ])?;
                     applied.push(n == 1);
                 }
@@ -306,12 +380,12 @@ impl TaskStore for SqliteStore {
     }
 
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
-        self.read(|conn| {
+        let rows = self.read(|conn| {
             // Same predicate as the partial index s_tasks_lease, so a heartbeat's recovery
             // check reads only leased rows.
             let mut stmt = conn.prepare_cached(
-                "SELECT id, lease_token, attempts, max_attempts, lease_owner FROM s_tasks
-                  WHERE status IN (15, 20) AND lease_expires_at < ?1",
+                "SELECT id, lease_token, attempts, max_attempts, lease_owner, status = 20
+                   FROM s_tasks WHERE status IN (15, 20) AND lease_expires_at < ?1",
             )?;
             let rows = stmt
                 .query_map(params![now], |r| {
@@ -321,11 +395,13 @@ impl TaskStore for SqliteStore {
                         attempts: r.get(2)?,
                         max_attempts: r.get(3)?,
                         owner: r.get(4)?,
+                        started: r.get(5)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
-        })
+        })?;
+        mark_journal_starts(&self.starts, rows)
     }
 
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
