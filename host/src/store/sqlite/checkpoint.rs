@@ -27,6 +27,7 @@ use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often a round runs.
@@ -117,7 +118,9 @@ impl Checkpointer {
                         .failed(Source::Checkpoints, &e.in_folder(&self.dir)),
                 }
             }
-            std::thread::sleep(EVERY);
+            // Parked rather than asleep, so that a clean stop (`SqliteStore::close`) can wake
+            // it and wait for it at once.
+            std::thread::park_timeout(EVERY);
         }
     }
 
@@ -141,13 +144,14 @@ impl Checkpointer {
     }
 }
 
-/// Starts the checkpointer on `conn` until `stop`.
+/// Starts the checkpointer on `conn` until `stop` (then unpark the thread and join it: a
+/// checkpoint of its own still running would make the final TRUNCATE find the WAL busy).
 pub fn spawn(
     conn: Connection,
     db: PathBuf,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
-) -> StoreResult<()> {
+) -> StoreResult<JoinHandle<()>> {
     conn.busy_timeout(WAIT)?;
     let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let checkpointer = Checkpointer {
@@ -161,6 +165,5 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("stask-checkpoint".into())
         .spawn(move || checkpointer.run(&stop))
-        .map(|_| ())
         .map_err(|e| StoreError::Database(format!("cannot start the WAL checkpointer: {e}")))
 }

@@ -36,6 +36,8 @@ pub struct SqliteStore {
     sync: SqliteSync,
     health: Arc<Health>,
     checkpointer_stop: Arc<AtomicBool>,
+    /// The checkpointer thread, joined by a clean stop.
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where runs' starts are recorded (see `starts`).
     starts: starts::StartJournal,
     /// Starts in the journal not yet written to the database: (task id, lease token) → start
@@ -121,7 +123,7 @@ impl SqliteStore {
         writer.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))?;
         let health = Arc::new(Health::new(path));
         let checkpointer_stop = Arc::new(AtomicBool::new(false));
-        checkpoint::spawn(
+        let checkpointer = checkpoint::spawn(
             open(OpenFlags::SQLITE_OPEN_READ_WRITE)?,
             path.to_owned(),
             health.clone(),
@@ -136,6 +138,7 @@ impl SqliteStore {
             sync,
             health,
             checkpointer_stop,
+            checkpointer: Mutex::new(Some(checkpointer)),
             starts,
             unflushed_starts: Mutex::new(HashMap::new()),
         })
@@ -239,6 +242,10 @@ impl Store for SqliteStore {
 
     fn close(&self) {
         self.checkpointer_stop.store(true, Ordering::Relaxed);
+        if let Some(checkpointer) = self.checkpointer.lock().take() {
+            checkpointer.thread().unpark();
+            let _ = checkpointer.join();
+        }
         if self.health.refuse_if_replaced().is_err() {
             return;
         }
