@@ -146,11 +146,23 @@ fn a_download_through_a_linked_result_folder_is_refused() {
 /// Sends raw bytes on a fresh connection and returns the first response line (empty when the
 /// server closed the connection without one).
 fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    let answer = send_raw(addr, request, true);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Sends raw bytes on a fresh connection and reads what comes back: until the end of the
+/// answer's head when `head_only`, else until the server closes the connection.
+fn send_raw(addr: &str, request: &[u8], head_only: bool) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     // The server may answer and close before taking everything: a failed write is fine.
+    // No half-close: hyper drops a connection whose client stopped sending before it answers.
     let _ = stream.write_all(request);
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
@@ -159,7 +171,7 @@ fn raw_exchange(addr: &str, request: &[u8]) -> String {
             Ok(0) => break,
             Ok(n) => {
                 answer.extend_from_slice(&buf[..n]);
-                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                if head_only && answer.windows(4).any(|w| w == b"\r\n\r\n") {
                     break;
                 }
             }
@@ -167,11 +179,7 @@ fn raw_exchange(addr: &str, request: &[u8]) -> String {
             Err(e) => panic!("reading the answer: {e}"),
         }
     }
-    String::from_utf8_lossy(&answer)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned()
+    answer
 }
 
 #[test]
@@ -388,24 +396,8 @@ fn a_client_sending_its_body_slowly_gets_408_in_bounded_time() {
 /// Sends raw bytes on a fresh connection and reads the whole answer until the server closes
 /// the connection: (status code, head, body).
 fn raw_answer(addr: &str, what: &str, request: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    // The server may answer and close before taking everything: a failed write is fine.
-    // No half-close: hyper drops a connection whose client stopped sending before it answers.
     // Every request here ends its connection (an error, or `Connection: close`).
-    let _ = stream.write_all(request);
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("reading the answer: {e}"),
-        }
-    }
+    let answer = send_raw(addr, request, false);
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

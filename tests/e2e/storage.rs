@@ -205,7 +205,11 @@ fn post_noop(d: &Daemon) -> stask_tests::Reply {
 /// naming the folder (not 500 "internal error"), the fault is logged once when it starts (not
 /// at every checkpoint round) and once when it ends, a `storage_fault` alert lasts while it
 /// does, and the daemon works again when space comes back.
+// Run alone by `.ci/run` (`--ignored`): beside the 20,000-task WAL test it missed its 30 s
+// log deadlines now and then on the 2-core VM; alone it passed every run. The cause is still
+// to be found (see RELIABILITY.md).
 #[test]
+#[ignore = "run alone: .ci/run runs it with --ignored"]
 fn a_full_disk_answers_507_with_an_alert_and_recovers_when_space_returns() {
     if sqlite_only("fills the file system under the SQLite database") {
         return;
@@ -398,6 +402,9 @@ fn peak_rss(pid: u32) -> u64 {
 fn uploads_use_their_own_limit_and_stream_to_disk() {
     let mut home = Home::with_workers(&["demo"]);
     home.set_env("STASK_MAX_UPLOAD_BYTES", "50000000");
+    // A small body limit: the refused body below then fits in the socket's buffers, so the
+    // client reads the 413 instead of failing to write a body the server stopped reading.
+    home.set_env("STASK_MAX_BODY_BYTES", "1000");
     let d = home.serve();
     let boundary = "XBOUNDARYX";
     let before = peak_rss(d.pid());
@@ -432,7 +439,7 @@ fn uploads_use_their_own_limit_and_stream_to_disk() {
         .collect();
     assert_eq!(left.len(), 1, "the refused upload left nothing: {left:?}");
     // Other routes keep the request body limit.
-    let big = json!({"blob": "x".repeat(2 << 20)});
+    let big = json!({"blob": "x".repeat(1500)});
     assert_eq!(d.post("/stask/workers/demo/tasks/noop", &big).status, 413);
 }
 
