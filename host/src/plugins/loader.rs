@@ -1,6 +1,6 @@
 //! Loading one library: shadow copy, `dlopen`, `abi_stable` checks, manifest.
 //!
-//! Invariants (each measured in `shared/notes/plugin-host.md`):
+//! Invariants (each measured on this machine class; ARCHITECTURE.md lists them):
 //! - plugins.d/ files are never opened by `dlopen`: overwriting a mapped file in place
 //!   crashes the process. Each version is copied to its own file (own path, own inode) in
 //!   `storage/plugins-loaded/` ([`super::copies`]), kept there while it is mapped;

@@ -1,6 +1,6 @@
 //! Watching plugins.d/: exactly one load per completed file change.
 //!
-//! Measured behaviour this design answers (`shared/notes/plugin-host.md` §6):
+//! Measured behaviour this design answers (watching a folder with inotify on Linux):
 //! - a file can be announced before it is complete (a slow copy that pauses): every event only
 //!   re-arms a per-file timer, and an incomplete ELF is "not ready yet", not an error, as long
 //!   as it keeps growing;
