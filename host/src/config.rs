@@ -556,7 +556,7 @@ impl Config {
 
     /// `<home>/storage/plugins-loaded`: the copies of the libraries this host loaded, kept
     /// while mapped (until the daemon exits; must allow execution).
-    pub fn shadow_dir(&self) -> PathBuf {
+    pub fn loaded_copies_dir(&self) -> PathBuf {
         self.storage_dir().join("plugins-loaded")
     }
 }

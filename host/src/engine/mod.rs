@@ -110,7 +110,7 @@ impl Engine {
         let registry = Arc::new(Registry::new(
             owner.clone(),
             config.plugins_dir.clone(),
-            config.shadow_dir(),
+            config.loaded_copies_dir(),
             config.max_plugin_bytes,
             store.clone(),
             events.clone(),

@@ -143,7 +143,7 @@ pub fn load(
 }
 
 /// Loads a library copy the registry already checked and keeps unchanged (an isolated run's
-/// `storage/isolated/` copy) straight from its path: no second read, hash and shadow copy.
+/// copy in `storage/plugins-loaded/`) straight from its path: no second read, hash or copy.
 /// The layout and version checks of `abi_stable` still run.
 pub fn load_checked_copy(path: &Path) -> Result<LoadedWorker, LoadError> {
     let module = open_module(path)?;
