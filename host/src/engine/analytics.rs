@@ -901,7 +901,7 @@ mod tests {
         claim(NOW - 50_000, 10_000); // expired 40 s ago
         let running = claim(NOW - 50_000, 20_000).remove(0); // expired 30 s ago
         store(&engine)
-            .start_runs(&[(running.id, running.lease_token)], NOW - 45_000)
+            .start_runs(&[running.lease()], NOW - 45_000)
             .unwrap();
         store(&engine).flush_starts(NOW - 45_000).unwrap();
         claim(NOW - 50_000, 50_000); // expires exactly now: not stuck yet

@@ -16,7 +16,7 @@ use crate::events::Event;
 use crate::model::{LogLine, TaskStatus};
 use crate::plugins::isolation;
 use crate::plugins::loader::LoadedWorker;
-use crate::store::{ClaimRequest, ClaimedTask, Finish, ProgressWrite};
+use crate::store::{ClaimRequest, ClaimedTask, Finish, Lease, ProgressWrite};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
 use std::sync::atomic::Ordering;
@@ -215,7 +215,7 @@ impl Engine {
         if tasks.is_empty() {
             return;
         }
-        let leases: Vec<(i64, i64)> = tasks.iter().map(|t| (t.id, t.lease_token)).collect();
+        let leases: Vec<Lease> = tasks.iter().map(ClaimedTask::lease).collect();
         match self.store.release(&leases, now_ms()) {
             Ok(()) => tracing::info!(tasks = leases.len(), "gave back tasks {which}"),
             Err(e) => {
@@ -443,7 +443,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
         .zip(engine.registry.row(&job.identifier))
         .filter(|(_, row)| row.active);
     let Some((worker, row)) = runnable else {
-        if let Err(e) = engine.store.release(&[(job.id, job.lease_token)], now_ms()) {
+        if let Err(e) = engine.store.release(&[job.lease()], now_ms()) {
             tracing::warn!(
                 task = job.id,
                 "cannot give the task back (recovered later): {e}"
@@ -607,10 +607,7 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
 fn record_start(engine: &Engine, job: &ClaimedTask) -> bool {
     let mut failing = false;
     loop {
-        match engine
-            .store
-            .start_runs(&[(job.id, job.lease_token)], now_ms())
-        {
+        match engine.store.start_runs(&[job.lease()], now_ms()) {
             Ok(applied) if applied.first() == Some(&true) => {
                 if failing {
                     tracing::info!(task = job.id, "the start of the task is stored; it runs");

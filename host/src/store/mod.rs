@@ -1,7 +1,7 @@
 //! The storage driver interface. Only this module speaks SQL.
 //!
 //! [`Store`] is what the engine, the HTTP API and the CLI need from a database; each backend
-//! implements it (`sqlite` now; PostgreSQL later) and must pass the same driver test suite.
+//! implements it (`sqlite` and `postgres`) and must pass the same driver test suite.
 //! Drivers store what the engine decided: they never choose a task's next status themselves
 //! (that is [`crate::engine::state`]), except for the two atomic guards a database must own —
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
@@ -220,6 +220,27 @@ pub struct ClaimedTask {
     pub priority_rank: i64,
 }
 
+/// The lease a claim handed out for one task. Every write of the run is fenced by it: the write
+/// applies only while `token` is still the task's current lease token (a recovered and
+/// re-claimed task has a new one, so the old run can no longer write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Task id.
+    pub task_id: i64,
+    /// The lease token the claim gave the task.
+    pub token: i64,
+}
+
+impl ClaimedTask {
+    /// The lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            task_id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
 /// The end of one run (or a recovery decision), as decided by the state machine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {
@@ -411,7 +432,7 @@ pub trait TaskStore: Send + Sync {
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
     /// Gives claimed tasks that never started back: pending again (no attempt was counted;
     /// fenced by lease and `preparing`; used at shutdown for tasks claimed ahead).
-    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()>;
+    fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()>;
     /// Records that pool threads start these claimed runs, before the plugin is called: after
     /// it returns, a kill of the process at any moment finds the run started. Only a started run
     /// counts as an attempt. Returns, per run, whether it applied; a run that did not (its lease
@@ -421,7 +442,7 @@ pub trait TaskStore: Send + Sync {
     /// `started_at = now`, fenced by lease and `preparing`), since other hosts recover its
     /// leases. SQLite writes it to its start journal (one `pwrite`, no database write) and
     /// moves the row to `running` with its attempt at the next [`TaskStore::flush_starts`].
-    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>>;
+    fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>>;
     /// Writes the starts [`TaskStore::start_runs`] kept out of the database so far (batched,
     /// from the ticker; applies once, fenced by lease and `preparing`). Nothing to do for a
     /// driver that writes starts at once.

@@ -7,7 +7,7 @@ use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
     ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
@@ -188,14 +188,13 @@ pub(super) fn apply_finishes(
 }
 
 impl PgStore {
-    /// Runs `sql` (parameters: id array, lease token array, now) over `(id, lease token)`
-    /// pairs in one statement.
-    fn update_leased(&self, sql: &'static str, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        if tasks.is_empty() {
+    /// Runs `sql` (parameters: id array, lease token array, now) over the leases in one
+    /// statement.
+    fn update_leased(&self, sql: &'static str, leases: &[Lease], now: i64) -> StoreResult<()> {
+        if leases.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-        let tokens: Vec<i64> = tasks.iter().map(|t| t.1).collect();
+        let (ids, tokens) = lease_columns(leases);
         self.run(move |conn| {
             let (client, cache) = conn.parts();
             let stmt = prepared(client, cache, sql)?;
@@ -203,6 +202,11 @@ impl PgStore {
             Ok(())
         })
     }
+}
+
+/// The leases as the two arrays `unnest($1::bigint[], $2::bigint[])` takes: ids, tokens.
+fn lease_columns(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.task_id, l.token)).unzip()
 }
 
 /// One value of a dynamic filter.
@@ -309,7 +313,7 @@ impl TaskStore for PgStore {
         Ok(claimed)
     }
 
-    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+    fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
         self.update_leased(
             "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
                              ORDER BY id FOR UPDATE)
@@ -318,17 +322,16 @@ impl TaskStore for PgStore {
               FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
              WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
                AND s_tasks.id IN (SELECT id FROM locked)",
-            tasks,
+            leases,
             now,
         )
     }
 
-    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
-        if tasks.is_empty() {
+    fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-        let tokens: Vec<i64> = tasks.iter().map(|t| t.1).collect();
+        let (ids, tokens) = lease_columns(leases);
         let started = self.run(move |conn| {
             let (client, cache) = conn.parts();
             let stmt = prepared(client, cache, START_SQL)?;
@@ -339,7 +342,10 @@ impl TaskStore for PgStore {
                 .collect::<StoreResult<std::collections::HashSet<i64>>>()
         })?;
         // A batch holds each task once (one pool thread starts it).
-        Ok(tasks.iter().map(|(id, _)| started.contains(id)).collect())
+        Ok(leases
+            .iter()
+            .map(|l| started.contains(&l.task_id))
+            .collect())
     }
 
     fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {

@@ -258,35 +258,28 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::SqliteStore;
+    use crate::store::conformance::Reopen;
     use crate::store::Store;
     use std::sync::Arc;
 
     /// A migrated store in a fresh temporary file (the folder lives as long as the process).
     fn open() -> Arc<dyn Store> {
-        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
-        let store = SqliteStore::open(&dir.join("stask.db")).expect("open");
-        store.migrate().expect("migrate");
-        Arc::new(store)
+        reopenable().0
     }
 
-    crate::driver_tests!(open);
-
-    #[test]
-    fn a_start_survives_the_process() {
+    /// [`open`], and the next process's store on the same file: the first is dropped without
+    /// any flush, as by `kill -9` (a start is then only in the start journal).
+    fn reopenable() -> (Arc<dyn Store>, Reopen) {
         let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
         let path = dir.join("stask.db");
         let store = SqliteStore::open(&path).expect("open");
         store.migrate().expect("migrate");
-        crate::store::conformance::a_start_survives_the_process(Arc::new(store), |store| {
-            // Not flushed: the start is only in the journal.
+        let reopen: Reopen = Box::new(move |store| {
             drop(store);
             Arc::new(SqliteStore::open(&path).expect("reopen"))
         });
+        (Arc::new(store), reopen)
     }
 
-    #[test]
-    fn migrations_are_idempotent() {
-        let store = open();
-        assert!(store.migrate().unwrap().is_empty());
-    }
+    crate::driver_tests!(open, reopenable);
 }

@@ -6,7 +6,7 @@ use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::store::rows::{task_from_row, TASK_COLUMNS};
 use crate::store::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::store::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
     ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
@@ -100,18 +100,17 @@ fn mark_journal_starts(
 }
 
 impl SqliteStore {
-    /// Runs `sql` (parameters: id, lease token, now) for each `(id, lease token)` in one
-    /// transaction.
-    fn update_leased(&self, sql: &str, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
-        if tasks.is_empty() {
+    /// Runs `sql` (parameters: id, lease token, now) for each lease in one transaction.
+    fn update_leased(&self, sql: &str, leases: &[Lease], now: i64) -> StoreResult<()> {
+        if leases.is_empty() {
             return Ok(());
         }
         self.write(|conn| {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(sql)?;
-                for (id, token) in tasks {
-                    stmt.execute(params![id, token, now])?;
+                for lease in leases {
+                    stmt.execute(params![lease.task_id, lease.token, now])?;
                 }
             }
             tx.commit()?;
@@ -189,26 +188,26 @@ impl TaskStore for SqliteStore {
         Ok(claimed.into_iter().map(|(t, _)| t).collect())
     }
 
-    fn release(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<()> {
+    fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
         self.update_leased(
             "UPDATE s_tasks SET status = 10, message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
                     lease_token = NULL, lease_expires_at = NULL, updated_at = ?3
               WHERE id = ?1 AND lease_token = ?2 AND status = 15",
-            tasks,
+            leases,
             now,
         )
     }
 
-    fn start_runs(&self, tasks: &[(i64, i64)], now: i64) -> StoreResult<Vec<bool>> {
+    fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>> {
         // Into the start journal, not the database (see `starts`): one `pwrite` per start
         // instead of a write transaction on the single writer connection. It always applies:
         // only this process uses the database (the home lock) and it recovers leases only at
         // start, before its pool runs, so no other host or recovery can have taken the lease.
-        for &(id, token) in tasks {
-            self.starts.record(id, token)?;
-            self.unflushed_starts.lock().insert((id, token), now);
+        for &Lease { task_id, token } in leases {
+            self.starts.record(task_id, token)?;
+            self.unflushed_starts.lock().insert((task_id, token), now);
         }
-        Ok(vec![true; tasks.len()])
+        Ok(vec![true; leases.len()])
     }
 
     fn flush_starts(&self, _now: i64) -> StoreResult<()> {
