@@ -241,6 +241,26 @@ impl ClaimedTask {
     }
 }
 
+impl Finish {
+    /// The lease this finish is fenced by.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            task_id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
+impl ExpiredLease {
+    /// The lease that expired.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            task_id: self.id,
+            token: self.lease_token,
+        }
+    }
+}
+
 /// The end of one run (or a recovery decision), as decided by the state machine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {

@@ -123,7 +123,7 @@ impl HostStore for SqliteStore {
                         f.memory_bytes,
                         f.attempts,
                         f.if_started,
-                        journal.contains(&(f.id, f.lease_token)),
+                        journal.contains(&f.lease()),
                     ])?;
                     applied.push(n == 1);
                 }

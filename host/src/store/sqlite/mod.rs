@@ -40,9 +40,9 @@ pub struct SqliteStore {
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where runs' starts are recorded (see `starts`).
     starts: starts::StartJournal,
-    /// Starts in the journal not yet written to the database: (task id, lease token) → start
-    /// time. The ticker's `flush_starts` writes them; a finish takes its run's out.
-    unflushed_starts: Mutex<HashMap<(i64, i64), i64>>,
+    /// Starts in the journal not yet written to the database: lease → start time. The
+    /// ticker's `flush_starts` writes them; a finish takes its run's out.
+    unflushed_starts: Mutex<HashMap<crate::store::Lease, i64>>,
 }
 
 /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`, parsed once by the configuration).

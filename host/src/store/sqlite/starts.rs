@@ -25,7 +25,7 @@
 //! power loss (or kernel crash) may lose the last starts; such a run is then recovered as
 //! never started (pending again, no attempt used).
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Lease, StoreError, StoreResult};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -82,12 +82,12 @@ impl StartJournal {
         })
     }
 
-    /// Records that the run of `id` under `lease_token` starts: one `pwrite`, no fsync.
-    pub fn record(&self, id: i64, lease_token: i64) -> StoreResult<()> {
+    /// Records that the run under `lease` starts: one `pwrite`, no fsync.
+    pub fn record(&self, lease: Lease) -> StoreResult<()> {
         let slot = self.seq.fetch_add(1, Ordering::Relaxed) % SLOTS;
         let mut entry = [0u8; SLOT_BYTES as usize];
-        entry[..8].copy_from_slice(&id.to_le_bytes());
-        entry[8..].copy_from_slice(&lease_token.to_le_bytes());
+        entry[..8].copy_from_slice(&lease.task_id.to_le_bytes());
+        entry[8..].copy_from_slice(&lease.token.to_le_bytes());
         self.file
             .write_all_at(&entry, slot * SLOT_BYTES)
             .map_err(|e| {
@@ -98,8 +98,8 @@ impl StartJournal {
             })
     }
 
-    /// Every `(task id, lease token)` the ring holds (read once, by recovery).
-    pub fn read(&self) -> StoreResult<HashSet<(i64, i64)>> {
+    /// Every lease the ring holds a start of (read once, by recovery).
+    pub fn read(&self) -> StoreResult<HashSet<Lease>> {
         let mut bytes = vec![0u8; (SLOTS * SLOT_BYTES) as usize];
         self.file.read_exact_at(&mut bytes, 0).map_err(|e| {
             StoreError::Database(format!(
@@ -110,12 +110,12 @@ impl StartJournal {
         Ok(bytes
             .chunks_exact(SLOT_BYTES as usize)
             .map(|e| {
-                let id = i64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+                let task_id = i64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
                 let token = i64::from_le_bytes(e[8..].try_into().expect("8 bytes"));
-                (id, token)
+                Lease { task_id, token }
             })
             // Never written (task ids start at 1).
-            .filter(|&(id, _)| id != 0)
+            .filter(|lease| lease.task_id != 0)
             .collect())
     }
 }
@@ -130,7 +130,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("stask.db");
         let journal = StartJournal::open(&db).unwrap();
-        journal.record(7, 42).unwrap();
+        let first = Lease {
+            task_id: 7,
+            token: 42,
+        };
+        journal.record(first).unwrap();
         drop(journal);
         let again = StartJournal::open(&db).unwrap();
         assert_eq!(
@@ -139,13 +143,18 @@ mod tests {
                 .len(),
             SLOTS * SLOT_BYTES
         );
-        assert!(again.read().unwrap().contains(&(7, 42)));
+        assert!(again.read().unwrap().contains(&first));
         // A new handle writes from slot 0: after a full ring the oldest entry is gone.
         for n in 0..SLOTS {
-            again.record(1_000 + n as i64, 1).unwrap();
+            again
+                .record(Lease {
+                    task_id: 1_000 + n as i64,
+                    token: 1,
+                })
+                .unwrap();
         }
         let held = again.read().unwrap();
-        assert!(!held.contains(&(7, 42)));
+        assert!(!held.contains(&first));
         assert_eq!(held.len() as u64, SLOTS);
         std::fs::remove_dir_all(dir).unwrap();
     }

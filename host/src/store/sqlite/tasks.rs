@@ -91,7 +91,7 @@ fn mark_journal_starts(
     }
     let started = journal.read()?;
     for lease in leases.iter_mut().filter(|l| !l.started) {
-        if started.contains(&(lease.id, lease.lease_token)) {
+        if started.contains(&lease.lease()) {
             lease.started = true;
             lease.attempts += 1;
         }
@@ -203,9 +203,9 @@ impl TaskStore for SqliteStore {
         // instead of a write transaction on the single writer connection. It always applies:
         // only this process uses the database (the home lock) and it recovers leases only at
         // start, before its pool runs, so no other host or recovery can have taken the lease.
-        for &Lease { task_id, token } in leases {
-            self.starts.record(task_id, token)?;
-            self.unflushed_starts.lock().insert((task_id, token), now);
+        for &lease in leases {
+            self.starts.record(lease)?;
+            self.unflushed_starts.lock().insert(lease, now);
         }
         Ok(vec![true; leases.len()])
     }
@@ -220,8 +220,8 @@ impl TaskStore for SqliteStore {
             {
                 // Guarded by `preparing`: applies once, and not to a run finished meanwhile.
                 let mut stmt = tx.prepare_cached(START_SQL)?;
-                for ((id, token), at) in &starts {
-                    stmt.execute(params![id, token, at])?;
+                for (lease, at) in &starts {
+                    stmt.execute(params![lease.task_id, lease.token, at])?;
                 }
             }
             tx.commit()?;
@@ -301,7 +301,7 @@ impl TaskStore for SqliteStore {
             // journal keeps the start for recovery meanwhile.
             let mut starts = self.unflushed_starts.lock();
             for f in finishes {
-                starts.remove(&(f.id, f.lease_token));
+                starts.remove(&f.lease());
             }
         }
         self.write(|conn| {
