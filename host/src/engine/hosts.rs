@@ -4,7 +4,6 @@
 use super::Engine;
 use crate::clock::now_ms;
 use crate::store::HostRow;
-use std::sync::atomic::Ordering;
 
 impl Engine {
     /// This host's registry row as of now. `started_at` only counts at the first registration
@@ -16,7 +15,7 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").into(),
             started_at: now,
             last_heartbeat: now,
-            busy_slots: self.in_flight.load(Ordering::SeqCst) as i64,
+            busy_slots: self.runtime_state.in_flight() as i64,
             pool_size: self.config.workers as i64,
             workers: self.registry.loaded(),
             lease_ms: self.config.lease_ms,

@@ -3,7 +3,8 @@
 //!
 //! - [`state`]: the only place that decides a status;
 //! - [`progress`]: live progress, ETA, logs, cancel flags, snapshot files;
-//! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker).
+//! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker) and their private state
+//!   ([`Engine`] keeps it in one field, apart from the public service fields).
 
 pub mod analytics;
 mod hosts;
@@ -27,12 +28,9 @@ use crate::events::{Event, EventBus};
 use crate::model::{NewTask, Task, WorkerRow, WorkerState};
 use crate::plugins::Registry;
 use crate::store::{CancelResult, RetryResult, Store, StoreError, WorkerFilter};
-use parking_lot::Mutex;
 use progress::ProgressHub;
 use state::Backoff;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 /// Why an engine operation was refused. Each kind maps to one HTTP status and CLI exit code.
@@ -70,35 +68,42 @@ pub struct Engine {
     /// This host instance's lease owner name.
     pub owner: String,
     backoff: Backoff,
-    wake_tx: crossbeam_channel::Sender<()>,
-    wake_rx: crossbeam_channel::Receiver<()>,
-    in_flight: AtomicUsize,
-    /// When the sleeping dispatcher looks again by itself (UNIX ms): inserts due later need not
-    /// wake it.
-    dispatcher_deadline: AtomicI64,
     /// Group-commit inserter for the API, started on first use.
     inserter: std::sync::OnceLock<inserts::Inserter>,
-    /// Claimed tasks waiting for a pool thread.
-    ready: queue::ReadyQueue,
-    /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
-    recent_run_micros: AtomicU64,
-    stopping: AtomicBool,
-    /// Set when the finisher's channel cannot close (a pass that ends with blocked runs): it
-    /// stops once the channel is empty.
-    finisher_drain: AtomicBool,
-    /// Cancels that arrived while a claimed task waited for a pool thread.
-    early_cancels: Mutex<HashSet<i64>>,
-    /// Progress, log lines and running marks a failed flush could not store.
-    unflushed: Mutex<unflushed::Unflushed>,
-    /// CPU and memory cost of runs (see [`resources`]).
-    meter: resources::RunMeter,
+    /// How the pool runs workers (the registry's libraries, or fakes in tests).
+    workers: Arc<dyn runtime::WorkerRunner>,
+    /// What the runtime's threads share (wake-ups, in-flight count, ready queue, ...).
+    runtime_state: runtime::RuntimeState,
     /// Prometheus metrics of this host.
     pub metrics: crate::metrics::Metrics,
 }
 
 impl Engine {
-    /// An engine over `store`, with a registry for the configured plugins folder.
+    /// An engine over `store`, with a registry for the configured plugins folder whose
+    /// workers the pool runs.
     pub fn new(config: Config, store: Arc<dyn Store>, events: EventBus) -> Arc<Engine> {
+        Self::build(config, store, events, |registry, config| {
+            Arc::new(runtime::RegistryWorkers::new(registry.clone(), config))
+        })
+    }
+
+    /// An engine whose pool runs `workers` instead of the registry's libraries (the registry
+    /// is still made, for the service calls that manage plugins).
+    pub fn with_workers(
+        config: Config,
+        store: Arc<dyn Store>,
+        events: EventBus,
+        workers: Arc<dyn runtime::WorkerRunner>,
+    ) -> Arc<Engine> {
+        Self::build(config, store, events, |_, _| workers)
+    }
+
+    fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        events: EventBus,
+        workers: impl FnOnce(&Arc<Registry>, &Config) -> Arc<dyn runtime::WorkerRunner>,
+    ) -> Arc<Engine> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "host".into());
@@ -116,7 +121,7 @@ impl Engine {
             events.clone(),
             config.activate_new_workers,
         ));
-        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let workers = workers(&registry, &config);
         Arc::new(Engine {
             backoff: Backoff {
                 base_ms: config.retry_base_ms,
@@ -128,18 +133,9 @@ impl Engine {
             registry,
             events,
             hub: Arc::new(ProgressHub::default()),
-            wake_tx,
-            wake_rx,
-            in_flight: AtomicUsize::new(0),
-            dispatcher_deadline: AtomicI64::new(i64::MAX),
             inserter: std::sync::OnceLock::new(),
-            ready: queue::ReadyQueue::default(),
-            recent_run_micros: AtomicU64::new(u64::MAX),
-            stopping: AtomicBool::new(false),
-            finisher_drain: AtomicBool::new(false),
-            early_cancels: Mutex::new(HashSet::new()),
-            unflushed: Mutex::new(unflushed::Unflushed::default()),
-            meter: resources::RunMeter::default(),
+            workers,
+            runtime_state: runtime::RuntimeState::default(),
             metrics: crate::metrics::Metrics::new(),
         })
     }
@@ -159,7 +155,7 @@ impl Engine {
             ],
             running: self.hub.len() as i64,
             pool_size: self.config.workers as i64,
-            pool_busy: self.meter.running() as i64,
+            pool_busy: self.runtime_state.meter.running() as i64,
             plugin_loads: self.registry.loads(),
             plugin_reloads: self.registry.reloads(),
             plugin_load_errors: self.registry.refusals(),
@@ -171,7 +167,7 @@ impl Engine {
 
     /// Wakes the dispatcher (after an insert, a finished task, a worker change).
     pub fn wake(&self) {
-        let _ = self.wake_tx.try_send(());
+        self.runtime_state.wake();
     }
 
     /// Checks a new task against the registered workers; returns the worker row.
@@ -219,11 +215,7 @@ impl Engine {
             action: task.action.clone(),
         });
         let due = task.start_at.unwrap_or(i64::MIN);
-        if due
-            < self
-                .dispatcher_deadline
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if due < self.runtime_state.dispatcher_deadline() {
             self.wake();
         }
     }
@@ -236,10 +228,13 @@ impl Engine {
                 Ok(task)
             }
             CancelResult::Requested(task) => {
-                if !self.hub.request_cancel(id) {
-                    // Claimed here but not started yet, or running on another process: the
-                    // pool checks this set at start, heartbeats carry it to other hosts.
-                    self.early_cancels.lock().insert(id);
+                // Claimed here but not started yet: the pool checks the early cancels at
+                // start. A task leased by another process hears of it by that process's
+                // heartbeat, so it is not kept here (nothing here would ever take it out).
+                if !self.hub.request_cancel(id)
+                    && task.lease_owner.as_deref() == Some(self.owner.as_str())
+                {
+                    self.runtime_state.early_cancels.lock().insert(id);
                 }
                 Ok(task)
             }

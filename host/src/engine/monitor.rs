@@ -11,7 +11,6 @@ use crate::clock::{now_ms, rfc3339};
 use crate::events::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,10 +89,11 @@ pub(super) fn run(engine: &Arc<Engine>) {
         .map(|url| Webhook::start(url, engine.owner.clone()));
     let mut active = ActiveAlerts::default();
     let mut next_check = Instant::now();
-    while !engine.stopping.load(Ordering::SeqCst) {
-        if Instant::now() < next_check {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
+    loop {
+        // Waits for the next check, or returns at once when the runtime stops.
+        let wait = next_check.saturating_duration_since(Instant::now());
+        if engine.runtime_state.wait_for_stop(wait) {
+            break;
         }
         next_check = Instant::now() + every;
         let alerts = match engine.alerts(&engine.config.alerts.thresholds) {

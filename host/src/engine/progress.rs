@@ -2,7 +2,8 @@
 //!
 //! Workers may report progress thousands of times a second; those calls only update memory.
 //! A flusher (see [`super::runtime`]) writes what changed to the database, the snapshot files
-//! and the event bus a few times a second, in one transaction for all tasks.
+//! and the event bus a few times a second: one write each for the starts, the progress and the
+//! log lines of all tasks.
 
 use crate::clock::{human_duration, now_ms, rfc3339};
 use crate::model::LogLine;

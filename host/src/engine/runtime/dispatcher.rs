@@ -1,0 +1,159 @@
+//! The dispatcher: claims due tasks in batches up to the free capacity (pool slots plus the
+//! prefetch while tasks are short) and queues them for the pool; gives claimed tasks back
+//! when they may not run here.
+//!
+//! Invariants: it never claims more than `workers + prefetch - in_flight`; every task it
+//! claims is counted in `in_flight` until the pool hands its outcome to the finisher or it is
+//! given back (released to pending without using an attempt).
+
+use super::super::Engine;
+use super::leases::renew_leases;
+use crate::clock::now_ms;
+use crate::store::{ClaimRequest, ClaimedTask, Lease};
+use crossbeam_channel::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest the dispatcher sleeps without a wake-up before it checks whether another
+/// process wrote to the database.
+const EXTERNAL_POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Claims and hands out tasks. With `limit` (one pass), stops when nothing is due and nothing
+/// runs, and returns how many tasks it started.
+///
+/// Wake-ups come from inserts, finished runs and worker changes; without one, the dispatcher
+/// sleeps until the next scheduled task is due, and at most [`EXTERNAL_POLL_EVERY`], after
+/// which it checks whether another process wrote to the database.
+pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
+    let rt = &engine.runtime_state;
+    let mut started = 0usize;
+    let mut external = engine.store.external_change_counter().ok().flatten();
+    let mut last_external_check = Instant::now();
+    loop {
+        if rt.stopping() {
+            return started;
+        }
+        let budget = limit.map_or(usize::MAX, |l| l.saturating_sub(started));
+        let capacity = engine.config.workers + rt.prefetch(engine.config.prefetch);
+        let free = capacity.saturating_sub(rt.in_flight()).min(budget);
+        let mut claimed = 0;
+        let mut sleep = EXTERNAL_POLL_EVERY;
+        if free > 0 {
+            let runnable = engine.workers.runnable();
+            if !runnable.is_empty() {
+                claimed = claim_into(engine, free, &runnable);
+                started += claimed;
+            }
+            if claimed == free {
+                continue; // the backlog may hold more: claim again without sleeping
+            }
+            // Everything due is claimed: sleep until the next scheduled task, if any is sooner.
+            let now = now_ms();
+            if let Ok(Some(at)) = engine.store.next_due(now, &runnable) {
+                sleep = sleep.min(Duration::from_millis((at - now).max(0) as u64));
+            }
+        }
+        if let Some(limit) = limit {
+            let nothing_running = rt.in_flight() == 0;
+            if nothing_running && (claimed == 0 || started >= limit) {
+                return started;
+            }
+        }
+        let deadline = now_ms().saturating_add(sleep.as_millis() as i64);
+        rt.set_dispatcher_deadline(deadline);
+        let woken = rt.wake_rx.recv_timeout(sleep);
+        // Awake: every insert due before "never" may matter until the next sleep.
+        rt.set_dispatcher_deadline(i64::MAX);
+        if let Err(RecvTimeoutError::Disconnected) = woken {
+            return started;
+        }
+        // Another process (the CLI, an operator's SQL) may have written: worker rows and cancel
+        // requests are re-read.
+        // Checked by time, not per wake-up, so that a busy queue does not pay for it per task.
+        if last_external_check.elapsed() >= EXTERNAL_POLL_EVERY {
+            last_external_check = Instant::now();
+            let counter = engine.store.external_change_counter().ok().flatten();
+            if counter != external {
+                external = counter;
+                match engine.registry.refresh_rows() {
+                    Ok(()) => engine.release_unrunnable(),
+                    Err(e) => tracing::warn!("cannot refresh worker rows: {e}"),
+                }
+                // e.g. `stask task cancel` on a task running here.
+                renew_leases(engine);
+            }
+        }
+    }
+}
+
+/// Claims up to `free` due tasks and queues them for the pool; returns how many.
+fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
+    let claimed = engine.store.claim(&ClaimRequest {
+        owner: &engine.owner,
+        limit: free,
+        now: now_ms(),
+        lease_ms: engine.config.lease_ms,
+        identifiers: runnable,
+    });
+    match claimed {
+        Ok(tasks) => {
+            let n = tasks.len();
+            engine.runtime_state.claimed(n);
+            engine.runtime_state.ready.push_all(tasks);
+            n
+        }
+        // A storage fault is logged by the store when it starts and ends; the dispatcher
+        // retries every round, so logging it here too would repeat it many times a second.
+        Err(e) if e.is_storage_fault() => {
+            tracing::debug!("claim failed: {e}");
+            0
+        }
+        Err(e) => {
+            tracing::error!("claim failed: {e}");
+            0
+        }
+    }
+}
+
+impl Engine {
+    /// Gives back claimed tasks that no pool thread started (at shutdown).
+    pub(super) fn release_waiting(&self) {
+        let waiting = self.runtime_state.ready.drain();
+        self.give_back(&waiting, "claimed ahead");
+    }
+
+    /// Gives back the waiting tasks of workers that may no longer run here (deactivated or
+    /// unloaded since they were claimed ahead): they go back to pending, attempts uncounted,
+    /// instead of starting on this host once a pool thread is free.
+    pub(crate) fn release_unrunnable(&self) {
+        let runnable = self.workers.runnable();
+        let waiting = self
+            .runtime_state
+            .ready
+            .take_where(|t| !runnable.contains(&t.identifier));
+        if !waiting.is_empty() {
+            self.give_back(&waiting, "of workers no longer runnable");
+        }
+    }
+
+    /// Releases claimed tasks to pending without using an attempt; a failure leaves them to
+    /// lease recovery.
+    pub(super) fn give_back(&self, tasks: &[ClaimedTask], which: &str) {
+        if tasks.is_empty() {
+            return;
+        }
+        let leases: Vec<Lease> = tasks.iter().map(ClaimedTask::lease).collect();
+        match self.store.release(&leases, now_ms()) {
+            Ok(()) => tracing::info!(tasks = leases.len(), "gave back tasks {which}"),
+            Err(e) => {
+                tracing::warn!("cannot give back claimed tasks (recovered later): {e}")
+            }
+        }
+        let mut early = self.runtime_state.early_cancels.lock();
+        for task in tasks {
+            early.remove(&task.id);
+        }
+        drop(early);
+        self.runtime_state.run_left(tasks.len());
+    }
+}
