@@ -1,8 +1,9 @@
 //! Task endpoints.
 
 use super::auth::Caller;
-use super::error::{json_body, parse_id};
-use super::query::{self, IntParam};
+use super::error::json_body;
+use super::extract::{ApiQuery, TaskId};
+use super::query::IntParam;
 use super::schema::{
     CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
     TaskPage, TaskQuery,
@@ -13,8 +14,8 @@ use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -150,9 +151,8 @@ pub(crate) fn new_task(
     ))]
 pub async fn progress(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<ProgressAnswer>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (task, logs) = blocking(move || {
         let task = engine.task(id)?;
@@ -186,9 +186,8 @@ pub async fn progress(
     ))]
 pub async fn detail(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (task, log) =
         blocking(move || Ok((engine.task(id)?, engine.store.task_logs(id, 500)?))).await?;
@@ -248,9 +247,9 @@ fn page(tasks: Vec<crate::model::Task>, total: i64, page: i64, per_page: i64) ->
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<TaskQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let filter = task_filter(query::parse(query)?)?;
+    let filter = task_filter(query)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
     let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
@@ -314,9 +313,9 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
     ))]
 pub async fn pending(
     State(state): State<AppState>,
-    query: Result<Query<PendingQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<PendingQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let limit = PENDING_LIMIT.read(&query::parse(query)?.limit)?;
+    let limit = PENDING_LIMIT.read(&query.limit)?;
     let engine = state.engine.clone();
     let (tasks, total) = blocking(move || Ok(engine.store.pending_tasks(limit)?)).await?;
     Ok(page(tasks, total, 1, limit))
@@ -372,9 +371,8 @@ fn changed(id: i64, status: Option<TaskStatus>, message: &str) -> Json<TaskChang
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.cancel(id)?)).await?;
     let message = if task.status == TaskStatus::Cancelled {
@@ -398,9 +396,8 @@ pub async fn cancel(
     ))]
 pub async fn retry(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.retry(id)?)).await?;
     Ok(changed(id, Some(task.status), "Task queued again"))
@@ -419,9 +416,8 @@ pub async fn retry(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     blocking(move || Ok(engine.delete(id)?)).await?;
     Ok(changed(id, None, "Task deleted"))
@@ -440,9 +436,8 @@ pub async fn delete(
     ))]
 pub async fn download(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (path, bytes) = blocking(move || {
         let task = engine.task(id)?;

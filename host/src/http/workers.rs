@@ -1,6 +1,7 @@
 //! Worker endpoints: list, detail, activation, settings, discovery.
 
 use super::error::json_body;
+use super::extract::ApiQuery;
 use super::query::{self, Param};
 use super::schema::{
     CleanOrphanedAnswer, FileOutcome, ScanAnswer, SettingsAnswer, WorkerAnswer, WorkerList,
@@ -11,8 +12,8 @@ use crate::plugins::{FileLoad, Registry};
 use crate::store::{StoreResult, WorkerFilter};
 use crate::views::WorkerView;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -38,9 +39,8 @@ pub struct WorkerQuery {
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<WorkerQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<WorkerQuery>,
 ) -> Result<Json<WorkerList>, ApiError> {
-    let q = query::parse(query)?;
     let active = query::boolean("active", &q.active)?;
     let engine = state.engine.clone();
     let (workers, plugin_files) = blocking(move || {

@@ -246,7 +246,9 @@ mod tests {
     fn full() -> StoreError {
         StoreError::StorageFull {
             folder: None,
-            source: Arc::new(std::io::Error::other("database or disk is full")),
+            source: crate::store::SharedError::new(std::io::Error::other(
+                "database or disk is full",
+            )),
         }
     }
 
@@ -259,7 +261,7 @@ mod tests {
         health.failed(Source::Checkpoints, &full());
         assert!(health.current().unwrap().contains("the storage is full"));
         // Errors of one request are no fault of the storage.
-        health.failed(Source::Writes, &StoreError::Conflict("duplicate".into()));
+        health.failed(Source::Writes, &StoreError::conflict("duplicate"));
         health.succeeded(Source::Writes);
         assert!(health.current().is_some());
         health.succeeded(Source::Checkpoints);
