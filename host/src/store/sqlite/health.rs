@@ -220,7 +220,6 @@ mod tests {
     use super::{Health, Source};
     use crate::store::StoreError;
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
 
     /// A fresh folder, removed at the end of the test.
     struct TempDir(PathBuf);
