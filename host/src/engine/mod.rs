@@ -14,6 +14,7 @@ mod queue;
 mod relay;
 pub mod resources;
 pub mod runtime;
+mod service;
 pub mod state;
 mod unflushed;
 mod workers;

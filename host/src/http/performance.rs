@@ -192,7 +192,7 @@ pub struct CacheAnswer {
 pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheAnswer> {
     Json(CacheAnswer {
         success: true,
-        cache_stats: state.engine.registry.cache_stats(),
+        cache_stats: state.engine.cache_stats(),
     })
 }
 
@@ -234,10 +234,7 @@ pub async fn cache_clear(
             ApiError::invalid(format!("send {{\"identifier\": \"...\"}} or nothing: {e}"))
         })?,
     };
-    let cleared = state
-        .engine
-        .registry
-        .clear_cache(request.identifier.as_deref());
+    let cleared = state.engine.clear_cache(request.identifier.as_deref());
     Ok(Json(ClearAnswer {
         success: true,
         message: "Cache cleared successfully".into(),

@@ -156,7 +156,7 @@ pub async fn progress(
     let engine = state.engine.clone();
     let (task, logs) = blocking(move || {
         let task = engine.task(id)?;
-        let logs = engine.store.task_logs(id, PROGRESS_LOG_LINES)?;
+        let logs = engine.task_logs(id, PROGRESS_LOG_LINES)?;
         Ok((task, logs))
     })
     .await?;
@@ -189,8 +189,7 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, log) =
-        blocking(move || Ok((engine.task(id)?, engine.store.task_logs(id, 500)?))).await?;
+    let (task, log) = blocking(move || Ok((engine.task(id)?, engine.task_logs(id, 500)?))).await?;
     Ok(Json(TaskDetail {
         success: true,
         task: TaskView::from(&task),
@@ -252,7 +251,7 @@ pub async fn list(
     let filter = task_filter(query)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
+    let (tasks, total) = blocking(move || Ok(engine.tasks(&filter)?)).await?;
     Ok(page(tasks, total, page_no, per_page))
 }
 
@@ -317,7 +316,7 @@ pub async fn pending(
 ) -> Result<Json<TaskPage>, ApiError> {
     let limit = PENDING_LIMIT.read(&query.limit)?;
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.store.pending_tasks(limit)?)).await?;
+    let (tasks, total) = blocking(move || Ok(engine.pending_tasks(limit)?)).await?;
     Ok(page(tasks, total, 1, limit))
 }
 

@@ -8,8 +8,8 @@ use super::schema::{
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::plugins::registry::ScanOutcomes;
-use crate::plugins::{FileLoad, Registry};
-use crate::store::{StoreResult, WorkerFilter};
+use crate::plugins::FileLoad;
+use crate::store::WorkerFilter;
 use crate::views::WorkerView;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -44,18 +44,18 @@ pub async fn list(
     let active = query::boolean("active", &q.active)?;
     let engine = state.engine.clone();
     let (workers, plugin_files) = blocking(move || {
-        let workers = engine.store.workers(&WorkerFilter {
+        let workers = engine.workers(&WorkerFilter {
             scope: q.scope,
             active,
         })?;
-        Ok((workers, engine.store.plugin_files()?))
+        Ok((workers, engine.plugin_files()?))
     })
     .await?;
     Ok(Json(WorkerList {
         success: true,
         workers: workers.iter().map(WorkerView::from).collect(),
         plugin_files,
-        loaded_copies: state.engine.registry.copies_usage(),
+        loaded_copies: state.engine.loaded_copies(),
     }))
 }
 
@@ -215,17 +215,10 @@ fn outcomes(outcomes: ScanOutcomes) -> Vec<FileOutcome> {
         .collect()
 }
 
-async fn scan_with(
-    state: AppState,
-    scan: fn(&Registry) -> StoreResult<ScanOutcomes>,
-) -> Result<Json<ScanAnswer>, ApiError> {
+/// Scans the plugin folder (`rescan`: every file again) and answers what each file did.
+async fn scan_with(state: AppState, rescan: bool) -> Result<Json<ScanAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let files = blocking(move || {
-        let files = scan(&engine.registry)?;
-        engine.wake();
-        Ok(files)
-    })
-    .await?;
+    let files = blocking(move || Ok(engine.scan_plugins(rescan)?)).await?;
     Ok(Json(ScanAnswer {
         success: true,
         files: outcomes(files),
@@ -240,7 +233,7 @@ async fn scan_with(
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
     ))]
 pub async fn discover(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
-    scan_with(state, Registry::scan).await
+    scan_with(state, false).await
 }
 
 /// Discover, then rewrite every loaded worker's row from its library.
@@ -251,7 +244,7 @@ pub async fn discover(State(state): State<AppState>) -> Result<Json<ScanAnswer>,
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
     ))]
 pub async fn rescan(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
-    scan_with(state, Registry::rescan).await
+    scan_with(state, true).await
 }
 
 /// Deletes orphaned worker rows; their task history stays.
