@@ -111,7 +111,7 @@ impl From<EngineError> for CliError {
             EngineError::NotFound(_) => 3,
             EngineError::Conflict(_) => 4,
             EngineError::Invalid(_) => 5,
-            EngineError::Store(StoreError::Conflict(_)) => 4,
+            EngineError::Store(StoreError::Conflict { .. }) => 4,
             EngineError::Store(_) => 1,
         };
         CliError::new(code, e.to_string())
@@ -224,7 +224,9 @@ fn engine(home: Option<PathBuf>) -> Result<Arc<Engine>, CliError> {
 /// A task id argument: the API's rule (a positive whole number, else 400 there), so
 /// `stask task show 0` is a usage error (exit code 2) with the API's message, not "not found".
 fn task_id(raw: &str) -> Result<i64, String> {
-    crate::http::parse_id(raw).map_err(|e| e.message)
+    crate::http::TaskId::parse(raw)
+        .map(|crate::http::TaskId(id)| id)
+        .map_err(|e| e.message)
 }
 
 /// Runs a parsed command line.

@@ -80,10 +80,10 @@ impl Engine {
         inserter
             .tx
             .send((task, reply))
-            .map_err(|_| crate::store::StoreError::Database("the inserter stopped".into()))?;
+            .map_err(|_| crate::store::StoreError::internal("the inserter stopped"))?;
         let id = answer
             .await
-            .map_err(|_| crate::store::StoreError::Database("the inserter stopped".into()))??;
+            .map_err(|_| crate::store::StoreError::internal("the inserter stopped"))??;
         Ok(id)
     }
 }

@@ -15,6 +15,7 @@ mod queue;
 mod relay;
 pub mod resources;
 pub mod runtime;
+mod service;
 pub mod state;
 mod unflushed;
 mod workers;
@@ -264,7 +265,7 @@ impl Engine {
     /// Deletes a finished task with its snapshot and result files.
     pub fn delete(&self, id: i64) -> EngineResult<Task> {
         let task = self.store.delete_task(id).map_err(|e| match e {
-            StoreError::Conflict(m) => EngineError::Conflict(m),
+            StoreError::Conflict { message, .. } => EngineError::Conflict(message),
             other => EngineError::Store(other),
         })?;
         let task = task.ok_or_else(|| not_found(id))?;

@@ -66,13 +66,14 @@ pub async fn require_permission(
     // Inline on the async thread: a token check is one indexed read on a reader connection
     // (tens of µs), cheaper than a hand-off to a blocking thread and back.
     let caller = (|| {
-        let store = state.engine.store.as_ref();
+        let engine = state.engine.as_ref();
         if let Some(token) = token {
-            let row = crate::auth::verify(store, &token)?
+            let row = engine
+                .verify_token(&token)?
                 .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
             let now = now_ms();
             if row.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY_MS) {
-                store.touch_token(row.id, now)?;
+                engine.touch_token(row.id, now)?;
             }
             return Ok(Caller {
                 token_id: row.id,
@@ -85,7 +86,7 @@ pub async fn require_permission(
             ));
         };
         let id_hash = hash_token(&session_id);
-        let row = store
+        let row = engine
             .session(&id_hash, now_ms())?
             .ok_or_else(|| ApiError::unauthorized("session expired or logged out; log in again"))?;
         if state_change && !csrf.is_some_and(|c| secrets_match(&c, &row.csrf_token)) {

@@ -89,8 +89,8 @@ impl From<EngineError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            StoreError::Database(m) if m.contains("database is locked") => ApiError::new(
+            StoreError::Conflict { message, .. } => ApiError::new(StatusCode::CONFLICT, message),
+            StoreError::Busy { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is busy; retry shortly",
             ),
@@ -163,15 +163,6 @@ impl ApiError {
     }
 }
 
-/// Parses a task id from a path segment.
-pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid task id '{raw}': expected a positive integer"
-        ))
-    })
-}
-
 /// Parses an optional JSON body (empty = `None`), whatever its content type: a curl `-d` sends
 /// form encoding by default, and refusing it would help nobody.
 pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<Value>, ApiError> {
@@ -188,4 +179,72 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Option<Value>, A
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A real `SQLITE_BUSY`: a second connection writes while the first holds the write lock,
+    /// without waiting.
+    fn busy_error() -> StoreError {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE;")
+            .unwrap();
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.busy_timeout(std::time::Duration::ZERO).unwrap();
+        writer
+            .execute("INSERT INTO t VALUES (1)", [])
+            .unwrap_err()
+            .into()
+    }
+
+    #[test]
+    fn a_locked_sqlite_database_is_busy_by_its_code_and_answers_503() {
+        let e = busy_error();
+        assert!(matches!(e, StoreError::Busy { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "database error: database is locked");
+        let cause = e.source().expect("the cause is kept");
+        assert_eq!(
+            cause
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code),
+            Some(rusqlite::ErrorCode::DatabaseBusy)
+        );
+        let shared = e.share();
+        assert!(
+            matches!(shared, StoreError::Busy { .. }),
+            "a waiter's copy is busy too"
+        );
+        let answer = ApiError::from(shared);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.message, "the database is busy; retry shortly");
+    }
+
+    #[test]
+    fn a_conflict_answers_409_with_its_message_and_other_failures_500() {
+        let answer = ApiError::from(StoreError::conflict("task 3 is running"));
+        assert_eq!(answer.status, StatusCode::CONFLICT);
+        assert_eq!(answer.message, "task 3 is running");
+        let answer = ApiError::from(StoreError::internal("upserted row vanished"));
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(answer.message, "internal error; see the host log");
+    }
+
+    #[test]
+    fn context_goes_in_front_of_the_cause() {
+        let e = busy_error().doing("cannot open x.db");
+        assert!(matches!(e, StoreError::Busy { .. }), "the kind stays");
+        assert_eq!(
+            e.to_string(),
+            "database error: cannot open x.db: database is locked"
+        );
+        let e = StoreError::internal("a").doing("b");
+        assert_eq!(e.to_string(), "database error: b: a");
+        assert!(e.source().is_none());
+    }
 }

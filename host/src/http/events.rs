@@ -2,10 +2,10 @@
 //! (`/stask/tasks/{id}/events`). A listener that falls behind gets a `lagged` event and should
 //! re-read the state it shows.
 
-use super::error::parse_id;
+use super::extract::TaskId;
 use super::{ApiError, AppState, ErrorBody};
 use crate::events::Event;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -67,9 +67,8 @@ pub async fn all(
     ))]
 pub async fn task(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let id = parse_id(&raw)?;
     Ok(Sse::new(stream(&state, Some(id)))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

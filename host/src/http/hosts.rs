@@ -53,7 +53,7 @@ pub struct HostList {
     ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<HostList>, ApiError> {
     let engine = state.engine.clone();
-    let rows = blocking(move || Ok(engine.store.hosts()?)).await?;
+    let rows = blocking(move || Ok(engine.hosts()?)).await?;
     let now = now_ms();
     let hosts: Vec<HostView> = rows
         .into_iter()

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod events;
+mod extract;
 mod hosts;
 mod performance;
 pub mod protocol_errors;
@@ -34,8 +35,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(crate) use error::parse_id;
 pub use error::{ApiError, ErrorBody};
+pub(crate) use extract::TaskId;
 
 /// State shared by every handler.
 #[derive(Clone)]

@@ -1,13 +1,14 @@
 //! Performance analytics, alerts and the worker-registry cache (the seed's endpoints).
 
 use super::error::json_body;
-use super::query::{self, IntParam, Param};
+use super::extract::ApiQuery;
+use super::query::{IntParam, Param};
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::engine::analytics::{Alert, PerformanceSummary, Timeline, WorkerPerformance, MAX_HOURS};
 use crate::plugins::registry::CacheStats;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,8 +39,8 @@ pub(crate) const BUCKETS: IntParam = IntParam {
     default: 24,
 };
 
-fn hours(query: Result<Query<Window>, QueryRejection>) -> Result<u32, ApiError> {
-    HOURS.read_u32(&query::parse(query)?.hours)
+fn hours(window: &Window) -> Result<u32, ApiError> {
+    HOURS.read_u32(&window.hours)
 }
 
 /// `GET /stask/performance/summary` answer: the seed's shape plus percentiles, wait,
@@ -62,9 +63,9 @@ pub struct SummaryAnswer {
     ))]
 pub async fn summary(
     State(state): State<AppState>,
-    query: Result<Query<Window>, QueryRejection>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Json<SummaryAnswer>, ApiError> {
-    let hours = hours(query)?;
+    let hours = hours(&window)?;
     let engine = state.engine.clone();
     let summary = blocking(move || Ok(engine.performance_summary(hours)?)).await?;
     Ok(Json(SummaryAnswer {
@@ -92,9 +93,9 @@ pub struct WorkersAnswer {
     ))]
 pub async fn workers(
     State(state): State<AppState>,
-    query: Result<Query<Window>, QueryRejection>,
+    ApiQuery(window): ApiQuery<Window>,
 ) -> Result<Json<WorkersAnswer>, ApiError> {
-    let hours = hours(query)?;
+    let hours = hours(&window)?;
     let engine = state.engine.clone();
     let list = blocking(move || Ok(engine.worker_performance(hours)?)).await?;
     Ok(Json(WorkersAnswer {
@@ -137,9 +138,8 @@ pub struct TimelineAnswer {
     ))]
 pub async fn timeline(
     State(state): State<AppState>,
-    query: Result<Query<TimelineQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<TimelineQuery>,
 ) -> Result<Json<TimelineAnswer>, ApiError> {
-    let q = query::parse(query)?;
     let (hours, buckets) = (HOURS.read_u32(&q.hours)?, BUCKETS.read_u32(&q.buckets)?);
     let engine = state.engine.clone();
     let timeline = blocking(move || Ok(engine.timeline(hours, buckets)?)).await?;
@@ -192,7 +192,7 @@ pub struct CacheAnswer {
 pub async fn cache_stats(State(state): State<AppState>) -> Json<CacheAnswer> {
     Json(CacheAnswer {
         success: true,
-        cache_stats: state.engine.registry.cache_stats(),
+        cache_stats: state.engine.cache_stats(),
     })
 }
 
@@ -234,10 +234,7 @@ pub async fn cache_clear(
             ApiError::invalid(format!("send {{\"identifier\": \"...\"}} or nothing: {e}"))
         })?,
     };
-    let cleared = state
-        .engine
-        .registry
-        .clear_cache(request.identifier.as_deref());
+    let cleared = state.engine.clear_cache(request.identifier.as_deref());
     Ok(Json(ClearAnswer {
         success: true,
         message: "Cache cleared successfully".into(),

@@ -56,10 +56,10 @@ pub async fn login(
         .map_err(|e| ApiError::invalid(format!("send {{\"token\": \"...\"}}: {e}")))?;
     let engine = state.engine.clone();
     let (session, name) = blocking(move || {
-        let store = engine.store.as_ref();
-        let row = crate::auth::verify(store, &request.token)?
+        let row = engine
+            .verify_token(&request.token)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
-        let session = crate::auth::open_session(store, &row, now_ms())?;
+        let session = engine.open_session(&row, now_ms())?;
         Ok((session, row.name))
     })
     .await?;
@@ -121,7 +121,7 @@ pub async fn logout(
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(id_hash) = caller.session {
         let engine = state.engine.clone();
-        blocking(move || Ok(engine.store.delete_session(&id_hash, now_ms())?)).await?;
+        blocking(move || Ok(engine.end_session(&id_hash, now_ms())?)).await?;
     }
     Ok((
         AppendHeaders([(

@@ -37,7 +37,7 @@ pub async fn version() -> Json<VersionAnswer> {
     ))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let s = blocking(move || Ok(engine.store.stats()?)).await?;
+    let s = blocking(move || Ok(engine.stats()?)).await?;
     Ok(Json(StatsAnswer {
         success: true,
         pending: s.pending,

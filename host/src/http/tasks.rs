@@ -1,8 +1,9 @@
 //! Task endpoints.
 
 use super::auth::Caller;
-use super::error::{json_body, parse_id};
-use super::query::{self, IntParam};
+use super::error::json_body;
+use super::extract::{ApiQuery, TaskId};
+use super::query::IntParam;
 use super::schema::{
     CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
     TaskPage, TaskQuery,
@@ -13,8 +14,8 @@ use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -150,13 +151,12 @@ pub(crate) fn new_task(
     ))]
 pub async fn progress(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<ProgressAnswer>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (task, logs) = blocking(move || {
         let task = engine.task(id)?;
-        let logs = engine.store.task_logs(id, PROGRESS_LOG_LINES)?;
+        let logs = engine.task_logs(id, PROGRESS_LOG_LINES)?;
         Ok((task, logs))
     })
     .await?;
@@ -186,12 +186,10 @@ pub async fn progress(
     ))]
 pub async fn detail(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
-    let (task, log) =
-        blocking(move || Ok((engine.task(id)?, engine.store.task_logs(id, 500)?))).await?;
+    let (task, log) = blocking(move || Ok((engine.task(id)?, engine.task_logs(id, 500)?))).await?;
     Ok(Json(TaskDetail {
         success: true,
         task: TaskView::from(&task),
@@ -248,12 +246,12 @@ fn page(tasks: Vec<crate::model::Task>, total: i64, page: i64, per_page: i64) ->
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<TaskQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let filter = task_filter(query::parse(query)?)?;
+    let filter = task_filter(query)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.store.tasks(&filter)?)).await?;
+    let (tasks, total) = blocking(move || Ok(engine.tasks(&filter)?)).await?;
     Ok(page(tasks, total, page_no, per_page))
 }
 
@@ -314,11 +312,11 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
     ))]
 pub async fn pending(
     State(state): State<AppState>,
-    query: Result<Query<PendingQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<PendingQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let limit = PENDING_LIMIT.read(&query::parse(query)?.limit)?;
+    let limit = PENDING_LIMIT.read(&query.limit)?;
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.store.pending_tasks(limit)?)).await?;
+    let (tasks, total) = blocking(move || Ok(engine.pending_tasks(limit)?)).await?;
     Ok(page(tasks, total, 1, limit))
 }
 
@@ -372,9 +370,8 @@ fn changed(id: i64, status: Option<TaskStatus>, message: &str) -> Json<TaskChang
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.cancel(id)?)).await?;
     let message = if task.status == TaskStatus::Cancelled {
@@ -398,9 +395,8 @@ pub async fn cancel(
     ))]
 pub async fn retry(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let task = blocking(move || Ok(engine.retry(id)?)).await?;
     Ok(changed(id, Some(task.status), "Task queued again"))
@@ -419,9 +415,8 @@ pub async fn retry(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskChanged>, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     blocking(move || Ok(engine.delete(id)?)).await?;
     Ok(changed(id, None, "Task deleted"))
@@ -440,9 +435,8 @@ pub async fn delete(
     ))]
 pub async fn download(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    TaskId(id): TaskId,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&raw)?;
     let engine = state.engine.clone();
     let (path, bytes) = blocking(move || {
         let task = engine.task(id)?;

@@ -1,18 +1,19 @@
 //! Worker endpoints: list, detail, activation, settings, discovery.
 
 use super::error::json_body;
+use super::extract::ApiQuery;
 use super::query::{self, Param};
 use super::schema::{
     CleanOrphanedAnswer, FileOutcome, ScanAnswer, SettingsAnswer, WorkerAnswer, WorkerList,
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::plugins::registry::ScanOutcomes;
-use crate::plugins::{FileLoad, Registry};
-use crate::store::{StoreResult, WorkerFilter};
+use crate::plugins::FileLoad;
+use crate::store::WorkerFilter;
 use crate::views::WorkerView;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -38,24 +39,23 @@ pub struct WorkerQuery {
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<WorkerQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<WorkerQuery>,
 ) -> Result<Json<WorkerList>, ApiError> {
-    let q = query::parse(query)?;
     let active = query::boolean("active", &q.active)?;
     let engine = state.engine.clone();
     let (workers, plugin_files) = blocking(move || {
-        let workers = engine.store.workers(&WorkerFilter {
+        let workers = engine.workers(&WorkerFilter {
             scope: q.scope,
             active,
         })?;
-        Ok((workers, engine.store.plugin_files()?))
+        Ok((workers, engine.plugin_files()?))
     })
     .await?;
     Ok(Json(WorkerList {
         success: true,
         workers: workers.iter().map(WorkerView::from).collect(),
         plugin_files,
-        loaded_copies: state.engine.registry.copies_usage(),
+        loaded_copies: state.engine.loaded_copies(),
     }))
 }
 
@@ -215,17 +215,10 @@ fn outcomes(outcomes: ScanOutcomes) -> Vec<FileOutcome> {
         .collect()
 }
 
-async fn scan_with(
-    state: AppState,
-    scan: fn(&Registry) -> StoreResult<ScanOutcomes>,
-) -> Result<Json<ScanAnswer>, ApiError> {
+/// Scans the plugin folder (`rescan`: every file again) and answers what each file did.
+async fn scan_with(state: AppState, rescan: bool) -> Result<Json<ScanAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let files = blocking(move || {
-        let files = scan(&engine.registry)?;
-        engine.wake();
-        Ok(files)
-    })
-    .await?;
+    let files = blocking(move || Ok(engine.scan_plugins(rescan)?)).await?;
     Ok(Json(ScanAnswer {
         success: true,
         files: outcomes(files),
@@ -240,7 +233,7 @@ async fn scan_with(
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
     ))]
 pub async fn discover(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
-    scan_with(state, Registry::scan).await
+    scan_with(state, false).await
 }
 
 /// Discover, then rewrite every loaded worker's row from its library.
@@ -251,7 +244,7 @@ pub async fn discover(State(state): State<AppState>) -> Result<Json<ScanAnswer>,
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
     ))]
 pub async fn rescan(State(state): State<AppState>) -> Result<Json<ScanAnswer>, ApiError> {
-    scan_with(state, Registry::rescan).await
+    scan_with(state, true).await
 }
 
 /// Deletes orphaned worker rows; their task history stays.

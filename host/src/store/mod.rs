@@ -25,21 +25,75 @@ pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
-/// Errors of a storage driver.
-#[derive(Debug, thiserror::Error)]
+/// Errors of a storage driver. Each kind says what the caller can do about it (retry, fix
+/// the data, fix the storage); each keeps the database's own error as its [`source`]
+/// (`rusqlite::Error`, `postgres::Error`, I/O), so nothing needs to read a message to tell
+/// them apart. Drivers choose the kind from error codes (SQLite's `ErrorCode`, PostgreSQL's
+/// `SqlState`), never from text.
+///
+/// Every cause is a [`SharedError`], so an error can be cloned whole for several waiters
+/// (one failed group commit answers every create in it) and keeps its kind and cause there.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database itself failed (I/O, lock timeout, corruption).
-    #[error("database error: {0}")]
-    Database(String),
-    /// The change conflicts with existing data (e.g. a duplicate name).
-    #[error("{0}")]
-    Conflict(String),
+    /// The database is busy: SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED` after the busy timeout,
+    /// PostgreSQL's lock timeout, serialization failure or deadlock. Nothing was written; the
+    /// same call may succeed when retried.
+    #[error("database error: {}", described(context, Some(source)))]
+    Busy {
+        /// What the driver was doing (empty when the cause says enough).
+        context: String,
+        /// What the database said.
+        #[source]
+        source: SharedError,
+    },
+    /// The connection to the database server was lost or could not be opened (PostgreSQL).
+    #[error("database error: {}", described(context, Some(source)))]
+    Connection {
+        /// What the driver was doing.
+        context: String,
+        /// What the client library said.
+        #[source]
+        source: SharedError,
+    },
+    /// The database failed in a way no other kind names (a bug, a broken invariant, an
+    /// unexpected code): answered as an internal error.
+    #[error("database error: {}", described(context, source.as_ref()))]
+    Database {
+        /// What the driver was doing, or what went wrong when there is no cause.
+        context: String,
+        /// What the database (or the operating system) said, when it said something.
+        #[source]
+        source: Option<SharedError>,
+    },
+    /// The change conflicts with existing data (e.g. a duplicate name, a task not finished).
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts, for people.
+        message: String,
+        /// The database's refusal (a unique violation), when it was one.
+        #[source]
+        source: Option<SharedError>,
+    },
     /// Stored data could not be read back (e.g. invalid JSON in a column).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
+    #[error("corrupt row: {what}: {source}")]
+    Corrupt {
+        /// Which value (column and row).
+        what: String,
+        /// Why it did not decode.
+        #[source]
+        source: SharedError,
+    },
     /// The URL names a backend this build does not have, or is malformed.
-    #[error("{0}")]
-    Config(String),
+    #[error("{message}")]
+    Config {
+        /// What is wrong with it, for people.
+        message: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<SharedError>,
+    },
     /// The storage under the database is full (SQLite's `SQLITE_FULL`: the disk or its quota).
     /// Nothing was written; the same write succeeds once there is space again.
     #[error("the storage is full: {source}{}", in_folder(folder))]
@@ -75,7 +129,8 @@ pub enum StoreError {
     },
     /// The database files this process holds open were removed or replaced by other files
     /// under it (e.g. `rm stask.db-wal`). Writes are refused from then on: going on would
-    /// write into files nobody else sees, or mix two databases.
+    /// write into files nobody else sees, or mix two databases. The text names the file and
+    /// what happened to it (found by comparing inodes: there is no underlying error).
     #[error(
         "the database files were removed or replaced while the daemon runs: {0}; writes are \
          refused so as not to corrupt the database: restore the files or restart the daemon"
@@ -83,8 +138,36 @@ pub enum StoreError {
     FilesReplaced(String),
 }
 
-/// A cause shared by several answers (one failed group commit answers every create in it).
-pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+/// The cause of a [`StoreError`], shared by the copies of one error (one failed group commit
+/// answers every create in it).
+///
+/// Not itself an [`Error`](std::error::Error) but a handle that dereferences to the cause: so
+/// the error chain of a [`StoreError`] goes straight to the driver's error (`source()` is the
+/// `rusqlite::Error` itself, found by `downcast_ref`), where an `Arc` would put itself in
+/// between.
+#[derive(Debug, Clone)]
+pub struct SharedError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl SharedError {
+    /// Shares `cause`.
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> SharedError {
+        SharedError(std::sync::Arc::new(cause))
+    }
+}
+
+impl std::ops::Deref for SharedError {
+    type Target = dyn std::error::Error + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// ` (folder X)` when the folder is known.
 fn in_folder(folder: &Option<std::path::PathBuf>) -> String {
@@ -94,27 +177,47 @@ fn in_folder(folder: &Option<std::path::PathBuf>) -> String {
         .unwrap_or_default()
 }
 
+/// `context: cause`, or whichever of the two there is.
+fn described(context: &str, source: Option<&SharedError>) -> String {
+    match (context.is_empty(), source) {
+        (false, Some(source)) => format!("{context}: {source}"),
+        (true, Some(source)) => source.to_string(),
+        (_, None) => context.to_owned(),
+    }
+}
+
 impl StoreError {
-    /// A copy for another waiter on the same failed call: storage faults keep their kind and
-    /// cause (the API answers them with 503/507, not 500); other errors keep their text.
-    pub fn share(&self) -> StoreError {
-        match self {
-            StoreError::StorageFull { folder, source } => StoreError::StorageFull {
-                folder: folder.clone(),
-                source: source.clone(),
-            },
-            StoreError::StorageReadOnly { folder, source } => StoreError::StorageReadOnly {
-                folder: folder.clone(),
-                source: source.clone(),
-            },
-            StoreError::StorageIo { folder, source } => StoreError::StorageIo {
-                folder: folder.clone(),
-                source: source.clone(),
-            },
-            StoreError::FilesReplaced(m) => StoreError::FilesReplaced(m.clone()),
-            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-            other => StoreError::Database(other.to_string()),
+    /// A failure with no more specific kind, caused by `source`.
+    pub fn database(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Database {
+            context: context.into(),
+            source: Some(SharedError::new(source)),
         }
+    }
+
+    /// A broken invariant with no underlying error (a row that vanished, a stopped thread).
+    pub fn internal(what: impl Into<String>) -> StoreError {
+        StoreError::Database {
+            context: what.into(),
+            source: None,
+        }
+    }
+
+    /// A conflict with existing data that the driver found itself (no database error).
+    pub fn conflict(message: impl Into<String>) -> StoreError {
+        StoreError::Conflict {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A copy for another waiter on the same failed call, of the same kind and cause (the API
+    /// answers storage faults with 503/507 and a busy database with 503, not 500).
+    pub fn share(&self) -> StoreError {
+        self.clone()
     }
 
     /// Whether this is a fault of the storage itself (full, read-only, failing, files
@@ -127,6 +230,33 @@ impl StoreError {
                 | StoreError::StorageIo { .. }
                 | StoreError::FilesReplaced(_)
         )
+    }
+
+    /// The same error with what the driver was doing in front of its context (`doing:
+    /// context`); kinds without a context (conflicts, storage faults, ...) stay as they are.
+    pub fn doing(self, doing: impl std::fmt::Display) -> StoreError {
+        let prefixed = |context: String| {
+            if context.is_empty() {
+                doing.to_string()
+            } else {
+                format!("{doing}: {context}")
+            }
+        };
+        match self {
+            StoreError::Busy { context, source } => StoreError::Busy {
+                context: prefixed(context),
+                source,
+            },
+            StoreError::Connection { context, source } => StoreError::Connection {
+                context: prefixed(context),
+                source,
+            },
+            StoreError::Database { context, source } => StoreError::Database {
+                context: prefixed(context),
+                source,
+            },
+            other => other,
+        }
     }
 
     /// The same fault with the folder of the database files named (drivers fill it in).
@@ -158,22 +288,21 @@ impl From<rusqlite::Error> for StoreError {
             _ => None,
         };
         let folder = None;
+        let source = SharedError::new(e);
         match code {
-            Some(ErrorCode::DiskFull) => StoreError::StorageFull {
-                folder,
-                source: std::sync::Arc::new(e),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+                context: String::new(),
+                source,
             },
+            Some(ErrorCode::DiskFull) => StoreError::StorageFull { folder, source },
             Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
-                StoreError::StorageReadOnly {
-                    folder,
-                    source: std::sync::Arc::new(e),
-                }
+                StoreError::StorageReadOnly { folder, source }
             }
-            Some(ErrorCode::SystemIoFailure) => StoreError::StorageIo {
-                folder,
-                source: std::sync::Arc::new(e),
+            Some(ErrorCode::SystemIoFailure) => StoreError::StorageIo { folder, source },
+            _ => StoreError::Database {
+                context: String::new(),
+                source: Some(source),
             },
-            _ => StoreError::Database(e.to_string()),
         }
     }
 }
@@ -613,10 +742,13 @@ pub fn open_with(url: &str, sync: sqlite::SqliteSync) -> StoreResult<std::sync::
         return Ok(std::sync::Arc::new(postgres::PgStore::open(url)?));
     }
     if url.contains("://") {
-        return Err(StoreError::Config(format!(
-            "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DATABASE",
-            postgres::redact(url)
-        )));
+        return Err(StoreError::Config {
+            message: format!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DATABASE",
+                postgres::redact(url)
+            ),
+            source: None,
+        });
     }
     Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
         std::path::Path::new(url),

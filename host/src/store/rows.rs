@@ -30,7 +30,10 @@ impl RowRead for postgres::Row {
 
 /// A JSON column's value; a column that does not parse is reported as corrupt, with `what`.
 pub fn json_column(text: &str, what: &str) -> StoreResult<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        source: crate::store::SharedError::new(e),
+    })
 }
 
 /// A count or attempt number stored as a 64-bit integer, narrowed for the model (never

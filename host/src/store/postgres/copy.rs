@@ -188,7 +188,7 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
     crate::store::sqlite::SqliteStore::open(source)?.migrate()?;
     target.migrate()?;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", source.display())))?;
+        .map_err(|e| StoreError::database(format!("cannot open {}", source.display()), e))?;
     let source = source.to_owned();
     target.run(move |conn| {
         let client = &mut conn.client;
@@ -206,7 +206,7 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
         };
         let (tasks, tokens) = (count(&mut tx, "s_tasks")?, count(&mut tx, "s_tokens")?);
         if (tasks > 0 || tokens > 0) && !force {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "the target database already has {tasks} tasks and {tokens} tokens; \
                  copy into an empty database, or pass --force to replace them"
             )));
@@ -230,17 +230,12 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
              DELETE FROM s_tokens; DELETE FROM s_plugin_files; DELETE FROM s_workers;",
         )?;
         for table in TABLES {
-            let copied = copy_table(&sqlite, &mut tx, table).map_err(|e| match e {
-                StoreError::Database(m) => StoreError::Database(format!(
-                    "copying {} from {}: {m}",
-                    table.name,
-                    source.display()
-                )),
-                other => other,
+            let copied = copy_table(&sqlite, &mut tx, table).map_err(|e| {
+                e.doing(format!("copying {} from {}", table.name, source.display()))
             })?;
             let stored = count(&mut tx, table.name)?;
             if stored != copied as i64 {
-                return Err(StoreError::Database(format!(
+                return Err(StoreError::internal(format!(
                     "{}: {copied} rows read but {stored} in the target; nothing was copied",
                     table.name
                 )));
@@ -299,7 +294,7 @@ fn copy_table(
     let write = tx.prepare(&write)?;
     let mut stmt = sqlite
         .prepare(&read)
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        .map_err(|e| StoreError::database("", e))?;
     let mut after = i64::MIN;
     let mut copied = 0u64;
     loop {
@@ -310,21 +305,16 @@ fn copy_table(
             .collect();
         let mut rows = stmt
             .query([after])
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+            .map_err(|e| StoreError::database("", e))?;
         let mut n = 0usize;
-        while let Some(row) = rows
-            .next()
-            .map_err(|e| StoreError::Database(e.to_string()))?
-        {
+        while let Some(row) = rows.next().map_err(|e| StoreError::database("", e))? {
             for (i, column) in columns.iter_mut().enumerate() {
                 column
                     .push(row, i)
-                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                    .map_err(|e| StoreError::database("", e))?;
             }
             if table.by_id {
-                after = row
-                    .get(0)
-                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                after = row.get(0).map_err(|e| StoreError::database("", e))?;
             }
             n += 1;
         }

@@ -22,9 +22,13 @@ mod tasks;
 mod tokens;
 mod workers;
 
-use super::{migrations, Backend, EventsHook, Migration, Store, StoreError, StoreResult, WakeHook};
+use super::{
+    migrations, Backend, EventsHook, Migration, SharedError, Store, StoreError, StoreResult,
+    WakeHook,
+};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls, Statement};
 use std::collections::HashMap;
@@ -41,22 +45,82 @@ const DEFAULT_CONNECTIONS: usize = 4;
 /// How long a new connection may take before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A PostgreSQL error shown as the server's message (and its detail, for statements), not
+/// as the client library's `db error: ERROR: ...`; the library's error is its source.
+#[derive(Debug)]
+pub struct PgMessage {
+    error: postgres::Error,
+    with_detail: bool,
+}
+
+impl PgMessage {
+    /// The server's message and detail (`message (detail)`), or the library's text when the
+    /// server said nothing.
+    pub fn new(error: postgres::Error) -> Self {
+        PgMessage {
+            error,
+            with_detail: true,
+        }
+    }
+
+    /// The server's message alone (a refused connection's detail says nothing more).
+    pub fn message_only(error: postgres::Error) -> Self {
+        PgMessage {
+            error,
+            with_detail: false,
+        }
+    }
+}
+
+impl std::fmt::Display for PgMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.error.as_db_error() {
+            Some(db) => {
+                f.write_str(db.message())?;
+                match db.detail() {
+                    Some(detail) if self.with_detail => write!(f, " ({detail})"),
+                    _ => Ok(()),
+                }
+            }
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PgMessage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// SQLSTATEs after which the same statement may succeed when retried: the database was
+/// busy, nothing of the call was written.
+const BUSY_STATES: [SqlState; 3] = [
+    SqlState::LOCK_NOT_AVAILABLE,
+    SqlState::T_R_SERIALIZATION_FAILURE,
+    SqlState::T_R_DEADLOCK_DETECTED,
+];
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         if e.is_closed() {
-            return StoreError::Database(format!(
-                "the connection to PostgreSQL was lost (it is re-opened for the next call): {e}"
-            ));
+            return StoreError::Connection {
+                context: "the connection to PostgreSQL was lost (it is re-opened for the next \
+                          call)"
+                    .into(),
+                source: SharedError::new(e),
+            };
         }
-        match e.as_db_error() {
-            Some(db) => {
-                let mut text = format!("PostgreSQL: {}", db.message());
-                if let Some(detail) = db.detail() {
-                    text.push_str(&format!(" ({detail})"));
-                }
-                StoreError::Database(text)
+        let busy = e.code().is_some_and(|code| BUSY_STATES.contains(code));
+        let source = SharedError::new(PgMessage::new(e));
+        let context = "PostgreSQL".to_owned();
+        if busy {
+            StoreError::Busy { context, source }
+        } else {
+            StoreError::Database {
+                context,
+                source: Some(source),
             }
-            None => StoreError::Database(format!("PostgreSQL: {e}")),
         }
     }
 }
@@ -116,13 +180,9 @@ type Job = Box<dyn FnOnce(StoreResult<&mut Conn>) -> bool + Send>;
 const VALID_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn connect(config: &postgres::Config, what: &str) -> StoreResult<Client> {
-    config.connect(NoTls).map_err(|e| {
-        StoreError::Database(format!(
-            "cannot connect to PostgreSQL at {what}: {}",
-            e.as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string())
-        ))
+    config.connect(NoTls).map_err(|e| StoreError::Connection {
+        context: format!("cannot connect to PostgreSQL at {what}"),
+        source: SharedError::new(PgMessage::message_only(e)),
     })
 }
 
@@ -201,8 +261,9 @@ impl PgStore {
     /// libpq-style parameters such as `?options=-c%20search_path%3Dmyschema`). The first
     /// connection is opened here, so a wrong URL or an unreachable server fails at once.
     pub fn open(url: &str) -> StoreResult<PgStore> {
-        let config: postgres::Config = url.parse().map_err(|e| {
-            StoreError::Config(format!("invalid PostgreSQL URL '{}': {e}", redact(url)))
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Config {
+            message: format!("invalid PostgreSQL URL '{}': {e}", redact(url)),
+            source: Some(SharedError::new(e)),
         })?;
         let connections = std::env::var("STASK_PG_CONNECTIONS")
             .ok()
@@ -235,9 +296,7 @@ impl PgStore {
             let thread = std::thread::Builder::new()
                 .name(format!("stask-pg-{i}"))
                 .spawn(move || connection_thread(config, what, conn, rx))
-                .map_err(|e| {
-                    StoreError::Database(format!("cannot start a connection thread: {e}"))
-                })?;
+                .map_err(|e| StoreError::database("cannot start a connection thread", e))?;
             threads.push(thread);
         }
         Ok(PgStore {
@@ -264,13 +323,11 @@ impl PgStore {
         });
         self.jobs
             .as_ref()
-            .ok_or_else(|| StoreError::Database("the PostgreSQL store is closed".into()))?
+            .ok_or_else(|| StoreError::internal("the PostgreSQL store is closed"))?
             .send(job)
-            .map_err(|_| {
-                StoreError::Database("the PostgreSQL connection threads stopped".into())
-            })?;
+            .map_err(|_| StoreError::internal("the PostgreSQL connection threads stopped"))?;
         reply_rx.recv().map_err(|_| {
-            StoreError::Database("a PostgreSQL call failed unexpectedly (see the log)".into())
+            StoreError::internal("a PostgreSQL call failed unexpectedly (see the log)")
         })?
     }
 
@@ -452,9 +509,8 @@ fn apply_migrations(conn: &mut Conn, list: &'static [Migration]) -> StoreResult<
                 )?
                 .get(0);
             if !done {
-                tx.batch_execute(m.sql).map_err(|e| {
-                    StoreError::Database(format!("migration {}: {}", m.name, StoreError::from(e)))
-                })?;
+                tx.batch_execute(m.sql)
+                    .map_err(|e| StoreError::from(e).doing(format!("migration {}", m.name)))?;
                 tx.execute(
                     "INSERT INTO s_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                     &[&m.version, &m.name, &crate::clock::now_ms()],

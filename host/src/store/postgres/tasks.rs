@@ -229,7 +229,7 @@ impl TaskStore for PgStore {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
         ids.into_iter()
             .next()
-            .ok_or_else(|| StoreError::Database("the insert returned no id".into()))
+            .ok_or_else(|| StoreError::internal("the insert returned no id"))
     }
 
     fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
@@ -543,7 +543,7 @@ impl TaskStore for PgStore {
             };
             let task = task_from_row(&row)?;
             if !task.status.is_finished() {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::conflict(format!(
                     "task {id} is {}; cancel it before deleting",
                     task.status
                 )));

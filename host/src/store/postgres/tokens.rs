@@ -25,11 +25,12 @@ impl TokenStore for PgStore {
             );
             match inserted {
                 Ok(row) => token_from_row(&row),
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    Err(StoreError::Conflict(format!(
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict {
+                    message: format!(
                         "a token named '{name}' already exists; revoke it first or pick another name"
-                    )))
-                }
+                    ),
+                    source: Some(crate::store::SharedError::new(super::PgMessage::new(e))),
+                }),
                 Err(e) => Err(e.into()),
             }
         })

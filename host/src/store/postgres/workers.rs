@@ -92,7 +92,7 @@ impl WorkerStore for PgStore {
                 )?;
             }
             load_worker(tx, &reg.identifier, false)?
-                .ok_or_else(|| StoreError::Database("upserted row vanished".into()))
+                .ok_or_else(|| StoreError::internal("upserted row vanished"))
         })
     }
 

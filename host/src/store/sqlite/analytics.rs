@@ -115,9 +115,7 @@ fn window_aggregates(
     let mut rows = stmt.query([since])?;
     match rows.next()? {
         Some(row) => window_from_row(row, since, now),
-        None => Err(StoreError::Database(
-            "the window query returned no row".into(),
-        )),
+        None => Err(StoreError::internal("the window query returned no row")),
     }
 }
 

@@ -165,5 +165,5 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("stask-checkpoint".into())
         .spawn(move || checkpointer.run(&stop))
-        .map_err(|e| StoreError::Database(format!("cannot start the WAL checkpointer: {e}")))
+        .map_err(|e| StoreError::database("cannot start the WAL checkpointer", e))
 }

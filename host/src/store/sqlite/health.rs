@@ -220,7 +220,6 @@ mod tests {
     use super::{Health, Source};
     use crate::store::StoreError;
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
 
     /// A fresh folder, removed at the end of the test.
     struct TempDir(PathBuf);
@@ -246,7 +245,9 @@ mod tests {
     fn full() -> StoreError {
         StoreError::StorageFull {
             folder: None,
-            source: Arc::new(std::io::Error::other("database or disk is full")),
+            source: crate::store::SharedError::new(std::io::Error::other(
+                "database or disk is full",
+            )),
         }
     }
 
@@ -259,7 +260,7 @@ mod tests {
         health.failed(Source::Checkpoints, &full());
         assert!(health.current().unwrap().contains("the storage is full"));
         // Errors of one request are no fault of the storage.
-        health.failed(Source::Writes, &StoreError::Conflict("duplicate".into()));
+        health.failed(Source::Writes, &StoreError::conflict("duplicate"));
         health.succeeded(Source::Writes);
         assert!(health.current().is_some());
         health.succeeded(Source::Checkpoints);

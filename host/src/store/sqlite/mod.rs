@@ -93,17 +93,13 @@ impl SqliteStore {
             .filter(|d| !d.as_os_str().is_empty())
             .map(ToOwned::to_owned);
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::database(format!("cannot create {}", dir.display()), e))?;
         }
         let dir = dir.unwrap_or_else(|| PathBuf::from("."));
         let named = |e: StoreError| match e {
             e if e.is_storage_fault() => e.in_folder(&dir),
-            StoreError::Database(m) => {
-                StoreError::Database(format!("cannot open {}: {m}", path.display()))
-            }
-            e => e,
+            e => e.doing(format!("cannot open {}", path.display())),
         };
         let open = |flags| -> StoreResult<Connection> {
             let conn = Connection::open_with_flags(path, flags).map_err(|e| named(e.into()))?;
@@ -211,7 +207,7 @@ fn apply_migrations(conn: &mut Connection, migrations: &[Migration]) -> StoreRes
         )?;
         if !done {
             tx.execute_batch(m.sql)
-                .map_err(|e| StoreError::Database(format!("migration {}: {e}", m.name)))?;
+                .map_err(|e| StoreError::database(format!("migration {}", m.name), e))?;
             tx.execute(
                 "INSERT INTO s_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                 params![m.version, m.name, crate::clock::now_ms()],

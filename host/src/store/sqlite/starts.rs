@@ -58,10 +58,10 @@ impl StartJournal {
     pub fn open(db: &Path) -> StoreResult<StartJournal> {
         let path = Self::path_for(db);
         let fail = |what: &str, e: std::io::Error| {
-            StoreError::Database(format!(
-                "cannot {what} the start journal {}: {e}",
-                path.display()
-            ))
+            StoreError::database(
+                format!("cannot {what} the start journal {}", path.display()),
+                e,
+            )
         };
         let file = OpenOptions::new()
             .read(true)
@@ -91,10 +91,10 @@ impl StartJournal {
         self.file
             .write_all_at(&entry, slot * SLOT_BYTES)
             .map_err(|e| {
-                StoreError::Database(format!(
-                    "cannot write the start journal {}: {e}",
-                    self.path.display()
-                ))
+                StoreError::database(
+                    format!("cannot write the start journal {}", self.path.display()),
+                    e,
+                )
             })
     }
 
@@ -102,10 +102,10 @@ impl StartJournal {
     pub fn read(&self) -> StoreResult<HashSet<Lease>> {
         let mut bytes = vec![0u8; (SLOTS * SLOT_BYTES) as usize];
         self.file.read_exact_at(&mut bytes, 0).map_err(|e| {
-            StoreError::Database(format!(
-                "cannot read the start journal {}: {e}",
-                self.path.display()
-            ))
+            StoreError::database(
+                format!("cannot read the start journal {}", self.path.display()),
+                e,
+            )
         })?;
         Ok(bytes
             .chunks_exact(SLOT_BYTES as usize)

@@ -145,8 +145,8 @@ impl TaskStore for SqliteStore {
         if req.limit == 0 || req.identifiers.is_empty() {
             return Ok(Vec::new());
         }
-        let identifiers = serde_json::to_string(req.identifiers)
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let identifiers =
+            serde_json::to_string(req.identifiers).map_err(|e| StoreError::database("", e))?;
         let token: i64 = rand::random::<i64>() & i64::MAX;
         let mut claimed = self.write(|conn| {
             let tx = conn.transaction()?;
@@ -408,7 +408,7 @@ impl TaskStore for SqliteStore {
             return Ok(None);
         }
         let identifiers =
-            serde_json::to_string(identifiers).map_err(|e| StoreError::Database(e.to_string()))?;
+            serde_json::to_string(identifiers).map_err(|e| StoreError::database("", e))?;
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT MIN(t) FROM (
@@ -485,7 +485,7 @@ impl TaskStore for SqliteStore {
                 return Ok(None);
             };
             if !task.status.is_finished() {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::conflict(format!(
                     "task {id} is {}; cancel it before deleting",
                     task.status
                 )));

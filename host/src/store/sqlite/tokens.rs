@@ -20,12 +20,13 @@ impl TokenStore for SqliteStore {
                 params![name, hash, prefix, now],
             );
             match inserted {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "a token named '{name}' already exists; revoke it first or pick another name"
-                    )))
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                    return Err(StoreError::Conflict {
+                        message: format!(
+                            "a token named '{name}' already exists; revoke it first or pick another name"
+                        ),
+                        source: Some(crate::store::SharedError::new(e)),
+                    })
                 }
                 other => other?,
             };
@@ -33,7 +34,7 @@ impl TokenStore for SqliteStore {
             conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"))?
                 .query_and_then([id], |r| token_from_row(r))?
                 .next()
-                .unwrap_or_else(|| Err(StoreError::Database(format!("token {id} vanished"))))
+                .unwrap_or_else(|| Err(StoreError::internal(format!("token {id} vanished"))))
         })
     }
 

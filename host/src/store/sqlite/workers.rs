@@ -83,7 +83,7 @@ impl WorkerStore for SqliteStore {
             }
             let row = load_worker(&tx, &reg.identifier)?;
             tx.commit()?;
-            row.ok_or_else(|| crate::store::StoreError::Database("upserted row vanished".into()))
+            row.ok_or_else(|| crate::store::StoreError::internal("upserted row vanished"))
         })
     }
 
