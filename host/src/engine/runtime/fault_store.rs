@@ -39,7 +39,7 @@ impl FaultStore {
         if self.fail_flushes.load(Ordering::SeqCst) {
             let _ = self.flushes.send(false);
             // Any error will do: the runtime treats every flush failure alike.
-            return Err(StoreError::Conflict("injected flush failure".into()));
+            return Err(StoreError::internal("injected flush failure"));
         }
         Ok(())
     }

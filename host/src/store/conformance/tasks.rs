@@ -470,7 +470,7 @@ pub fn only_finished_tasks_are_deleted(store: &dyn Store) {
         .unwrap();
     assert!(matches!(
         store.delete_task(ids[1]),
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict { .. })
     ));
     assert!(
         store.task(ids[1]).unwrap().is_some(),

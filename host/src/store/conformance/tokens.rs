@@ -45,7 +45,10 @@ pub fn a_live_token_name_is_unique(store: &dyn Store) {
         .insert_token("deploy", "hash-1", "stk_d1", 100)
         .unwrap();
     let again = store.insert_token("deploy", "hash-2", "stk_d2", 110);
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
     assert_eq!(
         store.tokens().unwrap().len(),
         1,
