@@ -2,8 +2,10 @@
 //!
 //! [`Store`] is what the engine, the HTTP API and the CLI need from a database; each backend
 //! implements it (`sqlite` now; PostgreSQL later) and must pass the same driver test suite.
-//! Drivers store what the engine decided: they never choose a task's next status themselves
-//! (that is [`crate::task_state`]), except for the two atomic guards a database must own —
+//! Drivers store what the state machine decided: they never choose a task's next status, its
+//! guard or its message themselves. [`crate::task_state`] holds the transition table, and its
+//! `sql` fragments are what every statement that changes a status is built from (codes as
+//! literals, so the partial indexes apply); the database only executes the guards atomically —
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
 
 pub mod analytics;

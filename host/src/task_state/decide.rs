@@ -324,6 +324,15 @@ fn seconds(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task_state::{rule, Event, To};
+
+    /// Whether a decided status is one the table lets `event` go to.
+    fn table_allows(event: Event, status: TaskStatus) -> bool {
+        match rule(event).to {
+            To::OneOf(statuses) => statuses.contains(&status),
+            other => panic!("{event:?} goes to {other:?}, not to a decided status"),
+        }
+    }
 
     const BACKOFF: Backoff = Backoff {
         base_ms: 1_000,
@@ -353,6 +362,62 @@ mod tests {
             message: "boom".into(),
             retryable,
         }
+    }
+
+    /// Every branch of the decisions lands on a status the transition table allows.
+    #[test]
+    fn decisions_stay_inside_the_table() {
+        let outcomes = || {
+            [
+                RunOutcome::Completed {
+                    result: None,
+                    file: None,
+                },
+                RunOutcome::Cancelled { message: None },
+                RunOutcome::Panicked {
+                    message: "p".into(),
+                },
+                failed(true),
+                failed(false),
+            ]
+        };
+        for (attempt, cancel, stopping, timed_out) in [
+            (1, false, false, None),
+            (3, false, false, None),
+            (1, true, false, None),
+            (1, false, true, None),
+            (1, false, false, Some(5)),
+        ] {
+            let mut e = end(attempt, 3);
+            (e.cancel_requested, e.host_stopping, e.timed_out_after) =
+                (cancel, stopping, timed_out);
+            for outcome in outcomes() {
+                let f = after_run(&e, outcome, BACKOFF, 0);
+                assert!(table_allows(Event::Finish, f.status), "{:?}", f.status);
+            }
+        }
+        for (attempts, started) in [(0, false), (1, true), (3, true)] {
+            let lease = ExpiredLease {
+                id: 1,
+                lease_token: 9,
+                attempts,
+                max_attempts: 3,
+                owner: None,
+                started,
+            };
+            let f = after_lost_lease(&lease, BACKOFF);
+            assert!(table_allows(Event::Recover, f.status), "{:?}", f.status);
+        }
+    }
+
+    #[test]
+    fn a_new_task_waits_or_says_when_it_is_due() {
+        assert_eq!(created_message(None, 5_000), "Waiting to run");
+        assert_eq!(created_message(Some(5_000), 5_000), "Waiting to run");
+        assert_eq!(
+            created_message(Some(86_400_000), 0),
+            format!("Scheduled for {}", rfc3339(86_400_000))
+        );
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub fn status_in(expr: &str, statuses: &[TaskStatus]) -> String {
     }
 }
 
+/// `expr <> 10`: any status but `status` (e.g. every task that was claimed at least once).
+pub fn status_not(expr: &str, status: TaskStatus) -> String {
+    format!("{expr} <> {}", status.code())
+}
+
 /// The guard of `event` on the `status` column, e.g. `status IN (15, 20)`.
 pub fn guard_sql(event: Event) -> String {
     guard_on("status", event)
@@ -80,6 +85,7 @@ mod tests {
             "'Cancelled before it started'"
         );
         assert_eq!(quoted("it's"), "'it''s'");
+        assert_eq!(status_not("status", TaskStatus::Pending), "status <> 10");
     }
 
     #[test]
