@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod model;
 pub mod plugins;
 pub mod store;
+pub mod task_state;
 pub mod views;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A task's status. The numeric codes are the seed's and are stored in `s_tasks.status`;
-/// the names are what the API shows. Transitions are decided only in [`crate::engine::state`].
+/// the names are what the API shows. Transitions are decided only in [`crate::task_state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {

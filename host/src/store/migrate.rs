@@ -61,3 +61,29 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task_state::sql::guard_sql;
+    use crate::task_state::Event;
+
+    /// The partial indexes' predicates are literal in the migrations: the guards the claim and
+    /// the lease scans are built from must be the same text, or SQLite stops using them.
+    #[test]
+    fn claim_and_lease_guards_match_the_partial_indexes() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let init = migrations(backend)[0].sql;
+            let claim = format!(
+                "s_tasks_claim ON s_tasks (priority_rank, run_at, id) WHERE {};",
+                guard_sql(Event::Claim)
+            );
+            let lease = format!(
+                "s_tasks_lease ON s_tasks (lease_expires_at) WHERE {};",
+                guard_sql(Event::Recover)
+            );
+            assert!(init.contains(&claim), "{backend:?}: {claim}");
+            assert!(init.contains(&lease), "{backend:?}: {lease}");
+        }
+    }
+}

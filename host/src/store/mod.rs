@@ -2,8 +2,10 @@
 //!
 //! [`Store`] is what the engine, the HTTP API and the CLI need from a database; each backend
 //! implements it (`sqlite` and `postgres`) and must pass the same driver test suite.
-//! Drivers store what the engine decided: they never choose a task's next status themselves
-//! (that is [`crate::engine::state`]), except for the two atomic guards a database must own —
+//! Drivers store what the state machine decided: they never choose a task's next status, its
+//! guard or its message themselves. [`crate::task_state`] holds the transition table, and its
+//! `sql` fragments are what every statement that changes a status is built from (codes as
+//! literals, so the partial indexes apply); the database only executes the guards atomically —
 //! claim only due pending rows, and apply a finish only while the caller still holds the lease.
 
 pub mod analytics;
@@ -21,6 +23,8 @@ use crate::model::{
 };
 use serde_json::Value;
 
+/// The state machine's decisions, which the drivers apply; defined beside the transition table.
+pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
@@ -390,59 +394,6 @@ impl ExpiredLease {
     }
 }
 
-/// The end of one run (or a recovery decision), as decided by the state machine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finish {
-    /// Task id.
-    pub id: i64,
-    /// The lease the run held: the write applies only if it is still current.
-    pub lease_token: i64,
-    /// New status: completed, failed, cancelled, or pending for a retry.
-    pub status: TaskStatus,
-    /// Status message.
-    pub message: String,
-    /// Result text.
-    pub result: Option<String>,
-    /// Result file (relative to `storage/stask/results/`).
-    pub result_file: Option<String>,
-    /// Next due time when going back to pending.
-    pub run_at: Option<i64>,
-    /// Error of this attempt, if it failed.
-    pub last_error: Option<String>,
-    /// Wall time of the attempt.
-    pub duration_ms: Option<i64>,
-    /// When the attempt really began on a pool thread (a task claimed ahead waits in the
-    /// host's ready queue after its claim set `started_at`), `None` to keep.
-    pub started_at: Option<i64>,
-    /// CPU time of the attempt (its pool thread), `None` to keep.
-    pub cpu_ms: Option<i64>,
-    /// Peak heap growth of the attempt when it ran alone. Written whenever `duration_ms` is
-    /// (a run measured nothing → `NULL`, never an older attempt's figure).
-    pub memory_bytes: Option<i64>,
-    /// Final progress value (100 when completed), `None` to keep.
-    pub progress: Option<i64>,
-    /// Final items processed, `None` to keep.
-    pub processed: Option<i64>,
-    /// Final items total, `None` to keep.
-    pub total: Option<i64>,
-    /// Worker version that ran it.
-    pub worker_version: Option<String>,
-    /// When it happened.
-    pub at: i64,
-    /// The task's `attempts` after this finish, written as an absolute value (never an
-    /// increment): the run's attempt number, known since the claim, or one less when the
-    /// attempt is given back (the run ended because its host was stopping, not the task's
-    /// fault: it runs again as the same attempt). Absolute because on SQLite the row of a
-    /// started run may still be `preparing` with its attempt not yet counted (the start is in
-    /// the start journal until the next flush, see `TaskStore::start_runs`); both drivers write
-    /// it the same way.
-    pub attempts: u32,
-    /// Recoveries only: apply only if the run had started (`Some(true)`) or had not
-    /// (`Some(false)`), as [`ExpiredLease::started`] read it, since the decision depends on it.
-    /// `None` for the finishes of runs.
-    pub if_started: Option<bool>,
-}
-
 /// A throttled progress write for a running task.
 #[derive(Debug, Clone)]
 pub struct ProgressWrite {
@@ -462,24 +413,6 @@ pub struct ProgressWrite {
     pub message: String,
     /// Worker version running it.
     pub worker_version: String,
-}
-
-/// A running task whose lease ran out: its host died or hung.
-#[derive(Debug, Clone)]
-pub struct ExpiredLease {
-    /// Task id.
-    pub id: i64,
-    /// Its lease token.
-    pub lease_token: i64,
-    /// Attempts used (the interrupted run's included if it had started).
-    pub attempts: u32,
-    /// Whether a pool thread had started the run (`running`), or it was only claimed
-    /// (`preparing`: waiting in its host's ready queue, no attempt counted).
-    pub started: bool,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-    /// Host that held it.
-    pub owner: Option<String>,
 }
 
 /// What a cancel request did.

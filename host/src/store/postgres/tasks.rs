@@ -10,9 +10,12 @@ use crate::store::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
     ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
+use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target};
+use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use postgres::types::ToSql;
 use postgres::GenericClient;
 use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
 
 const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM s_tasks WHERE id = $1");
 
@@ -26,53 +29,72 @@ fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Tas
 /// Inserts as arrays: one statement for the whole batch. Identity values are drawn in the
 /// order rows are inserted, which is the arrays' order (`WITH ORDINALITY`), so the ids sorted
 /// ascending are the tasks' ids in order.
-const INSERT_SQL: &str = "
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at, run_at,
                      max_attempts, priority, priority_rank, created_at, updated_at)
-SELECT identifier, action, 10, message, started_by, meta, start_at, run_at, max_attempts,
+SELECT identifier, action, {pending}, message, started_by, meta, start_at, run_at, max_attempts,
        priority, priority_rank, $11, $11
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
               $7::bigint[], $8::bigint[], $9::text[], $10::bigint[])
        WITH ORDINALITY AS t(identifier, action, message, started_by, meta, start_at, run_at,
                             max_attempts, priority, priority_rank, n)
  ORDER BY n
-RETURNING id";
+RETURNING id",
+        pending = target(Event::Create),
+    )
+});
 
 /// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
 /// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
 /// rows without waiting for each other. The ranges are read lazily high to low and cut at the
 /// limit, so no more rows are locked than are claimed.
-const CLAIM_SQL: &str = "
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH high AS (SELECT id FROM s_tasks
-               WHERE status = 10 AND priority_rank = 2 AND run_at <= $1
+               WHERE {due} AND priority_rank = 2 AND run_at <= $1
                  AND identifier = ANY($5::text[])
                ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      normal AS (SELECT id FROM s_tasks
-                 WHERE status = 10 AND priority_rank = 1 AND run_at <= $1
+                 WHERE {due} AND priority_rank = 1 AND run_at <= $1
                    AND identifier = ANY($5::text[])
                  ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      low AS (SELECT id FROM s_tasks
-              WHERE status = 10 AND priority_rank = 0 AND run_at <= $1
+              WHERE {due} AND priority_rank = 0 AND run_at <= $1
                 AND identifier = ANY($5::text[])
               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 UPDATE s_tasks
-   SET status = 15, started_at = $1, updated_at = $1,
+   SET status = {preparing}, started_at = $1, updated_at = $1,
        lease_owner = $2, lease_token = $3, lease_expires_at = $4, cancel_requested = FALSE,
-       message = 'Starting', progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
+       message = {starting}, progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
  WHERE id IN (SELECT id FROM (SELECT id FROM high UNION ALL SELECT id FROM normal
                               UNION ALL SELECT id FROM low) AS due LIMIT $6)
-RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank";
+RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
+        preparing = target(Event::Claim),
+        starting = message(Event::Claim),
+        due = guard_sql(Event::Claim),
+    )
+});
 
 /// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`). Locks
 /// in id order like every write of several leased rows.
-const START_SQL: &str = "
+static START_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
-UPDATE s_tasks SET status = 20, attempts = attempts + 1, started_at = $3, message = 'Running',
+UPDATE s_tasks SET status = {running}, attempts = attempts + 1, started_at = $3, message = {message},
        updated_at = $3
   FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
- WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
+ WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND {guard}
    AND s_tasks.id IN (SELECT id FROM locked)
-RETURNING s_tasks.id";
+RETURNING s_tasks.id",
+        running = target(Event::Start),
+        message = message(Event::Start),
+        guard = guard_on("s_tasks.status", Event::Start),
+    )
+});
 
 /// Finishes as arrays in one statement; the rows it returns are the ones that applied.
 /// `COALESCE` keeps a column when the finish leaves it `NULL`, as in SQLite; memory follows
@@ -86,13 +108,15 @@ RETURNING s_tasks.id";
 /// same time (their own, and a dead host's from two survivors); locked in whatever order a
 /// join produced, two such statements deadlocked under load. Claims never wait (`SKIP
 /// LOCKED`), and single-row writes cannot form a cycle.
-const FINISH_SQL: &str = "
+static FINISH_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
 UPDATE s_tasks AS t
    SET status = f.status, message = f.message,
        result = COALESCE(f.result, t.result), result_file = COALESCE(f.result_file, t.result_file),
        run_at = COALESCE(f.run_at, t.run_at),
-       finished_at = CASE WHEN f.status IN (30, 40, 50) THEN f.at ELSE NULL END,
+       finished_at = CASE WHEN {finished} THEN f.at ELSE NULL END,
        last_error = COALESCE(f.last_error, t.last_error),
        duration_ms = COALESCE(f.duration_ms, t.duration_ms),
        progress = COALESCE(f.progress, t.progress),
@@ -110,11 +134,146 @@ UPDATE s_tasks AS t
        AS f(id, lease_token, status, message, result, result_file, run_at, at, last_error,
             duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes,
             attempts, if_started)
- WHERE t.id = f.id AND t.lease_token = f.lease_token AND t.status IN (15, 20)
+ WHERE t.id = f.id AND t.lease_token = f.lease_token AND {guard}
    AND ($17::bigint IS NULL OR t.lease_expires_at < $17::bigint)
-   AND (f.if_started IS NULL OR (t.status = 20) = f.if_started)
+   AND (f.if_started IS NULL OR ({started}) = f.if_started)
    AND t.id IN (SELECT id FROM locked)
-RETURNING t.id";
+RETURNING t.id",
+        finished = status_in("f.status", FINISHED),
+        // One guard for finishes and recoveries: both apply to leased rows.
+        guard = guard_on("t.status", Event::Finish),
+        started = status_in("t.status", STARTED),
+    )
+});
+
+/// A claimed task given back unstarted (`Event::GiveBack`).
+static RELEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                             ORDER BY id FOR UPDATE)
+             UPDATE s_tasks SET status = {pending}, message = {message}, started_at = NULL, lease_owner = NULL,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = $3
+              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND {guard}
+               AND s_tasks.id IN (SELECT id FROM locked)",
+        pending = target(Event::GiveBack),
+        message = message(Event::GiveBack),
+        guard = guard_on("s_tasks.status", Event::GiveBack),
+    )
+});
+
+/// Progress of a run (`Event::Progress`).
+static PROGRESS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                                 ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks AS t
+                    SET status = {running}, progress = u.progress, processed = u.processed,
+                        total = u.total, eta_seconds = u.eta, message = u.message,
+                        worker_version = u.version, updated_at = $9
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                               $5::bigint[], $6::bigint[], $7::text[], $8::text[])
+                        AS u(id, token, progress, processed, total, eta, message, version)
+                  WHERE t.id = u.id AND t.lease_token = u.token AND {guard}
+                    AND t.id IN (SELECT id FROM locked)",
+        running = target(Event::Progress),
+        guard = guard_on("t.status", Event::Progress),
+    )
+});
+
+/// The heartbeat's lease renewal, returning the cancel flags (`Event::Heartbeat`).
+static HEARTBEAT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH mine AS (SELECT id FROM s_tasks WHERE lease_owner = $1 AND {guard}
+                               ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks SET lease_expires_at = $2
+                  WHERE lease_owner = $1 AND {guard} AND id IN (SELECT id FROM mine)
+                 RETURNING id, cancel_requested",
+        guard = guard_sql(Event::Heartbeat),
+    )
+});
+
+/// Leases to recover (`Event::Recover`): the same predicate as the partial index
+/// s_tasks_lease.
+static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+                   FROM s_tasks WHERE {guard} AND lease_expires_at < $1 ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
+/// The next not-yet-due claimable task: one index range per priority, as in the claim.
+static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT LEAST(
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 2
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 1
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 0
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1))",
+        due = guard_sql(Event::Claim),
+    )
+});
+
+/// A user cancels a pending task (`Event::CancelPending`).
+static CANCEL_PENDING_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {cancelled}, message = {message},
+                        finished_at = $2, updated_at = $2
+                  WHERE id = $1 AND {guard}",
+        cancelled = target(Event::CancelPending),
+        message = message(Event::CancelPending),
+        guard = guard_sql(Event::CancelPending),
+    )
+});
+
+/// A user cancels a leased task: its flag is set (`Event::RequestCancel`).
+static REQUEST_CANCEL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET cancel_requested = TRUE, message = {message},
+                            updated_at = $2
+                      WHERE id = $1 AND {guard}",
+        message = message(Event::RequestCancel),
+        guard = guard_sql(Event::RequestCancel),
+    )
+});
+
+/// A user's retry (`Event::Retry`): pending again with fresh attempts.
+static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = $2,
+                        attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                        processed = NULL, total = NULL, eta_seconds = NULL, updated_at = $2
+                  WHERE id = $1 AND {guard}",
+        pending = target(Event::Retry),
+        message = message(Event::Retry),
+        guard = guard_sql(Event::Retry),
+    )
+});
+
+/// Retention (`Event::Delete` of tasks finished before `$1`).
+static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < $1
+                       AND {guard} RETURNING id",
+        guard = guard_sql(Event::Delete),
+    )
+});
+
+/// The pending tasks, in claim order, and their count.
+static PENDING_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let pending = status_in("status", &[crate::model::TaskStatus::Pending]);
+    [
+        format!("SELECT COUNT(*) FROM s_tasks WHERE {pending}"),
+        format!(
+            "SELECT {TASK_COLUMNS} FROM s_tasks WHERE {pending}
+                  ORDER BY priority_rank DESC, run_at, id LIMIT $1"
+        ),
+    ]
+});
 
 /// Applies finishes (see [`FINISH_SQL`]); `before` guards recoveries.
 pub(super) fn apply_finishes(
@@ -150,7 +309,7 @@ pub(super) fn apply_finishes(
     let attempts: Vec<i64> = finishes.iter().map(|f| i64::from(f.attempts)).collect();
     let if_started: Vec<Option<bool>> = finishes.iter().map(|f| f.if_started).collect();
     let applied_ids = store.transaction(move |tx, cache| {
-        let stmt = prepared(tx, cache, FINISH_SQL)?;
+        let stmt = prepared(tx, cache, &FINISH_SQL)?;
         let rows = tx.query(
             &stmt,
             &[
@@ -240,10 +399,7 @@ impl TaskStore for PgStore {
         let actions: Vec<String> = tasks.iter().map(|t| t.action.clone()).collect();
         let messages: Vec<String> = tasks
             .iter()
-            .map(|t| match t.start_at {
-                Some(at) if at > now => format!("Scheduled for {}", crate::clock::rfc3339(at)),
-                _ => "Waiting to run".to_owned(),
-            })
+            .map(|t| created_message(t.start_at, now))
             .collect();
         let started_by: Vec<Option<i64>> = tasks.iter().map(|t| t.started_by).collect();
         let metas: Vec<String> = tasks.iter().map(|t| t.data.to_string()).collect();
@@ -256,7 +412,7 @@ impl TaskStore for PgStore {
         let priorities: Vec<String> = tasks.iter().map(|t| t.priority.name().into()).collect();
         let ranks: Vec<i64> = tasks.iter().map(|t| t.priority.rank()).collect();
         let mut ids = self.transaction(move |tx, cache| {
-            let stmt = prepared(tx, cache, INSERT_SQL)?;
+            let stmt = prepared(tx, cache, &INSERT_SQL)?;
             let rows = tx.query(
                 &stmt,
                 &[
@@ -290,7 +446,7 @@ impl TaskStore for PgStore {
         let identifiers = req.identifiers.to_vec();
         let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
         let mut claimed = self.transaction(move |tx, cache| {
-            let stmt = prepared(tx, cache, CLAIM_SQL)?;
+            let stmt = prepared(tx, cache, &CLAIM_SQL)?;
             let rows = tx.query(&stmt, &[&now, &owner, &token, &until, &identifiers, &limit])?;
             rows.iter()
                 .map(|r| {
@@ -314,17 +470,7 @@ impl TaskStore for PgStore {
     }
 
     fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
-        self.update_leased(
-            "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
-                             ORDER BY id FOR UPDATE)
-             UPDATE s_tasks SET status = 10, message = 'Waiting to run', started_at = NULL, lease_owner = NULL,
-                    lease_token = NULL, lease_expires_at = NULL, updated_at = $3
-              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND s_tasks.status = 15
-               AND s_tasks.id IN (SELECT id FROM locked)",
-            leases,
-            now,
-        )
+        self.update_leased(&RELEASE_SQL, leases, now)
     }
 
     fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>> {
@@ -334,7 +480,7 @@ impl TaskStore for PgStore {
         let (ids, tokens) = lease_columns(leases);
         let started = self.run(move |conn| {
             let (client, cache) = conn.parts();
-            let stmt = prepared(client, cache, START_SQL)?;
+            let stmt = prepared(client, cache, &START_SQL)?;
             client
                 .query(&stmt, &[&ids, &tokens, &now])?
                 .iter()
@@ -362,21 +508,7 @@ impl TaskStore for PgStore {
         let versions: Vec<String> = updates.iter().map(|u| u.worker_version.clone()).collect();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            let stmt = prepared(
-                client,
-                cache,
-                "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
-                                 ORDER BY id FOR UPDATE)
-                 UPDATE s_tasks AS t
-                    SET status = 20, progress = u.progress, processed = u.processed,
-                        total = u.total, eta_seconds = u.eta, message = u.message,
-                        worker_version = u.version, updated_at = $9
-                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                               $5::bigint[], $6::bigint[], $7::text[], $8::text[])
-                        AS u(id, token, progress, processed, total, eta, message, version)
-                  WHERE t.id = u.id AND t.lease_token = u.token AND t.status IN (15, 20)
-                    AND t.id IN (SELECT id FROM locked)",
-            )?;
+            let stmt = prepared(client, cache, &PROGRESS_SQL)?;
             client.execute(
                 &stmt,
                 &[
@@ -421,15 +553,7 @@ impl TaskStore for PgStore {
         let owner = owner.to_owned();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            let stmt = prepared(
-                client,
-                cache,
-                "WITH mine AS (SELECT id FROM s_tasks WHERE lease_owner = $1 AND status IN (15, 20)
-                               ORDER BY id FOR UPDATE)
-                 UPDATE s_tasks SET lease_expires_at = $2
-                  WHERE lease_owner = $1 AND status IN (15, 20) AND id IN (SELECT id FROM mine)
-                 RETURNING id, cancel_requested",
-            )?;
+            let stmt = prepared(client, cache, &HEARTBEAT_SQL)?;
             let mut cancelled = Vec::new();
             for row in client.query(&stmt, &[&owner, &lease_until])? {
                 if row.try_get::<_, bool>(1)? {
@@ -444,13 +568,7 @@ impl TaskStore for PgStore {
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            // Same predicate as the partial index s_tasks_lease.
-            let stmt = prepared(
-                client,
-                cache,
-                "SELECT id, lease_token, attempts, max_attempts, lease_owner, status = 20
-                   FROM s_tasks WHERE status IN (15, 20) AND lease_expires_at < $1 ORDER BY id",
-            )?;
+            let stmt = prepared(client, cache, &EXPIRED_SQL)?;
             client
                 .query(&stmt, &[&now])?
                 .iter()
@@ -475,37 +593,16 @@ impl TaskStore for PgStore {
         let identifiers = identifiers.to_vec();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            // One index range per priority, as in the claim.
-            let stmt = prepared(
-                client,
-                cache,
-                "SELECT LEAST(
-                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 2
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
-                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 1
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
-                   (SELECT run_at FROM s_tasks WHERE status = 10 AND priority_rank = 0
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1))",
-            )?;
+            let stmt = prepared(client, cache, &NEXT_DUE_SQL)?;
             Ok(client.query_one(&stmt, &[&now, &identifiers])?.try_get(0)?)
         })
     }
 
     fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
         self.transaction(move |tx, _| {
-            let cancelled = tx.execute(
-                "UPDATE s_tasks SET status = 50, message = 'Cancelled before it started',
-                        finished_at = $2, updated_at = $2
-                  WHERE id = $1 AND status = 10",
-                &[&id, &now],
-            )?;
+            let cancelled = tx.execute(&*CANCEL_PENDING_SQL, &[&id, &now])?;
             let requested = if cancelled == 0 {
-                tx.execute(
-                    "UPDATE s_tasks SET cancel_requested = TRUE, message = 'Cancel requested',
-                            updated_at = $2
-                      WHERE id = $1 AND status IN (15, 20)",
-                    &[&id, &now],
-                )?
+                tx.execute(&*REQUEST_CANCEL_SQL, &[&id, &now])?
             } else {
                 0
             };
@@ -520,13 +617,7 @@ impl TaskStore for PgStore {
 
     fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
         self.transaction(move |tx, _| {
-            let n = tx.execute(
-                "UPDATE s_tasks SET status = 10, message = 'Retry requested', run_at = $2,
-                        attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
-                        processed = NULL, total = NULL, eta_seconds = NULL, updated_at = $2
-                  WHERE id = $1 AND status IN (40, 50)",
-                &[&id, &now],
-            )?;
+            let n = tx.execute(&*RETRY_SQL, &[&id, &now])?;
             Ok(match load_task(tx, id)? {
                 None => RetryResult::NotFound,
                 Some(t) if n == 1 => RetryResult::Queued(t),
@@ -542,7 +633,7 @@ impl TaskStore for PgStore {
                 return Ok(None);
             };
             let task = task_from_row(&row)?;
-            if !task.status.is_finished() {
+            if !rule(Event::Delete).allows(task.status) {
                 return Err(StoreError::conflict(format!(
                     "task {id} is {}; cancel it before deleting",
                     task.status
@@ -599,15 +690,9 @@ impl TaskStore for PgStore {
     fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
         let limit = limit.max(0);
         self.transaction(move |tx, _| {
-            let total: i64 = tx
-                .query_one("SELECT COUNT(*) FROM s_tasks WHERE status = 10", &[])?
-                .try_get(0)?;
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM s_tasks WHERE status = 10
-                  ORDER BY priority_rank DESC, run_at, id LIMIT $1"
-            );
+            let total: i64 = tx.query_one(&PENDING_SQL[0], &[])?.try_get(0)?;
             let tasks = tx
-                .query(&sql, &[&limit])?
+                .query(&PENDING_SQL[1], &[&limit])?
                 .iter()
                 .map(task_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -662,11 +747,7 @@ impl TaskStore for PgStore {
     fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
         self.transaction(move |tx, _| {
             let mut ids = tx
-                .query(
-                    "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < $1
-                       AND status IN (30, 40, 50) RETURNING id",
-                    &[&cutoff],
-                )?
+                .query(&*RETENTION_SQL, &[&cutoff])?
                 .iter()
                 .map(|r| Ok(r.try_get::<_, i64>(0)?))
                 .collect::<StoreResult<Vec<i64>>>()?;

@@ -5,15 +5,20 @@ use super::SqliteStore;
 use crate::store::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
 use crate::store::rows::{host_from_row, HOST_COLUMNS};
 use crate::store::{Finish, HostRow, HostStore, StoreResult};
+use crate::task_state::sql::{guard_sql, status_in};
+use crate::task_state::{Event, FINISHED, STARTED};
 use rusqlite::params;
+use std::sync::LazyLock;
 
 /// The finish statement (see `tasks.rs`) with the recovery guards: the lease must still be
 /// expired before `?15`, and the run still started or not as the decision read it (`?19`; a
 /// `preparing` row whose start is in the start journal, `?20`, started).
-const RECOVER_SQL: &str = "
+static RECOVER_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 UPDATE s_tasks
    SET status = ?3, message = ?4, run_at = COALESCE(?5, run_at),
-       finished_at = CASE WHEN ?3 IN (30, 40, 50) THEN ?6 ELSE NULL END,
+       finished_at = CASE WHEN {finished} THEN ?6 ELSE NULL END,
        last_error = COALESCE(?7, last_error), duration_ms = COALESCE(?8, duration_ms),
        progress = COALESCE(?9, progress), worker_version = COALESCE(?10, worker_version),
        result = COALESCE(?11, result), result_file = COALESCE(?12, result_file),
@@ -22,8 +27,13 @@ UPDATE s_tasks
        memory_bytes = CASE WHEN ?8 IS NULL THEN memory_bytes ELSE ?17 END,
        attempts = ?18,
        eta_seconds = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?6
- WHERE id = ?1 AND lease_token = ?2 AND status IN (15, 20) AND lease_expires_at < ?15
-   AND (?19 IS NULL OR (status = 20 OR ?20) = ?19)";
+ WHERE id = ?1 AND lease_token = ?2 AND {guard} AND lease_expires_at < ?15
+   AND (?19 IS NULL OR ({started} OR ?20) = ?19)",
+        finished = status_in("?3", FINISHED),
+        guard = guard_sql(Event::Recover),
+        started = status_in("status", STARTED),
+    )
+});
 
 impl HostStore for SqliteStore {
     fn shared_by_hosts(&self) -> bool {
@@ -101,7 +111,7 @@ impl HostStore for SqliteStore {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
             {
-                let mut stmt = tx.prepare_cached(RECOVER_SQL)?;
+                let mut stmt = tx.prepare_cached(&RECOVER_SQL)?;
                 for f in finishes {
                     let n = stmt.execute(params![
                         f.id,

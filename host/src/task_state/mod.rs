@@ -1,0 +1,49 @@
+//! The task state machine: the only place that decides a task's next status, its guard and
+//! its message. The drivers execute what it decides; they never write a status code or a
+//! message of their own.
+//!
+//! ```text
+//!            create                claim (lease)       start (pool thread)
+//!   ─────────────────► pending ───────────────► preparing ─────────────────► running
+//!                        ▲ │  ◄──── give back ────── │                          │
+//!        retry (backoff) │ │ cancel pending          │  heartbeat, request      │ progress,
+//!        or lost lease   │ ▼                         │  cancel (flag only)      │ heartbeat,
+//!                        │ cancelled                 │                          │ request cancel
+//!                        │    ▲                      └────────────┬─────────────┘
+//!                        │    └──── finish: cancelled ────────────┤ finish (after_run) /
+//!                        └──── finish: retryable, attempts left ──┤ recover (after_lost_lease)
+//!                              or host stopping; recover          │
+//!                                     completed ◄── finish: completed
+//!                                     failed    ◄── finish / recover: no attempts left,
+//!                                                   permanent error
+//!   retry (user): failed | cancelled ──► pending (fresh attempts)
+//!   delete (user, retention): completed | failed | cancelled ──► removed
+//! ```
+//!
+//! [`RULES`] is this diagram as data: per [`Event`], the statuses it applies from, where it
+//! goes and its message; [`transition`] answers for one `(status, event)` pair, and [`sql`]
+//! turns the rules into statement fragments so that every driver applies the same guards.
+//! A finish and a recovery go to a status decided from the run ([`after_run`],
+//! [`after_lost_lease`]), which the driver writes as the [`Finish`] says.
+//!
+//! `attempts` counts runs that started (`preparing` → `running`, written before the plugin is
+//! called), not claims: a task claimed ahead whose host died or stopped goes back to pending
+//! without using one, and so does a run that stopped early because its host was stopping.
+//! The store applies these decisions fenced by the run's lease token, so a run whose lease was
+//! taken over can never overwrite the newer run's outcome.
+//!
+//! This module depends only on `model`, `clock` and the plugin protocol (not on the engine or
+//! the store), so that it can sit below both when the storage layer becomes its own crate.
+
+mod decide;
+pub mod sql;
+mod table;
+
+pub use decide::{
+    after_lost_lease, after_run, created_message, Backoff, ExpiredLease, Finish, RunEnd,
+};
+pub use table::{
+    rule, transition, Event, Message, Outcome, Rule, To, CANCELLED_BEFORE_START, CANCEL_REQUESTED,
+    FINISHED, LEASED, RETRYABLE, RETRY_REQUESTED, RULES, RUNNING, STARTED, STARTING,
+    WAITING_TO_RUN,
+};
