@@ -19,6 +19,7 @@ use crate::plugins::loader::LoadedWorker;
 use crate::store::{ClaimRequest, ClaimedTask, Finish, ProgressWrite};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
+use stask_plugin_api::LogLevel;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -560,11 +561,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &Sender<Done>) -> bool 
     match &outcome {
         RunOutcome::Panicked { message } => {
             tracing::warn!(task = job.id, worker = %job.identifier, "worker panicked: {message}");
-            live.host_log(2, format!("host: worker panicked: {message}"));
+            live.host_log(LogLevel::Error, format!("host: worker panicked: {message}"));
         }
         RunOutcome::Failed { message, .. } => {
             live.host_log(
-                2,
+                LogLevel::Error,
                 format!("host: attempt {} failed: {message}", job.attempt),
             );
         }
@@ -670,7 +671,7 @@ fn abandon_overdue(engine: &Arc<Engine>, done: &Sender<Done>) {
              in plugin code until the call returns"
         );
         live.host_log(
-            2,
+            LogLevel::Error,
             format!(
                 "host: the worker did not stop within {grace}s of its {timeout}s timeout: the run \
                  is abandoned (its thread stays blocked in the plugin) and the attempt fails"
@@ -912,7 +913,7 @@ fn flush_progress(engine: &Engine) {
     for task in &live {
         if task.check_timeout() {
             task.host_log(
-                1,
+                LogLevel::Warning,
                 format!(
                     "host: timeout of {}s reached, asking the task to stop",
                     task.timeout_secs()
