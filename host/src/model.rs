@@ -358,7 +358,7 @@ pub struct LogLine {
     pub task_id: i64,
     /// Attempt that wrote it.
     pub attempt: u32,
-    /// 0 info, 1 warning, 2 error.
+    /// A [`stask_plugin_api::LogLevel`] as its stored integer: 0 info, 1 warning, 2 error.
     pub level: u8,
     /// UNIX ms.
     pub at: i64,

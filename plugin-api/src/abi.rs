@@ -1,16 +1,18 @@
 //! The stable binary contract between the host and a plugin.
 //!
-//! Everything here is layout-checked by `abi_stable` at load time. Changing any of it is a
-//! breaking change (a minor version bump of this crate while it is 0.x): every plugin must be
-//! rebuilt, and the host reports older plugins as `error` with the layout difference.
-//! New capabilities therefore travel as JSON ([`crate::protocol`]) or through
+//! Everything here is layout-checked by `abi_stable` at load time, and the root module carries
+//! [`crate::INTERFACE_VERSION`]. Changing what is here is a breaking change (a new interface
+//! line, see [`crate::interface`]): every plugin must be rebuilt, and the host reports older
+//! plugins as `error` with both versions. A host whose root module gains a field, even one
+//! after the prefix, refuses every plugin built without it ([`crate::interface`] has the
+//! measurement), so new capabilities travel as JSON ([`crate::protocol`]) or through
 //! [`HostContext::call`], never as new fields.
 #![allow(non_camel_case_types, non_local_definitions, missing_docs)]
 
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings, sabi_trait,
+    sabi_trait,
     sabi_types::{RRef, VersionStrings},
     std_types::{RResult, RStr, RString},
     StableAbi,
@@ -24,7 +26,9 @@ pub trait HostContext: Send + Sync {
     /// item counts or -1 when not given (the host derives the percentage and ETA from them).
     fn progress(&self, percent: i32, processed: i64, total: i64, message: RStr<'_>);
 
-    /// Appends a line to the task's log. `level`: 0 info, 1 warning, 2 error.
+    /// Appends a line to the task's log. `level` is a [`crate::LogLevel`] as its integer
+    /// ([`crate::LogLevel::as_u8`]); the receiving side reads it with
+    /// [`crate::LogLevel::from_u8`].
     fn log(&self, level: u8, line: RStr<'_>);
 
     /// Whether cancellation (by a user or a timeout) was requested for this task.
@@ -57,5 +61,6 @@ impl RootModule for WorkerModuleRef {
     declare_root_module_statics! {WorkerModuleRef}
     const BASE_NAME: &'static str = "stask_worker";
     const NAME: &'static str = "stask_worker";
-    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    /// The interface version (this crate's own version), checked by the host at load time.
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(crate::INTERFACE_VERSION);
 }

@@ -1,7 +1,7 @@
 //! What a running task can ask of the host.
 
 use crate::abi::HostContextRef;
-use crate::TaskError;
+use crate::{LogLevel, TaskError};
 use abi_stable::std_types::RStr;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -63,17 +63,18 @@ impl Context<'_> {
 
     /// Appends an informational line to the task log.
     pub fn log(&self, line: &str) {
-        self.host.log(0, RStr::from_str(line));
+        self.host.log(LogLevel::Info.as_u8(), RStr::from_str(line));
     }
 
     /// Appends a warning to the task log.
     pub fn warn(&self, line: &str) {
-        self.host.log(1, RStr::from_str(line));
+        self.host
+            .log(LogLevel::Warning.as_u8(), RStr::from_str(line));
     }
 
     /// Appends an error line to the task log.
     pub fn error(&self, line: &str) {
-        self.host.log(2, RStr::from_str(line));
+        self.host.log(LogLevel::Error.as_u8(), RStr::from_str(line));
     }
 
     /// Whether a user (or the worker's timeout) asked this task to stop.

@@ -62,7 +62,7 @@ pub fn manifest<W: Worker>(worker: impl FnOnce() -> &'static W, panic_unwind: bo
     let answer = guard(|| {
         let manifest = Manifest {
             protocol: PROTOCOL_VERSION,
-            api_version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: crate::INTERFACE_VERSION.to_owned(),
             panic_unwind,
             type_name: std::any::type_name::<W>().to_owned(),
             info: worker().info(),
@@ -179,6 +179,8 @@ macro_rules! export_worker {
                     __stask_root_module,
                 )
             }
+            // SAFETY: `erased` builds the root module of exactly the type named here
+            // (`WorkerModuleRef`), which is the contract `from_constructor` requires.
             unsafe {
                 $crate::__private::abi_stable::library::LibHeader::from_constructor::<
                     $crate::abi::WorkerModuleRef,

@@ -26,8 +26,9 @@
 //! Two layers live here:
 //! - [`abi`]: the stable binary contract (one root module of two functions and one host-context
 //!   trait), checked by `abi_stable` when the host loads a plugin. It is deliberately tiny:
-//!   a host whose root module gains a field rejects every older plugin, so growth goes through the
-//!   JSON documents exchanged by these functions and through [`abi::HostContext::call`].
+//!   growth goes through the JSON documents exchanged by these functions and through
+//!   [`abi::HostContext::call`]. Its version, [`INTERFACE_VERSION`], is this crate's own, and
+//!   [`interface`] says which plugins a host accepts and which changes keep them loading.
 //! - The safe layer ([`Worker`], [`Context`], [`Output`], [`TaskError`], [`WorkerInfo`]): plain
 //!   Rust that plugin authors use; the [`export_worker!`] macro glues it to the ABI, catching
 //!   panics so that a panicking worker fails its task instead of the host.
@@ -36,10 +37,14 @@
 pub mod abi;
 mod context;
 mod export;
+pub mod interface;
+mod log_level;
 pub mod protocol;
 mod worker;
 
 pub use context::Context;
+pub use interface::INTERFACE_VERSION;
+pub use log_level::LogLevel;
 pub use worker::{ActionInfo, Output, TaskError, Worker, WorkerInfo};
 
 /// Re-exports used by [`export_worker!`]; not part of the public API.

@@ -127,7 +127,9 @@ fn every_kind_of_bad_file_is_refused_with_a_reason_and_the_good_worker_still_run
     });
     refused(&files, "abi_mismatch.so", |r| r.starts_with("ABI mismatch"));
     refused(&files, "version_mismatch.so", |r| {
-        r.starts_with("incompatible plugin interface") && r.contains("1.0.0")
+        r.starts_with("incompatible plugin interface")
+            && r.contains("0.2.0")
+            && r.contains(stask_plugin_api::INTERFACE_VERSION)
     });
     refused(&files, "demo_copy.so", |r| {
         r.starts_with("duplicate identifier 'demo'") && r.contains("demo.so")

@@ -92,6 +92,59 @@ pub fn demo_v2() -> &'static Path {
     })
 }
 
+/// One build of the `prefix_growth` fixture: its library (the "plugin") and its host.
+pub struct PrefixGrowthBuild {
+    /// `base`, `grown` or `grown_prefix` (the fixture's features).
+    pub variant: &'static str,
+    /// The root-module library.
+    pub library: PathBuf,
+    /// The `growth_host` binary of the same build.
+    pub host: PathBuf,
+}
+
+/// The three builds of the `prefix_growth` fixture: `base` from the workspace build, the two
+/// grown ones (features) built in a target folder of their own, one after the other, each
+/// copied out before the next replaces it.
+pub fn prefix_growth_builds() -> &'static [PrefixGrowthBuild] {
+    static BUILT: OnceLock<Vec<PrefixGrowthBuild>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let base = PrefixGrowthBuild {
+            variant: "base",
+            library: library("stask_fixture_prefix_growth"),
+            host: built().join("growth_host"),
+        };
+        let dir = target_dir().join("prefix-growth");
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let mut builds = vec![base];
+        for variant in ["grown", "grown_prefix"] {
+            cargo(&[
+                "build",
+                "-p",
+                "stask-fixture-prefix_growth",
+                "--features",
+                variant,
+                "--target-dir",
+                &dir_arg,
+                "--quiet",
+            ]);
+            let keep = dir.join(variant);
+            std::fs::create_dir_all(&keep).expect("creating the fixture's copy folder");
+            let copy = |name: &str| {
+                let to = keep.join(name);
+                std::fs::copy(dir.join("debug").join(name), &to)
+                    .unwrap_or_else(|e| panic!("copying {name} of {variant}: {e}"));
+                to
+            };
+            builds.push(PrefixGrowthBuild {
+                variant,
+                library: copy("libstask_fixture_prefix_growth.so"),
+                host: copy("growth_host"),
+            });
+        }
+        builds
+    })
+}
+
 /// The `stask` binary.
 pub fn stask_bin() -> PathBuf {
     built().join("stask")

@@ -10,6 +10,7 @@ use crate::model::LogLine;
 use crate::plugins::TaskHooks;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use stask_plugin_api::LogLevel;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -168,7 +169,7 @@ impl LiveTask {
     pub fn ask_to_stop(&self) {
         if !self.host_stopping.swap(true, Ordering::SeqCst) {
             self.push_log(
-                1,
+                LogLevel::Warning,
                 "host: the host is stopping; asked the task to stop (it runs again later, \
                  without using an attempt, if it stops early)"
                     .into(),
@@ -242,7 +243,7 @@ impl LiveTask {
             lines.push(LogLine {
                 task_id: self.id,
                 attempt: self.attempt,
-                level: 1,
+                level: LogLevel::Warning.as_u8(),
                 at: now_ms(),
                 line: format!(
                     "{} more log lines were dropped (limit {MAX_LOG_LINES})",
@@ -255,11 +256,11 @@ impl LiveTask {
     }
 
     /// Adds a line written by the host about this run.
-    pub fn host_log(&self, level: u8, line: String) {
+    pub fn host_log(&self, level: LogLevel, line: String) {
         self.push_log(level, line);
     }
 
-    fn push_log(&self, level: u8, mut line: String) {
+    fn push_log(&self, level: LogLevel, mut line: String) {
         if line.len() > MAX_LINE_BYTES {
             let mut cut = MAX_LINE_BYTES;
             while !line.is_char_boundary(cut) {
@@ -277,7 +278,7 @@ impl LiveTask {
         s.logs.push(LogLine {
             task_id: self.id,
             attempt: self.attempt,
-            level: level.min(2),
+            level: level.as_u8(),
             at: now_ms(),
             line,
         });
@@ -318,7 +319,7 @@ impl TaskHooks for LiveTask {
         s.dirty = true;
     }
 
-    fn log(&self, level: u8, line: &str) {
+    fn log(&self, level: LogLevel, line: &str) {
         self.push_log(level, line.to_owned());
     }
 
@@ -507,7 +508,7 @@ mod tests {
         );
         assert_eq!(v.message, "rows");
         for i in 0..MAX_LOG_LINES + 5 {
-            t.log(0, &format!("line {i}"));
+            t.log(LogLevel::Info, &format!("line {i}"));
         }
         let flush = t.take_flush();
         assert!(flush.progress.is_some());

@@ -63,7 +63,7 @@ mod tests {
         LogLine {
             task_id,
             attempt: 1,
-            level: 1,
+            level: stask_plugin_api::LogLevel::Warning.as_u8(),
             at: n as i64,
             line: format!("line {n}"),
         }

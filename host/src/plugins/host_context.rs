@@ -6,14 +6,15 @@
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RErr, RResult, RStr, RString};
 use stask_plugin_api::abi::{HostContext, HostContextRef, HostContext_TO};
+use stask_plugin_api::LogLevel;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What the engine does for a running task's calls (plain Rust; no ABI types).
 pub trait TaskHooks: Send + Sync {
     /// Progress: percent 0-100 or -1; processed/total or -1.
     fn progress(&self, percent: i32, processed: i64, total: i64, message: &str);
-    /// A log line; level 0 info, 1 warning, 2 error.
-    fn log(&self, level: u8, line: &str);
+    /// A log line at `level`.
+    fn log(&self, level: LogLevel, line: &str);
     /// Whether cancellation was requested.
     fn is_cancelled(&self) -> bool;
     /// A generic service call; `Err` with a message for unknown methods.
@@ -30,7 +31,9 @@ impl HostContext for Adapter<'_> {
     }
 
     fn log(&self, level: u8, line: RStr<'_>) {
-        let _ = catch_unwind(AssertUnwindSafe(|| self.0.log(level, line.as_str())));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            self.0.log(LogLevel::from_u8(level), line.as_str())
+        }));
     }
 
     fn is_cancelled(&self) -> bool {

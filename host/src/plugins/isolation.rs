@@ -21,6 +21,7 @@
 use super::host_context::TaskHooks;
 use serde::{Deserialize, Serialize};
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
+use stask_plugin_api::LogLevel;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -73,12 +74,45 @@ enum ToParent {
         message: String,
     },
     Log {
-        level: u8,
+        level: LogLevel,
         line: String,
     },
     Outcome {
         outcome: RunOutcome,
     },
+}
+
+/// Sets up the child between fork and exec: it dies with its parent, and its address space is
+/// limited to `memory` bytes when given. A failed step fails the spawn with the OS error, so a
+/// limit that could not be applied never lets the run start without it.
+fn restrict_child(memory: Option<u64>) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    os_result(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })?;
+    if let Some(bytes) = memory {
+        set_rlimit(
+            libc::RLIMIT_AS,
+            libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `setrlimit(resource, limit)`, its failure as the OS error.
+fn set_rlimit(resource: libc::__rlimit_resource_t, limit: libc::rlimit) -> std::io::Result<()> {
+    // SAFETY: `limit` is a valid rlimit that outlives the call, which only reads it.
+    os_result(unsafe { libc::setrlimit(resource, &limit) })
+}
+
+/// A libc return code: 0 is success, anything else a failure described by `errno`.
+fn os_result(code: libc::c_int) -> std::io::Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Runs `request` with the library at `library` in a child process of `exe`.
@@ -106,24 +140,22 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let memory = limits.memory_bytes;
-    // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
+    // (prctl, setrlimit, reading errno); it allocates nothing.
     unsafe {
         use std::os::unix::process::CommandExt;
-        command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if let Some(bytes) = memory {
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                libc::setrlimit(libc::RLIMIT_AS, &limit);
-            }
-            Ok(())
-        });
+        command.pre_exec(move || restrict_child(memory));
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => return failed(format!("cannot start the worker process: {e}")),
+        Err(e) => {
+            return failed(match memory {
+                Some(bytes) => format!(
+                "cannot start the worker process or apply its memory limit of {bytes} bytes: {e}"
+            ),
+                None => format!("cannot start the worker process: {e}"),
+            })
+        }
     };
     let pid = child.id() as libc::pid_t;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
@@ -141,6 +173,7 @@ pub fn run(
     let mut outcome = None;
     let mut killed_after: Option<Duration> = None;
     let mut status = 0;
+    // SAFETY: rusage is plain integers and timevals, for which all-zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -151,7 +184,7 @@ pub fn run(
                     }
                     Err(_) => {
                         let _ = messages_tx.send(ToParent::Log {
-                            level: 1,
+                            level: LogLevel::Warning,
                             line: format!("worker output: {line}"),
                         });
                     }
@@ -163,7 +196,7 @@ pub fn run(
             let mut copied = 0usize;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if copied < MAX_OUTPUT_LINES {
-                    hooks.log(1, &format!("worker output: {line}"));
+                    hooks.log(LogLevel::Warning, &format!("worker output: {line}"));
                     copied += 1;
                 }
                 let mut tail = tail.lock();
@@ -368,7 +401,7 @@ impl TaskHooks for ChildHooks<'_> {
         });
     }
 
-    fn log(&self, level: u8, line: &str) {
+    fn log(&self, level: LogLevel, line: &str) {
         (self.report)(&ToParent::Log {
             level,
             line: line.to_owned(),
@@ -387,6 +420,34 @@ impl TaskHooks for ChildHooks<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A limit whose soft value exceeds its hard value: refused by the kernel, even for root,
+    /// and without changing the limits of the process that asks.
+    const INVALID_LIMIT: libc::rlimit = libc::rlimit {
+        rlim_cur: 2 << 30,
+        rlim_max: 1 << 30,
+    };
+
+    #[test]
+    fn a_limit_the_kernel_refuses_is_an_error_not_ignored() {
+        let e = set_rlimit(libc::RLIMIT_AS, INVALID_LIMIT).expect_err("cur > max is refused");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+        assert!(os_result(0).is_ok());
+    }
+
+    #[test]
+    fn a_failed_limit_between_fork_and_exec_fails_the_spawn() {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new("true");
+        // SAFETY: set_rlimit makes one async-signal-safe call and allocates nothing.
+        unsafe {
+            command.pre_exec(|| set_rlimit(libc::RLIMIT_AS, INVALID_LIMIT));
+        }
+        let e = command
+            .spawn()
+            .expect_err("the child must not start without its limit");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+    }
 
     #[test]
     fn exits_are_described_by_signal_or_code() {
@@ -413,7 +474,7 @@ mod tests {
     #[test]
     fn messages_are_one_tagged_json_document_each() {
         let text = serde_json::to_string(&ToParent::Log {
-            level: 2,
+            level: LogLevel::Error,
             line: "x".into(),
         })
         .unwrap();

@@ -10,14 +10,13 @@
 use super::copies::LoadedCopies;
 use super::elf;
 use crate::plugins::host_context::{self, TaskHooks};
-use abi_stable::library::{
-    AbiHeaderRef, LibraryError, RootModule, ROOT_MODULE_LOADER_NAME_WITH_NUL,
-};
+use abi_stable::library::{AbiHeaderRef, LibraryError, ROOT_MODULE_LOADER_NAME_WITH_NUL};
 use abi_stable::std_types::RStr;
 use sha2::{Digest, Sha256};
 use stask_plugin_api::abi::WorkerModuleRef;
+use stask_plugin_api::interface::{self, InterfaceVersion};
 use stask_plugin_api::protocol::{Manifest, RunOutcome, RunRequest};
-use stask_plugin_api::PROTOCOL_VERSION;
+use stask_plugin_api::{INTERFACE_VERSION, PROTOCOL_VERSION};
 use std::path::{Path, PathBuf};
 
 /// A loaded, checked worker library. Cheap to share: tasks hold an `Arc` of the version they
@@ -178,13 +177,36 @@ fn open_module(path: &Path) -> Result<WorkerModuleRef, LoadError> {
         .map_err(|_| {
             LoadError::new("not an sTask plugin: no abi_stable root module (built with stask-plugin-api and export_worker!?)")
         })?;
+    let header = header.upgrade().map_err(describe_library_error)?;
+    check_interface_version(header.version_strings().version.as_str())?;
     let module = header
-        .upgrade()
-        .and_then(|h| h.init_root_module::<WorkerModuleRef>())
+        .init_root_module::<WorkerModuleRef>()
         .map_err(describe_library_error)?;
     // Never unloaded: values created by the plugin point into its code.
     std::mem::forget(library);
     Ok(module)
+}
+
+/// Refuses a plugin built against an interface version this host does not accept
+/// ([`interface::is_compatible`]), before `abi_stable` looks at it: its own version check would
+/// let a 0.1 host load a 0.2 plugin.
+fn check_interface_version(plugin_version: &str) -> Result<(), LoadError> {
+    let host = InterfaceVersion::parse(INTERFACE_VERSION)
+        .expect("stask-plugin-api's version is major.minor.patch");
+    match InterfaceVersion::parse(plugin_version) {
+        Some(plugin) if interface::is_compatible(host, plugin) => Ok(()),
+        _ => Err(LoadError::new(incompatible_interface(
+            plugin_version,
+            INTERFACE_VERSION,
+        ))),
+    }
+}
+
+/// The reason given for a plugin of another interface line: both versions, and what to do.
+fn incompatible_interface(plugin: impl std::fmt::Display, host: impl std::fmt::Display) -> String {
+    format!(
+        "incompatible plugin interface: plugin built with stask-plugin-api {plugin}, host needs {host}; rebuild the plugin"
+    )
 }
 
 /// Turns abi_stable's report (often hundreds of lines) into one line plus the detail.
@@ -195,9 +217,7 @@ fn describe_library_error(e: LibraryError) -> LoadError {
             expected_version,
             actual_version,
             ..
-        } => format!(
-            "incompatible plugin interface: plugin built with stask-plugin-api {actual_version}, host needs {expected_version}; rebuild the plugin"
-        ),
+        } => incompatible_interface(actual_version, expected_version),
         LibraryError::AbiInstability(_) => {
             let first_error = detail
                 .lines()
@@ -209,10 +229,13 @@ fn describe_library_error(e: LibraryError) -> LoadError {
             format!(
                 "ABI mismatch with this host's plugin interface ({}); rebuild the plugin against stask-plugin-api {}",
                 if first_error.is_empty() { "layout differs" } else { &first_error },
-                WorkerModuleRef::VERSION_STRINGS.version
+                INTERFACE_VERSION
             )
         }
-        other => format!("cannot use the library: {}", other.to_string().lines().next().unwrap_or("")),
+        other => format!(
+            "cannot use the library: {}",
+            other.to_string().lines().next().unwrap_or("")
+        ),
     };
     LoadError {
         reason,
@@ -268,5 +291,36 @@ pub fn validate_identifier(identifier: &str) -> Result<(), String> {
         Err(format!(
             "invalid worker identifier '{identifier}': use 1-64 lowercase letters, digits, '_' or '-'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same interface line as this host's, with another patch number.
+    fn same_line_other_patch() -> String {
+        let host = InterfaceVersion::parse(INTERFACE_VERSION).unwrap();
+        format!("{}.{}.{}", host.major, host.minor, host.patch + 7)
+    }
+
+    #[test]
+    fn plugins_of_this_hosts_interface_line_pass_the_version_check() {
+        assert_eq!(check_interface_version(INTERFACE_VERSION), Ok(()));
+        assert_eq!(check_interface_version(&same_line_other_patch()), Ok(()));
+    }
+
+    #[test]
+    fn plugins_of_another_line_are_refused_with_both_versions() {
+        for plugin in ["0.2.0", "1.0.0", "99.0.0", "not a version"] {
+            let e = check_interface_version(plugin).expect_err(plugin);
+            assert!(
+                e.reason.starts_with("incompatible plugin interface")
+                    && e.reason.contains(plugin)
+                    && e.reason.contains(INTERFACE_VERSION),
+                "{plugin}: {}",
+                e.reason
+            );
+        }
     }
 }

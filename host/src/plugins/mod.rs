@@ -1,6 +1,7 @@
 //! Worker plugins: checking, loading and registering the libraries in plugins.d/.
 //! Only this module touches `abi_stable` and `libloading`.
 
+pub mod cache_stats;
 pub mod copies;
 pub mod elf;
 pub mod host_context;
@@ -15,10 +16,8 @@ pub use loader::{LoadError, LoadedWorker};
 pub use registry::{FileLoad, Registry};
 pub use watch::PluginWatcher;
 
-/// Version of `stask-plugin-api` this host accepts (0.x: same minor version).
+/// The plugin interface version this host is built against; it accepts plugins of the same
+/// line (same major version, or same minor while 0.x: `stask_plugin_api::interface`).
 pub fn plugin_api_version() -> &'static str {
-    use abi_stable::library::RootModule;
-    stask_plugin_api::abi::WorkerModuleRef::VERSION_STRINGS
-        .version
-        .as_str()
+    stask_plugin_api::INTERFACE_VERSION
 }

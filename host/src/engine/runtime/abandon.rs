@@ -13,6 +13,7 @@ use super::pool::spawn_pool_thread;
 use super::FinisherInbox;
 use crate::clock::now_ms;
 use stask_plugin_api::protocol::RunOutcome;
+use stask_plugin_api::LogLevel;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ fn abandon(
          in plugin code until the call returns"
     );
     live.host_log(
-        2,
+        LogLevel::Error,
         format!(
             "host: the worker did not stop within {grace}s of its {timeout}s timeout: the run \
              is abandoned (its thread stays blocked in the plugin) and the attempt fails"

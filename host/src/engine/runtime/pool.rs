@@ -14,6 +14,7 @@ use super::FinisherInbox;
 use crate::clock::now_ms;
 use crate::store::ClaimedTask;
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
+use stask_plugin_api::LogLevel;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -152,11 +153,11 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &FinisherInbox) -> bool
     match &outcome {
         RunOutcome::Panicked { message } => {
             tracing::warn!(task = job.id, worker = %job.identifier, "worker panicked: {message}");
-            live.host_log(2, format!("host: worker panicked: {message}"));
+            live.host_log(LogLevel::Error, format!("host: worker panicked: {message}"));
         }
         RunOutcome::Failed { message, .. } => {
             live.host_log(
-                2,
+                LogLevel::Error,
                 format!("host: attempt {} failed: {message}", job.attempt),
             );
         }

@@ -476,7 +476,7 @@ fn progress_a_failed_flush_kept_is_written_by_the_next_successful_one() {
     let (gate, gate_rx) = unbounded::<()>();
     h.workers.add("p", json!({}), move |_, hooks| {
         hooks.progress(40, 4, 10, "four of ten");
-        hooks.log(1, "step one");
+        hooks.log(stask_plugin_api::LogLevel::Warning, "step one");
         let _ = reported_tx.send(());
         let _ = gate_rx.recv();
         RunOutcome::Completed {

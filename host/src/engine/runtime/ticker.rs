@@ -18,6 +18,7 @@ use super::FinisherInbox;
 use crate::clock::{human_duration, now_ms};
 use crate::events::Event;
 use crate::store::ProgressWrite;
+use stask_plugin_api::LogLevel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,7 @@ pub(super) fn flush_progress(engine: &Engine) {
     for task in &live {
         if task.check_timeout() {
             task.host_log(
-                1,
+                LogLevel::Warning,
                 format!(
                     "host: timeout of {}s reached, asking the task to stop",
                     task.timeout_secs()
