@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+use crate::plugins::WorkerChange;
+
 /// Something that changed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -200,6 +202,24 @@ impl EventBus {
 impl Default for EventBus {
     fn default() -> Self {
         EventBus::new(1024)
+    }
+}
+
+impl From<WorkerChange> for Event {
+    fn from(change: WorkerChange) -> Event {
+        match change {
+            WorkerChange::Loaded {
+                identifier,
+                version,
+                file,
+            } => Event::WorkerLoaded {
+                identifier,
+                version,
+                file,
+            },
+            WorkerChange::Orphaned { identifier } => Event::WorkerOrphaned { identifier },
+            WorkerChange::Refused { file, reason } => Event::PluginError { file, reason },
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;
@@ -12,8 +11,9 @@ pub mod events;
 pub mod fuzzing;
 pub mod http;
 pub mod metrics;
-pub mod model;
-pub mod plugins;
-pub mod store;
-pub mod task_state;
 pub mod views;
+
+// The layers below, under the paths the rest of this crate uses.
+pub use stask_plugin_host as plugins;
+pub use stask_store as store;
+pub use stask_store::{clock, model, task_state};

@@ -2,7 +2,8 @@
 //! document is generated from the same structs that are serialized.
 
 use crate::clock::{human_duration, rfc3339};
-use crate::model::{Task, TaskStatus, WorkerRow};
+use crate::model::{LogLine, PluginFile, Task, TaskStatus, WorkerRow};
+use crate::store::ErrorCount;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -206,6 +207,88 @@ impl From<&WorkerRow> for WorkerView {
             loaded_at: w.loaded_at.map(rfc3339),
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+/// A task log line as the API shows it (the store's [`LogLine`], with the schema the OpenAPI
+/// document states: the storage crate knows nothing of the API).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = LogLine)]
+pub struct LogLineView {
+    /// Task id.
+    pub task_id: i64,
+    /// Attempt that wrote it.
+    pub attempt: u32,
+    /// 0 info, 1 warning, 2 error.
+    pub level: u8,
+    /// UNIX ms.
+    pub at: i64,
+    /// The text.
+    pub line: String,
+}
+
+impl From<LogLine> for LogLineView {
+    fn from(l: LogLine) -> LogLineView {
+        LogLineView {
+            task_id: l.task_id,
+            attempt: l.attempt,
+            level: l.level,
+            at: l.at,
+            line: l.line,
+        }
+    }
+}
+
+/// How the latest load of one library file went, as the API shows it (`s_plugin_files`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = PluginFile)]
+pub struct PluginFileView {
+    /// File name in plugins.d/.
+    pub file: String,
+    /// SHA-256 of the bytes last looked at.
+    pub file_sha256: Option<String>,
+    /// `loaded`, `error` or `removed`.
+    pub state: String,
+    /// Worker identifier it provides, when known.
+    pub identifier: Option<String>,
+    /// One-line reason of the failure.
+    pub error: Option<String>,
+    /// Full detail (e.g. the whole abi_stable layout report).
+    pub error_detail: Option<String>,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+impl From<PluginFile> for PluginFileView {
+    fn from(f: PluginFile) -> PluginFileView {
+        PluginFileView {
+            file: f.file,
+            file_sha256: f.file_sha256,
+            state: f.state,
+            identifier: f.identifier,
+            error: f.error,
+            error_detail: f.error_detail,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+/// How often one failure message occurred in a window, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ErrorCount)]
+pub struct ErrorCountView {
+    /// The failure message: the task's `last_error`, or its status message when it has none.
+    pub message: String,
+    /// Failed tasks that ended with it.
+    pub count: i64,
+}
+
+impl From<ErrorCount> for ErrorCountView {
+    fn from(e: ErrorCount) -> ErrorCountView {
+        ErrorCountView {
+            message: e.message,
+            count: e.count,
         }
     }
 }

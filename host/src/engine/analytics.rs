@@ -12,7 +12,7 @@
 use super::{Engine, EngineError, EngineResult};
 use crate::clock::{now_ms, rfc3339};
 use crate::model::{PluginFile, WorkerState};
-use crate::store::{ErrorCount, WindowSummary, WorkerFilter, WorkerSummary};
+use crate::store::{WindowSummary, WorkerFilter, WorkerSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -63,7 +63,7 @@ pub struct PerformanceSummary {
     /// Rates, durations and throughput of the window.
     pub performance: PerformanceFigures,
     /// The five most common failure messages of the window's failed tasks.
-    pub common_errors: Vec<ErrorCount>,
+    pub common_errors: Vec<crate::views::ErrorCountView>,
 }
 
 /// The window a [`PerformanceSummary`] covers.
@@ -304,7 +304,7 @@ impl Engine {
                 queued: window.pending,
             },
             performance: self.figures(&window),
-            common_errors: window.common_errors,
+            common_errors: window.common_errors.into_iter().map(Into::into).collect(),
         })
     }
 

@@ -119,7 +119,10 @@ impl Engine {
             config.loaded_copies_dir(),
             config.max_plugin_bytes,
             store.clone(),
-            events.clone(),
+            {
+                let events = events.clone();
+                Arc::new(move |change| events.publish(Event::from(change)))
+            },
             config.activate_new_workers,
         ));
         let workers = workers(&registry, &config);

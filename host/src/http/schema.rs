@@ -1,8 +1,8 @@
 //! Typed answers of the API: what is serialized is what the OpenAPI document describes.
 
 use super::query::Param;
-use crate::model::{LogLine, PluginFile};
 use crate::plugins::copies::CopiesUsage;
+use crate::views::{LogLineView, PluginFileView};
 use crate::views::{TaskView, WorkerView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +54,7 @@ pub struct TaskDetail {
     /// The task.
     pub task: TaskView,
     /// Its log (latest 500 lines), oldest first.
-    pub log: Vec<LogLine>,
+    pub log: Vec<LogLineView>,
 }
 
 /// A page of tasks.
@@ -167,7 +167,7 @@ pub struct WorkerList {
     /// Workers ordered by position.
     pub workers: Vec<WorkerView>,
     /// Every library file seen in plugins.d/ and how its last load went.
-    pub plugin_files: Vec<PluginFile>,
+    pub plugin_files: Vec<PluginFileView>,
     /// The library copies this host loaded and keeps mapped (one per load since start, never
     /// unloaded): files in `storage/plugins-loaded/` until the daemon exits.
     pub loaded_copies: CopiesUsage,

@@ -193,7 +193,7 @@ pub async fn detail(
     Ok(Json(TaskDetail {
         success: true,
         task: TaskView::from(&task),
-        log,
+        log: log.into_iter().map(Into::into).collect(),
     }))
 }
 

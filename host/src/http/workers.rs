@@ -54,7 +54,7 @@ pub async fn list(
     Ok(Json(WorkerList {
         success: true,
         workers: workers.iter().map(WorkerView::from).collect(),
-        plugin_files,
+        plugin_files: plugin_files.into_iter().map(Into::into).collect(),
         loaded_copies: state.engine.loaded_copies(),
     }))
 }

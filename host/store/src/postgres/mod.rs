@@ -1,0 +1,685 @@
+//! The PostgreSQL backend: several hosts on one queue (SPEC §10).
+//!
+//! **Connection threads.** The synchronous `postgres` crate drives an internal tokio runtime
+//! and panics when called from a thread that is already inside one; the token check of the
+//! HTTP API calls the store inline on async threads. So every SQL call runs on connection
+//! threads this driver owns: each owns one `postgres::Client`, takes jobs (closures) from a
+//! shared channel and answers on a reply channel the caller blocks on. That is safe from any
+//! thread, async or not. A broken connection fails the call at hand with a clear error and is
+//! re-opened for the next one; nothing panics.
+//!
+//! **Several hosts.** Claims lock rows with `FOR UPDATE SKIP LOCKED`, so hosts claiming at the
+//! same time never wait for or take each other's rows; every later write of a run is fenced by
+//! its lease token, exactly as in SQLite. Triggers `NOTIFY` when a task becomes pending or a
+//! cancel or worker change is stored; one listener connection per host turns them into a
+//! dispatcher wake-up ([`HostStore::on_new_work`]) and into
+//! [`TaskStore::external_change_counter`].
+
+mod analytics;
+pub mod copy;
+mod hosts;
+mod tasks;
+mod tokens;
+mod workers;
+
+use super::{
+    migrations, Backend, EventsHook, Migration, SharedError, Store, StoreError, StoreResult,
+    WakeHook,
+};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, GenericClient, NoTls, Statement};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connection threads per store unless `STASK_PG_CONNECTIONS` says otherwise. Enough for the
+/// dispatcher, finisher, ticker and inserter to write while the API reads; several hosts share
+/// the server's `max_connections` (100 by default), so a host keeps few.
+const DEFAULT_CONNECTIONS: usize = 4;
+
+/// How long a new connection may take before the call fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PostgreSQL error shown as the server's message (and its detail, for statements), not
+/// as the client library's `db error: ERROR: ...`; the library's error is its source.
+#[derive(Debug)]
+pub struct PgMessage {
+    error: postgres::Error,
+    with_detail: bool,
+}
+
+impl PgMessage {
+    /// The server's message and detail (`message (detail)`), or the library's text when the
+    /// server said nothing.
+    pub fn new(error: postgres::Error) -> Self {
+        PgMessage {
+            error,
+            with_detail: true,
+        }
+    }
+
+    /// The server's message alone (a refused connection's detail says nothing more).
+    pub fn message_only(error: postgres::Error) -> Self {
+        PgMessage {
+            error,
+            with_detail: false,
+        }
+    }
+}
+
+impl std::fmt::Display for PgMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.error.as_db_error() {
+            Some(db) => {
+                f.write_str(db.message())?;
+                match db.detail() {
+                    Some(detail) if self.with_detail => write!(f, " ({detail})"),
+                    _ => Ok(()),
+                }
+            }
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PgMessage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// SQLSTATEs after which the same statement may succeed when retried: the database was
+/// busy, nothing of the call was written.
+const BUSY_STATES: [SqlState; 3] = [
+    SqlState::LOCK_NOT_AVAILABLE,
+    SqlState::T_R_SERIALIZATION_FAILURE,
+    SqlState::T_R_DEADLOCK_DETECTED,
+];
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        if e.is_closed() {
+            return StoreError::Connection {
+                context: "the connection to PostgreSQL was lost (it is re-opened for the next \
+                          call)"
+                    .into(),
+                source: SharedError::new(e),
+            };
+        }
+        let busy = e.code().is_some_and(|code| BUSY_STATES.contains(code));
+        let source = SharedError::new(PgMessage::new(e));
+        let context = "PostgreSQL".to_owned();
+        if busy {
+            StoreError::Busy { context, source }
+        } else {
+            StoreError::Database {
+                context,
+                source: Some(source),
+            }
+        }
+    }
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// One connection and its prepared statements.
+pub(crate) struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// The client with the statement cache beside it, so a transaction can prepare through
+    /// [`prepared`] while it borrows the client.
+    fn parts(&mut self) -> (&mut Client, &mut HashMap<&'static str, Statement>) {
+        (&mut self.client, &mut self.statements)
+    }
+}
+
+/// `sql` prepared once per connection: a statement is parsed and planned at its first use on
+/// each connection, then only bound and executed (one round trip instead of two).
+pub(crate) fn prepared(
+    client: &mut impl GenericClient,
+    cache: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> StoreResult<Statement> {
+    if let Some(statement) = cache.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    cache.insert(sql, statement.clone());
+    Ok(statement)
+}
+
+/// A call to run on a connection thread; returns whether it failed (the connection is then
+/// checked before its next use).
+type Job = Box<dyn FnOnce(StoreResult<&mut Conn>) -> bool + Send>;
+
+/// How long the health check after a failed call may take.
+const VALID_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn connect(config: &postgres::Config, what: &str) -> StoreResult<Client> {
+    config.connect(NoTls).map_err(|e| StoreError::Connection {
+        context: format!("cannot connect to PostgreSQL at {what}"),
+        source: SharedError::new(PgMessage::message_only(e)),
+    })
+}
+
+/// A connection thread: runs jobs until the store is dropped (the channel closes).
+fn connection_thread(
+    config: postgres::Config,
+    what: String,
+    mut conn: Option<Conn>,
+    jobs: Receiver<Job>,
+) {
+    while let Ok(job) = jobs.recv() {
+        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            tracing::warn!("the connection to PostgreSQL at {what} was closed; reconnecting");
+            conn = None;
+        }
+        if conn.is_none() {
+            match connect(&config, &what) {
+                Ok(client) => {
+                    conn = Some(Conn {
+                        client,
+                        statements: HashMap::new(),
+                    })
+                }
+                Err(e) => {
+                    let _ = job(Err(e));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        // A panic in a job (a bug) must not kill the thread: the caller gets an error (its
+        // reply sender is dropped) and the connection, in an unknown state, is replaced.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(c)))) {
+            Ok(false) => {}
+            // A failed call may have been the first sign of a dead connection (the server's
+            // FATAL answer arrives before the socket reads as closed): check it now, so the
+            // next call does not fail on it too.
+            Ok(true) => {
+                if c.client.is_valid(VALID_TIMEOUT).is_err() {
+                    conn = None;
+                }
+            }
+            Err(_) => conn = None,
+        }
+    }
+}
+
+/// The listener's state: notifications seen, and the hook to wake the dispatcher.
+#[derive(Default)]
+struct Notices {
+    /// Bumped on every `stask_changed_*` notification (and after a reconnect).
+    changed: AtomicI64,
+    /// Set once by [`HostStore::on_new_work`].
+    hook: Mutex<Option<WakeHook>>,
+    /// Set once by [`HostStore::on_events`].
+    events_hook: Mutex<Option<EventsHook>>,
+    /// Whether the listener thread runs.
+    started: AtomicBool,
+    /// Tells the listener to stop (the store is dropped).
+    stop: AtomicBool,
+}
+
+/// PostgreSQL implementation of [`Store`].
+pub struct PgStore {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    config: postgres::Config,
+    what: String,
+    notices: Arc<Notices>,
+    /// For tests: a schema created for this store alone, dropped with it.
+    temporary_schema: Option<(String, postgres::Config)>,
+}
+
+impl PgStore {
+    /// Connects to the database `url` names (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, with
+    /// libpq-style parameters such as `?options=-c%20search_path%3Dmyschema`). The first
+    /// connection is opened here, so a wrong URL or an unreachable server fails at once.
+    pub fn open(url: &str) -> StoreResult<PgStore> {
+        let config: postgres::Config = url.parse().map_err(|e| StoreError::Config {
+            message: format!("invalid PostgreSQL URL '{}': {e}", redact(url)),
+            source: Some(SharedError::new(e)),
+        })?;
+        let connections = std::env::var("STASK_PG_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(DEFAULT_CONNECTIONS)
+            .clamp(1, 64);
+        Self::open_config(config, redact(url), connections)
+    }
+
+    fn open_config(
+        mut config: postgres::Config,
+        what: String,
+        connections: usize,
+    ) -> StoreResult<PgStore> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("stask");
+        }
+        let first = connect(&config, &what)?;
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let mut first = Some(Conn {
+            client: first,
+            statements: HashMap::new(),
+        });
+        let mut threads = Vec::with_capacity(connections);
+        for i in 0..connections {
+            let (config, what, rx, conn) = (config.clone(), what.clone(), rx.clone(), first.take());
+            let thread = std::thread::Builder::new()
+                .name(format!("stask-pg-{i}"))
+                .spawn(move || connection_thread(config, what, conn, rx))
+                .map_err(|e| StoreError::database("cannot start a connection thread", e))?;
+            threads.push(thread);
+        }
+        Ok(PgStore {
+            jobs: Some(tx),
+            threads,
+            config,
+            what,
+            notices: Arc::new(Notices::default()),
+            temporary_schema: None,
+        })
+    }
+
+    /// Runs `f` on a connection thread and waits for its answer.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        let job: Job = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let failed = result.is_err();
+            let _ = reply_tx.send(result);
+            failed
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::internal("the PostgreSQL store is closed"))?
+            .send(job)
+            .map_err(|_| StoreError::internal("the PostgreSQL connection threads stopped"))?;
+        reply_rx.recv().map_err(|_| {
+            StoreError::internal("a PostgreSQL call failed unexpectedly (see the log)")
+        })?
+    }
+
+    /// Runs `f` in one transaction on a connection thread.
+    pub(crate) fn transaction<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(
+                &mut postgres::Transaction<'_>,
+                &mut HashMap<&'static str, Statement>,
+            ) -> StoreResult<T>
+            + Send
+            + 'static,
+    ) -> StoreResult<T> {
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let mut tx = client.transaction()?;
+            let value = f(&mut tx, cache)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
+    /// Starts the listener connection once (see [`HostStore::on_new_work`]).
+    fn start_listener(&self) {
+        if self.notices.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (config, what, notices) =
+            (self.config.clone(), self.what.clone(), self.notices.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("stask-pg-listen".into())
+            .spawn(move || listener(config, what, notices))
+        {
+            tracing::warn!("cannot start the PostgreSQL listener (the periodic sweep still picks tasks up): {e}");
+        }
+    }
+}
+
+/// Channel of the live events hosts send each other, followed by the schema name.
+pub(crate) const EVENTS_CHANNEL_PREFIX: &str = "stask_events_";
+
+/// How long the listener waits for a notification before checking whether to stop.
+const LISTEN_POLL: Duration = Duration::from_millis(500);
+/// Pause before re-opening a lost listener connection.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The listener thread: `LISTEN`s on this schema's channels and turns notifications into
+/// wake-ups; re-opens a lost connection (and then wakes everything once: notifications sent
+/// while it was away are lost, the sweep and this wake-up cover them).
+fn listener(config: postgres::Config, what: String, notices: Arc<Notices>) {
+    let mut warned = false;
+    while !notices.stop.load(Ordering::Relaxed) {
+        let listening = (|| -> StoreResult<(Client, String, String, String)> {
+            let mut client = connect(&config, &what)?;
+            let schema: String = client.query_one("SELECT current_schema()", &[])?.get(0);
+            let due = format!("stask_due_{schema}");
+            let changed = format!("stask_changed_{schema}");
+            let events = format!("{EVENTS_CHANNEL_PREFIX}{schema}");
+            client.batch_execute(&format!(
+                "LISTEN {}; LISTEN {}; LISTEN {};",
+                quote_ident(&due),
+                quote_ident(&changed),
+                quote_ident(&events)
+            ))?;
+            Ok((client, due, changed, events))
+        })();
+        let (mut client, due, changed, events) = match listening {
+            Ok(v) => v,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("cannot listen for new tasks (retrying; the periodic sweep still picks them up): {e}");
+                    warned = true;
+                }
+                std::thread::sleep(LISTEN_RETRY);
+                continue;
+            }
+        };
+        if warned {
+            tracing::info!("listening for new tasks again");
+            warned = false;
+        }
+        // Anything may have happened while no one listened.
+        notices.changed.fetch_add(1, Ordering::SeqCst);
+        wake(&notices);
+        'listen: while !notices.stop.load(Ordering::Relaxed) {
+            {
+                let mut notifications = client.notifications();
+                let mut iter = notifications.timeout_iter(LISTEN_POLL);
+                loop {
+                    match iter.next() {
+                        Ok(Some(n)) => {
+                            if n.channel() == changed {
+                                notices.changed.fetch_add(1, Ordering::SeqCst);
+                                wake(&notices);
+                            } else if n.channel() == due {
+                                wake(&notices);
+                            } else if n.channel() == events {
+                                if let Some(hook) = notices.events_hook.lock().as_ref() {
+                                    hook(n.payload());
+                                }
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(
+                                "lost the PostgreSQL listener connection, re-opening: {e}"
+                            );
+                            break 'listen;
+                        }
+                    }
+                }
+            }
+            if client.is_closed() {
+                break;
+            }
+        }
+    }
+}
+
+fn wake(notices: &Notices) {
+    if let Some(hook) = notices.hook.lock().as_ref() {
+        hook();
+    }
+}
+
+/// A quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.notices.stop.store(true, Ordering::Relaxed);
+        // Closing the channel ends the connection threads once their current job is done.
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some((schema, config)) = self.temporary_schema.take() {
+            match connect(&config, &self.what) {
+                Ok(mut admin) => {
+                    let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&schema));
+                    if let Err(e) = admin.batch_execute(&sql) {
+                        tracing::warn!("cannot drop test schema {schema}: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot drop test schema {schema}: {e}"),
+            }
+        }
+    }
+}
+
+fn apply_migrations(conn: &mut Conn, list: &'static [Migration]) -> StoreResult<Vec<String>> {
+    let client = &mut conn.client;
+    // Hosts starting together would otherwise race on CREATE TABLE: the first migrates, the
+    // others wait and then find nothing left to do. The key is per schema.
+    client.execute(
+        "SELECT pg_advisory_lock(hashtext('stask_migrate_' || current_schema()))",
+        &[],
+    )?;
+    let result = (|| -> StoreResult<Vec<String>> {
+        // Checked first: `IF NOT EXISTS` would log a notice at every start.
+        let exists: bool = client
+            .query_one("SELECT to_regclass('s_schema_migrations') IS NOT NULL", &[])?
+            .get(0);
+        if !exists {
+            client.batch_execute(
+                "CREATE TABLE s_schema_migrations (
+                     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )?;
+        }
+        let mut applied = Vec::new();
+        for m in list {
+            let mut tx = client.transaction()?;
+            let done: bool = tx
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM s_schema_migrations WHERE version = $1)",
+                    &[&m.version],
+                )?
+                .get(0);
+            if !done {
+                tx.batch_execute(m.sql)
+                    .map_err(|e| StoreError::from(e).doing(format!("migration {}", m.name)))?;
+                tx.execute(
+                    "INSERT INTO s_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &crate::clock::now_ms()],
+                )?;
+                applied.push(m.name.to_owned());
+            }
+            tx.commit()?;
+        }
+        Ok(applied)
+    })();
+    let unlocked = client.execute(
+        "SELECT pg_advisory_unlock(hashtext('stask_migrate_' || current_schema()))",
+        &[],
+    );
+    let applied = result?;
+    unlocked?;
+    Ok(applied)
+}
+
+impl Store for PgStore {
+    fn migrate(&self) -> StoreResult<Vec<String>> {
+        self.run(|conn| apply_migrations(conn, migrations(Backend::Postgres)))
+    }
+
+    fn describe(&self) -> String {
+        format!("postgres {}", self.what)
+    }
+}
+
+/// Test support: stores in their own schema of the test database.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// The server the tests use: `STASK_TEST_POSTGRES_URL`, else the local one (CI has it).
+    pub fn base_url() -> String {
+        std::env::var("STASK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A migrated store in a fresh schema `stask_test_<random>`, dropped with the store, so
+    /// tests run in parallel without seeing each other. Panics with a clear message when the
+    /// server is unreachable.
+    pub fn open() -> Arc<dyn Store> {
+        Arc::new(open_pg().0)
+    }
+
+    /// [`open`], with the schema name (also the connections' `application_name`).
+    pub fn open_pg() -> (PgStore, String) {
+        let base = base_url();
+        let admin_config: postgres::Config = base.parse().expect("STASK_TEST_POSTGRES_URL");
+        let schema = format!("stask_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = admin_config.connect(NoTls).unwrap_or_else(|e| {
+            panic!(
+                "the PostgreSQL tests need a server at {} (set STASK_TEST_POSTGRES_URL): {e}",
+                redact(&base)
+            )
+        });
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&schema)))
+            .expect("create the test schema");
+        let mut config = admin_config.clone();
+        config.options(&format!("-c search_path={schema}"));
+        config.application_name(&schema);
+        let mut store =
+            PgStore::open_config(config, format!("{} schema {schema}", redact(&base)), 3)
+                .expect("open the test store");
+        store.temporary_schema = Some((schema.clone(), admin_config));
+        store.migrate().expect("migrate");
+        (store, schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::open;
+    use super::*;
+    use crate::TaskStore;
+
+    /// [`open`], and the store the next process would use: starts are in the database at once,
+    /// so the same store stands for it (its temporary schema lives as long as it).
+    fn reopenable() -> (Arc<dyn Store>, crate::conformance::Reopen) {
+        (open(), Box::new(|store| store))
+    }
+
+    crate::driver_tests!(open, reopenable);
+
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(
+            redact("postgres://u:secret@db:5432/x?sslmode=disable"),
+            "postgres://u@db:5432/x?sslmode=disable"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+    }
+
+    /// The store answers from an async (tokio) thread, where a direct `postgres` call panics.
+    #[test]
+    fn calls_from_an_async_thread_do_not_panic() {
+        let store = open();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The store is borrowed, not moved: dropping it (which drops the test schema) is
+        // the test's business, outside the runtime.
+        let stats = rt.block_on(async { store.stats() }).unwrap();
+        assert_eq!(stats.total, 0);
+    }
+
+    /// A connection killed by the server fails at most the call at hand, with a clear error;
+    /// the next call reconnects.
+    #[test]
+    fn a_lost_connection_is_reopened() {
+        let (store, schema) = testing::open_pg();
+        store.stats().unwrap();
+        let mut admin = testing::base_url()
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(NoTls)
+            .unwrap();
+        let pids: Vec<i32> = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                &[&schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let terminated = pids.len();
+        assert!(terminated >= 1, "the store's connection was found");
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
+                &[&pids],
+            )
+            .unwrap();
+        // Termination is asynchronous: wait until the backends are gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while admin
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&pids],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            assert!(std::time::Instant::now() < deadline, "backends still alive");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut errors = 0;
+        for _ in 0..10 {
+            if let Err(e) = store.stats() {
+                errors += 1;
+                assert!(e.to_string().contains("PostgreSQL"), "a clear error: {e}");
+            }
+        }
+        assert!(
+            errors <= terminated,
+            "one failed call per lost connection at most"
+        );
+        assert_eq!(store.stats().unwrap().total, 0);
+    }
+}
+
+/// PostgreSQL's `text` cannot hold NUL, which SQLite's can: text from plugins (messages, log
+/// lines, results, errors) and from queries is stored and matched with U+FFFD in its place, so
+/// a stray NUL never fails a write (a failed finish would leave the task to be run again).
+pub(super) fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}

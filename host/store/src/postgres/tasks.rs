@@ -1,0 +1,772 @@
+//! `TaskStore` for PostgreSQL. The SQLite driver is the reference for every behaviour; the
+//! differences are PostgreSQL's: claims lock with `FOR UPDATE SKIP LOCKED` (several hosts),
+//! batches go as arrays in one statement (one round trip instead of one per row).
+
+use super::{prepared, text, PgStore};
+use crate::model::{LogLine, NewTask, Stats, Task};
+use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
+use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
+use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target};
+use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
+use crate::{
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
+    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+};
+use postgres::types::ToSql;
+use postgres::GenericClient;
+use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
+
+const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM s_tasks WHERE id = $1");
+
+fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Task>> {
+    client
+        .query_opt(SELECT_TASK, &[&id])?
+        .map(|r| task_from_row(&r))
+        .transpose()
+}
+
+/// Inserts as arrays: one statement for the whole batch. Identity values are drawn in the
+/// order rows are inserted, which is the arrays' order (`WITH ORDINALITY`), so the ids sorted
+/// ascending are the tasks' ids in order.
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at, run_at,
+                     max_attempts, priority, priority_rank, created_at, updated_at)
+SELECT identifier, action, {pending}, message, started_by, meta, start_at, run_at, max_attempts,
+       priority, priority_rank, $11, $11
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+              $7::bigint[], $8::bigint[], $9::text[], $10::bigint[])
+       WITH ORDINALITY AS t(identifier, action, message, started_by, meta, start_at, run_at,
+                            max_attempts, priority, priority_rank, n)
+ ORDER BY n
+RETURNING id",
+        pending = target(Event::Create),
+    )
+});
+
+/// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
+/// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
+/// rows without waiting for each other. The ranges are read lazily high to low and cut at the
+/// limit, so no more rows are locked than are claimed.
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH high AS (SELECT id FROM s_tasks
+               WHERE {due} AND priority_rank = 2 AND run_at <= $1
+                 AND identifier = ANY($5::text[])
+               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     normal AS (SELECT id FROM s_tasks
+                 WHERE {due} AND priority_rank = 1 AND run_at <= $1
+                   AND identifier = ANY($5::text[])
+                 ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
+     low AS (SELECT id FROM s_tasks
+              WHERE {due} AND priority_rank = 0 AND run_at <= $1
+                AND identifier = ANY($5::text[])
+              ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+UPDATE s_tasks
+   SET status = {preparing}, started_at = $1, updated_at = $1,
+       lease_owner = $2, lease_token = $3, lease_expires_at = $4, cancel_requested = FALSE,
+       message = {starting}, progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
+ WHERE id IN (SELECT id FROM (SELECT id FROM high UNION ALL SELECT id FROM normal
+                              UNION ALL SELECT id FROM low) AS due LIMIT $6)
+RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
+        preparing = target(Event::Claim),
+        starting = message(Event::Claim),
+        due = guard_sql(Event::Claim),
+    )
+});
+
+/// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`). Locks
+/// in id order like every write of several leased rows.
+static START_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE s_tasks SET status = {running}, attempts = attempts + 1, started_at = $3, message = {message},
+       updated_at = $3
+  FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+ WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND {guard}
+   AND s_tasks.id IN (SELECT id FROM locked)
+RETURNING s_tasks.id",
+        running = target(Event::Start),
+        message = message(Event::Start),
+        guard = guard_on("s_tasks.status", Event::Start),
+    )
+});
+
+/// Finishes as arrays in one statement; the rows it returns are the ones that applied.
+/// `COALESCE` keeps a column when the finish leaves it `NULL`, as in SQLite; memory follows
+/// the duration (a run that measured nothing stores `NULL`, never an older attempt's figure).
+/// `$17` is the recovery guard: `NULL` for ordinary finishes; a recovery also applies only while
+/// the run is still started or not as its decision read it (`if_started`).
+///
+/// **Lock order.** Every statement that writes several leased rows (finish, recovery,
+/// progress, running, release, heartbeat) first locks them in ascending id order (`locked`),
+/// and waits only there. Hosts finish, heartbeat and recover overlapping sets of rows at the
+/// same time (their own, and a dead host's from two survivors); locked in whatever order a
+/// join produced, two such statements deadlocked under load. Claims never wait (`SKIP
+/// LOCKED`), and single-row writes cannot form a cycle.
+static FINISH_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE s_tasks AS t
+   SET status = f.status, message = f.message,
+       result = COALESCE(f.result, t.result), result_file = COALESCE(f.result_file, t.result_file),
+       run_at = COALESCE(f.run_at, t.run_at),
+       finished_at = CASE WHEN {finished} THEN f.at ELSE NULL END,
+       last_error = COALESCE(f.last_error, t.last_error),
+       duration_ms = COALESCE(f.duration_ms, t.duration_ms),
+       progress = COALESCE(f.progress, t.progress),
+       worker_version = COALESCE(f.worker_version, t.worker_version),
+       processed = COALESCE(f.processed, t.processed), total = COALESCE(f.total, t.total),
+       eta_seconds = NULL,
+       cpu_ms = COALESCE(f.cpu_ms, t.cpu_ms),
+       memory_bytes = CASE WHEN f.duration_ms IS NULL THEN t.memory_bytes ELSE f.memory_bytes END,
+       attempts = f.attempts,
+       lease_owner = NULL, lease_expires_at = NULL, updated_at = f.at
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+              $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[],
+              $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+              $18::bigint[], $19::boolean[])
+       AS f(id, lease_token, status, message, result, result_file, run_at, at, last_error,
+            duration_ms, progress, worker_version, processed, total, cpu_ms, memory_bytes,
+            attempts, if_started)
+ WHERE t.id = f.id AND t.lease_token = f.lease_token AND {guard}
+   AND ($17::bigint IS NULL OR t.lease_expires_at < $17::bigint)
+   AND (f.if_started IS NULL OR ({started}) = f.if_started)
+   AND t.id IN (SELECT id FROM locked)
+RETURNING t.id",
+        finished = status_in("f.status", FINISHED),
+        // One guard for finishes and recoveries: both apply to leased rows.
+        guard = guard_on("t.status", Event::Finish),
+        started = status_in("t.status", STARTED),
+    )
+});
+
+/// A claimed task given back unstarted (`Event::GiveBack`).
+static RELEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                             ORDER BY id FOR UPDATE)
+             UPDATE s_tasks SET status = {pending}, message = {message}, started_at = NULL, lease_owner = NULL,
+                    lease_token = NULL, lease_expires_at = NULL, updated_at = $3
+              FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+             WHERE s_tasks.id = l.id AND s_tasks.lease_token = l.token AND {guard}
+               AND s_tasks.id IN (SELECT id FROM locked)",
+        pending = target(Event::GiveBack),
+        message = message(Event::GiveBack),
+        guard = guard_on("s_tasks.status", Event::GiveBack),
+    )
+});
+
+/// Progress of a run (`Event::Progress`).
+static PROGRESS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH locked AS (SELECT id FROM s_tasks WHERE id = ANY($1::bigint[])
+                                 ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks AS t
+                    SET status = {running}, progress = u.progress, processed = u.processed,
+                        total = u.total, eta_seconds = u.eta, message = u.message,
+                        worker_version = u.version, updated_at = $9
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                               $5::bigint[], $6::bigint[], $7::text[], $8::text[])
+                        AS u(id, token, progress, processed, total, eta, message, version)
+                  WHERE t.id = u.id AND t.lease_token = u.token AND {guard}
+                    AND t.id IN (SELECT id FROM locked)",
+        running = target(Event::Progress),
+        guard = guard_on("t.status", Event::Progress),
+    )
+});
+
+/// The heartbeat's lease renewal, returning the cancel flags (`Event::Heartbeat`).
+static HEARTBEAT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH mine AS (SELECT id FROM s_tasks WHERE lease_owner = $1 AND {guard}
+                               ORDER BY id FOR UPDATE)
+                 UPDATE s_tasks SET lease_expires_at = $2
+                  WHERE lease_owner = $1 AND {guard} AND id IN (SELECT id FROM mine)
+                 RETURNING id, cancel_requested",
+        guard = guard_sql(Event::Heartbeat),
+    )
+});
+
+/// Leases to recover (`Event::Recover`): the same predicate as the partial index
+/// s_tasks_lease.
+static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+                   FROM s_tasks WHERE {guard} AND lease_expires_at < $1 ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
+/// The next not-yet-due claimable task: one index range per priority, as in the claim.
+static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT LEAST(
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 2
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 1
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                   (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 0
+                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1))",
+        due = guard_sql(Event::Claim),
+    )
+});
+
+/// A user cancels a pending task (`Event::CancelPending`).
+static CANCEL_PENDING_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {cancelled}, message = {message},
+                        finished_at = $2, updated_at = $2
+                  WHERE id = $1 AND {guard}",
+        cancelled = target(Event::CancelPending),
+        message = message(Event::CancelPending),
+        guard = guard_sql(Event::CancelPending),
+    )
+});
+
+/// A user cancels a leased task: its flag is set (`Event::RequestCancel`).
+static REQUEST_CANCEL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET cancel_requested = TRUE, message = {message},
+                            updated_at = $2
+                      WHERE id = $1 AND {guard}",
+        message = message(Event::RequestCancel),
+        guard = guard_sql(Event::RequestCancel),
+    )
+});
+
+/// A user's retry (`Event::Retry`): pending again with fresh attempts.
+static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = $2,
+                        attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                        processed = NULL, total = NULL, eta_seconds = NULL, updated_at = $2
+                  WHERE id = $1 AND {guard}",
+        pending = target(Event::Retry),
+        message = message(Event::Retry),
+        guard = guard_sql(Event::Retry),
+    )
+});
+
+/// Retention (`Event::Delete` of tasks finished before `$1`).
+static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < $1
+                       AND {guard} RETURNING id",
+        guard = guard_sql(Event::Delete),
+    )
+});
+
+/// The pending tasks, in claim order, and their count.
+static PENDING_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let pending = status_in("status", &[crate::model::TaskStatus::Pending]);
+    [
+        format!("SELECT COUNT(*) FROM s_tasks WHERE {pending}"),
+        format!(
+            "SELECT {TASK_COLUMNS} FROM s_tasks WHERE {pending}
+                  ORDER BY priority_rank DESC, run_at, id LIMIT $1"
+        ),
+    ]
+});
+
+/// Applies finishes (see [`FINISH_SQL`]); `before` guards recoveries.
+pub(super) fn apply_finishes(
+    store: &PgStore,
+    finishes: &[Finish],
+    before: Option<i64>,
+) -> StoreResult<Vec<bool>> {
+    if finishes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = finishes.iter().map(|f| f.id).collect();
+    let tokens: Vec<i64> = finishes.iter().map(|f| f.lease_token).collect();
+    let statuses: Vec<i64> = finishes.iter().map(|f| f.status.code()).collect();
+    let messages: Vec<String> = finishes.iter().map(|f| text(&f.message)).collect();
+    let results: Vec<Option<String>> = finishes
+        .iter()
+        .map(|f| f.result.as_deref().map(text))
+        .collect();
+    let files: Vec<Option<String>> = finishes.iter().map(|f| f.result_file.clone()).collect();
+    let run_ats: Vec<Option<i64>> = finishes.iter().map(|f| f.run_at).collect();
+    let ats: Vec<i64> = finishes.iter().map(|f| f.at).collect();
+    let errors: Vec<Option<String>> = finishes
+        .iter()
+        .map(|f| f.last_error.as_deref().map(text))
+        .collect();
+    let durations: Vec<Option<i64>> = finishes.iter().map(|f| f.duration_ms).collect();
+    let progress: Vec<Option<i64>> = finishes.iter().map(|f| f.progress).collect();
+    let versions: Vec<Option<String>> = finishes.iter().map(|f| f.worker_version.clone()).collect();
+    let processed: Vec<Option<i64>> = finishes.iter().map(|f| f.processed).collect();
+    let totals: Vec<Option<i64>> = finishes.iter().map(|f| f.total).collect();
+    let cpu: Vec<Option<i64>> = finishes.iter().map(|f| f.cpu_ms).collect();
+    let memory: Vec<Option<i64>> = finishes.iter().map(|f| f.memory_bytes).collect();
+    let attempts: Vec<i64> = finishes.iter().map(|f| i64::from(f.attempts)).collect();
+    let if_started: Vec<Option<bool>> = finishes.iter().map(|f| f.if_started).collect();
+    let applied_ids = store.transaction(move |tx, cache| {
+        let stmt = prepared(tx, cache, &FINISH_SQL)?;
+        let rows = tx.query(
+            &stmt,
+            &[
+                &ids,
+                &tokens,
+                &statuses,
+                &messages,
+                &results,
+                &files,
+                &run_ats,
+                &ats,
+                &errors,
+                &durations,
+                &progress,
+                &versions,
+                &processed,
+                &totals,
+                &cpu,
+                &memory,
+                &before,
+                &attempts,
+                &if_started,
+            ],
+        )?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)?))
+            .collect::<StoreResult<std::collections::HashSet<i64>>>()
+    })?;
+    // A batch never holds one task twice (one run, one outcome), so applied ids say which
+    // finishes applied.
+    Ok(finishes
+        .iter()
+        .map(|f| applied_ids.contains(&f.id))
+        .collect())
+}
+
+impl PgStore {
+    /// Runs `sql` (parameters: id array, lease token array, now) over the leases in one
+    /// statement.
+    fn update_leased(&self, sql: &'static str, leases: &[Lease], now: i64) -> StoreResult<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let (ids, tokens) = lease_columns(leases);
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, sql)?;
+            client.execute(&stmt, &[&ids, &tokens, &now])?;
+            Ok(())
+        })
+    }
+}
+
+/// The leases as the two arrays `unnest($1::bigint[], $2::bigint[])` takes: ids, tokens.
+fn lease_columns(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.task_id, l.token)).unzip()
+}
+
+/// One value of a dynamic filter.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Text(v) => v,
+            Param::Int(v) => v,
+        }
+    }
+}
+
+impl TaskStore for PgStore {
+    fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
+        let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::internal("the insert returned no id"))
+    }
+
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identifiers: Vec<String> = tasks.iter().map(|t| t.identifier.clone()).collect();
+        let actions: Vec<String> = tasks.iter().map(|t| t.action.clone()).collect();
+        let messages: Vec<String> = tasks
+            .iter()
+            .map(|t| created_message(t.start_at, now))
+            .collect();
+        let started_by: Vec<Option<i64>> = tasks.iter().map(|t| t.started_by).collect();
+        let metas: Vec<String> = tasks.iter().map(|t| t.data.to_string()).collect();
+        let start_ats: Vec<Option<i64>> = tasks.iter().map(|t| t.start_at).collect();
+        let run_ats: Vec<i64> = tasks
+            .iter()
+            .map(|t| t.start_at.unwrap_or(now).max(0))
+            .collect();
+        let max_attempts: Vec<i64> = tasks.iter().map(|t| i64::from(t.max_attempts)).collect();
+        let priorities: Vec<String> = tasks.iter().map(|t| t.priority.name().into()).collect();
+        let ranks: Vec<i64> = tasks.iter().map(|t| t.priority.rank()).collect();
+        let mut ids = self.transaction(move |tx, cache| {
+            let stmt = prepared(tx, cache, &INSERT_SQL)?;
+            let rows = tx.query(
+                &stmt,
+                &[
+                    &identifiers,
+                    &actions,
+                    &messages,
+                    &started_by,
+                    &metas,
+                    &start_ats,
+                    &run_ats,
+                    &max_attempts,
+                    &priorities,
+                    &ranks,
+                    &now,
+                ],
+            )?;
+            rows.iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()
+        })?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+        if req.limit == 0 || req.identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let (now, owner, until) = (req.now, req.owner.to_owned(), req.now + req.lease_ms);
+        let identifiers = req.identifiers.to_vec();
+        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+        let mut claimed = self.transaction(move |tx, cache| {
+            let stmt = prepared(tx, cache, &CLAIM_SQL)?;
+            let rows = tx.query(&stmt, &[&now, &owner, &token, &until, &identifiers, &limit])?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ClaimedTask {
+                        id: r.try_get(0)?,
+                        identifier: r.try_get(1)?,
+                        action: r.try_get(2)?,
+                        meta: r.try_get(3)?,
+                        attempt: narrow(r.try_get(4)?),
+                        max_attempts: narrow(r.try_get(5)?),
+                        lease_token: token,
+                        run_at: r.try_get(6)?,
+                        priority_rank: r.try_get(7)?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()
+        })?;
+        // RETURNING gives no order guarantee: restore claim order for the pool.
+        claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claimed)
+    }
+
+    fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
+        self.update_leased(&RELEASE_SQL, leases, now)
+    }
+
+    fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, tokens) = lease_columns(leases);
+        let started = self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &START_SQL)?;
+            client
+                .query(&stmt, &[&ids, &tokens, &now])?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<std::collections::HashSet<i64>>>()
+        })?;
+        // A batch holds each task once (one pool thread starts it).
+        Ok(leases
+            .iter()
+            .map(|l| started.contains(&l.task_id))
+            .collect())
+    }
+
+    fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = updates.iter().map(|u| u.id).collect();
+        let tokens: Vec<i64> = updates.iter().map(|u| u.lease_token).collect();
+        let progress: Vec<i64> = updates.iter().map(|u| u.progress).collect();
+        let processed: Vec<Option<i64>> = updates.iter().map(|u| u.processed).collect();
+        let totals: Vec<Option<i64>> = updates.iter().map(|u| u.total).collect();
+        let etas: Vec<Option<i64>> = updates.iter().map(|u| u.eta_seconds).collect();
+        let messages: Vec<String> = updates.iter().map(|u| text(&u.message)).collect();
+        let versions: Vec<String> = updates.iter().map(|u| u.worker_version.clone()).collect();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &PROGRESS_SQL)?;
+            client.execute(
+                &stmt,
+                &[
+                    &ids, &tokens, &progress, &processed, &totals, &etas, &messages, &versions,
+                    &now,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = lines.iter().map(|l| l.task_id).collect();
+        let attempts: Vec<i64> = lines.iter().map(|l| i64::from(l.attempt)).collect();
+        let levels: Vec<i64> = lines.iter().map(|l| i64::from(l.level)).collect();
+        let ats: Vec<i64> = lines.iter().map(|l| l.at).collect();
+        let texts: Vec<String> = lines.iter().map(|l| text(&l.line)).collect();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "INSERT INTO s_task_logs (task_id, attempt, level, at, line)
+                 SELECT task_id, attempt, level, at, line
+                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+                        WITH ORDINALITY AS l(task_id, attempt, level, at, line, n)
+                  ORDER BY n",
+            )?;
+            client.execute(&stmt, &[&ids, &attempts, &levels, &ats, &texts])?;
+            Ok(())
+        })
+    }
+
+    fn finish(&self, finishes: &[Finish]) -> StoreResult<Vec<bool>> {
+        apply_finishes(self, finishes, None)
+    }
+
+    fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>> {
+        let owner = owner.to_owned();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &HEARTBEAT_SQL)?;
+            let mut cancelled = Vec::new();
+            for row in client.query(&stmt, &[&owner, &lease_until])? {
+                if row.try_get::<_, bool>(1)? {
+                    cancelled.push(row.try_get(0)?);
+                }
+            }
+            cancelled.sort_unstable();
+            Ok(cancelled)
+        })
+    }
+
+    fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &EXPIRED_SQL)?;
+            client
+                .query(&stmt, &[&now])?
+                .iter()
+                .map(|r| {
+                    Ok(ExpiredLease {
+                        id: r.try_get(0)?,
+                        lease_token: r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        attempts: narrow(r.try_get(2)?),
+                        max_attempts: narrow(r.try_get(3)?),
+                        owner: r.try_get(4)?,
+                        started: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
+        let identifiers = identifiers.to_vec();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &NEXT_DUE_SQL)?;
+            Ok(client.query_one(&stmt, &[&now, &identifiers])?.try_get(0)?)
+        })
+    }
+
+    fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
+        self.transaction(move |tx, _| {
+            let cancelled = tx.execute(&*CANCEL_PENDING_SQL, &[&id, &now])?;
+            let requested = if cancelled == 0 {
+                tx.execute(&*REQUEST_CANCEL_SQL, &[&id, &now])?
+            } else {
+                0
+            };
+            Ok(match load_task(tx, id)? {
+                None => CancelResult::NotFound,
+                Some(t) if cancelled == 1 => CancelResult::Cancelled(t),
+                Some(t) if requested == 1 => CancelResult::Requested(t),
+                Some(t) => CancelResult::AlreadyFinished(t),
+            })
+        })
+    }
+
+    fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
+        self.transaction(move |tx, _| {
+            let n = tx.execute(&*RETRY_SQL, &[&id, &now])?;
+            Ok(match load_task(tx, id)? {
+                None => RetryResult::NotFound,
+                Some(t) if n == 1 => RetryResult::Queued(t),
+                Some(t) => RetryResult::NotRetryable(t),
+            })
+        })
+    }
+
+    fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.transaction(move |tx, _| {
+            // Locked, so a concurrent retry on another host cannot slip in between.
+            let Some(row) = tx.query_opt(&format!("{SELECT_TASK} FOR UPDATE"), &[&id])? else {
+                return Ok(None);
+            };
+            let task = task_from_row(&row)?;
+            if !rule(Event::Delete).allows(task.status) {
+                return Err(StoreError::conflict(format!(
+                    "task {id} is {}; cancel it before deleting",
+                    task.status
+                )));
+            }
+            tx.execute("DELETE FROM s_task_logs WHERE task_id = $1", &[&id])?;
+            tx.execute("DELETE FROM s_tasks WHERE id = $1", &[&id])?;
+            Ok(Some(task))
+        })
+    }
+
+    fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, SELECT_TASK)?;
+            client
+                .query_opt(&stmt, &[&id])?
+                .map(|r| task_from_row(&r))
+                .transpose()
+        })
+    }
+
+    fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
+        let FilterSql {
+            where_sql,
+            args,
+            page_sql,
+        } = filter_sql(filter, &task_filter::POSTGRES);
+        let args: Vec<Param> = args
+            .into_iter()
+            .map(|a| match a {
+                FilterArg::Text(v) => Param::Text(text(&v)),
+                FilterArg::Int(v) => Param::Int(v),
+            })
+            .collect();
+        self.transaction(move |tx, _| {
+            let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Param::as_sql).collect();
+            let total: i64 = tx
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
+                    &params,
+                )?
+                .try_get(0)?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} {page_sql}");
+            let tasks = tx
+                .query(&sql, &params)?
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
+    fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
+        let limit = limit.max(0);
+        self.transaction(move |tx, _| {
+            let total: i64 = tx.query_one(&PENDING_SQL[0], &[])?.try_get(0)?;
+            let tasks = tx
+                .query(&PENDING_SQL[1], &[&limit])?
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total))
+        })
+    }
+
+    fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
+        let limit = limit.max(0);
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT task_id, attempt, level, at, line FROM (
+                   SELECT id, task_id, attempt, level, at, line FROM s_task_logs
+                    WHERE task_id = $1 ORDER BY id DESC LIMIT $2) AS latest ORDER BY id",
+            )?;
+            client
+                .query(&stmt, &[&id, &limit])?
+                .iter()
+                .map(|r| {
+                    Ok(LogLine {
+                        task_id: r.try_get(0)?,
+                        attempt: narrow(r.try_get(1)?),
+                        level: r.try_get::<_, i64>(2)?.clamp(0, 255) as u8,
+                        at: r.try_get(3)?,
+                        line: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        self.run(|conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT status, COUNT(*) FROM s_tasks GROUP BY status",
+            )?;
+            let counts = client
+                .query(&stmt, &[])?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<StoreResult<Vec<(i64, i64)>>>()?;
+            Ok(stats_from_counts(counts))
+        })
+    }
+
+    fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
+        self.transaction(move |tx, _| {
+            let mut ids = tx
+                .query(&*RETENTION_SQL, &[&cutoff])?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()?;
+            tx.execute(
+                "DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])",
+                &[&ids],
+            )?;
+            ids.sort_unstable();
+            Ok(ids)
+        })
+    }
+
+    fn external_change_counter(&self) -> StoreResult<Option<i64>> {
+        // Bumped by the listener on every cancel request or worker change any process stores
+        // (and after it reconnects); `None` while no listener runs (CLI commands).
+        Ok(self
+            .notices
+            .started
+            .load(Ordering::SeqCst)
+            .then(|| self.notices.changed.load(Ordering::SeqCst)))
+    }
+}

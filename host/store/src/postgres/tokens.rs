@@ -1,0 +1,147 @@
+//! `TokenStore` for PostgreSQL.
+
+use super::{prepared, PgStore};
+use crate::model::TokenRow;
+use crate::rows::{token_from_row, TOKEN_COLUMNS};
+use crate::{SessionRow, StoreError, StoreResult, TokenStore};
+use postgres::error::SqlState;
+
+impl TokenStore for PgStore {
+    fn insert_token(
+        &self,
+        name: &str,
+        hash: &str,
+        prefix: &str,
+        now: i64,
+    ) -> StoreResult<TokenRow> {
+        let (name, hash, prefix) = (name.to_owned(), hash.to_owned(), prefix.to_owned());
+        self.run(move |conn| {
+            let inserted = conn.parts().0.query_one(
+                &format!(
+                    "INSERT INTO s_tokens (name, token_hash, prefix, created_at)
+                     VALUES ($1, $2, $3, $4) RETURNING {TOKEN_COLUMNS}"
+                ),
+                &[&name, &hash, &prefix, &now],
+            );
+            match inserted {
+                Ok(row) => token_from_row(&row),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict {
+                    message: format!(
+                        "a token named '{name}' already exists; revoke it first or pick another name"
+                    ),
+                    source: Some(crate::SharedError::new(super::PgMessage::new(e))),
+                }),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
+        self.run(|conn| {
+            conn.parts()
+                .0
+                .query(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"),
+                    &[],
+                )?
+                .iter()
+                .map(token_from_row)
+                .collect()
+        })
+    }
+
+    fn revoke_token(&self, name_or_id: &str, now: i64) -> StoreResult<bool> {
+        let name_or_id = name_or_id.to_owned();
+        self.run(move |conn| {
+            let n = conn.parts().0.execute(
+                "UPDATE s_tokens SET revoked_at = $2
+                  WHERE revoked_at IS NULL AND (name = $1 OR id::text = $1)",
+                &[&name_or_id, &now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>> {
+        let prefix = prefix.to_owned();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT id, name, prefix, created_at, last_used_at, revoked_at, token_hash
+                   FROM s_tokens WHERE prefix = $1 AND revoked_at IS NULL",
+            )?;
+            client
+                .query(&stmt, &[&prefix])?
+                .iter()
+                .map(|r| Ok((token_from_row(r)?, r.try_get(6)?)))
+                .collect()
+        })
+    }
+
+    fn touch_token(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.parts().0.execute(
+                "UPDATE s_tokens SET last_used_at = $2 WHERE id = $1",
+                &[&id, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
+        let s = session.clone();
+        self.run(move |conn| {
+            conn.parts().0.execute(
+                "INSERT INTO s_sessions (id_hash, token_id, csrf_token, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &s.id_hash,
+                    &s.token_id,
+                    &s.csrf_token,
+                    &s.created_at,
+                    &s.expires_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
+        let id_hash = id_hash.to_owned();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(
+                client,
+                cache,
+                "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
+                   FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
+                  WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
+            )?;
+            client
+                .query_opt(&stmt, &[&id_hash, &now])?
+                .map(|r| {
+                    Ok(SessionRow {
+                        id_hash: r.try_get(0)?,
+                        token_id: r.try_get(1)?,
+                        csrf_token: r.try_get(2)?,
+                        created_at: r.try_get(3)?,
+                        expires_at: r.try_get(4)?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()> {
+        let id_hash = id_hash.to_owned();
+        self.run(move |conn| {
+            conn.parts().0.execute(
+                "DELETE FROM s_sessions WHERE id_hash = $1 OR expires_at <= $2",
+                &[&id_hash, &now],
+            )?;
+            Ok(())
+        })
+    }
+}
