@@ -1,7 +1,7 @@
 //! The task engine: validates and creates tasks, runs them on the bounded pool, and applies
 //! the state machine's decisions through the store.
 //!
-//! - [`state`]: the only place that decides a status;
+//! - [`crate::task_state`] (in the storage crate): the only place that decides a status;
 //! - [`progress`]: live progress, ETA, logs, cancel flags, snapshot files;
 //! - [`runtime`]: the threads (dispatcher, pool, finisher, ticker) and their private state
 //!   ([`Engine`] keeps it in one field, apart from the public service fields).
@@ -16,7 +16,6 @@ mod relay;
 pub mod resources;
 pub mod runtime;
 mod service;
-pub mod state;
 mod unflushed;
 mod workers;
 
@@ -29,8 +28,8 @@ use crate::events::{Event, EventBus};
 use crate::model::{NewTask, Task, WorkerRow, WorkerState};
 use crate::plugins::Registry;
 use crate::store::{CancelResult, RetryResult, Store, StoreError, WorkerFilter};
+use crate::task_state::Backoff;
 use progress::ProgressHub;
-use state::Backoff;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -42,7 +42,7 @@ pub struct LiveTask {
     /// The worker's timeout fired.
     pub timed_out: AtomicBool,
     /// The host is stopping (SIGTERM) and asked the run to stop: the worker sees it as a
-    /// cancel, the outcome is "interrupted" (see `state::after_run`), not "cancelled".
+    /// cancel, the outcome is "interrupted" (see `task_state::after_run`), not "cancelled".
     pub host_stopping: AtomicBool,
     timeout_secs: AtomicU64,
     max_attempts: AtomicU32,

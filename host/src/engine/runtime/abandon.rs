@@ -7,11 +7,11 @@
 //! here, never both.
 
 use super::super::progress::LiveTask;
-use super::super::state::RunEnd;
 use super::super::Engine;
 use super::pool::spawn_pool_thread;
 use super::FinisherInbox;
 use crate::clock::now_ms;
+use crate::task_state::RunEnd;
 use stask_plugin_api::protocol::RunOutcome;
 use stask_plugin_api::LogLevel;
 use std::sync::atomic::Ordering;

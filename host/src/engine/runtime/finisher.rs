@@ -8,13 +8,13 @@
 //! taken over) is logged and not published.
 
 use super::super::progress::{LiveTask, Snapshot};
-use super::super::state::{self, RunEnd};
 use super::super::Engine;
 use super::FinisherMail;
 use crate::clock::{now_ms, rfc3339};
 use crate::events::Event;
 use crate::model::{LogLine, TaskStatus};
 use crate::store::Finish;
+use crate::task_state::{self as state, RunEnd};
 use crossbeam_channel::{select, Receiver};
 use std::sync::Arc;
 use std::time::Duration;

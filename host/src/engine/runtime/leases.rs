@@ -5,12 +5,12 @@
 //! runs; renewal is retried instead); the recovery write re-checks the expiry, so a lease its
 //! host extended in the meantime stays with that host.
 
-use super::super::state;
 use super::super::Engine;
 use crate::clock::now_ms;
 use crate::events::Event;
 use crate::model::LogLine;
 use crate::store::{ExpiredLease, Finish, StoreResult};
+use crate::task_state as state;
 
 impl Engine {
     /// Recovers tasks left running by a previous instance. With SQLite one host owns the

@@ -5,7 +5,7 @@
 //!   due task;
 //! - [`pool`]: `workers` plain threads running workers through [`WorkerRunner`] (never an
 //!   async thread);
-//! - [`finisher`]: turns each run's [`RunEnd`](super::state::RunEnd) into the state
+//! - [`finisher`]: turns each run's [`RunEnd`](crate::task_state::RunEnd) into the state
 //!   machine's [`Finish`](crate::store::Finish), applies them in grouped transactions, then
 //!   publishes them;
 //! - [`ticker`]: flushes progress, logs and snapshots, heartbeats and recovers leases
@@ -35,8 +35,8 @@ pub(crate) use shared::RuntimeState;
 pub use workers::{InService, RegistryWorkers, WorkerRunner, WorkerVersion};
 
 use super::progress::LiveTask;
-use super::state::RunEnd;
 use super::Engine;
+use crate::task_state::RunEnd;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use stask_plugin_api::protocol::RunOutcome;
 use std::sync::Arc;

@@ -8,11 +8,11 @@
 //! sends nothing (its outcome was already sent), and its thread ends once the call returns.
 
 use super::super::progress::LiveTask;
-use super::super::state::RunEnd;
 use super::super::Engine;
 use super::FinisherInbox;
 use crate::clock::now_ms;
 use crate::store::ClaimedTask;
+use crate::task_state::RunEnd;
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
 use stask_plugin_api::LogLevel;
 use std::sync::atomic::Ordering;

@@ -436,7 +436,7 @@ fn an_outcome_after_the_lease_was_taken_over_is_refused() {
     let leases = store.expired_leases(i64::MAX).unwrap();
     let finishes: Vec<_> = leases
         .iter()
-        .map(|l| super::super::state::after_lost_lease(l, h.engine.backoff()))
+        .map(|l| crate::task_state::after_lost_lease(l, h.engine.backoff()))
         .collect();
     assert_eq!(store.recover(&finishes, i64::MAX).unwrap(), vec![true]);
     let theirs = store

@@ -32,8 +32,9 @@
 //! The store applies these decisions fenced by the run's lease token, so a run whose lease was
 //! taken over can never overwrite the newer run's outcome.
 //!
-//! This module depends only on `model`, `clock` and the plugin protocol (not on the engine or
-//! the store), so that it can sit below both when the storage layer becomes its own crate.
+//! This module depends only on `model`, `clock` and the plugin protocol (not on the drivers
+//! or the engine): it lives in the storage crate so that the drivers build their SQL from it,
+//! and the engine uses it as `stask_store::task_state`.
 
 mod decide;
 pub mod sql;
