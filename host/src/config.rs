@@ -1,7 +1,7 @@
 //! Configuration: defaults, then `stask.toml` in the home folder (or `STASK_CONFIG`), then
 //! environment variables, then command-line flags (applied by the CLI).
 
-use crate::engine::analytics::AlertThresholds;
+use crate::alerts::AlertThresholds;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
