@@ -1,9 +1,13 @@
 //! Configuration: defaults, then `stask.toml` in the home folder (or `STASK_CONFIG`), then
 //! environment variables, then command-line flags (applied by the CLI).
 
-use crate::engine::analytics::AlertThresholds;
+use crate::alerts::AlertThresholds;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Largest `memory_limit_mb` (a worker setting, and `STASK_ISOLATION_MEMORY_MB`): 1 TiB, far
+/// beyond any machine this runs on, and small enough that the limit in bytes cannot overflow.
+pub const MAX_MEMORY_LIMIT_MB: u64 = 1 << 20;
 
 /// Everything the host needs to know about its installation.
 #[derive(Debug, Clone)]
@@ -519,7 +523,7 @@ impl Config {
             "STASK_ISOLATION_MEMORY_MB",
             self.isolation_memory_mb,
             0,
-            crate::engine::MAX_MEMORY_LIMIT_MB,
+            MAX_MEMORY_LIMIT_MB,
         )?;
         // Read by the PostgreSQL driver itself; checked here so a bad value is refused like
         // every other setting rather than replaced by the default.

@@ -70,7 +70,7 @@ pub enum Event {
         /// `started` or `ended`.
         state: String,
         /// The alert (for an ended one, as last seen).
-        alert: crate::engine::analytics::Alert,
+        alert: crate::alerts::Alert,
     },
     /// An event of another host on the same queue, as that host sent it (see
     /// [`EventBus::enable_relay`]); it serializes as the original.

@@ -2,11 +2,13 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of these modules.
 
+pub mod alerts;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod figures;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

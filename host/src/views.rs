@@ -3,7 +3,6 @@
 
 use crate::clock::{human_duration, rfc3339};
 use crate::model::{LogLine, PluginFile, Task, TaskStatus, WorkerRow};
-use crate::store::ErrorCount;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -270,25 +269,6 @@ impl From<PluginFile> for PluginFileView {
             error: f.error,
             error_detail: f.error_detail,
             updated_at: f.updated_at,
-        }
-    }
-}
-
-/// How often one failure message occurred in a window, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(as = ErrorCount)]
-pub struct ErrorCountView {
-    /// The failure message: the task's `last_error`, or its status message when it has none.
-    pub message: String,
-    /// Failed tasks that ended with it.
-    pub count: i64,
-}
-
-impl From<ErrorCount> for ErrorCountView {
-    fn from(e: ErrorCount) -> ErrorCountView {
-        ErrorCountView {
-            message: e.message,
-            count: e.count,
         }
     }
 }

@@ -19,8 +19,8 @@ mod service;
 mod unflushed;
 mod workers;
 
+pub use crate::config::MAX_MEMORY_LIMIT_MB;
 pub use workers::validate_settings;
-pub use workers::MAX_MEMORY_LIMIT_MB;
 
 use crate::clock::now_ms;
 use crate::config::Config;

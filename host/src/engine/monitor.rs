@@ -5,8 +5,8 @@
 //! operator who is not looking. An alert is one condition, told apart by [`Alert::key`] (its
 //! type and subject), so a growing value does not restart it.
 
-use super::analytics::Alert;
 use super::Engine;
+use crate::alerts::Alert;
 use crate::clock::{now_ms, rfc3339};
 use crate::events::Event;
 use serde::Serialize;
@@ -193,7 +193,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::analytics::{AlertKind, Severity};
+    use crate::alerts::{AlertKind, Severity};
 
     fn alert(kind: AlertKind, subject: &str, value: f64) -> Alert {
         Alert {

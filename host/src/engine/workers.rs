@@ -2,6 +2,7 @@
 
 use super::{Engine, EngineError, EngineResult};
 use crate::clock::now_ms;
+use crate::config::MAX_MEMORY_LIMIT_MB;
 use crate::model::WorkerRow;
 use serde_json::Value;
 
@@ -107,10 +108,6 @@ const HOST_SETTINGS: &[(&str, Accepts)] = &[
 
 /// Longest `timeout` setting: a week.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
-
-/// Largest `memory_limit_mb` setting: 1 TiB (far beyond any machine this runs on, and small
-/// enough that the limit in bytes cannot overflow).
-pub const MAX_MEMORY_LIMIT_MB: u64 = 1 << 20;
 
 /// The problem with `value` for the host setting `key`, if any.
 fn check_host_setting(key: &str, accepts: Accepts, value: &Value) -> Option<String> {
