@@ -978,7 +978,9 @@ in_both_browsers!(
 async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
-    let id = d.create("demo", "run", json!({"steps": 400, "sleep_ms": 50}));
+    // Long enough (2 minutes) that it is still running however slowly a loaded machine brings
+    // the browser to its detail: the test cancels it long before the end.
+    let id = d.create("demo", "run", json!({"steps": 2400, "sleep_ms": 50}));
     let b = Browser::open_with(&d, kind).await;
     b.login(&d).await;
     b.open_task_from_list(id).await;
