@@ -19,7 +19,6 @@ mod service;
 mod unflushed;
 mod workers;
 
-pub use crate::config::MAX_MEMORY_LIMIT_MB;
 pub use workers::validate_settings;
 
 use crate::clock::now_ms;
