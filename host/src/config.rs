@@ -65,6 +65,9 @@ pub struct Config {
     /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`: `normal`, the default, or `full`;
     /// any case; other values are refused).
     pub sqlite_sync: crate::store::sqlite::SqliteSync,
+    /// The prefix of every table of ours (`STASK_TABLE_PREFIX`, default empty), so sTask can
+    /// live in a CMS's own database: `evo_` makes `evo_s_tasks`, `evo_s_workers`, ...
+    pub table_prefix: crate::store::TablePrefix,
 }
 
 /// `normal` (or nothing) → NORMAL, `full` → FULL, under the rule of every enumerated setting
@@ -351,6 +354,7 @@ struct FileConfig {
     isolation_memory_mb: Option<u64>,
     secure_cookies: Option<String>,
     sqlite_sync: Option<String>,
+    table_prefix: Option<String>,
 }
 
 /// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
@@ -473,10 +477,24 @@ impl Config {
             sqlite_sync: parse_sqlite_sync(
                 env_parse::<String>("STASK_SQLITE_SYNC")?.or(file.sqlite_sync),
             )?,
+            table_prefix: crate::store::TablePrefix::new(
+                &env_parse::<String>("STASK_TABLE_PREFIX")?
+                    .or(file.table_prefix)
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| ConfigError(format!("STASK_TABLE_PREFIX: {e}")))?,
             home,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// How the store is opened: the options of the configuration beside its URL.
+    pub fn open_options(&self) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            sqlite_sync: self.sqlite_sync,
+            table_prefix: self.table_prefix.clone(),
+        }
     }
 
     /// Every numeric setting has a range; a value outside it is refused (naming the setting

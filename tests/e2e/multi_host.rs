@@ -53,9 +53,16 @@ fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
     let schema = PgSchema::create();
     let scratch = tempfile::tempdir().unwrap();
     let ledger_path = scratch.path().join("ledger.txt");
+    // Each host names its connections, so the test can see when a killed host's sessions
+    // have ended on the server.
+    let app_name = |i: usize| format!("{}-host{i}", schema.name());
     let homes: Vec<Home> = (0..3)
-        .map(|_| {
+        .map(|i| {
             let mut home = Home::on_schema(&["demo"], schema.clone());
+            home.set_env(
+                "STASK_DATABASE_URL",
+                &format!("{}&application_name={}", schema.url(), app_name(i)),
+            );
             home.set_env("STASK_LEASE_MS", LEASE_MS);
             home.set_env("STASK_WORKERS", "2");
             home
@@ -148,6 +155,23 @@ fn three_hosts_run_every_task_once_and_take_over_a_killed_host() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    // A statement B sent just before it died still commits on the server (a claimed task can
+    // turn running after the kill), so the snapshot waits until B's sessions have ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let live: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app_name(1)],
+            )
+            .unwrap()
+            .get(0);
+        if live == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's {live} sessions outlived it");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // What B held when it died: its leases stay in the table until they expire. Runs it had
     // started (running) used an attempt; tasks it had only claimed ahead (preparing) did not.
     let mut held: BTreeSet<i64> = BTreeSet::new();

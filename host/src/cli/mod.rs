@@ -201,7 +201,7 @@ fn require_existing(config: &Config) -> Result<(), CliError> {
 fn open_existing(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
     require_existing(&config)?;
-    let store = crate::store::open(&config.database_url)?;
+    let store = crate::store::open_with(&config.database_url, &config.open_options())?;
     store.migrate()?;
     Ok((config, store))
 }
@@ -210,7 +210,7 @@ fn open_existing(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliE
 /// (`serve`, `dev`, `process`).
 fn open(home: Option<PathBuf>) -> Result<(Config, Arc<dyn Store>), CliError> {
     let config = Config::load(home)?;
-    let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
+    let store = crate::store::open_with(&config.database_url, &config.open_options())?;
     store.migrate()?;
     Ok((config, store))
 }
@@ -237,7 +237,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Process { batch_size } => serve::process(cli.home, batch_size.map(|n| n as usize)),
         Command::Migrate => {
             let config = Config::load(cli.home)?;
-            let store = crate::store::open_with(&config.database_url, config.sqlite_sync)?;
+            let store = crate::store::open_with(&config.database_url, &config.open_options())?;
             let applied = store.migrate()?;
             if applied.is_empty() {
                 outln!("database is up to date ({})", store.describe());

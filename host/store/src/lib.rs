@@ -22,6 +22,7 @@ pub mod model;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
+pub mod table_prefix;
 pub mod task_filter;
 pub mod task_state;
 
@@ -35,6 +36,7 @@ pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use table_prefix::TablePrefix;
 
 /// Errors of a storage driver. Each kind says what the caller can do about it (retry, fix
 /// the data, fix the storage); each keeps the database's own error as its [`source`]
@@ -666,12 +668,21 @@ pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostSto
 /// `postgres://...` / `postgresql://...` (several hosts may share a PostgreSQL database).
 /// SQLite gets `synchronous=NORMAL`; see [`open_with`].
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    open_with(url, sqlite::SqliteSync::default())
+    open_with(url, &OpenOptions::default())
 }
 
-/// [`open`] with the SQLite `synchronous` mode the configuration chose
-/// (`STASK_SQLITE_SYNC`; PostgreSQL ignores it).
-pub fn open_with(url: &str, sync: sqlite::SqliteSync) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// How a store is opened, besides its URL: what the configuration chose.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`; the servers ignore it).
+    pub sqlite_sync: sqlite::SqliteSync,
+    /// The prefix of every table and object of ours (`STASK_TABLE_PREFIX`; all backends).
+    pub table_prefix: TablePrefix,
+}
+
+/// [`open`] with the options the configuration chose.
+pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let sync = options.sqlite_sync;
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
             std::path::Path::new(path),
