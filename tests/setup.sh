@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs on a fresh machine, installed or started only when missing:
-# Chromium + ChromeDriver and Firefox ESR (Debian), geckodriver (crates.io), PostgreSQL running.
+# Chromium + ChromeDriver and Firefox ESR (Debian), geckodriver (crates.io), PostgreSQL and
+# MariaDB running, PHP with PDO MySQL.
 # README's test command and .ci/run both call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +29,38 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432
+
+
+echo "== MariaDB for the MySQL/MariaDB driver's tests (start it if it stopped; install it when missing)"
+# `mysqladmin ping` succeeds even when the login is refused: check with a real query.
+mysql_tcp() { mysql --protocol=tcp -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 -N -e "$1"; }
+if ! mysql_tcp 'SELECT 1' >/dev/null 2>&1; then
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  fi
+  if ! mysqladmin -uroot --connect-timeout=2 ping >/dev/null 2>&1; then
+    # No init system in a container: start the server the way its packaging does.
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    (setsid mariadbd-safe --user=mysql --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &)
+    for _ in $(seq 1 60); do mysqladmin -uroot --connect-timeout=2 ping >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  # Debian's root logs in by the unix socket only; the tests log in over TCP without a password.
+  mysql -uroot -e "
+    ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('');
+    CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+    GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+    CREATE DATABASE IF NOT EXISTS test;"
+fi
+mysql_tcp 'SELECT VERSION()'
+
+
+echo "== PHP for the PHP tests (Debian's php-cli with PDO MySQL and curl)"
+if ! command -v php >/dev/null 2>&1 || ! php -m | grep -qi '^pdo_mysql$' || ! php -m | grep -qi '^curl$'; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq php-cli php-mysql php-curl >/dev/null
+fi
+php --version | sed -n 1p

@@ -256,10 +256,6 @@ fn downloads_never_leave_the_results_folder_whatever_the_row_or_the_worker_says(
     let results = home.storage().join("stask/results");
     std::os::unix::fs::symlink("/etc/hostname", results.join(format!("{id}/link.txt"))).unwrap();
     // The row is tampered with straight in the database, whichever the run uses.
-    let mut pg = home.schema().map(|s| s.client());
-    let db = pg
-        .is_none()
-        .then(|| rusqlite::Connection::open(home.storage().join("stask.db")).unwrap());
     for tampered in [
         "../../../../../../etc/hostname".to_owned(),
         "/etc/hostname".to_owned(),
@@ -267,23 +263,9 @@ fn downloads_never_leave_the_results_folder_whatever_the_row_or_the_worker_says(
         format!("{id}/../../stask.db"),
         format!("{id}/missing.txt"),
     ] {
-        match (&db, pg.as_mut()) {
-            (Some(db), _) => db
-                .execute(
-                    "UPDATE s_tasks SET result_file = ?1 WHERE id = ?2",
-                    rusqlite::params![tampered, id],
-                )
-                .map(drop)
-                .unwrap(),
-            (None, Some(pg)) => pg
-                .execute(
-                    "UPDATE s_tasks SET result_file = $1 WHERE id = $2",
-                    &[&tampered, &id],
-                )
-                .map(drop)
-                .unwrap(),
-            (None, None) => unreachable!("one database or the other"),
-        }
+        home.execute_sql(&format!(
+            "UPDATE s_tasks SET result_file = '{tampered}' WHERE id = {id}"
+        ));
         let r = d.get(&format!("/stask/tasks/{id}/download"));
         assert_eq!(r.status, 404, "{tampered}: {:?}", r.body);
         assert_eq!(r.body["success"], false);

@@ -4,6 +4,9 @@
 //! Waiting is always for an observable condition (a log line, an API state) with a deadline,
 //! never a fixed sleep.
 
+mod mysql;
+
+pub use crate::mysql::{mysql_url, MysqlDatabase};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -164,20 +167,77 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// Whether this run puts every [`Home`] on PostgreSQL (`STASK_TEST_DATABASE=postgres`)
-/// instead of its own SQLite file.
+/// The database a run puts every [`Home`] on: `STASK_TEST_DATABASE` = `sqlite` (the default:
+/// each home its own file), `postgres` (each home its own schema) or `mysql` (each home its
+/// own database on MySQL/MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestDatabase {
+    /// Each home on its own SQLite file.
+    Sqlite,
+    /// Each home on a schema of its own in the test PostgreSQL database.
+    Postgres,
+    /// Each home on a database of its own on the test MySQL/MariaDB server.
+    Mysql,
+}
+
+/// This run's [`TestDatabase`]; an unknown value fails loudly rather than testing SQLite.
+pub fn test_database() -> TestDatabase {
+    match std::env::var("STASK_TEST_DATABASE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => TestDatabase::Sqlite,
+        Ok("postgres") => TestDatabase::Postgres,
+        Ok("mysql") | Ok("mariadb") => TestDatabase::Mysql,
+        Ok(other) => panic!("STASK_TEST_DATABASE={other}: use sqlite, postgres or mysql"),
+    }
+}
+
+/// Whether this run puts every [`Home`] on PostgreSQL (`STASK_TEST_DATABASE=postgres`).
 pub fn on_postgres() -> bool {
-    std::env::var("STASK_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+    test_database() == TestDatabase::Postgres
+}
+
+/// Whether this run puts every [`Home`] on a database server (PostgreSQL or MySQL/MariaDB)
+/// instead of its own SQLite file: what the server drivers share (starts written at once,
+/// no files of the database under `storage/`).
+pub fn on_server() -> bool {
+    test_database() != TestDatabase::Sqlite
 }
 
 /// For tests that only make sense on SQLite (they open the `.db` file): true, with the reason
-/// printed, when this run is on PostgreSQL; the test then returns early.
+/// printed, when this run is on a database server; the test then returns early.
 pub fn sqlite_only(reason: &str) -> bool {
-    if on_postgres() {
-        eprintln!("skipped on PostgreSQL: {reason}");
+    if on_server() {
+        eprintln!("skipped on {:?}: {reason}", test_database());
         return true;
     }
     false
+}
+
+/// A database on a server that homes share: hosts sharing one queue.
+#[derive(Clone)]
+pub enum ServerDatabase {
+    /// A schema of the test PostgreSQL database.
+    Postgres(Arc<PgSchema>),
+    /// A database on the test MySQL/MariaDB server.
+    Mysql(Arc<MysqlDatabase>),
+}
+
+impl ServerDatabase {
+    /// A fresh one for this run's [`TestDatabase`]; None on SQLite.
+    pub fn for_run() -> Option<ServerDatabase> {
+        match test_database() {
+            TestDatabase::Sqlite => None,
+            TestDatabase::Postgres => Some(ServerDatabase::Postgres(PgSchema::create())),
+            TestDatabase::Mysql => Some(ServerDatabase::Mysql(MysqlDatabase::create())),
+        }
+    }
+
+    /// The URL for `STASK_DATABASE_URL`.
+    pub fn url(&self) -> String {
+        match self {
+            ServerDatabase::Postgres(schema) => schema.url(),
+            ServerDatabase::Mysql(db) => db.url(),
+        }
+    }
 }
 
 /// A schema of its own in the test PostgreSQL database, dropped (with everything in it) when
@@ -249,8 +309,8 @@ pub struct Home {
     dir: tempfile::TempDir,
     /// Environment for every `stask` started here.
     pub env: Vec<(String, String)>,
-    /// The PostgreSQL schema it uses, when not on its SQLite file.
-    pg: Option<Arc<PgSchema>>,
+    /// The server database it uses, when not on its SQLite file.
+    server: Option<ServerDatabase>,
 }
 
 /// Output of a CLI run.
@@ -269,15 +329,13 @@ impl Home {
     /// On its own SQLite file, or on a fresh PostgreSQL schema when the run is
     /// [`on_postgres`].
     pub fn with_workers(workers: &[&str]) -> Home {
-        let pg = on_postgres().then(PgSchema::create);
-        Home::new(workers, pg)
+        Home::new(workers, ServerDatabase::for_run())
     }
 
     /// Like [`Home::with_workers`], but without its database: for tests of what creates one
     /// (`stask migrate`, `serve`, `process`) and of the commands that refuse to.
     pub fn without_database(workers: &[&str]) -> Home {
-        let pg = on_postgres().then(PgSchema::create);
-        Home::create(workers, pg, false)
+        Home::create(workers, ServerDatabase::for_run(), false)
     }
 
     /// A home on its own SQLite file, whatever the run's database (for tests of SQLite
@@ -289,14 +347,20 @@ impl Home {
     /// A home on the given PostgreSQL schema: homes sharing a schema are hosts sharing one
     /// queue (each with its own plugins.d/ and storage/).
     pub fn on_schema(workers: &[&str], schema: Arc<PgSchema>) -> Home {
-        Home::new(workers, Some(schema))
+        Home::new(workers, Some(ServerDatabase::Postgres(schema)))
     }
 
-    fn new(workers: &[&str], pg: Option<Arc<PgSchema>>) -> Home {
-        Home::create(workers, pg, true)
+    /// A home on the given server database (PostgreSQL schema or MySQL database): homes
+    /// sharing one are hosts sharing one queue.
+    pub fn on_server_database(workers: &[&str], database: ServerDatabase) -> Home {
+        Home::new(workers, Some(database))
     }
 
-    fn create(workers: &[&str], pg: Option<Arc<PgSchema>>, migrate: bool) -> Home {
+    fn new(workers: &[&str], server: Option<ServerDatabase>) -> Home {
+        Home::create(workers, server, true)
+    }
+
+    fn create(workers: &[&str], server: Option<ServerDatabase>, migrate: bool) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("stask-test-")
             .tempdir()
@@ -309,10 +373,10 @@ impl Home {
             ("STASK_RETRY_BASE_MS".into(), "200".into()),
             ("STASK_LEASE_MS".into(), "3000".into()),
         ];
-        if let Some(schema) = &pg {
-            env.push(("STASK_DATABASE_URL".into(), schema.url()));
+        if let Some(database) = &server {
+            env.push(("STASK_DATABASE_URL".into(), database.url()));
         }
-        let home = Home { dir, env, pg };
+        let home = Home { dir, env, server };
         for w in workers {
             home.install_worker(w);
         }
@@ -327,7 +391,84 @@ impl Home {
 
     /// Its PostgreSQL schema, when it is on PostgreSQL.
     pub fn schema(&self) -> Option<&Arc<PgSchema>> {
-        self.pg.as_ref()
+        match &self.server {
+            Some(ServerDatabase::Postgres(schema)) => Some(schema),
+            _ => None,
+        }
+    }
+
+    /// Its server database, when it is not on its SQLite file.
+    pub fn server_database(&self) -> Option<&ServerDatabase> {
+        self.server.as_ref()
+    }
+
+    /// Runs SQL straight in this home's database, whichever it is (values written into the
+    /// text: for test-made values only); returns the rows changed. Tables are named as the
+    /// home's `STASK_TABLE_PREFIX` makes them: write the prefixed names.
+    pub fn execute_sql(&self, sql: &str) -> u64 {
+        match &self.server {
+            None => {
+                let db = rusqlite::Connection::open(self.storage().join("stask.db"))
+                    .expect("open the home's SQLite database");
+                db.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                db.changes()
+            }
+            Some(ServerDatabase::Postgres(schema)) => off_runtime(|| {
+                schema
+                    .client()
+                    .execute(sql, &[])
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }),
+            Some(ServerDatabase::Mysql(db)) => mysql::execute(&mut db.conn(), sql),
+        }
+    }
+
+    /// The rows of a query in this home's database, every value as text (NULL as None).
+    pub fn query_sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.server {
+            None => {
+                let db = rusqlite::Connection::open(self.storage().join("stask.db"))
+                    .expect("open the home's SQLite database");
+                let mut statement = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let columns = statement.column_count();
+                statement
+                    .query_map([], |row| {
+                        (0..columns)
+                            .map(|i| {
+                                Ok(match row.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => None,
+                                    rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                    rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                                    rusqlite::types::ValueRef::Text(t)
+                                    | rusqlite::types::ValueRef::Blob(t) => {
+                                        Some(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                })
+                            })
+                            .collect()
+                    })
+                    .and_then(|rows| rows.collect())
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+            Some(ServerDatabase::Postgres(schema)) => off_runtime(|| {
+                schema
+                    .client()
+                    .simple_query(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_owned))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }),
+            Some(ServerDatabase::Mysql(db)) => mysql::query(&mut db.conn(), sql),
+        }
     }
 
     /// The home folder.
@@ -451,7 +592,7 @@ impl Home {
     }
 }
 
-fn rand_suffix() -> u128 {
+pub(crate) fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
