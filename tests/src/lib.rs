@@ -815,6 +815,46 @@ impl Daemon {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The local ports of this daemon's open TCP connections to a server on `server_port`
+    /// (its database sessions, as the server lists them: `client_port`, `host:port`). Read
+    /// from `/proc`: the daemon's socket inodes matched against the kernel's TCP table.
+    pub fn client_ports_to(&self, server_port: u16) -> Vec<u16> {
+        let pid = self.pid();
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|dir| {
+                    dir.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                        .filter_map(|link| {
+                            let link = link.to_string_lossy().into_owned();
+                            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        let port_of = |address: &str| {
+            address
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+        };
+        let mut ports = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(remote), Some(inode)) =
+                    (fields.get(1), fields.get(2), fields.get(9))
+                else {
+                    continue;
+                };
+                if port_of(remote) == Some(server_port) && inodes.contains(*inode) {
+                    ports.extend(port_of(local));
+                }
+            }
+        }
+        ports
+    }
 }
 
 impl Drop for Daemon {
