@@ -6,7 +6,7 @@
 
 mod mysql;
 
-pub use crate::mysql::{mysql_url, MysqlDatabase};
+pub use crate::mysql::{mysql_url, MysqlDatabase, PrivateMariadb};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -118,6 +118,121 @@ pub(crate) fn query(conn: &mut mysql::Conn, sql: &str) -> Vec<Vec<Option<String>
         .collect()
 }
 
+/// A MariaDB server of the test's own (its own data folder and port, started from the
+/// installed `mariadbd`), for tests that stop and restart the server under a running daemon
+/// without touching the shared one. Killed and removed on drop.
+pub struct PrivateMariadb {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<std::process::Child>,
+}
+
+impl PrivateMariadb {
+    /// Initialises a data folder (root without a password over TCP) and starts the server on
+    /// a free port, with database `stask`.
+    pub fn start() -> PrivateMariadb {
+        let dir = tempfile::Builder::new()
+            .prefix("stask-mariadb-")
+            .tempdir()
+            .expect("tempdir");
+        let status = std::process::Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .args(["--user=root", "--auth-root-authentication-method=normal"])
+            .arg("--skip-test-db")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("mariadb-install-db runs (tests/setup.sh installs mariadb-server)");
+        assert!(status.success(), "mariadb-install-db failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = PrivateMariadb {
+            dir,
+            port,
+            server: None,
+        };
+        server.start_again();
+        server
+            .admin()
+            .query_drop("CREATE DATABASE IF NOT EXISTS stask")
+            .expect("create database stask");
+        server
+    }
+
+    /// The URL of its `stask` database.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/stask", self.port)
+    }
+
+    /// Kills the server (SIGKILL: a crash; InnoDB recovers at the next start).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server on its data folder and port; returns once it answers a query.
+    pub fn start_again(&mut self) {
+        assert!(self.server.is_none(), "the server is running");
+        let data = self.dir.path().join("data");
+        let child = std::process::Command::new("/usr/sbin/mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("pid").display()
+            ))
+            .arg("--user=root")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("server.log")).expect("log"))
+            .spawn()
+            .expect("start mariadbd");
+        self.server = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let answered = mysql::Conn::new(
+                mysql::Opts::from_url(&format!("mysql://root@127.0.0.1:{}/", self.port))
+                    .expect("url"),
+            )
+            .and_then(|mut c| c.query_drop("SELECT 1"));
+            if answered.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private MariaDB did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// A connection to its `stask` database.
+    pub fn conn(&self) -> mysql::Conn {
+        connect(&self.url())
+    }
+
+    fn admin(&self) -> mysql::Conn {
+        connect(&format!("mysql://root@127.0.0.1:{}/", self.port))
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
