@@ -90,11 +90,7 @@ fn a_server_restart_under_a_running_daemon_loses_nothing() {
     // keeps running.
     let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
-        let r = d.request(
-            "POST",
-            "/stask/tasks",
-            Some(&json!({"identifier": "demo", "action": "run", "data": data}).to_string()),
-        );
+        let r = d.post("/stask/workers/demo/tasks/run", &data);
         if r.status >= 500 {
             break r;
         }
