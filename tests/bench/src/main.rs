@@ -7,10 +7,10 @@
 mod client;
 mod daemon;
 mod peer;
-mod postgres;
 mod raw;
 mod report;
 mod scenarios;
+mod servers;
 
 use clap::{Parser, ValueEnum};
 use report::Report;
@@ -31,8 +31,8 @@ struct Args {
     /// Seconds per timed HTTP load run.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Tasks per PostgreSQL scaling run (`pg`; the server: `STASK_BENCH_POSTGRES_URL`, default
-    /// the local one).
+    /// Tasks per server scaling run (`pg`; the servers: `STASK_BENCH_POSTGRES_URL` and
+    /// `STASK_BENCH_MYSQL_URL`, default the local ones).
     #[arg(long, default_value_t = 20_000)]
     pg_tasks: usize,
     /// Tasks per process-isolation run (`isolation`).
@@ -57,7 +57,8 @@ enum What {
     Growth,
     /// The peer (huey with SQLite) on the same workload.
     Peer,
-    /// (h) PostgreSQL with 1, 2 and 3 hosts against SQLite with one (`--pg-tasks`).
+    /// (h) PostgreSQL and MariaDB with 1, 2 and 3 hosts against SQLite with one (`--pg-tasks`),
+    /// and the pickup latency with two hosts.
     Pg,
     /// (i) what running each task in a child process costs (`--isolation-tasks`).
     Isolation,
@@ -93,7 +94,7 @@ fn main() {
         scenarios::growth(&bin, &mut report, (args.tasks / 2).max(1_000));
     }
     if wants(What::Pg) {
-        postgres::scaling(&bin, &mut report, args.pg_tasks);
+        servers::scaling(&bin, &mut report, args.pg_tasks);
     }
     if wants(What::Isolation) {
         scenarios::isolation(&bin, &mut report, args.isolation_tasks);
