@@ -74,6 +74,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     3 => "0003_created_index.sql",
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
+    6 => "0006_seed_rows.sql",
 );
 
 #[cfg(test)]

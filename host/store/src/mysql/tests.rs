@@ -280,3 +280,49 @@ fn a_lost_connection_is_reopened() {
     );
     assert_eq!(store.stats().unwrap().total, 0);
 }
+
+/// A row inserted as the original's PHP model writes it (only the original's columns, times
+/// as UTC strings) is claimable at once, with its rank, due time and message filled in; a
+/// scheduled one waits for its start.
+#[test]
+fn a_row_with_only_the_original_columns_is_claimable_at_once() {
+    let (store, database) = testing::open_mysql(TablePrefix::new("evo_").unwrap());
+    let mut cms = testing::foreign(&database);
+    let insert = "INSERT INTO evo_s_tasks (identifier, action, status, priority, start_at, meta,
+                                           max_attempts, started_by, created_at, updated_at)
+                  VALUES ('w', 'run', 10, ?, ?, '{\"n\": 1}', 2, 7, UTC_TIMESTAMP(), UTC_TIMESTAMP())";
+    cms.exec_drop(insert, ("high", None::<String>)).unwrap();
+    let now_id = cms.last_insert_id() as i64;
+    cms.exec_drop(insert, ("low", Some("2999-01-01 00:00:00.250")))
+        .unwrap();
+    let later_id = cms.last_insert_id() as i64;
+    let now = crate::clock::now_ms();
+    let claimed = store
+        .claim(&crate::ClaimRequest {
+            owner: "h",
+            limit: 10,
+            now,
+            lease_ms: 1_000,
+            identifiers: &["w".to_owned()],
+        })
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let run = &claimed[0];
+    assert_eq!(
+        (run.id, run.priority_rank, run.max_attempts),
+        (now_id, 2, 2)
+    );
+    assert!(
+        run.run_at <= now && run.run_at > now - 60_000,
+        "{}",
+        run.run_at
+    );
+    let waiting = store.task(later_id).unwrap().unwrap();
+    assert_eq!(waiting.start_at, Some(32_472_144_000_250));
+    assert_eq!(waiting.run_at, 32_472_144_000_250);
+    assert_eq!(waiting.message, "Scheduled for 2999-01-01T00:00:00.250Z");
+    assert_eq!(waiting.priority, crate::model::Priority::Low);
+    assert_eq!(waiting.started_by, Some(7));
+    let first = store.task(now_id).unwrap().unwrap();
+    assert_eq!(first.meta, serde_json::json!({"n": 1}));
+}
