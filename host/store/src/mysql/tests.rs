@@ -326,3 +326,84 @@ fn a_row_with_only_the_original_columns_is_claimable_at_once() {
     let first = store.task(now_id).unwrap().unwrap();
     assert_eq!(first.meta, serde_json::json!({"n": 1}));
 }
+
+/// Two hosts claiming, starting and finishing one queue at once: every task is claimed by one
+/// of them exactly once (`SKIP LOCKED`), and every finish applies (no deadlock surfaces).
+#[test]
+fn hosts_claiming_together_take_disjoint_tasks() {
+    use crate::model::{Priority, TaskStatus};
+    let (a, database) = testing::open_mysql(TablePrefix::none());
+    let b = MysqlStore::open_opts(
+        mysql::OptsBuilder::from_opts(testing::base_opts())
+            .db_name(Some(database.clone()))
+            .into(),
+        "second host".into(),
+        TablePrefix::none(),
+        2,
+    )
+    .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let priority = [Priority::Low, Priority::Normal, Priority::High][i % 3];
+            crate::conformance::task("w", priority, None)
+        })
+        .collect();
+    a.insert_tasks(&tasks, 0).unwrap();
+    let run = |store: &MysqlStore, owner: &str| {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = store
+                .claim(&crate::ClaimRequest {
+                    owner,
+                    limit: 7,
+                    now: 10,
+                    lease_ms: 60_000,
+                    identifiers: &["w".to_owned()],
+                })
+                .unwrap();
+            if claimed.is_empty() {
+                return mine;
+            }
+            let leases: Vec<_> = claimed.iter().map(|c| c.lease()).collect();
+            assert!(store.start_runs(&leases, 11).unwrap().iter().all(|&s| s));
+            let finishes: Vec<_> = claimed
+                .iter()
+                .map(|c| crate::Finish {
+                    id: c.id,
+                    lease_token: c.lease_token,
+                    status: TaskStatus::Completed,
+                    message: "done".into(),
+                    result: None,
+                    result_file: None,
+                    run_at: None,
+                    last_error: None,
+                    duration_ms: Some(1),
+                    started_at: None,
+                    cpu_ms: None,
+                    memory_bytes: None,
+                    progress: Some(100),
+                    processed: None,
+                    total: None,
+                    worker_version: None,
+                    at: 12,
+                    attempts: 1,
+                    if_started: None,
+                })
+                .collect();
+            assert!(store.finish(&finishes).unwrap().iter().all(|&f| f));
+            mine.extend(claimed.iter().map(|c| c.id));
+        }
+    };
+    let (mine_a, mine_b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| run(&a, "a"));
+        let hb = s.spawn(|| run(&b, "b"));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    let mut all: Vec<i64> = mine_a.iter().chain(&mine_b).copied().collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a task was claimed twice");
+    assert_eq!(all.len(), 200);
+    assert_eq!(a.stats().unwrap().completed, 200);
+}
