@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod conformance;
 mod migrate;
 pub mod model;
+pub mod mysql;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
@@ -35,7 +36,9 @@ use serde_json::Value;
 pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
-pub use migrate::{migrations, Backend, Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use migrate::{
+    migrations, Backend, Migration, MYSQL_MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
+};
 pub use table_prefix::TablePrefix;
 
 /// Errors of a storage driver. Each kind says what the caller can do about it (retry, fix
@@ -664,8 +667,9 @@ pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostSto
     fn close(&self) {}
 }
 
-/// Opens the store a database URL names: `sqlite://PATH` (or a plain path), or
-/// `postgres://...` / `postgresql://...` (several hosts may share a PostgreSQL database).
+/// Opens the store a database URL names: `sqlite://PATH` (or a plain path),
+/// `postgres://...` / `postgresql://...`, or `mysql://...` / `mariadb://...` (several hosts
+/// may share a PostgreSQL or MySQL database).
 /// SQLite gets `synchronous=NORMAL`; see [`open_with`].
 pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     open_with(url, &OpenOptions::default())
@@ -692,10 +696,17 @@ pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(std::sync::Arc::new(postgres::PgStore::open(url)?));
     }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        return Ok(std::sync::Arc::new(mysql::MysqlStore::open(
+            url,
+            options.table_prefix.clone(),
+        )?));
+    }
     if url.contains("://") {
         return Err(StoreError::Config {
             message: format!(
-                "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DATABASE",
+                "unsupported database URL '{}': use sqlite://PATH, postgres://USER@HOST/DATABASE \
+                 or mysql://USER@HOST/DATABASE (mariadb:// too)",
                 postgres::redact(url)
             ),
             source: None,

@@ -1,9 +1,11 @@
 //! Migrations embedded from `migrations/`, applied in order, each exactly once.
 //!
-//! Each backend has its own folder (`migrations/sqlite/`, `migrations/postgres/`) with the same
-//! numbering: file N creates the same tables and columns in both, in each one's SQL flavour.
-//! [`migrations`] picks the folder for a backend; the driver applies it in one transaction per
-//! file and records it in `s_schema_migrations`.
+//! Each backend has its own folder (`migrations/sqlite/`, `migrations/postgres/`,
+//! `migrations/mysql/`) with the same numbering: file N creates the same tables and columns in
+//! each, in each one's SQL flavour. [`migrations`] picks the folder for a backend; the driver
+//! applies each file once and records it in `s_schema_migrations` (in one transaction per file
+//! where DDL is transactional; MySQL commits each DDL statement on its own, so its driver
+//! serialises hosts with `GET_LOCK` instead).
 
 /// A database backend with its own migrations folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub enum Backend {
     Sqlite,
     /// Several hosts on one queue (`migrations/postgres/`).
     Postgres,
+    /// Several hosts on one queue, beside a CMS's own tables (`migrations/mysql/`).
+    Mysql,
 }
 
 /// The migrations of a backend, in order.
@@ -19,6 +23,7 @@ pub fn migrations(backend: Backend) -> &'static [Migration] {
     match backend {
         Backend::Sqlite => SQLITE_MIGRATIONS,
         Backend::Postgres => POSTGRES_MIGRATIONS,
+        Backend::Mysql => MYSQL_MIGRATIONS,
     }
 }
 
@@ -62,6 +67,16 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     5 => "0005_hosts.sql",
 );
 
+/// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
+pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
+    1 => "0001_init.sql",
+    2 => "0002_sessions.sql",
+    3 => "0003_created_index.sql",
+    4 => "0004_task_resources.sql",
+    5 => "0005_hosts.sql",
+    6 => "0006_seed_rows.sql",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +100,21 @@ mod tests {
             assert!(init.contains(&claim), "{backend:?}: {claim}");
             assert!(init.contains(&lease), "{backend:?}: {lease}");
         }
+    }
+
+    /// MySQL has no partial indexes: the claim index leads with the status, so the claim's
+    /// guard (`status = 10`) and its rank and due time read one range of it. The guard must stay
+    /// one equality on the status for that to hold.
+    #[test]
+    fn the_mysql_claim_index_leads_with_the_claim_guard() {
+        let init = migrations(Backend::Mysql)[0].sql;
+        assert_eq!(guard_sql(Event::Claim), "status = 10");
+        assert!(init.contains("KEY s_tasks_claim (status, priority_rank, run_at, id)"));
+        assert!(guard_sql(Event::Recover).starts_with("status IN ("));
+        assert!(init.contains("KEY s_tasks_lease (status, lease_expires_at)"));
+        assert!(
+            !init.contains(") WHERE status"),
+            "no partial index in MySQL"
+        );
     }
 }

@@ -6,9 +6,15 @@ use super::{ErrorCount, HostRow, WindowSummary, WorkerSummary};
 use super::{StoreError, StoreResult};
 use crate::model::{Priority, Task, TaskStatus, TokenRow, WorkerRow, WorkerState};
 
-/// A value both drivers can read from a column.
-pub trait ColumnValue: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
-impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> ColumnValue for T {}
+/// A value every driver can read from a column.
+pub trait ColumnValue:
+    rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> + mysql::prelude::FromValue
+{
+}
+impl<T> ColumnValue for T where
+    T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> + mysql::prelude::FromValue
+{
+}
 
 /// A result row of either driver, read by column index.
 pub trait RowRead {
@@ -25,6 +31,21 @@ impl RowRead for rusqlite::Row<'_> {
 impl RowRead for postgres::Row {
     fn col<T: ColumnValue>(&self, i: usize) -> StoreResult<T> {
         Ok(self.try_get(i)?)
+    }
+}
+
+impl RowRead for mysql::Row {
+    fn col<T: ColumnValue>(&self, i: usize) -> StoreResult<T> {
+        match self.get_opt::<T, usize>(i) {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err(StoreError::Corrupt {
+                what: format!("column {i} of a MySQL row"),
+                source: crate::SharedError::new(e),
+            }),
+            None => Err(StoreError::internal(format!(
+                "a MySQL row has no column {i} (or it was read twice)"
+            ))),
+        }
     }
 }
 

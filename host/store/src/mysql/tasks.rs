@@ -1,0 +1,782 @@
+//! `TaskStore` for MySQL. The PostgreSQL driver is the model: claims lock with `FOR UPDATE SKIP
+//! LOCKED`, every write of a run is fenced by its lease token, and the rows of a batch are
+//! written in ascending id order (the lock order that keeps hosts from deadlocking). MySQL has
+//! no arrays and no `UPDATE ... RETURNING`: a batch is one prepared statement run per row in
+//! one transaction, and what a statement changed is read from its matched-row count.
+
+use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
+use crate::model::{LogLine, NewTask, Stats, Task};
+use crate::rows::{narrow, task_from_row};
+use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
+use crate::task_state::sql::{guard_sql, message, status_in, target};
+use crate::task_state::{created_message, rule, Event, STARTED};
+use crate::{
+    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
+    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+};
+use mysql::prelude::Queryable;
+use mysql::Value;
+use std::sync::LazyLock;
+
+/// The columns `task_from_row` reads, with the `DATETIME(3)` ones as UNIX milliseconds.
+pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "id, identifier, action, status, message, started_by, meta, result, result_file, \
+         {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
+         processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
+         lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
+         memory_bytes",
+        start_at = to_ms("start_at"),
+        finished_at = to_ms("finished_at"),
+        created_at = to_ms("created_at"),
+        updated_at = to_ms("updated_at"),
+    )
+});
+
+static SELECT_TASK: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM s_tasks WHERE id = ?", *TASK_COLUMNS));
+
+static SELECT_TASK_LOCKED: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE", *SELECT_TASK));
+
+fn load_task(
+    store: &MysqlStore,
+    q: &mut impl Queryable,
+    sql: &'static str,
+    id: i64,
+) -> StoreResult<Option<Task>> {
+    q.exec_first::<mysql::Row, _, _>(&*store.sql(sql), params![id])?
+        .map(|r| task_from_row(&r))
+        .transpose()
+}
+
+/// One task; the id comes from the auto-increment (one row per statement: ids in order).
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at,
+                              run_at, max_attempts, priority, priority_rank, created_at,
+                              updated_at)
+         VALUES (?, ?, {pending}, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now})",
+        pending = target(Event::Create),
+        start_at = from_ms("?"),
+        now = from_ms("?"),
+    )
+});
+
+/// The due rows of one priority, locked without waiting for other hosts' claims.
+/// Placeholders: rank, now, limit after the identifiers (`{identifiers}` is filled per call).
+fn claim_select(identifiers: usize) -> String {
+    format!(
+        "SELECT id FROM s_tasks
+          WHERE {due} AND priority_rank = ? AND run_at <= ? AND identifier IN ({list})
+          ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
+        due = guard_sql(Event::Claim),
+        list = marks(identifiers),
+    )
+}
+
+fn claim_update(ids: usize) -> String {
+    format!(
+        "UPDATE s_tasks
+            SET status = {preparing}, started_at = ?, updated_at = {now},
+                lease_owner = ?, lease_token = ?, lease_expires_at = ?, cancel_requested = FALSE,
+                message = {starting}, progress = 0, processed = NULL, total = NULL,
+                eta_seconds = NULL
+          WHERE id IN ({list})",
+        preparing = target(Event::Claim),
+        starting = message(Event::Claim),
+        now = from_ms("?"),
+        list = marks(ids),
+    )
+}
+
+fn claimed_select(ids: usize) -> String {
+    format!(
+        "SELECT id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank
+           FROM s_tasks WHERE id IN ({})",
+        marks(ids)
+    )
+}
+
+/// A run starts: the attempt counts from here.
+static START_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {running}, attempts = attempts + 1, started_at = ?,
+                message = {message}, updated_at = {now}
+          WHERE id = ? AND lease_token = ? AND {guard}",
+        running = target(Event::Start),
+        message = message(Event::Start),
+        now = from_ms("?"),
+        guard = guard_sql(Event::Start),
+    )
+});
+
+/// One finish (or recovery). `COALESCE` keeps a column the finish leaves `NULL`; memory
+/// follows the duration. MySQL assigns left to right: no assignment reads a column assigned
+/// before it. The last four placeholders are the recovery guard (`before`, twice) and the
+/// started guard (`if_started`, twice); `NULL` skips each.
+static FINISH_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks
+            SET status = ?, message = ?, result = COALESCE(?, result),
+                result_file = COALESCE(?, result_file), run_at = COALESCE(?, run_at),
+                finished_at = {finished_at}, last_error = COALESCE(?, last_error),
+                memory_bytes = CASE WHEN ? IS NULL THEN memory_bytes ELSE ? END,
+                duration_ms = COALESCE(?, duration_ms), progress = COALESCE(?, progress),
+                worker_version = COALESCE(?, worker_version),
+                processed = COALESCE(?, processed), total = COALESCE(?, total),
+                eta_seconds = NULL, cpu_ms = COALESCE(?, cpu_ms), attempts = ?,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = {at}
+          WHERE id = ? AND lease_token = ? AND {guard}
+            AND (? IS NULL OR lease_expires_at < ?)
+            AND (? IS NULL OR ({started}) = ?)",
+        finished_at = from_ms("?"),
+        at = from_ms("?"),
+        // One guard for finishes and recoveries: both apply to leased rows.
+        guard = guard_sql(Event::Finish),
+        started = status_in("status", STARTED),
+    )
+});
+
+/// A claimed task given back unstarted (`Event::GiveBack`).
+static RELEASE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {pending}, message = {message}, started_at = NULL,
+                lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+                updated_at = {now}
+          WHERE id = ? AND lease_token = ? AND {guard}",
+        pending = target(Event::GiveBack),
+        message = message(Event::GiveBack),
+        now = from_ms("?"),
+        guard = guard_sql(Event::GiveBack),
+    )
+});
+
+/// Progress of a run (`Event::Progress`).
+static PROGRESS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {running}, progress = ?, processed = ?, total = ?,
+                eta_seconds = ?, message = ?, worker_version = ?, updated_at = {now}
+          WHERE id = ? AND lease_token = ? AND {guard}",
+        running = target(Event::Progress),
+        now = from_ms("?"),
+        guard = guard_sql(Event::Progress),
+    )
+});
+
+/// The heartbeat locks its rows in id order, renews them, and reads their cancel flags.
+static HEARTBEAT_LOCK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, cancel_requested FROM s_tasks WHERE lease_owner = ? AND {guard}
+          ORDER BY id FOR UPDATE",
+        guard = guard_sql(Event::Heartbeat),
+    )
+});
+
+static HEARTBEAT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET lease_expires_at = ? WHERE lease_owner = ? AND {guard}",
+        guard = guard_sql(Event::Heartbeat),
+    )
+});
+
+/// Leases to recover (`Event::Recover`), along the `s_tasks_lease` index.
+static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+           FROM s_tasks WHERE {guard} AND lease_expires_at < ? ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
+/// The next not-yet-due claimable task: one index range per priority, as in the claim.
+/// (MySQL's `LEAST` is `NULL` when any argument is: `MIN` over a union instead.)
+fn next_due_sql(identifiers: usize) -> String {
+    let one = |rank: i64| {
+        format!(
+            "(SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = {rank} AND run_at > ?
+                 AND identifier IN ({list}) ORDER BY run_at LIMIT 1)",
+            due = guard_sql(Event::Claim),
+            list = marks(identifiers),
+        )
+    };
+    format!(
+        "SELECT MIN(run_at) FROM ({} UNION ALL {} UNION ALL {}) AS due",
+        one(2),
+        one(1),
+        one(0)
+    )
+}
+
+/// A user cancels a pending task (`Event::CancelPending`).
+static CANCEL_PENDING_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {cancelled}, message = {message},
+                finished_at = {now}, updated_at = {now}
+          WHERE id = ? AND {guard}",
+        cancelled = target(Event::CancelPending),
+        message = message(Event::CancelPending),
+        now = from_ms("?"),
+        guard = guard_sql(Event::CancelPending),
+    )
+});
+
+/// A user cancels a leased task: its flag is set (`Event::RequestCancel`).
+static REQUEST_CANCEL_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET cancel_requested = TRUE, message = {message}, updated_at = {now}
+          WHERE id = ? AND {guard}",
+        message = message(Event::RequestCancel),
+        now = from_ms("?"),
+        guard = guard_sql(Event::RequestCancel),
+    )
+});
+
+/// A user's retry (`Event::Retry`): pending again with fresh attempts.
+static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = ?,
+                attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                processed = NULL, total = NULL, eta_seconds = NULL, updated_at = {now}
+          WHERE id = ? AND {guard}",
+        pending = target(Event::Retry),
+        message = message(Event::Retry),
+        now = from_ms("?"),
+        guard = guard_sql(Event::Retry),
+    )
+});
+
+/// Retention (`Event::Delete` of tasks finished before the cutoff), rows locked first.
+static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < {cutoff}
+            AND {guard} ORDER BY id FOR UPDATE",
+        cutoff = from_ms("?"),
+        guard = guard_sql(Event::Delete),
+    )
+});
+
+/// The pending tasks, in claim order, and their count.
+static PENDING_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let pending = status_in("status", &[crate::model::TaskStatus::Pending]);
+    [
+        format!("SELECT COUNT(*) FROM s_tasks WHERE {pending}"),
+        format!(
+            "SELECT {} FROM s_tasks WHERE {pending}
+              ORDER BY priority_rank DESC, run_at, id LIMIT ?",
+            *TASK_COLUMNS
+        ),
+    ]
+});
+
+/// The task list's dialect: numbered placeholders (made positional by [`positional`]), and a
+/// `LIKE` that ignores case on every column (MariaDB's JSON is a binary-collated text).
+const DIALECT: task_filter::Dialect = task_filter::Dialect {
+    placeholder: |n| format!(":p{n}"),
+    like: "COLLATE utf8mb4_unicode_ci LIKE",
+};
+
+/// The filter's `:pN` placeholders as `?` with their values in order of use (the search term
+/// is used four times). The client's own named-parameter parser cannot be used: it reads
+/// `'\'` as an escaped quote, where our sessions (`NO_BACKSLASH_ESCAPES`) read a backslash.
+/// The only integers are creation times, compared with a `DATETIME(3)` column.
+fn positional(where_sql: &str, args: &[FilterArg]) -> (String, Vec<Value>) {
+    let mut sql = String::with_capacity(where_sql.len() + 64);
+    let mut values = Vec::new();
+    let mut rest = where_sql;
+    while let Some(at) = rest.find(":p") {
+        sql.push_str(&rest[..at]);
+        let digits = rest[at + 2..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let n: usize = rest[at + 2..at + 2 + digits].parse().unwrap_or(0);
+        match n.checked_sub(1).and_then(|i| args.get(i)) {
+            Some(FilterArg::Text(v)) => {
+                sql.push('?');
+                values.push(Value::from(v.as_str()));
+            }
+            Some(FilterArg::Int(v)) => {
+                sql.push_str(&from_ms("?"));
+                values.push(Value::from(clamp_ms(*v)));
+            }
+            // Not a placeholder of ours: kept as written.
+            None => sql.push_str(&rest[at..at + 2 + digits]),
+        }
+        rest = &rest[at + 2 + digits..];
+    }
+    sql.push_str(rest);
+    (sql, values)
+}
+
+/// Applies finishes in ascending id order; `before` guards recoveries.
+pub(super) fn apply_finishes(
+    store: &MysqlStore,
+    finishes: &[Finish],
+    before: Option<i64>,
+) -> StoreResult<Vec<bool>> {
+    if finishes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut order: Vec<usize> = (0..finishes.len()).collect();
+    order.sort_by_key(|&i| finishes[i].id);
+    let sql = store.sql(FINISH_SQL.as_str());
+    store.retrying(|tx| {
+        let mut applied = vec![false; finishes.len()];
+        for &i in &order {
+            let f = &finishes[i];
+            let finished_at = f.status.is_finished().then_some(clamp_ms(f.at));
+            tx.exec_drop(
+                &*sql,
+                params![
+                    f.status.code(),
+                    f.message.as_str(),
+                    f.result.as_deref(),
+                    f.result_file.as_deref(),
+                    f.run_at,
+                    finished_at,
+                    f.last_error.as_deref(),
+                    f.duration_ms,
+                    f.memory_bytes,
+                    f.duration_ms,
+                    f.progress,
+                    f.worker_version.as_deref(),
+                    f.processed,
+                    f.total,
+                    f.cpu_ms,
+                    i64::from(f.attempts),
+                    clamp_ms(f.at),
+                    f.id,
+                    f.lease_token,
+                    before,
+                    before,
+                    f.if_started,
+                    f.if_started,
+                ],
+            )?;
+            applied[i] = tx.affected_rows() == 1;
+        }
+        Ok(applied)
+    })
+}
+
+impl MysqlStore {
+    /// Runs `sql` (placeholders: now, id, lease token) for each lease in id order, in one
+    /// transaction; returns, per lease, whether it applied.
+    fn update_leased(
+        &self,
+        sql: &'static str,
+        leases: &[Lease],
+        now: i64,
+        now_twice: bool,
+    ) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut order: Vec<usize> = (0..leases.len()).collect();
+        order.sort_by_key(|&i| leases[i].task_id);
+        let sql = self.sql(sql);
+        self.retrying(|tx| {
+            let mut applied = vec![false; leases.len()];
+            for &i in &order {
+                let l = leases[i];
+                let params = if now_twice {
+                    params![now, clamp_ms(now), l.task_id, l.token]
+                } else {
+                    params![clamp_ms(now), l.task_id, l.token]
+                };
+                tx.exec_drop(&*sql, params)?;
+                applied[i] = tx.affected_rows() == 1;
+            }
+            Ok(applied)
+        })
+    }
+}
+
+impl TaskStore for MysqlStore {
+    fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
+        let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::internal("the insert returned no id"))
+    }
+
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql(INSERT_SQL.as_str());
+        let ids = self.transaction(|tx| {
+            let mut ids = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                tx.exec_drop(
+                    &*sql,
+                    params![
+                        t.identifier.as_str(),
+                        t.action.as_str(),
+                        created_message(t.start_at, now),
+                        t.started_by,
+                        t.data.to_string(),
+                        t.start_at.map(clamp_ms),
+                        t.start_at.unwrap_or(now).max(0),
+                        i64::from(t.max_attempts),
+                        t.priority.name(),
+                        t.priority.rank(),
+                        clamp_ms(now),
+                        clamp_ms(now),
+                    ],
+                )?;
+                let id = tx
+                    .last_insert_id()
+                    .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
+                ids.push(i64::try_from(id).unwrap_or(i64::MAX));
+            }
+            Ok(ids)
+        })?;
+        Ok(ids)
+    }
+
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+        if req.limit == 0 || req.identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let until = req.now + req.lease_ms;
+        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
+        let select = self.dynamic(&claim_select(req.identifiers.len()));
+        let mut claimed = self.retrying(|tx| {
+            let mut ids: Vec<i64> = Vec::new();
+            for rank in [2i64, 1, 0] {
+                let left = limit - ids.len() as i64;
+                if left <= 0 {
+                    break;
+                }
+                let mut values: Vec<Value> = vec![rank.into(), req.now.into()];
+                values.extend(req.identifiers.iter().map(|i| Value::from(i.as_str())));
+                values.push(left.into());
+                ids.extend(tx.exec::<i64, _, _>(&select, mysql::Params::Positional(values))?);
+            }
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut values: Vec<Value> = vec![
+                req.now.into(),
+                clamp_ms(req.now).into(),
+                req.owner.into(),
+                token.into(),
+                until.into(),
+            ];
+            values.extend(ids.iter().map(|&id| Value::from(id)));
+            tx.exec_drop(
+                self.dynamic(&claim_update(ids.len())),
+                mysql::Params::Positional(values),
+            )?;
+            let rows: Vec<mysql::Row> = tx.exec(
+                self.dynamic(&claimed_select(ids.len())),
+                mysql::Params::Positional(ids.iter().map(|&id| Value::from(id)).collect()),
+            )?;
+            rows.iter()
+                .map(|r| {
+                    use crate::rows::RowRead;
+                    Ok(ClaimedTask {
+                        id: r.col(0)?,
+                        identifier: r.col(1)?,
+                        action: r.col(2)?,
+                        meta: r.col(3)?,
+                        attempt: narrow(r.col(4)?),
+                        max_attempts: narrow(r.col(5)?),
+                        lease_token: token,
+                        run_at: r.col(6)?,
+                        priority_rank: r.col(7)?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()
+        })?;
+        claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claimed)
+    }
+
+    fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
+        self.update_leased(RELEASE_SQL.as_str(), leases, now, false)?;
+        Ok(())
+    }
+
+    fn start_runs(&self, leases: &[Lease], now: i64) -> StoreResult<Vec<bool>> {
+        self.update_leased(START_SQL.as_str(), leases, now, true)
+    }
+
+    fn write_progress(&self, updates: &[ProgressWrite], now: i64) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut sorted: Vec<&ProgressWrite> = updates.iter().collect();
+        sorted.sort_by_key(|u| u.id);
+        let sql = self.sql(PROGRESS_SQL.as_str());
+        self.retrying(|tx| {
+            for u in &sorted {
+                tx.exec_drop(
+                    &*sql,
+                    params![
+                        u.progress,
+                        u.processed,
+                        u.total,
+                        u.eta_seconds,
+                        u.message.as_str(),
+                        u.worker_version.as_str(),
+                        clamp_ms(now),
+                        u.id,
+                        u.lease_token,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> StoreResult<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let sql = self.sql(
+            "INSERT INTO s_task_logs (task_id, attempt, level, at, line) VALUES (?, ?, ?, ?, ?)",
+        );
+        self.transaction(|tx| {
+            tx.exec_batch(
+                &*sql,
+                lines.iter().map(|l| {
+                    params![
+                        l.task_id,
+                        i64::from(l.attempt),
+                        i64::from(l.level),
+                        l.at,
+                        l.line.as_str()
+                    ]
+                }),
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish(&self, finishes: &[Finish]) -> StoreResult<Vec<bool>> {
+        let applied = apply_finishes(self, finishes, None)?;
+        Ok(applied)
+    }
+
+    fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>> {
+        let (lock, renew) = (
+            self.sql(HEARTBEAT_LOCK_SQL.as_str()),
+            self.sql(HEARTBEAT_SQL.as_str()),
+        );
+        self.retrying(|tx| {
+            let rows: Vec<(i64, bool)> = tx.exec(&*lock, params![owner])?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.exec_drop(&*renew, params![lease_until, owner])?;
+            Ok(rows
+                .into_iter()
+                .filter(|(_, cancel)| *cancel)
+                .map(|(id, _)| id)
+                .collect())
+        })
+    }
+
+    fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
+        use crate::rows::RowRead;
+        let rows: Vec<mysql::Row> = self
+            .conn()?
+            .exec(&*self.sql(EXPIRED_SQL.as_str()), params![now])?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExpiredLease {
+                    id: r.col(0)?,
+                    lease_token: r.col::<Option<i64>>(1)?.unwrap_or(0),
+                    attempts: narrow(r.col(2)?),
+                    max_attempts: narrow(r.col(3)?),
+                    owner: r.col(4)?,
+                    started: r.col(5)?,
+                })
+            })
+            .collect()
+    }
+
+    fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
+        let mut values: Vec<Value> = Vec::new();
+        for _ in 0..3 {
+            values.push(now.into());
+            values.extend(identifiers.iter().map(|i| Value::from(i.as_str())));
+        }
+        let due: Option<Option<i64>> = self.conn()?.exec_first(
+            self.dynamic(&next_due_sql(identifiers.len())),
+            mysql::Params::Positional(values),
+        )?;
+        Ok(due.flatten())
+    }
+
+    fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
+        let (pending, leased) = (
+            self.sql(CANCEL_PENDING_SQL.as_str()),
+            self.sql(REQUEST_CANCEL_SQL.as_str()),
+        );
+        let now_dt = clamp_ms(now);
+        let result = self.transaction(|tx| {
+            tx.exec_drop(&*pending, params![now_dt, now_dt, id])?;
+            let cancelled = tx.affected_rows();
+            let requested = if cancelled == 0 {
+                tx.exec_drop(&*leased, params![now_dt, id])?;
+                tx.affected_rows()
+            } else {
+                0
+            };
+            Ok(match load_task(self, tx, SELECT_TASK.as_str(), id)? {
+                None => CancelResult::NotFound,
+                Some(t) if cancelled == 1 => CancelResult::Cancelled(t),
+                Some(t) if requested == 1 => CancelResult::Requested(t),
+                Some(t) => CancelResult::AlreadyFinished(t),
+            })
+        })?;
+        Ok(result)
+    }
+
+    fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
+        let sql = self.sql(RETRY_SQL.as_str());
+        let result = self.transaction(|tx| {
+            tx.exec_drop(&*sql, params![now, clamp_ms(now), id])?;
+            let n = tx.affected_rows();
+            Ok(match load_task(self, tx, SELECT_TASK.as_str(), id)? {
+                None => RetryResult::NotFound,
+                Some(t) if n == 1 => RetryResult::Queued(t),
+                Some(t) => RetryResult::NotRetryable(t),
+            })
+        })?;
+        Ok(result)
+    }
+
+    fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
+        self.transaction(|tx| {
+            // Locked, so a concurrent retry on another host cannot slip in between.
+            let Some(task) = load_task(self, tx, SELECT_TASK_LOCKED.as_str(), id)? else {
+                return Ok(None);
+            };
+            if !rule(Event::Delete).allows(task.status) {
+                return Err(StoreError::conflict(format!(
+                    "task {id} is {}; cancel it before deleting",
+                    task.status
+                )));
+            }
+            tx.exec_drop(
+                &*self.sql("DELETE FROM s_task_logs WHERE task_id = ?"),
+                params![id],
+            )?;
+            tx.exec_drop(&*self.sql("DELETE FROM s_tasks WHERE id = ?"), params![id])?;
+            Ok(Some(task))
+        })
+    }
+
+    fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        load_task(self, &mut self.conn()?, SELECT_TASK.as_str(), id)
+    }
+
+    fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
+        let FilterSql {
+            where_sql,
+            args,
+            page_sql,
+        } = filter_sql(filter, &DIALECT);
+        let (where_sql, values) = positional(&where_sql, &args);
+        let count = self.dynamic(&format!("SELECT COUNT(*) FROM s_tasks {where_sql}"));
+        let page = self.dynamic(&format!(
+            "SELECT {} FROM s_tasks {where_sql} {page_sql}",
+            *TASK_COLUMNS
+        ));
+        let params = || mysql::Params::Positional(values.clone());
+        self.transaction(|tx| {
+            let total: Option<i64> = tx.exec_first(&count, params())?;
+            let rows: Vec<mysql::Row> = tx.exec(&page, params())?;
+            let tasks = rows
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total.unwrap_or(0)))
+        })
+    }
+
+    fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
+        let limit = limit.max(0);
+        let (count, page) = (
+            self.sql(PENDING_SQL[0].as_str()),
+            self.sql(PENDING_SQL[1].as_str()),
+        );
+        self.transaction(|tx| {
+            let total: Option<i64> = tx.query_first(&*count)?;
+            let rows: Vec<mysql::Row> = tx.exec(&*page, params![limit])?;
+            let tasks = rows
+                .iter()
+                .map(task_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((tasks, total.unwrap_or(0)))
+        })
+    }
+
+    fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
+        let rows: Vec<(i64, i64, i64, i64, String)> = self.conn()?.exec(
+            &*self.sql(
+                "SELECT task_id, attempt, level, at, line FROM (
+                   SELECT id, task_id, attempt, level, at, line FROM s_task_logs
+                    WHERE task_id = ? ORDER BY id DESC LIMIT ?) AS latest ORDER BY id",
+            ),
+            params![id, limit.max(0)],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(task_id, attempt, level, at, line)| LogLine {
+                task_id,
+                attempt: narrow(attempt),
+                level: level.clamp(0, 255) as u8,
+                at,
+                line,
+            })
+            .collect())
+    }
+
+    fn stats(&self) -> StoreResult<Stats> {
+        let counts: Vec<(i64, i64)> = self
+            .conn()?
+            .query(&*self.sql("SELECT status, COUNT(*) FROM s_tasks GROUP BY status"))?;
+        Ok(stats_from_counts(counts))
+    }
+
+    fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
+        let select = self.sql(RETENTION_SQL.as_str());
+        self.transaction(|tx| {
+            let ids: Vec<i64> = tx.exec(&*select, params![clamp_ms(cutoff)])?;
+            for chunk in ids.chunks(1000) {
+                let values =
+                    || mysql::Params::Positional(chunk.iter().map(|&id| Value::from(id)).collect());
+                tx.exec_drop(
+                    self.dynamic(&format!(
+                        "DELETE FROM s_task_logs WHERE task_id IN ({})",
+                        marks(chunk.len())
+                    )),
+                    values(),
+                )?;
+                tx.exec_drop(
+                    self.dynamic(&format!(
+                        "DELETE FROM s_tasks WHERE id IN ({})",
+                        marks(chunk.len())
+                    )),
+                    values(),
+                )?;
+            }
+            Ok(ids)
+        })
+    }
+
+    fn external_change_counter(&self) -> StoreResult<Option<i64>> {
+        Ok(self.wake.counter())
+    }
+}
