@@ -6,6 +6,13 @@
 -- the one the daemon gives a new task; meta defaults to an empty object.
 -- DATETIME values are read as UTC, as the daemon writes them (the CMS's connection must use
 -- time_zone '+00:00', as Laravel's default does).
+-- Columns the original does not write get defaults (an omitted NOT NULL column without one is
+-- refused by `INSERT ... SELECT` in strict mode before any trigger runs); run_at may be
+-- written NULL, and the trigger always fills it.
+ALTER TABLE s_tasks
+    MODIFY message TEXT NOT NULL DEFAULT (''),
+    MODIFY meta    JSON NOT NULL DEFAULT ('{}'),
+    MODIFY run_at  BIGINT NULL;
 CREATE TRIGGER s_tasks_seed BEFORE INSERT ON s_tasks FOR EACH ROW
 BEGIN
     SET NEW.priority_rank = CASE NEW.priority WHEN 'high' THEN 2 WHEN 'low' THEN 0 ELSE 1 END;
@@ -13,7 +20,7 @@ BEGIN
         SET NEW.run_at = TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00',
                                        COALESCE(NEW.start_at, UTC_TIMESTAMP(3))) DIV 1000;
     END IF;
-    IF NEW.message IS NULL THEN
+    IF NEW.message IS NULL OR NEW.message = '' THEN
         SET NEW.message = CASE
             WHEN NEW.start_at > UTC_TIMESTAMP(3) THEN
                 CONCAT('Scheduled for ', DATE_FORMAT(NEW.start_at, '%Y-%m-%dT%H:%i:%s.'),

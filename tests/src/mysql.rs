@@ -93,10 +93,16 @@ fn admin() -> mysql::Conn {
 }
 
 /// Runs statements with their values written in (test-made values only), each on its own.
+/// With several statements, the rows changed by all of them.
 pub(crate) fn execute(conn: &mut mysql::Conn, sql: &str) -> u64 {
-    conn.query_drop(sql)
+    let mut result = conn
+        .query_iter(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    conn.affected_rows()
+    let mut changed = 0;
+    while let Some(set) = result.iter() {
+        changed += set.affected_rows();
+    }
+    changed
 }
 
 /// Rows of a query, every value as its text (the text protocol sends them so), NULL as None.

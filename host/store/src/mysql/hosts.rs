@@ -18,7 +18,9 @@ impl HostStore for MysqlStore {
 
     fn upsert_host(&self, h: &HostRow) -> StoreResult<()> {
         let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
-        self.transaction(|tx| {
+        // Retried: hosts starting together register at once, and the clean-up scan of one can
+        // deadlock with the insert of another.
+        self.retrying(|tx| {
             // `VALUES(col)`: understood by MariaDB and MySQL alike.
             tx.exec_drop(
                 &*self.sql(
@@ -83,7 +85,8 @@ impl HostStore for MysqlStore {
             return Ok(());
         }
         let now = crate::clock::now_ms();
-        self.transaction(|tx| {
+        // Retried: the clean-up of old events can deadlock with another host's insert.
+        self.retrying(|tx| {
             // One transaction: the batches get consecutive ids, read in this order.
             tx.exec_batch(
                 &*self.sql("INSERT INTO s_events (at, batch) VALUES (?, ?)"),
