@@ -73,6 +73,9 @@ pub fn filter_sql(filter: &TaskFilter, dialect: &Dialect) -> FilterSql {
             bind(FilterArg::Text(v.name().into()))
         ));
     }
+    if let Some(v) = filter.started_by {
+        clauses.push(format!("started_by = {}", bind(FilterArg::Int(v))));
+    }
     if let Some(v) = filter.created_from {
         clauses.push(format!("created_at >= {}", bind(FilterArg::Int(v))));
     }
@@ -121,6 +124,7 @@ mod tests {
             identifier: Some("w'; DROP TABLE s_tasks; --".into()),
             priority: Some(Priority::High),
             created_from: Some(5),
+            started_by: Some(7),
             search: Some("50%_off\\".into()),
             limit: 5_000,
             offset: -3,
@@ -129,15 +133,17 @@ mod tests {
         let pg = filter_sql(&filter, &POSTGRES);
         assert_eq!(
             pg.where_sql,
-            "WHERE status IN (10,40) AND identifier = $1 AND priority = $2 AND created_at >= $3 \
-             AND (message ILIKE $4 ESCAPE '\\' OR meta ILIKE $4 ESCAPE '\\' \
-             OR identifier ILIKE $4 ESCAPE '\\' OR action ILIKE $4 ESCAPE '\\')"
+            "WHERE status IN (10,40) AND identifier = $1 AND priority = $2 AND started_by = $3 \
+             AND created_at >= $4 \
+             AND (message ILIKE $5 ESCAPE '\\' OR meta ILIKE $5 ESCAPE '\\' \
+             OR identifier ILIKE $5 ESCAPE '\\' OR action ILIKE $5 ESCAPE '\\')"
         );
         assert_eq!(
             pg.args,
             vec![
                 FilterArg::Text("w'; DROP TABLE s_tasks; --".into()),
                 FilterArg::Text("high".into()),
+                FilterArg::Int(7),
                 FilterArg::Int(5),
                 FilterArg::Text("%50\\%\\_off\\\\%".into()),
             ]
@@ -145,7 +151,8 @@ mod tests {
         assert_eq!(pg.page_sql, "ORDER BY id DESC LIMIT 1000 OFFSET 0");
         let sqlite = filter_sql(&filter, &SQLITE);
         assert!(sqlite.where_sql.contains("identifier = ?1"));
-        assert!(sqlite.where_sql.contains("message LIKE ?4"));
+        assert!(sqlite.where_sql.contains("started_by = ?3"));
+        assert!(sqlite.where_sql.contains("message LIKE ?5"));
         assert_eq!(sqlite.args, pg.args);
     }
 

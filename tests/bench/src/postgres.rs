@@ -79,6 +79,7 @@ fn produce(url: &str, n: usize) {
         start_at: None,
         max_attempts: 3,
         started_by: None,
+        token_id: None,
     };
     let batch = vec![task; 1_000];
     let mut left = n;
