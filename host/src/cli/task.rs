@@ -105,6 +105,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 .transpose()
                 .map_err(|m| CliError::new(5, m))?;
             let engine = engine(home)?;
+            super::discover::discover_if_unknown(&engine, &identifier)?;
             let id = engine.create_task(&NewTask {
                 identifier,
                 action,
