@@ -75,8 +75,11 @@ pub struct TaskView {
     pub last_error: Option<String>,
     /// A cancel was requested while it ran.
     pub cancel_requested: bool,
-    /// Token id that created it (`null` = system).
+    /// The CMS user it was started for, as given at creation (`null` = none).
     pub started_by: Option<i64>,
+    /// Id of the API token that created it (a session's: the token it was opened with);
+    /// `null` = not created over the API (CLI, system).
+    pub token_id: Option<i64>,
 }
 
 impl From<&Task> for TaskView {
@@ -125,6 +128,7 @@ impl From<&Task> for TaskView {
             last_error: t.last_error.clone(),
             cancel_requested: t.cancel_requested,
             started_by: t.started_by,
+            token_id: t.token_id,
         }
     }
 }

@@ -563,3 +563,128 @@ fn worker_settings_the_host_reads_are_refused_outside_their_range() {
         "stored lowercase"
     );
 }
+
+/// The id `stask token list` shows for `token` (found by its clear prefix).
+fn token_id(home: &Home, token: &str) -> i64 {
+    let out = home.cli(&["token", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    out.stdout
+        .lines()
+        .find(|l| l.contains(&token[..12]))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("token {} not listed:\n{}", &token[..12], out.stdout))
+}
+
+/// Issue 15, point 6: a task records the CMS user it was started for (`started_by`, given in
+/// the create body) apart from the API token that created it (`token_id`, set by the server);
+/// `GET /stask/tasks?started_by=N` lists the user's tasks only; a `started_by` that is not a
+/// user id is refused with the JSON error, in the body as in the query. The OpenAPI document
+/// describes both fields and the filter.
+#[test]
+fn a_task_records_its_user_apart_from_its_token_and_lists_filter_by_user() {
+    let home = Home::with_workers(&["demo"]);
+    let (first, second) = (home.token(), home.token());
+    let (first_id, second_id) = (token_id(&home, &first), token_id(&home, &second));
+    assert_ne!(first_id, second_id);
+    let d = home.serve_with_token(first);
+    // Users 42 and 7: neither is a token id, so a filter that mixed the two would show it.
+    assert!(![42, 7].contains(&first_id) && ![42, 7].contains(&second_id));
+
+    let a = d.create("demo", "noop", json!({"started_by": 42, "tag": "a"}));
+    let r = d.request_as(
+        Some(&second),
+        "POST",
+        "/stask/workers/demo/tasks/noop",
+        Some(&json!({"started_by": 7}).to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let b = r.body["id"].as_i64().unwrap();
+    let c = d.create("demo", "noop", json!({"started_by": null}));
+    // The CLI creates without a token.
+    let out = home.cli(&["task", "create", "demo", "noop", "--user", "42"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let from_cli: i64 = out.stdout.trim().parse().unwrap();
+
+    let who = |id: i64| {
+        let t = d.task(id);
+        (t["started_by"].clone(), t["token_id"].clone())
+    };
+    assert_eq!(who(a), (json!(42), json!(first_id)));
+    assert_eq!(who(b), (json!(7), json!(second_id)), "the caller's token");
+    assert_eq!(who(c), (Value::Null, json!(first_id)));
+    assert_eq!(who(from_cli), (json!(42), Value::Null));
+    assert_eq!(
+        d.task(a)["meta"],
+        json!({"tag": "a"}),
+        "started_by is an option, not task data"
+    );
+
+    let list = |query: &str| {
+        let r = d.get(&format!("/stask/tasks{query}"));
+        assert_eq!(r.status, 200, "{query}: {:?}", r.body);
+        assert_eq!(r.body["total"], ids(&r).len(), "{query}");
+        ids(&r)
+    };
+    assert_eq!(list("?started_by=42"), vec![from_cli, a]);
+    assert_eq!(list("?started_by=7"), vec![b]);
+    assert_eq!(list("?started_by=7&identifier=demo"), vec![b]);
+    assert_eq!(list("?started_by=7&identifier=other"), Vec::<i64>::new());
+    assert_eq!(
+        list(&format!("?started_by={first_id}")),
+        Vec::<i64>::new(),
+        "a token id is not a user"
+    );
+    assert_eq!(
+        list("?started_by="),
+        vec![from_cli, c, b, a],
+        "empty: no filter"
+    );
+
+    for bad in [
+        json!("42"),
+        json!(0),
+        json!(-3),
+        json!(1.5),
+        json!(true),
+        json!([42]),
+    ] {
+        let r = d.post(
+            "/stask/workers/demo/tasks/noop",
+            &json!({"started_by": bad}),
+        );
+        let message = assert_error(&r, 422, &format!("started_by {bad}"));
+        assert!(
+            message.starts_with("started_by must be a user id"),
+            "{message}"
+        );
+    }
+    for bad in ["x", "0", "-1", "1.5", "9007199254740992"] {
+        let target = format!("/stask/tasks?started_by={bad}");
+        let message = assert_error(&d.get(&target), 422, &target);
+        assert_eq!(
+            message,
+            format!(
+                "started_by must be a whole number between 1 and 9007199254740991, got '{bad}'"
+            )
+        );
+    }
+    assert_eq!(
+        list(""),
+        vec![from_cli, c, b, a],
+        "refused creates stored nothing"
+    );
+
+    let doc = d.get("/stask/openapi.json").body;
+    let view = &doc["components"]["schemas"]["TaskView"]["properties"];
+    for field in ["started_by", "token_id"] {
+        assert!(view[field].is_object(), "TaskView lacks {field}: {view}");
+    }
+    let params = doc["paths"]["/stask/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        params.iter().any(|p| p["name"] == "started_by"),
+        "{params:?}"
+    );
+}

@@ -160,15 +160,38 @@ fn tokens_are_printed_once_listed_without_secrets_and_names_are_unique() {
     assert!(!rows[1].contains("revoked"), "{}", rows[1]);
 }
 
+/// Issue 15, point 7: workers are discovered automatically. In a fresh home whose plugins.d/
+/// has the demo library and whose registry is empty (no `workers discover`), `task create`
+/// finds the worker and `process` runs the task; `--user` records the CMS user and lists
+/// filter by it.
 #[test]
-fn tasks_run_without_a_daemon_through_discover_and_the_cron_pass() {
+fn tasks_run_without_a_daemon_or_an_explicit_discover_through_the_cron_pass() {
     let home = Home::with_workers(&["demo"]);
-    fails(
-        &home.cli(&["task", "create", "demo", "noop"]),
-        3,
-        &["unknown worker"],
-    );
+    let out = home.cli(&["workers", "list", "--json"]);
+    assert_eq!(ok(&out).trim(), "[]", "nothing is registered yet");
 
+    let id = create(
+        &home,
+        &[
+            "demo",
+            "run",
+            "--data",
+            r#"{"steps": 2, "sleep_ms": 1}"#,
+            "--user",
+            "42",
+        ],
+    );
+    let task = show(&home, id);
+    assert_eq!(task["status"], "pending", "{task}");
+    assert_eq!(task["identifier"], "demo");
+    assert_eq!(task["action"], "run");
+    assert_eq!(task["started_by"], 42, "{task}");
+    assert_eq!(task["token_id"], Value::Null, "not created with a token");
+    let out = home.cli(&["workers", "list", "--json"]);
+    let workers: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(workers[0]["identifier"], "demo", "{workers}");
+
+    // An explicit discover still works (and loads the file in its own process).
     let out = home.cli(&["workers", "discover"]);
     let stdout = ok(&out);
     assert!(
@@ -177,26 +200,44 @@ fn tasks_run_without_a_daemon_through_discover_and_the_cron_pass() {
             .any(|l| l.starts_with("demo.so: loaded demo ")),
         "{stdout}"
     );
-
-    let id = create(&home, &["demo", "noop"]);
-    let task = show(&home, id);
-    assert_eq!(task["status"], "pending", "{task}");
-    assert_eq!(task["identifier"], "demo");
-    assert_eq!(task["action"], "noop");
+    let noop = create(&home, &["demo", "noop"]);
+    assert_eq!(show(&home, noop)["started_by"], Value::Null);
 
     let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
-    assert_eq!(ok(&out).trim(), "processed 1 tasks");
+    assert_eq!(ok(&out).trim(), "processed 2 tasks");
     let task = show(&home, id);
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["attempts"], 1);
+    assert_eq!(show(&home, noop)["status"], "completed");
+
+    // `--user` filters the list; a user id is a positive whole number (a usage error else).
+    let listed = |user: &str| -> Vec<i64> {
+        let out = home.cli(&["task", "list", "--json", "--user", user]);
+        let list: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+        list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(listed("42"), vec![id]);
+    assert_eq!(listed("43"), Vec::<i64>::new());
+    fails(&home.cli(&["task", "list", "--user", "0"]), 2, &["user id"]);
+    fails(
+        &home.cli(&["task", "create", "demo", "noop", "--user", "x"]),
+        2,
+        &["user id"],
+    );
     let out = cli_within(&home, &["process"], &[], Duration::from_secs(60));
     assert_eq!(ok(&out).trim(), "processed 0 tasks", "nothing is run twice");
 
     // The human view of the same task.
     let out = home.cli(&["task", "show", &id.to_string()]);
     let text = ok(&out);
-    assert!(text.starts_with(&format!("task {id} demo:noop")), "{text}");
+    assert!(text.starts_with(&format!("task {id} demo:run")), "{text}");
     assert!(text.contains("completed"), "{text}");
+    assert!(text.contains("user      42"), "{text}");
 
     // Refused input, each with its exit code.
     fails(
@@ -238,7 +279,28 @@ fn tasks_run_without_a_daemon_through_discover_and_the_cron_pass() {
     fails(&home.cli(&["task", "show", "999999"]), 3, &["999999"]);
     let out = home.cli(&["stats", "--json"]);
     let stats: Value = serde_json::from_str(ok(&out).trim()).unwrap();
-    assert_eq!(stats["total"], 1, "refused creates stored nothing: {stats}");
+    assert_eq!(stats["total"], 2, "refused creates stored nothing: {stats}");
+}
+
+/// Issue 15, point 7: a worker that is truly absent (no library in plugins.d/ serves it) is
+/// still refused after the discovery `task create` runs, with the workers that are known.
+#[test]
+fn a_worker_absent_from_plugins_d_is_refused_after_the_automatic_discovery() {
+    let home = Home::with_workers(&[]);
+    fails(
+        &home.cli(&["task", "create", "demo", "run"]),
+        3,
+        &["unknown worker 'demo' (known workers: none)"],
+    );
+    home.install_worker("demo");
+    fails(
+        &home.cli(&["task", "create", "nosuch", "run"]),
+        3,
+        &["unknown worker 'nosuch' (known workers: demo)"],
+    );
+    let out = home.cli(&["stats", "--json"]);
+    let stats: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(stats["total"], 0, "{stats}");
 }
 
 #[test]

@@ -387,7 +387,7 @@ fn an_sqlite_installation_moves_to_postgres() {
     let done = d.create(
         "demo",
         "run",
-        json!({"steps": 2, "sleep_ms": 1, "result": "kept"}),
+        json!({"steps": 2, "sleep_ms": 1, "result": "kept", "started_by": 42}),
     );
     let failed = d.create("demo", "run", json!({"fail_permanent": true}));
     let later = d.create(
@@ -398,6 +398,12 @@ fn an_sqlite_installation_moves_to_postgres() {
     assert_eq!(d.wait_finished(done)["status"], "completed");
     assert_eq!(d.wait_finished(failed)["status"], "failed");
     let before_detail = d.get(&format!("/stask/tasks/{done}")).body;
+    // The user and the token travel with the task (compared below with the whole detail).
+    assert_eq!(before_detail["task"]["started_by"], 42, "{before_detail}");
+    assert!(
+        before_detail["task"]["token_id"].is_i64(),
+        "{before_detail}"
+    );
     let before_stats = stats(&d);
     assert_eq!(d.terminate(), 0);
 

@@ -1,6 +1,6 @@
 //! `workers`, `stats` and `token` commands.
 
-use super::{engine, lock_home, open_existing, CliError, CliResult};
+use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{now_ms, rfc3339};
 use crate::plugins::FileLoad;
 use crate::store::WorkerFilter;
@@ -89,21 +89,8 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
         }
         WorkersCommand::Discover | WorkersCommand::Rescan => {
             let engine = engine(home)?;
-            // A running daemon keeps plugins.d/ in sync itself; loading the files here too would
-            // record versions that the daemon does not serve.
-            let _lock = lock_home(&engine.config.storage_dir()).map_err(|_| {
-                CliError::new(
-                    4,
-                    "a daemon is running on this home and watches plugins.d/ itself; use POST /stask/workers/rescan to force a rescan",
-                )
-            })?;
-            // This command's library copies go when it ends (and stale ones now).
-            let _copies = engine.registry.claim_copies();
-            let outcomes = if matches!(cmd, WorkersCommand::Rescan) {
-                engine.registry.rescan()?
-            } else {
-                engine.registry.scan()?
-            };
+            let outcomes =
+                super::discover::discover(&engine, matches!(cmd, WorkersCommand::Rescan))?;
             for (file, outcome) in outcomes {
                 match outcome {
                     FileLoad::Loaded {

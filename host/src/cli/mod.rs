@@ -11,6 +11,7 @@ mod output;
 
 mod admin;
 mod dev;
+mod discover;
 mod migrate_to;
 mod serve;
 mod task;
@@ -137,7 +138,24 @@ pub type CliResult = Result<(), CliError>;
 /// An exclusive lock on `storage/stask.lock`: one daemon (or cron pass) per home at a time.
 pub(crate) struct HomeLock(#[allow(dead_code)] std::fs::File);
 
+/// [`try_lock_home`], refused (exit code 4) when another process holds the lock.
 pub(crate) fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError> {
+    try_lock_home(storage)?.ok_or_else(|| {
+        let path = storage.join("stask.lock");
+        CliError::new(
+            4,
+            format!(
+                "another stask daemon or process pass is already running on {} (lock {} is held)",
+                storage.parent().unwrap_or(storage).display(),
+                path.display()
+            ),
+        )
+    })
+}
+
+/// The home lock, or `None` when another process holds it; an error only when the lock file
+/// cannot be opened.
+pub(crate) fn try_lock_home(storage: &std::path::Path) -> Result<Option<HomeLock>, CliError> {
     use std::os::fd::AsRawFd;
     std::fs::create_dir_all(storage)
         .map_err(|e| CliError::new(1, format!("cannot create {}: {e}", storage.display())))?;
@@ -151,16 +169,16 @@ pub(crate) fn lock_home(storage: &std::path::Path) -> Result<HomeLock, CliError>
     // SAFETY: flock on a descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
         return Err(CliError::new(
-            4,
-            format!(
-                "another stask daemon or process pass is already running on {} (lock {} is held)",
-                storage.parent().unwrap_or(storage).display(),
-                path.display()
-            ),
+            1,
+            format!("cannot lock {}: {e}", path.display()),
         ));
     }
-    Ok(HomeLock(file))
+    Ok(Some(HomeLock(file)))
 }
 
 /// Refuses a home folder or an SQLite database that does not exist (exit code 3, the path in

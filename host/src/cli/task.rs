@@ -2,7 +2,7 @@
 
 use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{human_duration, parse_time, rfc3339};
-use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS};
+use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use clap::Subcommand;
@@ -32,6 +32,9 @@ pub enum TaskCommand {
         /// Attempts allowed.
         #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
         max_attempts: u32,
+        /// The CMS user the task is started for (stored as `started_by`).
+        #[arg(long, value_parser = user_id)]
+        user: Option<i64>,
     },
     /// Show one task.
     Show {
@@ -53,6 +56,9 @@ pub enum TaskCommand {
         /// Action.
         #[arg(long)]
         action: Option<String>,
+        /// Only tasks started for this CMS user (`started_by`).
+        #[arg(long, value_parser = user_id)]
+        user: Option<i64>,
         /// Rows to show, 1-500 (as the API's `per_page`).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
@@ -89,6 +95,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             priority,
             start_at,
             max_attempts,
+            user,
         } => {
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| CliError::new(5, format!("--data is not valid JSON: {e}")))?;
@@ -98,6 +105,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 .transpose()
                 .map_err(|m| CliError::new(5, m))?;
             let engine = engine(home)?;
+            super::discover::discover_if_unknown(&engine, &identifier)?;
             let id = engine.create_task(&NewTask {
                 identifier,
                 action,
@@ -105,7 +113,9 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 priority,
                 start_at,
                 max_attempts,
-                started_by: None,
+                started_by: user,
+                // Not over the API: no token.
+                token_id: None,
             })?;
             outln!("{id}");
             Ok(())
@@ -132,6 +142,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             status,
             worker,
             action,
+            user,
             limit,
             json,
         } => {
@@ -149,6 +160,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 statuses,
                 identifier: worker,
                 action,
+                started_by: user,
                 limit,
                 ..TaskFilter::default()
             })?;
@@ -202,6 +214,12 @@ fn print_task(t: &Task) {
     outln!("  progress  {}%", t.progress);
     outln!("  priority  {}", t.priority.name());
     outln!("  attempts  {} of {}", t.attempts, t.max_attempts);
+    if let Some(user) = t.started_by {
+        outln!("  user      {user}");
+    }
+    if let Some(token) = t.token_id {
+        outln!("  token     {token}");
+    }
     outln!("  created   {}", rfc3339(t.created_at));
     if let Some(at) = t.started_at {
         outln!("  started   {}", rfc3339(at));
@@ -253,4 +271,14 @@ fn watch(home: Option<PathBuf>, id: i64) -> CliResult {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A CMS user id, in the range the API accepts for `started_by`.
+fn user_id(raw: &str) -> Result<i64, String> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| (1..=MAX_USER_ID).contains(id))
+        .ok_or_else(|| {
+            format!("'{raw}' is not a user id (a whole number between 1 and {MAX_USER_ID})")
+        })
 }

@@ -58,6 +58,14 @@ impl IntParam {
             })
     }
 
+    /// [`IntParam::read`] for a parameter without a default: `None` when absent or empty.
+    pub fn read_opt(&self, raw: &Option<Param>) -> Result<Option<i64>, ApiError> {
+        match Param::text(raw) {
+            None => Ok(None),
+            Some(_) => self.read(raw).map(Some),
+        }
+    }
+
     /// [`IntParam::read`] for a parameter whose range fits in `u32`.
     pub fn read_u32(&self, raw: &Option<Param>) -> Result<u32, ApiError> {
         let v = self.read(raw)?;
@@ -118,6 +126,19 @@ mod tests {
                 format!("per_page must be a whole number between 1 and 500, got '{bad}'")
             );
         }
+    }
+
+    #[test]
+    fn an_optional_whole_number_is_none_when_absent_and_checked_when_given() {
+        assert_eq!(P.read_opt(&None).unwrap(), None);
+        assert_eq!(P.read_opt(&raw("")).unwrap(), None, "empty is absent");
+        assert_eq!(P.read_opt(&raw("7")).unwrap(), Some(7));
+        let e = P.read_opt(&raw("x")).unwrap_err();
+        assert_eq!(e.status.as_u16(), 422);
+        assert_eq!(
+            e.message,
+            "per_page must be a whole number between 1 and 500, got 'x'"
+        );
     }
 
     #[test]

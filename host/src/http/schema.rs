@@ -103,6 +103,9 @@ pub struct TaskQuery {
     pub to: Option<String>,
     /// Text in the message, data, worker or action.
     pub q: Option<String>,
+    /// Started for this CMS user (a user id, as given at creation).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    pub started_by: Option<Param>,
     /// Page number, 1-1000000 (default 1).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub page: Option<Param>,

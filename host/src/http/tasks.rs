@@ -10,7 +10,7 @@ use super::schema::{
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{human_duration, parse_time};
-use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS};
+use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use axum::body::{Body, Bytes};
@@ -24,8 +24,16 @@ use serde_json::{Map, Value};
 /// Log lines returned with a progress answer.
 const PROGRESS_LOG_LINES: i64 = 20;
 
+/// The control keys of a create body.
+struct Controls {
+    priority: Priority,
+    start_at: Option<i64>,
+    max_attempts: u32,
+    started_by: Option<i64>,
+}
+
 /// Control keys taken out of a create body; everything else is the task data.
-fn take_controls(body: &mut Map<String, Value>) -> Result<(Priority, Option<i64>, u32), ApiError> {
+fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
     let priority = match body.remove("priority") {
         None | Some(Value::Null) => Priority::Normal,
         Some(Value::String(p)) => p.parse().map_err(ApiError::invalid)?,
@@ -61,7 +69,25 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<(Priority, Option<i64>
                 ApiError::invalid(format!("max_attempts must be a positive integer, got {v}"))
             })?,
     };
-    Ok((priority, start_at, max_attempts))
+    let started_by = match body.remove("started_by") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|id| (1..=MAX_USER_ID).contains(id))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "started_by must be a user id (a whole number between 1 and \
+                         {MAX_USER_ID}), got {v}"
+                    ))
+                })?,
+        ),
+    };
+    Ok(Controls {
+        priority,
+        start_at,
+        max_attempts,
+        started_by,
+    })
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -76,14 +102,15 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Creates a task (the seed's endpoint). The body is the task data; the keys `priority`
-/// (`low`/`normal`/`high`), `start_at` (RFC 3339 or UNIX seconds) and `max_attempts` (1-100)
-/// are taken out of it as options.
+/// (`low`/`normal`/`high`), `start_at` (RFC 3339 or UNIX seconds), `max_attempts` (1-100)
+/// and `started_by` (the CMS user's id, a positive integer) are taken out of it as options.
+/// The calling token's id is stored as the task's `token_id`.
 #[utoipa::path(post, path = "/stask/workers/{identifier}/tasks/{action}", tag = "tasks",
     params(
         ("identifier" = String, Path, description = "Worker identifier"),
         ("action" = String, Path, description = "One of the worker's actions"),
     ),
-    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts"),
+    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id)"),
     responses(
         (status = 201, description = "Created", body = TaskCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -99,6 +126,7 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
+    // A session is opened with a token: its calls carry that token's id (see `auth`).
     let task = new_task(identifier, action, Some(caller.token_id), body)?;
     let id = state.engine.create_task_async(task).await?;
     Ok((
@@ -111,11 +139,12 @@ pub async fn create(
     ))
 }
 
-/// The task a create request asks for: the body's data, with the control keys taken out.
+/// The task a create request asks for: the body's data, with the control keys taken out;
+/// `token_id` is the caller's token.
 pub(crate) fn new_task(
     identifier: String,
     action: String,
-    started_by: Option<i64>,
+    token_id: Option<i64>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<NewTask, ApiError> {
     let mut data = match json_body(body)? {
@@ -128,15 +157,16 @@ pub(crate) fn new_task(
             )))
         }
     };
-    let (priority, start_at, max_attempts) = take_controls(&mut data)?;
+    let controls = take_controls(&mut data)?;
     Ok(NewTask {
         identifier,
         action,
         data: Value::Object(data),
-        priority,
-        start_at,
-        max_attempts,
-        started_by,
+        priority: controls.priority,
+        start_at: controls.start_at,
+        max_attempts: controls.max_attempts,
+        started_by: controls.started_by,
+        token_id,
     })
 }
 
@@ -271,6 +301,15 @@ pub(crate) const PER_PAGE: IntParam = IntParam {
     default: 50,
 };
 
+/// `started_by` of `GET /stask/tasks`: a user id, as a create accepts it. Read with
+/// [`IntParam::read_opt`]: absent is no filter, so the default is never used.
+pub(crate) const STARTED_BY: IntParam = IntParam {
+    name: "started_by",
+    min: 1,
+    max: MAX_USER_ID,
+    default: 0,
+};
+
 /// `limit` of `GET /stask/tasks/pending`.
 pub(crate) const PENDING_LIMIT: IntParam = IntParam {
     name: "limit",
@@ -296,6 +335,7 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
         created_from: time_param(&q.from)?,
         created_to: time_param(&q.to)?,
         search: q.q,
+        started_by: STARTED_BY.read_opt(&q.started_by)?,
         limit: per_page,
         offset: (page_no - 1) * per_page,
         oldest_first: false,

@@ -468,6 +468,8 @@ pub struct TaskFilter {
     pub created_to: Option<i64>,
     /// Text in message, data, identifier or action.
     pub search: Option<String>,
+    /// Started for this CMS user (`started_by`).
+    pub started_by: Option<i64>,
     /// Page size.
     pub limit: i64,
     /// Rows to skip.

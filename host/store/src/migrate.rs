@@ -56,6 +56,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     3 => "0003_created_index.sql",
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
+    7 => "0007_task_token.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -65,6 +66,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     3 => "0003_created_index.sql",
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
+    7 => "0007_task_token.sql",
 );
 
 /// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -75,6 +77,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
+    7 => "0007_task_token.sql",
 );
 
 #[cfg(test)]
@@ -116,5 +119,33 @@ mod tests {
             !init.contains(") WHERE status"),
             "no partial index in MySQL"
         );
+    }
+
+    /// Migration 7 moves the token ids older rows kept in `started_by` to `token_id` (they
+    /// never named a user) and leaves the rows without a user.
+    #[test]
+    fn task_token_moves_old_started_by_to_token_id_in_sqlite() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let (before, after): (Vec<&Migration>, Vec<&Migration>) =
+            SQLITE_MIGRATIONS.iter().partition(|m| m.version < 7);
+        for m in before {
+            conn.execute_batch(m.sql).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO s_tasks (identifier, action, started_by, run_at, created_at, updated_at)
+             VALUES ('w', 'run', 4, 0, 0, 0), ('w', 'run', NULL, 0, 0, 0)",
+        )
+        .unwrap();
+        for m in after {
+            conn.execute_batch(m.sql).unwrap();
+        }
+        let rows: Vec<(Option<i64>, Option<i64>)> = conn
+            .prepare("SELECT started_by, token_id FROM s_tasks ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, vec![(None, Some(4)), (None, None)]);
     }
 }

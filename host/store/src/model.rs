@@ -158,9 +158,18 @@ pub struct NewTask {
     pub start_at: Option<i64>,
     /// Attempts allowed (>= 1).
     pub max_attempts: u32,
-    /// Token or user id that created it; `None` = system.
+    /// The CMS user the task was started for (the original's `userId`), as the client gave
+    /// it; `None` = no user.
     pub started_by: Option<i64>,
+    /// The API token that created it (a session's: the token it was opened with); `None` =
+    /// not over the API (CLI, system).
+    pub token_id: Option<i64>,
 }
+
+/// The largest CMS user id a task's `started_by` takes (the API and the CLI refuse more):
+/// JavaScript's largest exact integer, so that a browser and the OpenAPI document read every
+/// id exactly. User ids start at 1.
+pub const MAX_USER_ID: i64 = 9_007_199_254_740_991;
 
 /// Default `max_attempts` (the seed's).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -178,8 +187,10 @@ pub struct Task {
     pub status: TaskStatus,
     /// Last status message.
     pub message: String,
-    /// Creator (token id); `None` = system.
+    /// The CMS user the task was started for; `None` = no user.
     pub started_by: Option<i64>,
+    /// The API token that created it; `None` = not over the API.
+    pub token_id: Option<i64>,
     /// Task data.
     pub meta: Value,
     /// Result text.
@@ -388,7 +399,7 @@ pub struct PluginFile {
 /// An API token row (without the secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenRow {
-    /// Id (stored as `started_by` of tasks it creates).
+    /// Id (stored as `token_id` of tasks it creates).
     pub id: i64,
     /// Name given at creation.
     pub name: String,

@@ -10,6 +10,9 @@ pub enum FilterArg {
     Text(String),
     /// Integer.
     Int(i64),
+    /// A point in time, UNIX milliseconds (a driver whose time columns are native
+    /// timestamps converts it in SQL).
+    Time(i64),
 }
 
 /// What differs between the SQL dialects here.
@@ -73,11 +76,14 @@ pub fn filter_sql(filter: &TaskFilter, dialect: &Dialect) -> FilterSql {
             bind(FilterArg::Text(v.name().into()))
         ));
     }
+    if let Some(v) = filter.started_by {
+        clauses.push(format!("started_by = {}", bind(FilterArg::Int(v))));
+    }
     if let Some(v) = filter.created_from {
-        clauses.push(format!("created_at >= {}", bind(FilterArg::Int(v))));
+        clauses.push(format!("created_at >= {}", bind(FilterArg::Time(v))));
     }
     if let Some(v) = filter.created_to {
-        clauses.push(format!("created_at < {}", bind(FilterArg::Int(v))));
+        clauses.push(format!("created_at < {}", bind(FilterArg::Time(v))));
     }
     if let Some(v) = filter.search.as_deref().filter(|s| !s.is_empty()) {
         let escaped = v
@@ -121,6 +127,7 @@ mod tests {
             identifier: Some("w'; DROP TABLE s_tasks; --".into()),
             priority: Some(Priority::High),
             created_from: Some(5),
+            started_by: Some(7),
             search: Some("50%_off\\".into()),
             limit: 5_000,
             offset: -3,
@@ -129,23 +136,26 @@ mod tests {
         let pg = filter_sql(&filter, &POSTGRES);
         assert_eq!(
             pg.where_sql,
-            "WHERE status IN (10,40) AND identifier = $1 AND priority = $2 AND created_at >= $3 \
-             AND (message ILIKE $4 ESCAPE '\\' OR meta ILIKE $4 ESCAPE '\\' \
-             OR identifier ILIKE $4 ESCAPE '\\' OR action ILIKE $4 ESCAPE '\\')"
+            "WHERE status IN (10,40) AND identifier = $1 AND priority = $2 AND started_by = $3 \
+             AND created_at >= $4 \
+             AND (message ILIKE $5 ESCAPE '\\' OR meta ILIKE $5 ESCAPE '\\' \
+             OR identifier ILIKE $5 ESCAPE '\\' OR action ILIKE $5 ESCAPE '\\')"
         );
         assert_eq!(
             pg.args,
             vec![
                 FilterArg::Text("w'; DROP TABLE s_tasks; --".into()),
                 FilterArg::Text("high".into()),
-                FilterArg::Int(5),
+                FilterArg::Int(7),
+                FilterArg::Time(5),
                 FilterArg::Text("%50\\%\\_off\\\\%".into()),
             ]
         );
         assert_eq!(pg.page_sql, "ORDER BY id DESC LIMIT 1000 OFFSET 0");
         let sqlite = filter_sql(&filter, &SQLITE);
         assert!(sqlite.where_sql.contains("identifier = ?1"));
-        assert!(sqlite.where_sql.contains("message LIKE ?4"));
+        assert!(sqlite.where_sql.contains("started_by = ?3"));
+        assert!(sqlite.where_sql.contains("message LIKE ?5"));
         assert_eq!(sqlite.args, pg.args);
     }
 

@@ -234,6 +234,7 @@ pub fn insert_pending(db: &Path, n: usize, action: &str) {
         start_at: None,
         max_attempts: 3,
         started_by: None,
+        token_id: None,
     };
     let batch = vec![task; 1_000];
     let mut left = n;

@@ -136,6 +136,7 @@ fn task(action: &str) -> NewTask {
         start_at: None,
         max_attempts: 3,
         started_by: None,
+        token_id: None,
     }
 }
 

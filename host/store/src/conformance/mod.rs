@@ -41,6 +41,7 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
         start_at,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         started_by: None,
+        token_id: None,
     }
 }
 
@@ -295,6 +296,7 @@ macro_rules! driver_tests {
         $crate::driver_tests!(@area $open, $reopenable; tasks: [
             inserted_tasks_read_back_as_created,
             task_lists_filter_page_and_count,
+            started_by_and_token_id_are_stored_apart_and_filtered,
             pending_tasks_in_claim_order,
             next_due_is_the_earliest_future_pending_task,
             progress_is_written_only_under_the_current_lease,

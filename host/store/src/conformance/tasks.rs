@@ -2,7 +2,7 @@
 //! time, progress, logs, counts, cancel and retry, deletion, and the external change counter.
 
 use super::{claim, finish, task};
-use crate::model::{LogLine, Priority, TaskStatus};
+use crate::model::{LogLine, NewTask, Priority, TaskStatus};
 use crate::{CancelResult, ProgressWrite, RetryResult, Store, StoreError, TaskFilter};
 use serde_json::json;
 
@@ -217,6 +217,62 @@ pub fn task_lists_filter_page_and_count(store: &dyn Store) {
         (page, total),
         (vec![c, b], 4),
         "the total counts beyond the page"
+    );
+}
+
+/// A task's CMS user (`started_by`) and API token (`token_id`) are two columns: each is
+/// stored and read back as given, by `insert_task` and `insert_tasks` alike (either may be
+/// absent), and the list filters by user alone, never matching a token id.
+pub fn started_by_and_token_id_are_stored_apart_and_filtered(store: &dyn Store) {
+    let with = |started_by: Option<i64>, token_id: Option<i64>| NewTask {
+        started_by,
+        token_id,
+        ..task("w", Priority::Normal, None)
+    };
+    let user_7 = store.insert_task(&with(Some(7), Some(3)), 100).unwrap();
+    let ids = store
+        .insert_tasks(
+            &[
+                with(Some(3), Some(7)),
+                with(None, Some(3)),
+                with(Some(7), None),
+            ],
+            200,
+        )
+        .unwrap();
+    let (user_3, no_user, user_7_no_token) = (ids[0], ids[1], ids[2]);
+    let who = |id: i64| {
+        let t = store.task(id).unwrap().expect("the task just created");
+        (t.started_by, t.token_id)
+    };
+    assert_eq!(who(user_7), (Some(7), Some(3)));
+    assert_eq!(who(user_3), (Some(3), Some(7)), "not swapped in a batch");
+    assert_eq!(who(no_user), (None, Some(3)));
+    assert_eq!(who(user_7_no_token), (Some(7), None));
+    let by_user = |user: i64| {
+        let (page, total) = store
+            .tasks(&TaskFilter {
+                started_by: Some(user),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        (page.iter().map(|t| t.id).collect::<Vec<_>>(), total)
+    };
+    assert_eq!(by_user(7), (vec![user_7_no_token, user_7], 2));
+    assert_eq!(by_user(3), (vec![user_3], 1), "a token id is not a user");
+    assert_eq!(by_user(99), (vec![], 0));
+    let combined = TaskFilter {
+        started_by: Some(7),
+        created_from: Some(150),
+        limit: 10,
+        ..Default::default()
+    };
+    let (page, total) = store.tasks(&combined).unwrap();
+    assert_eq!(
+        (page.iter().map(|t| t.id).collect::<Vec<_>>(), total),
+        (vec![user_7_no_token], 1),
+        "with the other filters, all apply"
     );
 }
 

@@ -25,7 +25,7 @@ pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
          {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
          processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
          lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-         memory_bytes",
+         memory_bytes, token_id",
         start_at = to_ms("start_at"),
         finished_at = to_ms("finished_at"),
         created_at = to_ms("created_at"),
@@ -53,10 +53,10 @@ fn load_task(
 /// One task; the id comes from the auto-increment (one row per statement: ids in order).
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at,
-                              run_at, max_attempts, priority, priority_rank, created_at,
-                              updated_at)
-         VALUES (?, ?, {pending}, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now})",
+        "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
+                              start_at, run_at, max_attempts, priority, priority_rank,
+                              created_at, updated_at)
+         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now})",
         pending = target(Event::Create),
         start_at = from_ms("?"),
         now = from_ms("?"),
@@ -280,7 +280,7 @@ const DIALECT: task_filter::Dialect = task_filter::Dialect {
 /// The filter's `:pN` placeholders as `?` with their values in order of use (the search term
 /// is used four times). The client's own named-parameter parser cannot be used: it reads
 /// `'\'` as an escaped quote, where our sessions (`NO_BACKSLASH_ESCAPES`) read a backslash.
-/// The only integers are creation times, compared with a `DATETIME(3)` column.
+/// Times are compared with a `DATETIME(3)` column, so they are converted in SQL.
 fn positional(where_sql: &str, args: &[FilterArg]) -> (String, Vec<Value>) {
     let mut sql = String::with_capacity(where_sql.len() + 64);
     let mut values = Vec::new();
@@ -298,6 +298,10 @@ fn positional(where_sql: &str, args: &[FilterArg]) -> (String, Vec<Value>) {
                 values.push(Value::from(v.as_str()));
             }
             Some(FilterArg::Int(v)) => {
+                sql.push('?');
+                values.push(Value::from(*v));
+            }
+            Some(FilterArg::Time(v)) => {
                 sql.push_str(&from_ms("?"));
                 values.push(Value::from(clamp_ms(*v)));
             }
@@ -417,6 +421,7 @@ impl TaskStore for MysqlStore {
                         t.action.as_str(),
                         created_message(t.start_at, now),
                         t.started_by,
+                        t.token_id,
                         t.data.to_string(),
                         t.start_at.map(clamp_ms),
                         t.start_at.unwrap_or(now).max(0),

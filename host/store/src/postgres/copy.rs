@@ -3,7 +3,7 @@
 //! with its logs. Sessions are not copied (browsers log in again).
 //!
 //! Everything is written in one PostgreSQL transaction, so a failed copy leaves the target as
-//! it was. Rows keep their ids (tasks' `started_by` names token ids, logs name task ids), so
+//! it was. Rows keep their ids (tasks' `token_id` names token ids, logs name task ids), so
 //! the target must not have tasks or tokens of its own unless the caller forces a replace.
 
 use super::{PgStore, StoreError, StoreResult};
@@ -117,6 +117,7 @@ const TABLES: &[Table] = &[
             ("duration_ms", Int),
             ("cpu_ms", Int),
             ("memory_bytes", Int),
+            ("token_id", Int),
         ],
         by_id: true,
     },

@@ -598,6 +598,50 @@ mod tests {
 
     crate::driver_tests!(open, reopenable);
 
+    /// Migration 7 moves the token ids older rows kept in `started_by` to `token_id` (they
+    /// never named a user) and leaves the rows without a user.
+    #[test]
+    fn task_token_moves_old_started_by_to_token_id() {
+        let base = testing::base_url();
+        let mut admin = base
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(NoTls)
+            .unwrap();
+        let schema = format!("stask_test_{}", uuid::Uuid::new_v4().simple());
+        // (started_by, token_id) of each row.
+        type Who = Vec<(Option<i64>, Option<i64>)>;
+        let outcome = (|| -> Result<Who, postgres::Error> {
+            admin.batch_execute(&format!(
+                "CREATE SCHEMA {0}; SET search_path = {0}",
+                quote_ident(&schema)
+            ))?;
+            let list = migrations(Backend::Postgres);
+            let (before, after): (Vec<&Migration>, Vec<&Migration>) =
+                list.iter().partition(|m| m.version < 7);
+            for m in before {
+                admin.batch_execute(m.sql)?;
+            }
+            admin.batch_execute(
+                "INSERT INTO s_tasks (identifier, action, started_by, run_at, created_at,
+                                      updated_at)
+                 VALUES ('w', 'run', 4, 0, 0, 0), ('w', 'run', NULL, 0, 0, 0)",
+            )?;
+            for m in after {
+                admin.batch_execute(m.sql)?;
+            }
+            Ok(admin
+                .query("SELECT started_by, token_id FROM s_tasks ORDER BY id", &[])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        })();
+        admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))
+            .unwrap();
+        assert_eq!(outcome.unwrap(), vec![(None, Some(4)), (None, None)]);
+    }
+
     #[test]
     fn redact_hides_the_password() {
         assert_eq!(

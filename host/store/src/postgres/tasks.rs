@@ -32,14 +32,14 @@ fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Tas
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
-INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at, run_at,
-                     max_attempts, priority, priority_rank, created_at, updated_at)
-SELECT identifier, action, {pending}, message, started_by, meta, start_at, run_at, max_attempts,
-       priority, priority_rank, $11, $11
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-              $7::bigint[], $8::bigint[], $9::text[], $10::bigint[])
-       WITH ORDINALITY AS t(identifier, action, message, started_by, meta, start_at, run_at,
-                            max_attempts, priority, priority_rank, n)
+INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta, start_at,
+                     run_at, max_attempts, priority, priority_rank, created_at, updated_at)
+SELECT identifier, action, {pending}, message, started_by, token_id, meta, start_at, run_at,
+       max_attempts, priority, priority_rank, $12, $12
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[])
+       WITH ORDINALITY AS t(identifier, action, message, started_by, token_id, meta, start_at,
+                            run_at, max_attempts, priority, priority_rank, n)
  ORDER BY n
 RETURNING id",
         pending = target(Event::Create),
@@ -402,6 +402,7 @@ impl TaskStore for PgStore {
             .map(|t| created_message(t.start_at, now))
             .collect();
         let started_by: Vec<Option<i64>> = tasks.iter().map(|t| t.started_by).collect();
+        let token_ids: Vec<Option<i64>> = tasks.iter().map(|t| t.token_id).collect();
         let metas: Vec<String> = tasks.iter().map(|t| t.data.to_string()).collect();
         let start_ats: Vec<Option<i64>> = tasks.iter().map(|t| t.start_at).collect();
         let run_ats: Vec<i64> = tasks
@@ -420,6 +421,7 @@ impl TaskStore for PgStore {
                     &actions,
                     &messages,
                     &started_by,
+                    &token_ids,
                     &metas,
                     &start_ats,
                     &run_ats,
@@ -666,7 +668,7 @@ impl TaskStore for PgStore {
             .into_iter()
             .map(|a| match a {
                 FilterArg::Text(v) => Param::Text(text(&v)),
-                FilterArg::Int(v) => Param::Int(v),
+                FilterArg::Int(v) | FilterArg::Time(v) => Param::Int(v),
             })
             .collect();
         self.transaction(move |tx, _| {

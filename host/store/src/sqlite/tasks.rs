@@ -26,9 +26,9 @@ fn load_task(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
 /// A new task (`Event::Create`).
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO s_tasks (identifier, action, status, message, started_by, meta, start_at,
-             run_at, max_attempts, priority, priority_rank, created_at, updated_at)
-         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
+             start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at)
+         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
         pending = target(Event::Create),
     )
 });
@@ -41,6 +41,7 @@ fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64
         task.action,
         message,
         task.started_by,
+        task.token_id,
         task.data.to_string(),
         task.start_at,
         task.start_at.unwrap_or(now).max(0),
@@ -614,7 +615,7 @@ impl TaskStore for SqliteStore {
             .into_iter()
             .map(|a| match a {
                 FilterArg::Text(v) => SqlValue::Text(v),
-                FilterArg::Int(v) => SqlValue::Integer(v),
+                FilterArg::Int(v) | FilterArg::Time(v) => SqlValue::Integer(v),
             })
             .collect();
         self.read(|conn| {
