@@ -51,6 +51,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     3 => "0003_created_index.sql",
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
+    6 => "0006_seed_rows.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -60,6 +61,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     3 => "0003_created_index.sql",
     4 => "0004_task_resources.sql",
     5 => "0005_hosts.sql",
+    6 => "0006_seed_rows.sql",
 );
 
 #[cfg(test)]
