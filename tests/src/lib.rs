@@ -292,6 +292,12 @@ impl Home {
         Home::new(workers, Some(schema))
     }
 
+    /// A home on its own SQLite file (`pg` `None`) or on `pg`, without its database yet: for
+    /// tests that set the environment (e.g. `STASK_TABLE_PREFIX`) before `stask migrate`.
+    pub fn unmigrated(workers: &[&str], pg: Option<Arc<PgSchema>>) -> Home {
+        Home::create(workers, pg, false)
+    }
+
     fn new(workers: &[&str], pg: Option<Arc<PgSchema>>) -> Home {
         Home::create(workers, pg, true)
     }

@@ -115,7 +115,7 @@ impl SqliteStore {
             Ok(conn)
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        let starts = starts::StartJournal::open(path)?;
+        let starts = starts::StartJournal::open(path, options.table_prefix.as_str())?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
         writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
