@@ -223,3 +223,25 @@ fn a_seed_row_runs_under_a_prefix() {
     a_seed_row_is_picked_up_and_run(Shared::sqlite(), "evo_");
     a_seed_row_is_picked_up_and_run(Shared::postgres(), "evo_");
 }
+
+/// `stask migrate-to` under a prefix copies the prefixed SQLite tables into prefixed
+/// PostgreSQL tables (and makes no unprefixed ones).
+#[test]
+fn migrate_to_keeps_the_prefix() {
+    let source = Shared::sqlite();
+    let home = source.home("evo_");
+    let d = home.serve();
+    let id = d.create("demo", "run", json!({"steps": 1}));
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+    assert_eq!(d.terminate(), 0);
+    let target = Shared::postgres();
+    let out = home.cli(&["migrate-to", &target.url()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(target.query_int("SELECT COUNT(*) FROM evo_s_tasks"), 1);
+    assert_eq!(
+        target.query_int("SELECT COUNT(*) FROM evo_s_workers WHERE identifier = 'demo'"),
+        1
+    );
+    let tables = target.tables();
+    assert!(tables.iter().all(|t| t.starts_with("evo_s_")), "{tables:?}");
+}

@@ -308,6 +308,49 @@ mod tests {
 
     crate::driver_tests!(open, reopenable);
 
+    /// Migration 0006 rebuilds `s_tasks`: the rows of an installation made before it are kept
+    /// whole, and every index of 0001 and 0003 is there again.
+    #[test]
+    fn the_seed_rows_rebuild_keeps_tasks_and_indexes() {
+        use crate::model::Priority;
+        use crate::{TaskStore, SQLITE_MIGRATIONS};
+        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("stask.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let indexes = |store: &SqliteStore| -> Vec<String> {
+            let conn = store.writer.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 's_tasks'
+                      AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let before_0006 = &SQLITE_MIGRATIONS[..5];
+        assert_eq!(before_0006.last().unwrap().version, 5);
+        super::apply_migrations(&mut store.writer.lock(), before_0006, &store.prefix).unwrap();
+        let old_indexes = indexes(&store);
+        let mut scheduled = crate::conformance::task("w", Priority::High, Some(9_000));
+        scheduled.max_attempts = 7;
+        let ids = store
+            .insert_tasks(
+                &[
+                    crate::conformance::task("w", Priority::Low, None),
+                    scheduled,
+                ],
+                1_000,
+            )
+            .unwrap();
+        let old: Vec<_> = ids.iter().map(|&id| store.task(id).unwrap()).collect();
+        assert_eq!(store.migrate().unwrap(), vec!["0006_seed_rows.sql"]);
+        let new: Vec<_> = ids.iter().map(|&id| store.task(id).unwrap()).collect();
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        assert_eq!(indexes(&store), old_indexes);
+        assert_eq!(old_indexes.len(), 6, "{old_indexes:?}");
+    }
+
     /// The whole suite again on a store whose tables are `evo_s_...`: the file holds no
     /// `s_...` table, so a statement that bypassed the prefix fails its property.
     mod prefixed {
