@@ -356,6 +356,13 @@ impl Home {
         Home::new(workers, Some(database))
     }
 
+    /// A home on its own SQLite file (`server` `None`) or on a server database, without its
+    /// database yet: for tests that set the environment (e.g. `STASK_TABLE_PREFIX`) before
+    /// `stask migrate`.
+    pub fn unmigrated(workers: &[&str], server: Option<ServerDatabase>) -> Home {
+        Home::create(workers, server, false)
+    }
+
     fn new(workers: &[&str], server: Option<ServerDatabase>) -> Home {
         Home::create(workers, server, true)
     }

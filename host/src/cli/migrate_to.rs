@@ -52,7 +52,7 @@ pub(super) fn migrate_to(home: Option<PathBuf>, args: MigrateToArgs) -> CliResul
             ),
         ));
     }
-    let target = PgStore::open(&args.url)?;
+    let target = PgStore::open_with(&args.url, &config.open_options())?;
     let report = copy_from_sqlite(&source, &target, args.force)?;
     for (table, rows) in &report.replaced {
         outln!("replaced {rows} rows of {table} in the target");

@@ -667,6 +667,16 @@ pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostSto
     /// Called once at a clean stop, after the last task was stored: SQLite folds its WAL
     /// into the database file and truncates it.
     fn close(&self) {}
+    /// Runs `sql` (statements without parameters, naming our tables `s_...`) with the table
+    /// prefix applied, as another program writing the database would: the conformance suite
+    /// writes rows the original product's way through it. Not for sTask's own writes.
+    fn execute_foreign(&self, sql: &str) -> StoreResult<()>;
+    /// A point in time as SQL text for a column the original product declares a timestamp
+    /// (`start_at`), as another program would write it: UNIX milliseconds where our time
+    /// columns are integers (SQLite, PostgreSQL), a `DATETIME` literal in UTC on MySQL.
+    fn time_literal(&self, ms: i64) -> String {
+        ms.to_string()
+    }
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` (or a plain path),
@@ -688,15 +698,16 @@ pub struct OpenOptions {
 
 /// [`open`] with the options the configuration chose.
 pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
-    let sync = options.sqlite_sync;
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
             std::path::Path::new(path),
-            sync,
+            options,
         )?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(std::sync::Arc::new(postgres::PgStore::open(url)?));
+        return Ok(std::sync::Arc::new(postgres::PgStore::open_with(
+            url, options,
+        )?));
     }
     if url.starts_with("mysql://") || url.starts_with("mariadb://") {
         return Ok(std::sync::Arc::new(mysql::MysqlStore::open(
@@ -716,7 +727,7 @@ pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc
     }
     Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
         std::path::Path::new(url),
-        sync,
+        options,
     )?))
 }
 

@@ -259,4 +259,7 @@ impl Store for FaultStore {
     fn close(&self) {
         self.inner.close()
     }
+    fn execute_foreign(&self, sql: &str) -> StoreResult<()> {
+        self.inner.execute_foreign(sql)
+    }
 }

@@ -86,6 +86,15 @@ fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
 /// A method may have several rows; every method needs one (checked by
 /// `every_store_method_has_a_property`).
 pub const COVERED: &[(&str, &str)] = &[
+    // Store
+    (
+        "Store::execute_foreign",
+        "a_row_written_with_only_the_original_columns_is_claimed",
+    ),
+    (
+        "Store::time_literal",
+        "a_row_written_with_only_the_original_columns_is_claimed",
+    ),
     // TaskStore
     (
         "TaskStore::insert_task",
@@ -306,6 +315,7 @@ macro_rules! driver_tests {
             external_change_counter_follows_the_driver_contract,
             cancel_and_retry,
             text_with_nul_is_stored,
+            a_row_written_with_only_the_original_columns_is_claimed,
         ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; claims: [
             claims_in_priority_then_due_order,

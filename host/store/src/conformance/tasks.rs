@@ -608,3 +608,61 @@ pub fn external_change_counter_follows_the_driver_contract(store: &dyn Store) {
     };
     assert!(changed, "a cancel request changes the counter");
 }
+
+/// A row inserted the original product's way — only `identifier`, `action`, `status` 10,
+/// `priority` as text and `meta`, optionally `start_at` and `max_attempts` — gets every other
+/// column from the schema (migration 0006: times now in ms, `run_at` from `start_at`, the rank
+/// from the priority, the message) and is claimed in claim order beside sTask's own tasks.
+/// The statements are plain SQL every backend accepts, sent through
+/// [`Store::execute_foreign`] (which applies the table prefix), with `start_at` written as
+/// the backend's column type takes it ([`Store::time_literal`]).
+pub fn a_row_written_with_only_the_original_columns_is_claimed(store: &dyn Store) {
+    let before = crate::clock::now_ms();
+    let later = before + 3_600_000;
+    let own = store
+        .insert_task(&task("w", Priority::Normal, None), before - 1_000)
+        .unwrap();
+    store
+        .execute_foreign(
+            "INSERT INTO s_tasks (identifier, action, status, priority, meta)
+             VALUES ('w', 'run', 10, 'high', '{\"seed\":1}')",
+        )
+        .unwrap();
+    store
+        .execute_foreign(&format!(
+            "INSERT INTO s_tasks (identifier, action, status, priority, meta, start_at, max_attempts)
+             VALUES ('w', 'run', 10, 'low', '{{}}', {}, 5)",
+            store.time_literal(later)
+        ))
+        .unwrap();
+    let after = crate::clock::now_ms();
+    let (pending, total) = store.pending_tasks(10).unwrap();
+    assert_eq!(total, 3);
+    // Claim order: the high seed, then sTask's normal task, then the scheduled low seed.
+    let (seed, scheduled) = (&pending[0], &pending[2]);
+    assert_eq!(pending[1].id, own);
+    assert_eq!(
+        (seed.priority, seed.status),
+        (Priority::High, TaskStatus::Pending)
+    );
+    assert_eq!(seed.meta, json!({"seed": 1}));
+    assert_eq!((seed.attempts, seed.max_attempts), (0, 3));
+    assert_eq!(seed.message, crate::task_state::WAITING_TO_RUN);
+    // Milliseconds of the database's clock (the same machine's in the tests).
+    for at in [seed.run_at, seed.created_at] {
+        assert!((before - 2_000..=after + 2_000).contains(&at), "{at} in ms");
+    }
+    assert_eq!(scheduled.priority, Priority::Low);
+    assert_eq!((scheduled.start_at, scheduled.run_at), (Some(later), later));
+    assert_eq!(scheduled.max_attempts, 5);
+    assert!(
+        scheduled.message.starts_with("Scheduled for "),
+        "{}",
+        scheduled.message
+    );
+    let claimed: Vec<i64> = claim(store, "h", 10, after + 2_000)
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(claimed, vec![seed.id, own]);
+}

@@ -228,7 +228,7 @@ impl MysqlStore {
     }
 
     /// A statement written in the code, with the table prefix applied (once per store).
-    pub(crate) fn sql(&self, sql: &'static str) -> Arc<str> {
+    pub(crate) fn sql(&self, sql: &'static str) -> crate::table_prefix::Sql {
         self.prefix.statement(sql)
     }
 
@@ -356,6 +356,15 @@ fn apply_migrations(store: &MysqlStore, list: &'static [Migration]) -> StoreResu
 impl Store for MysqlStore {
     fn migrate(&self) -> StoreResult<Vec<String>> {
         apply_migrations(self, migrations(Backend::Mysql))
+    }
+
+    fn execute_foreign(&self, sql: &str) -> StoreResult<()> {
+        Ok(self.conn()?.query_drop(self.prefix.apply(sql).as_ref())?)
+    }
+
+    fn time_literal(&self, ms: i64) -> String {
+        let utc = chrono::DateTime::from_timestamp_millis(clamp_ms(ms)).unwrap_or_default();
+        format!("'{}'", utc.format("%Y-%m-%d %H:%M:%S%.3f"))
     }
 
     fn describe(&self) -> String {

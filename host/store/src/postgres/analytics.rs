@@ -2,7 +2,7 @@
 //! (`COUNT(*) FILTER`, `float8` averages, byte-order text sorting), each summary read in one
 //! snapshot (`REPEATABLE READ`).
 
-use super::PgStore;
+use super::{PgStore, Statements};
 use crate::analytics::{nearest_rank, per_minute, COMMON_ERRORS};
 use crate::model::TaskStatus;
 use crate::model::TaskStatus::{Cancelled, Completed, Failed, Pending, Preparing, Running};
@@ -170,17 +170,19 @@ SELECT identifier, COUNT(*) FROM s_tasks WHERE {pending}
 /// The window's counts and aggregates, plus how many durations and waits the percentiles rank.
 fn window_aggregates(
     tx: &mut Transaction<'_>,
+    st: &Statements,
     since: i64,
     now: i64,
 ) -> StoreResult<(WindowSummary, i64, i64)> {
-    window_from_row(&tx.query_one(WINDOW_SQL.as_str(), &[&since])?, since, now)
+    window_from_row(&tx.query_one(&*st.sql(&WINDOW_SQL), &[&since])?, since, now)
 }
 
 /// The nearest-rank `percent`th value among the `ranked` values `sql` orders (one of
 /// [`DURATION_AT_SQL`], [`WAIT_AT_SQL`]).
 fn percentile(
     tx: &mut Transaction<'_>,
-    sql: &str,
+    st: &Statements,
+    sql: &'static str,
     since: i64,
     ranked: i64,
     percent: i64,
@@ -189,7 +191,7 @@ fn percentile(
         return Ok(None);
     };
     Ok(tx
-        .query_opt(sql, &[&since, &(rank - 1)])?
+        .query_opt(&*st.sql(sql), &[&since, &(rank - 1)])?
         .map(|r| r.try_get(0))
         .transpose()?)
 }
@@ -233,17 +235,16 @@ impl PgStore {
     /// Runs `f` in a read-only snapshot: every figure of one answer describes the same state.
     fn snapshot<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&mut Transaction<'_>, &Statements) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.run(move |conn| {
-            let mut tx = conn
-                .parts()
-                .0
+            let (client, st) = conn.parts();
+            let mut tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()?;
-            let value = f(&mut tx)?;
+            let value = f(&mut tx, st)?;
             tx.commit()?;
             Ok(value)
         })
@@ -252,18 +253,18 @@ impl PgStore {
 
 impl AnalyticsStore for PgStore {
     fn window_summary(&self, since: i64, now: i64) -> StoreResult<WindowSummary> {
-        self.snapshot(move |tx| {
-            let (mut summary, durations, waits) = window_aggregates(tx, since, now)?;
+        self.snapshot(move |tx, st| {
+            let (mut summary, durations, waits) = window_aggregates(tx, st, since, now)?;
             summary.p50_duration_ms =
-                percentile(tx, DURATION_AT_SQL.as_str(), since, durations, 50)?;
+                percentile(tx, st, DURATION_AT_SQL.as_str(), since, durations, 50)?;
             summary.p95_duration_ms =
-                percentile(tx, DURATION_AT_SQL.as_str(), since, durations, 95)?;
-            summary.p50_wait_ms = percentile(tx, WAIT_AT_SQL.as_str(), since, waits, 50)?;
-            summary.p95_wait_ms = percentile(tx, WAIT_AT_SQL.as_str(), since, waits, 95)?;
+                percentile(tx, st, DURATION_AT_SQL.as_str(), since, durations, 95)?;
+            summary.p50_wait_ms = percentile(tx, st, WAIT_AT_SQL.as_str(), since, waits, 50)?;
+            summary.p95_wait_ms = percentile(tx, st, WAIT_AT_SQL.as_str(), since, waits, 95)?;
             summary.throughput_per_minute = per_minute(summary.finished(), since, now);
             summary.common_errors = tx
                 .query(
-                    COMMON_ERRORS_SQL.as_str(),
+                    &*st.sql(&COMMON_ERRORS_SQL),
                     &[&since, &(COMMON_ERRORS as i64)],
                 )?
                 .iter()
@@ -274,16 +275,17 @@ impl AnalyticsStore for PgStore {
     }
 
     fn worker_summaries(&self, since: i64) -> StoreResult<Vec<WorkerSummary>> {
-        self.snapshot(move |tx| {
+        self.snapshot(move |tx, st| {
             let mut workers = tx
-                .query(WORKERS_SQL.as_str(), &[&since])?
+                .query(&*st.sql(&WORKERS_SQL), &[&since])?
                 .iter()
                 .map(worker_summary_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
             let mut p95 = per_identifier::<i64>(
-                tx.query(WORKER_PERCENTILE_SQL.as_str(), &[&since, &95i64])?,
+                tx.query(&*st.sql(&WORKER_PERCENTILE_SQL), &[&since, &95i64])?,
             )?;
-            let mut versions = per_identifier::<String>(tx.query(WORKER_VERSIONS_SQL, &[&since])?)?;
+            let mut versions =
+                per_identifier::<String>(tx.query(&*st.sql(WORKER_VERSIONS_SQL), &[&since])?)?;
             for w in &mut workers {
                 w.p95_duration_ms = p95.remove(&w.identifier).and_then(|v| v.first().copied());
                 w.versions = versions.remove(&w.identifier).unwrap_or_default();
@@ -293,20 +295,20 @@ impl AnalyticsStore for PgStore {
     }
 
     fn oldest_due_pending(&self, now: i64) -> StoreResult<Option<(i64, String, i64)>> {
-        self.snapshot(move |tx| {
-            Ok(triples(tx.query(OLDEST_DUE_SQL.as_str(), &[&now])?)?
+        self.snapshot(move |tx, st| {
+            Ok(triples(tx.query(&*st.sql(&OLDEST_DUE_SQL), &[&now])?)?
                 .into_iter()
                 .next())
         })
     }
 
     fn stuck_tasks(&self, now: i64) -> StoreResult<Vec<(i64, String, i64)>> {
-        self.snapshot(move |tx| triples(tx.query(STUCK_SQL.as_str(), &[&now])?))
+        self.snapshot(move |tx, st| triples(tx.query(&*st.sql(&STUCK_SQL), &[&now])?))
     }
 
     fn pending_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        self.snapshot(|tx| {
-            tx.query(PENDING_COUNTS_SQL.as_str(), &[])?
+        self.snapshot(|tx, st| {
+            tx.query(&*st.sql(&PENDING_COUNTS_SQL), &[])?
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect()
@@ -320,9 +322,9 @@ impl AnalyticsStore for PgStore {
         bucket_ms: i64,
     ) -> StoreResult<Vec<(i64, i64, i64)>> {
         let bucket_ms = bucket_ms.max(1);
-        self.snapshot(move |tx| {
+        self.snapshot(move |tx, st| {
             tx.query(
-                FINISHED_PER_BUCKET_SQL.as_str(),
+                &*st.sql(&FINISHED_PER_BUCKET_SQL),
                 &[&since, &until, &bucket_ms],
             )?
             .iter()

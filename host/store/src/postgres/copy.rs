@@ -6,7 +6,7 @@
 //! it was. Rows keep their ids (tasks' `token_id` names token ids, logs name task ids), so
 //! the target must not have tasks or tokens of its own unless the caller forces a replace.
 
-use super::{PgStore, StoreError, StoreResult};
+use super::{PgStore, StoreError, StoreResult, TablePrefix};
 use crate::Store;
 use postgres::types::ToSql;
 use rusqlite::OpenFlags;
@@ -186,23 +186,29 @@ impl ColumnValues {
 /// `force`: then the target's workers, plugin files, tokens, sessions, tasks and logs are
 /// replaced.
 pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreResult<CopyReport> {
-    crate::sqlite::SqliteStore::open(source)?.migrate()?;
+    // The source is this home's database, read with the same table prefix as the target.
+    let prefix = TablePrefix::clone(&target.prefix);
+    let options = crate::OpenOptions {
+        table_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    crate::sqlite::SqliteStore::open_with(source, &options)?.migrate()?;
     target.migrate()?;
     let sqlite = rusqlite::Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::database(format!("cannot open {}", source.display()), e))?;
     let source = source.to_owned();
     target.run(move |conn| {
-        let client = &mut conn.client;
+        let (client, st) = conn.parts();
         let mut tx = client.transaction()?;
         // Nothing else writes these tables while the copy runs (hosts wait at their next
         // write, after the commit).
-        tx.batch_execute(
+        tx.batch_execute(&st.sql(
             "LOCK TABLE s_workers, s_plugin_files, s_tokens, s_sessions, s_tasks, s_task_logs
                 IN EXCLUSIVE MODE",
-        )?;
+        ))?;
         let count = |tx: &mut postgres::Transaction<'_>, table: &str| -> StoreResult<i64> {
             Ok(tx
-                .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])?
+                .query_one(&*st.apply(&format!("SELECT COUNT(*) FROM {table}")), &[])?
                 .try_get(0)?)
         };
         let (tasks, tokens) = (count(&mut tx, "s_tasks")?, count(&mut tx, "s_tokens")?);
@@ -226,12 +232,12 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
                 report.replaced.push((table, n));
             }
         }
-        tx.batch_execute(
+        tx.batch_execute(&st.sql(
             "DELETE FROM s_task_logs; DELETE FROM s_tasks; DELETE FROM s_sessions;
              DELETE FROM s_tokens; DELETE FROM s_plugin_files; DELETE FROM s_workers;",
-        )?;
+        ))?;
         for table in TABLES {
-            let copied = copy_table(&sqlite, &mut tx, table).map_err(|e| {
+            let copied = copy_table(&sqlite, &mut tx, &prefix, table).map_err(|e| {
                 e.doing(format!("copying {} from {}", table.name, source.display()))
             })?;
             let stored = count(&mut tx, table.name)?;
@@ -244,11 +250,11 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
             if table.by_id {
                 // Identity columns continue after the copied ids.
                 tx.query_one(
-                    &format!(
+                    &*st.apply(&format!(
                         "SELECT setval(pg_get_serial_sequence('{0}', 'id'),
                                        COALESCE(MAX(id), 0) + 1, false) FROM {0}",
                         table.name
-                    ),
+                    )),
                     &[],
                 )?;
             }
@@ -262,6 +268,7 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
 fn copy_table(
     sqlite: &rusqlite::Connection,
     tx: &mut postgres::Transaction<'_>,
+    prefix: &TablePrefix,
     table: &Table,
 ) -> StoreResult<u64> {
     let names: Vec<&str> = table.columns.iter().map(|(n, _)| *n).collect();
@@ -292,9 +299,9 @@ fn copy_table(
         table.name,
         arrays.join(", ")
     );
-    let write = tx.prepare(&write)?;
+    let write = tx.prepare(&prefix.apply(&write))?;
     let mut stmt = sqlite
-        .prepare(&read)
+        .prepare(&prefix.apply(&read))
         .map_err(|e| StoreError::database("", e))?;
     let mut after = i64::MIN;
     let mut copied = 0u64;

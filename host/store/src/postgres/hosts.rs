@@ -1,8 +1,8 @@
 //! `HostStore` for PostgreSQL: the hosts registry, guarded recovery and the listener hook.
 
+use super::channel_start;
 use super::tasks::apply_finishes;
 use super::PgStore;
-use super::EVENTS_CHANNEL_PREFIX;
 use crate::cluster::{FORGET_HOSTS_AFTER_MS, FORGET_STOPPED_AFTER_MS};
 use crate::rows::{host_from_row, HOST_COLUMNS};
 use crate::{EventsHook, Finish, HostRow, HostStore, StoreResult, WakeHook};
@@ -15,9 +15,10 @@ impl HostStore for PgStore {
     fn upsert_host(&self, host: &HostRow) -> StoreResult<()> {
         let h = host.clone();
         let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
-        self.transaction(move |tx, _| {
+        self.transaction(move |tx, st| {
             tx.execute(
-                "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
+                &*st.sql(
+                    "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
                         pool_size, workers, lease_ms, stopped_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version,
@@ -25,6 +26,7 @@ impl HostStore for PgStore {
                         busy_slots = excluded.busy_slots, pool_size = excluded.pool_size,
                         workers = excluded.workers, lease_ms = excluded.lease_ms,
                         stopped_at = excluded.stopped_at",
+                ),
                 &[
                     &h.name,
                     &h.version,
@@ -38,7 +40,7 @@ impl HostStore for PgStore {
                 ],
             )?;
             tx.execute(
-                "DELETE FROM s_hosts WHERE last_heartbeat < $1 OR stopped_at < $2",
+                &*st.sql("DELETE FROM s_hosts WHERE last_heartbeat < $1 OR stopped_at < $2"),
                 &[
                     &(h.last_heartbeat - FORGET_HOSTS_AFTER_MS),
                     &(h.last_heartbeat - FORGET_STOPPED_AFTER_MS),
@@ -51,8 +53,9 @@ impl HostStore for PgStore {
     fn host_stopped(&self, name: &str, now: i64) -> StoreResult<()> {
         let name = name.to_owned();
         self.run(move |conn| {
-            conn.parts().0.execute(
-                "UPDATE s_hosts SET stopped_at = $2, busy_slots = 0 WHERE name = $1",
+            let (client, st) = conn.parts();
+            client.execute(
+                &*st.sql("UPDATE s_hosts SET stopped_at = $2, busy_slots = 0 WHERE name = $1"),
                 &[&name, &now],
             )?;
             Ok(())
@@ -61,12 +64,12 @@ impl HostStore for PgStore {
 
     fn hosts(&self) -> StoreResult<Vec<HostRow>> {
         self.run(|conn| {
-            conn.parts()
-                .0
+            let (client, st) = conn.parts();
+            client
                 .query(
-                    &format!(
+                    &*st.apply(&format!(
                         "SELECT {HOST_COLUMNS} FROM s_hosts ORDER BY started_at, name COLLATE \"C\""
-                    ),
+                    )),
                     &[],
                 )?
                 .iter()
@@ -91,9 +94,11 @@ impl HostStore for PgStore {
         let batches = batches.to_vec();
         self.run(move |conn| {
             // One round trip for all batches; in one transaction they arrive in this order.
-            conn.parts().0.execute(
+            let (client, st) = conn.parts();
+            let channel = channel_start("events", &st.prefix);
+            client.execute(
                 "SELECT pg_notify($1 || current_schema(), batch) FROM unnest($2::text[]) AS batch",
-                &[&EVENTS_CHANNEL_PREFIX, &batches],
+                &[&channel, &batches],
             )?;
             Ok(())
         })

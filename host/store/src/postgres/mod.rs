@@ -23,14 +23,16 @@ mod tokens;
 mod workers;
 
 use super::{
-    migrations, Backend, EventsHook, Migration, SharedError, Store, StoreError, StoreResult,
-    WakeHook,
+    migrations, Backend, EventsHook, Migration, OpenOptions, SharedError, Store, StoreError,
+    StoreResult, TablePrefix, WakeHook,
 };
+use crate::table_prefix::Sql;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, GenericClient, NoTls, Statement};
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -146,14 +148,69 @@ pub fn redact(url: &str) -> String {
 /// One connection and its prepared statements.
 pub(crate) struct Conn {
     client: Client,
-    statements: HashMap<&'static str, Statement>,
+    statements: Statements,
 }
 
 impl Conn {
     /// The client with the statement cache beside it, so a transaction can prepare through
     /// [`prepared`] while it borrows the client.
-    fn parts(&mut self) -> (&mut Client, &mut HashMap<&'static str, Statement>) {
+    fn parts(&mut self) -> (&mut Client, &mut Statements) {
         (&mut self.client, &mut self.statements)
+    }
+
+    /// `Client::execute` of `sql` with the table prefix.
+    pub(crate) fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        self.client.execute(&*self.statements.apply(sql), params)
+    }
+
+    /// `Client::query` of `sql` with the table prefix.
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        self.client.query(&*self.statements.apply(sql), params)
+    }
+
+    /// `Client::query_one` of `sql` with the table prefix.
+    pub(crate) fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        self.client.query_one(&*self.statements.apply(sql), params)
+    }
+}
+
+/// A connection's prepared statements, and the table prefix every statement it sends gets
+/// (`STASK_TABLE_PREFIX`): SQL reaches the server only through [`prepared`],
+/// [`Statements::sql`] or [`Statements::apply`].
+pub(crate) struct Statements {
+    /// Keyed by the statement as written (the prefix is the store's, the same for all).
+    prepared: HashMap<&'static str, Statement>,
+    prefix: Arc<TablePrefix>,
+}
+
+impl Statements {
+    fn new(prefix: Arc<TablePrefix>) -> Statements {
+        Statements {
+            prepared: HashMap::new(),
+            prefix,
+        }
+    }
+
+    /// A statement written in the code, as sent (rewritten once per store).
+    pub(crate) fn sql(&self, sql: &'static str) -> Sql {
+        self.prefix.statement(sql)
+    }
+
+    /// A statement built at run time, as sent.
+    pub(crate) fn apply<'a>(&self, sql: &'a str) -> std::borrow::Cow<'a, str> {
+        self.prefix.apply(sql)
     }
 }
 
@@ -161,14 +218,14 @@ impl Conn {
 /// each connection, then only bound and executed (one round trip instead of two).
 pub(crate) fn prepared(
     client: &mut impl GenericClient,
-    cache: &mut HashMap<&'static str, Statement>,
+    cache: &mut Statements,
     sql: &'static str,
 ) -> StoreResult<Statement> {
-    if let Some(statement) = cache.get(sql) {
+    if let Some(statement) = cache.prepared.get(sql) {
         return Ok(statement.clone());
     }
-    let statement = client.prepare(sql)?;
-    cache.insert(sql, statement.clone());
+    let statement = client.prepare(&cache.prefix.apply(sql))?;
+    cache.prepared.insert(sql, statement.clone());
     Ok(statement)
 }
 
@@ -190,6 +247,7 @@ fn connect(config: &postgres::Config, what: &str) -> StoreResult<Client> {
 fn connection_thread(
     config: postgres::Config,
     what: String,
+    prefix: Arc<TablePrefix>,
     mut conn: Option<Conn>,
     jobs: Receiver<Job>,
 ) {
@@ -203,7 +261,7 @@ fn connection_thread(
                 Ok(client) => {
                     conn = Some(Conn {
                         client,
-                        statements: HashMap::new(),
+                        statements: Statements::new(prefix.clone()),
                     })
                 }
                 Err(e) => {
@@ -252,6 +310,8 @@ pub struct PgStore {
     config: postgres::Config,
     what: String,
     notices: Arc<Notices>,
+    /// `STASK_TABLE_PREFIX`, shared with the connection threads and the listener.
+    prefix: Arc<TablePrefix>,
     /// For tests: a schema created for this store alone, dropped with it.
     temporary_schema: Option<(String, postgres::Config)>,
 }
@@ -261,6 +321,11 @@ impl PgStore {
     /// libpq-style parameters such as `?options=-c%20search_path%3Dmyschema`). The first
     /// connection is opened here, so a wrong URL or an unreachable server fails at once.
     pub fn open(url: &str) -> StoreResult<PgStore> {
+        Self::open_with(url, &OpenOptions::default())
+    }
+
+    /// [`PgStore::open`] with the table prefix of `options`.
+    pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<PgStore> {
         let config: postgres::Config = url.parse().map_err(|e| StoreError::Config {
             message: format!("invalid PostgreSQL URL '{}': {e}", redact(url)),
             source: Some(SharedError::new(e)),
@@ -270,14 +335,21 @@ impl PgStore {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(DEFAULT_CONNECTIONS)
             .clamp(1, 64);
-        Self::open_config(config, redact(url), connections)
+        Self::open_config(
+            config,
+            redact(url),
+            connections,
+            options.table_prefix.clone(),
+        )
     }
 
     fn open_config(
         mut config: postgres::Config,
         what: String,
         connections: usize,
+        prefix: TablePrefix,
     ) -> StoreResult<PgStore> {
+        let prefix = Arc::new(prefix);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -288,14 +360,15 @@ impl PgStore {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let mut first = Some(Conn {
             client: first,
-            statements: HashMap::new(),
+            statements: Statements::new(prefix.clone()),
         });
         let mut threads = Vec::with_capacity(connections);
         for i in 0..connections {
             let (config, what, rx, conn) = (config.clone(), what.clone(), rx.clone(), first.take());
+            let prefix = prefix.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("stask-pg-{i}"))
-                .spawn(move || connection_thread(config, what, conn, rx))
+                .spawn(move || connection_thread(config, what, prefix, conn, rx))
                 .map_err(|e| StoreError::database("cannot start a connection thread", e))?;
             threads.push(thread);
         }
@@ -305,6 +378,7 @@ impl PgStore {
             config,
             what,
             notices: Arc::new(Notices::default()),
+            prefix,
             temporary_schema: None,
         })
     }
@@ -334,10 +408,7 @@ impl PgStore {
     /// Runs `f` in one transaction on a connection thread.
     pub(crate) fn transaction<T: Send + 'static>(
         &self,
-        f: impl FnOnce(
-                &mut postgres::Transaction<'_>,
-                &mut HashMap<&'static str, Statement>,
-            ) -> StoreResult<T>
+        f: impl FnOnce(&mut postgres::Transaction<'_>, &mut Statements) -> StoreResult<T>
             + Send
             + 'static,
     ) -> StoreResult<T> {
@@ -355,19 +426,28 @@ impl PgStore {
         if self.notices.started.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (config, what, notices) =
-            (self.config.clone(), self.what.clone(), self.notices.clone());
+        let (config, what, notices, prefix) = (
+            self.config.clone(),
+            self.what.clone(),
+            self.notices.clone(),
+            self.prefix.clone(),
+        );
         if let Err(e) = std::thread::Builder::new()
             .name("stask-pg-listen".into())
-            .spawn(move || listener(config, what, notices))
+            .spawn(move || listener(config, what, notices, prefix))
         {
             tracing::warn!("cannot start the PostgreSQL listener (the periodic sweep still picks tasks up): {e}");
         }
     }
 }
 
-/// Channel of the live events hosts send each other, followed by the schema name.
-pub(crate) const EVENTS_CHANNEL_PREFIX: &str = "stask_events_";
+/// The start of a notification channel's name: `stask_<kind>_<table prefix>`, followed by the
+/// schema name (`stask_due_evo_public`). The prefix keeps two installations in one schema
+/// apart; without one the names are those of the versions before it. The triggers build the
+/// same names (migration 0006).
+pub(crate) fn channel_start(kind: &str, prefix: &TablePrefix) -> String {
+    format!("stask_{kind}_{}", prefix.as_str())
+}
 
 /// How long the listener waits for a notification before checking whether to stop.
 const LISTEN_POLL: Duration = Duration::from_millis(500);
@@ -377,15 +457,20 @@ const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// The listener thread: `LISTEN`s on this schema's channels and turns notifications into
 /// wake-ups; re-opens a lost connection (and then wakes everything once: notifications sent
 /// while it was away are lost, the sweep and this wake-up cover them).
-fn listener(config: postgres::Config, what: String, notices: Arc<Notices>) {
+fn listener(
+    config: postgres::Config,
+    what: String,
+    notices: Arc<Notices>,
+    prefix: Arc<TablePrefix>,
+) {
     let mut warned = false;
     while !notices.stop.load(Ordering::Relaxed) {
         let listening = (|| -> StoreResult<(Client, String, String, String)> {
             let mut client = connect(&config, &what)?;
             let schema: String = client.query_one("SELECT current_schema()", &[])?.get(0);
-            let due = format!("stask_due_{schema}");
-            let changed = format!("stask_changed_{schema}");
-            let events = format!("{EVENTS_CHANNEL_PREFIX}{schema}");
+            let due = format!("{}{schema}", channel_start("due", &prefix));
+            let changed = format!("{}{schema}", channel_start("changed", &prefix));
+            let events = format!("{}{schema}", channel_start("events", &prefix));
             client.batch_execute(&format!(
                 "LISTEN {}; LISTEN {}; LISTEN {};",
                 quote_ident(&due),
@@ -481,38 +566,45 @@ impl Drop for PgStore {
 }
 
 fn apply_migrations(conn: &mut Conn, list: &'static [Migration]) -> StoreResult<Vec<String>> {
-    let client = &mut conn.client;
+    let (client, st) = conn.parts();
     // Hosts starting together would otherwise race on CREATE TABLE: the first migrates, the
-    // others wait and then find nothing left to do. The key is per schema.
+    // others wait and then find nothing left to do. The key is per schema and table prefix.
+    let lock_key = format!("stask_migrate_{}", st.prefix.as_str());
     client.execute(
-        "SELECT pg_advisory_lock(hashtext('stask_migrate_' || current_schema()))",
-        &[],
+        "SELECT pg_advisory_lock(hashtext($1 || current_schema()))",
+        &[&lock_key],
     )?;
     let result = (|| -> StoreResult<Vec<String>> {
         // Checked first: `IF NOT EXISTS` would log a notice at every start.
         let exists: bool = client
-            .query_one("SELECT to_regclass('s_schema_migrations') IS NOT NULL", &[])?
+            .query_one(
+                &*st.sql("SELECT to_regclass('s_schema_migrations') IS NOT NULL"),
+                &[],
+            )?
             .get(0);
         if !exists {
-            client.batch_execute(
+            client.batch_execute(&st.sql(
                 "CREATE TABLE s_schema_migrations (
                      version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-            )?;
+            ))?;
         }
         let mut applied = Vec::new();
         for m in list {
             let mut tx = client.transaction()?;
             let done: bool = tx
                 .query_one(
-                    "SELECT EXISTS(SELECT 1 FROM s_schema_migrations WHERE version = $1)",
+                    &*st.sql("SELECT EXISTS(SELECT 1 FROM s_schema_migrations WHERE version = $1)"),
                     &[&m.version],
                 )?
                 .get(0);
             if !done {
-                tx.batch_execute(m.sql)
+                tx.batch_execute(&st.apply(m.sql))
                     .map_err(|e| StoreError::from(e).doing(format!("migration {}", m.name)))?;
                 tx.execute(
-                    "INSERT INTO s_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    &*st.sql(
+                        "INSERT INTO s_schema_migrations (version, name, applied_at) \
+                         VALUES ($1, $2, $3)",
+                    ),
                     &[&m.version, &m.name, &crate::clock::now_ms()],
                 )?;
                 applied.push(m.name.to_owned());
@@ -522,8 +614,8 @@ fn apply_migrations(conn: &mut Conn, list: &'static [Migration]) -> StoreResult<
         Ok(applied)
     })();
     let unlocked = client.execute(
-        "SELECT pg_advisory_unlock(hashtext('stask_migrate_' || current_schema()))",
-        &[],
+        "SELECT pg_advisory_unlock(hashtext($1 || current_schema()))",
+        &[&lock_key],
     );
     let applied = result?;
     unlocked?;
@@ -535,8 +627,19 @@ impl Store for PgStore {
         self.run(|conn| apply_migrations(conn, migrations(Backend::Postgres)))
     }
 
+    fn execute_foreign(&self, sql: &str) -> StoreResult<()> {
+        let sql = sql.to_owned();
+        self.run(move |conn| {
+            let (client, st) = conn.parts();
+            Ok(client.batch_execute(&st.apply(&sql))?)
+        })
+    }
+
     fn describe(&self) -> String {
-        format!("postgres {}", self.what)
+        match self.prefix.as_str() {
+            "" => format!("postgres {}", self.what),
+            p => format!("postgres {} (table prefix {p})", self.what),
+        }
     }
 }
 
@@ -560,6 +663,11 @@ pub mod testing {
 
     /// [`open`], with the schema name (also the connections' `application_name`).
     pub fn open_pg() -> (PgStore, String) {
+        open_pg_prefixed(TablePrefix::none())
+    }
+
+    /// [`open_pg`] with a table prefix.
+    pub fn open_pg_prefixed(prefix: TablePrefix) -> (PgStore, String) {
         let base = base_url();
         let admin_config: postgres::Config = base.parse().expect("STASK_TEST_POSTGRES_URL");
         let schema = format!("stask_test_{}", uuid::Uuid::new_v4().simple());
@@ -575,9 +683,13 @@ pub mod testing {
         let mut config = admin_config.clone();
         config.options(&format!("-c search_path={schema}"));
         config.application_name(&schema);
-        let mut store =
-            PgStore::open_config(config, format!("{} schema {schema}", redact(&base)), 3)
-                .expect("open the test store");
+        let mut store = PgStore::open_config(
+            config,
+            format!("{} schema {schema}", redact(&base)),
+            3,
+            prefix,
+        )
+        .expect("open the test store");
         store.temporary_schema = Some((schema.clone(), admin_config));
         store.migrate().expect("migrate");
         (store, schema)
@@ -640,6 +752,24 @@ mod tests {
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))
             .unwrap();
         assert_eq!(outcome.unwrap(), vec![(None, Some(4)), (None, None)]);
+    }
+
+    /// The whole suite again with the tables named `evo_s_...` in the test schema: the schema
+    /// holds no `s_...` table, so a statement that bypassed the prefix fails its property.
+    mod prefixed {
+        use super::testing::open_pg_prefixed;
+        use crate::{Store, TablePrefix};
+        use std::sync::Arc;
+
+        fn open() -> Arc<dyn Store> {
+            Arc::new(open_pg_prefixed(TablePrefix::new("evo_").unwrap()).0)
+        }
+
+        fn reopenable() -> (Arc<dyn Store>, crate::conformance::Reopen) {
+            (open(), Box::new(|store| store))
+        }
+
+        crate::driver_tests!(open, reopenable);
     }
 
     #[test]

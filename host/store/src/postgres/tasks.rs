@@ -2,7 +2,7 @@
 //! differences are PostgreSQL's: claims lock with `FOR UPDATE SKIP LOCKED` (several hosts),
 //! batches go as arrays in one statement (one round trip instead of one per row).
 
-use super::{prepared, text, PgStore};
+use super::{prepared, text, PgStore, Statements};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
@@ -18,10 +18,19 @@ use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
 const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM s_tasks WHERE id = $1");
+const SELECT_TASK_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM s_tasks WHERE id = $1 FOR UPDATE"
+);
 
-fn load_task(client: &mut impl GenericClient, id: i64) -> StoreResult<Option<Task>> {
+fn load_task(
+    client: &mut impl GenericClient,
+    st: &Statements,
+    id: i64,
+) -> StoreResult<Option<Task>> {
     client
-        .query_opt(SELECT_TASK, &[&id])?
+        .query_opt(&*st.sql(SELECT_TASK), &[&id])?
         .map(|r| task_from_row(&r))
         .transpose()
 }
@@ -601,14 +610,14 @@ impl TaskStore for PgStore {
     }
 
     fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
-        self.transaction(move |tx, _| {
-            let cancelled = tx.execute(&*CANCEL_PENDING_SQL, &[&id, &now])?;
+        self.transaction(move |tx, st| {
+            let cancelled = tx.execute(&*st.sql(&CANCEL_PENDING_SQL), &[&id, &now])?;
             let requested = if cancelled == 0 {
-                tx.execute(&*REQUEST_CANCEL_SQL, &[&id, &now])?
+                tx.execute(&*st.sql(&REQUEST_CANCEL_SQL), &[&id, &now])?
             } else {
                 0
             };
-            Ok(match load_task(tx, id)? {
+            Ok(match load_task(tx, st, id)? {
                 None => CancelResult::NotFound,
                 Some(t) if cancelled == 1 => CancelResult::Cancelled(t),
                 Some(t) if requested == 1 => CancelResult::Requested(t),
@@ -618,9 +627,9 @@ impl TaskStore for PgStore {
     }
 
     fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
-        self.transaction(move |tx, _| {
-            let n = tx.execute(&*RETRY_SQL, &[&id, &now])?;
-            Ok(match load_task(tx, id)? {
+        self.transaction(move |tx, st| {
+            let n = tx.execute(&*st.sql(&RETRY_SQL), &[&id, &now])?;
+            Ok(match load_task(tx, st, id)? {
                 None => RetryResult::NotFound,
                 Some(t) if n == 1 => RetryResult::Queued(t),
                 Some(t) => RetryResult::NotRetryable(t),
@@ -629,9 +638,9 @@ impl TaskStore for PgStore {
     }
 
     fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
-        self.transaction(move |tx, _| {
+        self.transaction(move |tx, st| {
             // Locked, so a concurrent retry on another host cannot slip in between.
-            let Some(row) = tx.query_opt(&format!("{SELECT_TASK} FOR UPDATE"), &[&id])? else {
+            let Some(row) = tx.query_opt(&*st.sql(SELECT_TASK_FOR_UPDATE), &[&id])? else {
                 return Ok(None);
             };
             let task = task_from_row(&row)?;
@@ -641,8 +650,11 @@ impl TaskStore for PgStore {
                     task.status
                 )));
             }
-            tx.execute("DELETE FROM s_task_logs WHERE task_id = $1", &[&id])?;
-            tx.execute("DELETE FROM s_tasks WHERE id = $1", &[&id])?;
+            tx.execute(
+                &*st.sql("DELETE FROM s_task_logs WHERE task_id = $1"),
+                &[&id],
+            )?;
+            tx.execute(&*st.sql("DELETE FROM s_tasks WHERE id = $1"), &[&id])?;
             Ok(Some(task))
         })
     }
@@ -671,17 +683,17 @@ impl TaskStore for PgStore {
                 FilterArg::Int(v) | FilterArg::Time(v) => Param::Int(v),
             })
             .collect();
-        self.transaction(move |tx, _| {
+        self.transaction(move |tx, st| {
             let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Param::as_sql).collect();
             let total: i64 = tx
                 .query_one(
-                    &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
+                    &*st.apply(&format!("SELECT COUNT(*) FROM s_tasks {where_sql}")),
                     &params,
                 )?
                 .try_get(0)?;
             let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} {page_sql}");
             let tasks = tx
-                .query(&sql, &params)?
+                .query(&*st.apply(&sql), &params)?
                 .iter()
                 .map(task_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -691,10 +703,10 @@ impl TaskStore for PgStore {
 
     fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
         let limit = limit.max(0);
-        self.transaction(move |tx, _| {
-            let total: i64 = tx.query_one(&PENDING_SQL[0], &[])?.try_get(0)?;
+        self.transaction(move |tx, st| {
+            let total: i64 = tx.query_one(&*st.sql(&PENDING_SQL[0]), &[])?.try_get(0)?;
             let tasks = tx
-                .query(&PENDING_SQL[1], &[&limit])?
+                .query(&*st.sql(&PENDING_SQL[1]), &[&limit])?
                 .iter()
                 .map(task_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -747,14 +759,14 @@ impl TaskStore for PgStore {
     }
 
     fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
-        self.transaction(move |tx, _| {
+        self.transaction(move |tx, st| {
             let mut ids = tx
-                .query(&*RETENTION_SQL, &[&cutoff])?
+                .query(&*st.sql(&RETENTION_SQL), &[&cutoff])?
                 .iter()
                 .map(|r| Ok(r.try_get::<_, i64>(0)?))
                 .collect::<StoreResult<Vec<i64>>>()?;
             tx.execute(
-                "DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])",
+                &*st.sql("DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])"),
                 &[&ids],
             )?;
             ids.sort_unstable();

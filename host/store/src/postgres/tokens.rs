@@ -16,7 +16,7 @@ impl TokenStore for PgStore {
     ) -> StoreResult<TokenRow> {
         let (name, hash, prefix) = (name.to_owned(), hash.to_owned(), prefix.to_owned());
         self.run(move |conn| {
-            let inserted = conn.parts().0.query_one(
+            let inserted = conn.query_one(
                 &format!(
                     "INSERT INTO s_tokens (name, token_hash, prefix, created_at)
                      VALUES ($1, $2, $3, $4) RETURNING {TOKEN_COLUMNS}"
@@ -38,22 +38,20 @@ impl TokenStore for PgStore {
 
     fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
         self.run(|conn| {
-            conn.parts()
-                .0
-                .query(
-                    &format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"),
-                    &[],
-                )?
-                .iter()
-                .map(token_from_row)
-                .collect()
+            conn.query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(token_from_row)
+            .collect()
         })
     }
 
     fn revoke_token(&self, name_or_id: &str, now: i64) -> StoreResult<bool> {
         let name_or_id = name_or_id.to_owned();
         self.run(move |conn| {
-            let n = conn.parts().0.execute(
+            let n = conn.execute(
                 "UPDATE s_tokens SET revoked_at = $2
                   WHERE revoked_at IS NULL AND (name = $1 OR id::text = $1)",
                 &[&name_or_id, &now],
@@ -82,7 +80,7 @@ impl TokenStore for PgStore {
 
     fn touch_token(&self, id: i64, now: i64) -> StoreResult<()> {
         self.run(move |conn| {
-            conn.parts().0.execute(
+            conn.execute(
                 "UPDATE s_tokens SET last_used_at = $2 WHERE id = $1",
                 &[&id, &now],
             )?;
@@ -93,7 +91,7 @@ impl TokenStore for PgStore {
     fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
         let s = session.clone();
         self.run(move |conn| {
-            conn.parts().0.execute(
+            conn.execute(
                 "INSERT INTO s_sessions (id_hash, token_id, csrf_token, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5)",
                 &[
@@ -137,7 +135,7 @@ impl TokenStore for PgStore {
     fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()> {
         let id_hash = id_hash.to_owned();
         self.run(move |conn| {
-            conn.parts().0.execute(
+            conn.execute(
                 "DELETE FROM s_sessions WHERE id_hash = $1 OR expires_at <= $2",
                 &[&id_hash, &now],
             )?;

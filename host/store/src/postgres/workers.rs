@@ -1,6 +1,6 @@
 //! `WorkerStore` for PostgreSQL.
 
-use super::{prepared, text, PgStore};
+use super::{prepared, text, PgStore, Statements};
 use crate::model::{PluginFile, WorkerRow, WorkerState};
 use crate::rows::{worker_columns, worker_from_row};
 use crate::{
@@ -13,6 +13,7 @@ const SELECT_WORKERS: &str = concat!("SELECT ", worker_columns!(), " FROM s_work
 
 fn load_worker(
     client: &mut impl GenericClient,
+    st: &Statements,
     identifier: &str,
     lock: bool,
 ) -> StoreResult<Option<WorkerRow>> {
@@ -21,7 +22,7 @@ fn load_worker(
         if lock { " FOR UPDATE" } else { "" }
     );
     client
-        .query_opt(&sql, &[&identifier])?
+        .query_opt(&*st.apply(&sql), &[&identifier])?
         .map(|r| worker_from_row(&r))
         .transpose()
 }
@@ -29,13 +30,14 @@ fn load_worker(
 impl WorkerStore for PgStore {
     fn upsert_worker(&self, reg: &WorkerRegistration, now: i64) -> StoreResult<WorkerRow> {
         let reg = reg.clone();
-        self.transaction(move |tx, _| {
+        self.transaction(move |tx, st| {
             // Hosts loading the same plugin at the same time: the first inserts, the others
             // find its row (ON CONFLICT) and update it under a row lock, like a reload.
-            let mut existing = load_worker(tx, &reg.identifier, true)?;
+            let mut existing = load_worker(tx, st, &reg.identifier, true)?;
             if existing.is_none() {
                 let inserted = tx.execute(
-                    "INSERT INTO s_workers (uuid, identifier, scope, class, active, position,
+                    &*st.sql(
+                        "INSERT INTO s_workers (uuid, identifier, scope, class, active, position,
                             settings, title, description, actions, default_settings, state,
                             file, file_sha256, version, generation, loaded_at, created_at,
                             updated_at)
@@ -43,6 +45,7 @@ impl WorkerStore for PgStore {
                              (SELECT COALESCE(MAX(position), 0) + 1 FROM s_workers),
                              $6, $7, $8, $9, $10, 'loaded', $11, $12, $13, 1, $14, $14, $14)
                      ON CONFLICT (identifier) DO NOTHING",
+                    ),
                     &[
                         &uuid::Uuid::new_v4().to_string(),
                         &reg.identifier,
@@ -61,19 +64,21 @@ impl WorkerStore for PgStore {
                     ],
                 )?;
                 if inserted == 0 {
-                    existing = load_worker(tx, &reg.identifier, true)?;
+                    existing = load_worker(tx, st, &reg.identifier, true)?;
                 }
             }
             if let Some(existing) = existing {
                 let settings = merge_settings(&reg.default_settings, &existing.settings);
                 tx.execute(
-                    "UPDATE s_workers SET scope = $2, class = $3, title = $4, description = $5,
+                    &*st.sql(
+                        "UPDATE s_workers SET scope = $2, class = $3, title = $4, description = $5,
                             actions = $6, default_settings = $7, settings = $8, state = 'loaded',
                             load_error = NULL, file = $9, file_sha256 = $10, version = $11,
                             generation = generation + $13::bigint,
                             loaded_at = CASE WHEN $13::bigint = 1 THEN $12 ELSE loaded_at END,
                             updated_at = $12
                       WHERE identifier = $1",
+                    ),
                     &[
                         &reg.identifier,
                         &reg.scope,
@@ -91,7 +96,7 @@ impl WorkerStore for PgStore {
                     ],
                 )?;
             }
-            load_worker(tx, &reg.identifier, false)?
+            load_worker(tx, st, &reg.identifier, false)?
                 .ok_or_else(|| StoreError::internal("upserted row vanished"))
         })
     }
@@ -105,7 +110,7 @@ impl WorkerStore for PgStore {
     ) -> StoreResult<bool> {
         let (identifier, load_error) = (identifier.to_owned(), load_error.map(str::to_owned));
         self.run(move |conn| {
-            let n = conn.parts().0.execute(
+            let n = conn.execute(
                 "UPDATE s_workers SET state = $2, load_error = $3, updated_at = $4
                   WHERE identifier = $1",
                 &[&identifier, &state.name(), &load_error, &now],
@@ -139,13 +144,16 @@ impl WorkerStore for PgStore {
 
     fn worker(&self, identifier: &str) -> StoreResult<Option<WorkerRow>> {
         let identifier = text(identifier);
-        self.run(move |conn| load_worker(conn.parts().0, &identifier, false))
+        self.run(move |conn| {
+            let (client, st) = conn.parts();
+            load_worker(client, st, &identifier, false)
+        })
     }
 
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool> {
         let identifier = text(identifier);
         self.run(move |conn| {
-            let n = conn.parts().0.execute(
+            let n = conn.execute(
                 "UPDATE s_workers SET active = $2, updated_at = $3 WHERE identifier = $1",
                 &[&identifier, &active, &now],
             )?;
@@ -161,7 +169,7 @@ impl WorkerStore for PgStore {
     ) -> StoreResult<bool> {
         let (identifier, settings) = (text(identifier), settings.to_string());
         self.run(move |conn| {
-            let n = conn.parts().0.execute(
+            let n = conn.execute(
                 "UPDATE s_workers SET settings = $2, updated_at = $3 WHERE identifier = $1",
                 &[&identifier, &settings, &now],
             )?;
@@ -171,22 +179,20 @@ impl WorkerStore for PgStore {
 
     fn delete_orphaned_workers(&self) -> StoreResult<Vec<String>> {
         self.run(|conn| {
-            conn.parts()
-                .0
-                .query(
-                    "DELETE FROM s_workers WHERE state = 'orphaned' RETURNING identifier",
-                    &[],
-                )?
-                .iter()
-                .map(|r| Ok(r.try_get(0)?))
-                .collect()
+            conn.query(
+                "DELETE FROM s_workers WHERE state = 'orphaned' RETURNING identifier",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
         })
     }
 
     fn record_plugin_file(&self, f: &PluginFile) -> StoreResult<()> {
         let f = f.clone();
         self.run(move |conn| {
-            conn.parts().0.execute(
+            conn.execute(
                 "INSERT INTO s_plugin_files (file, file_sha256, state, identifier, error,
                         error_detail, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -210,26 +216,24 @@ impl WorkerStore for PgStore {
 
     fn plugin_files(&self) -> StoreResult<Vec<PluginFile>> {
         self.run(|conn| {
-            conn.parts()
-                .0
-                .query(
-                    "SELECT file, file_sha256, state, identifier, error, error_detail, updated_at
+            conn.query(
+                "SELECT file, file_sha256, state, identifier, error, error_detail, updated_at
                        FROM s_plugin_files ORDER BY file COLLATE \"C\"",
-                    &[],
-                )?
-                .iter()
-                .map(|r| {
-                    Ok(PluginFile {
-                        file: r.try_get(0)?,
-                        file_sha256: r.try_get(1)?,
-                        state: r.try_get(2)?,
-                        identifier: r.try_get(3)?,
-                        error: r.try_get(4)?,
-                        error_detail: r.try_get(5)?,
-                        updated_at: r.try_get(6)?,
-                    })
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PluginFile {
+                    file: r.try_get(0)?,
+                    file_sha256: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    identifier: r.try_get(3)?,
+                    error: r.try_get(4)?,
+                    error_detail: r.try_get(5)?,
+                    updated_at: r.try_get(6)?,
                 })
-                .collect()
+            })
+            .collect()
         })
     }
 }

@@ -7,6 +7,7 @@ use crate::model::TaskStatus::{Cancelled, Completed, Failed, Pending, Preparing,
 use crate::rows::{error_count_from_row, window_from_row, worker_summary_from_row};
 use crate::task_state::sql::{guard_sql, status_in, status_not};
 use crate::task_state::{Event, FINISHED};
+use crate::TablePrefix;
 use crate::{AnalyticsStore, ErrorCount, StoreError, StoreResult, WindowSummary, WorkerSummary};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -185,10 +186,11 @@ static FINISHED_PER_BUCKET_SQL: LazyLock<String> = LazyLock::new(|| {
 /// The window's counts and aggregates, plus how many durations and waits the percentiles rank.
 fn window_aggregates(
     conn: &Connection,
+    p: &TablePrefix,
     since: i64,
     now: i64,
 ) -> StoreResult<(WindowSummary, i64, i64)> {
-    let mut stmt = conn.prepare_cached(WINDOW_SQL.as_str())?;
+    let mut stmt = conn.prepare_cached(&p.statement(&WINDOW_SQL))?;
     let mut rows = stmt.query([since])?;
     match rows.next()? {
         Some(row) => window_from_row(row, since, now),
@@ -200,7 +202,8 @@ fn window_aggregates(
 /// [`DURATION_AT_SQL`], [`WAIT_AT_SQL`]).
 fn percentile(
     conn: &Connection,
-    sql: &str,
+    p: &TablePrefix,
+    sql: &'static str,
     since: i64,
     ranked: i64,
     percent: i64,
@@ -208,14 +211,14 @@ fn percentile(
     let Some(rank) = nearest_rank(ranked, percent) else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&p.statement(sql))?;
     Ok(stmt
         .query_row(params![since, rank - 1], |r| r.get(0))
         .optional()?)
 }
 
-fn common_errors(conn: &Connection, since: i64) -> StoreResult<Vec<ErrorCount>> {
-    let mut stmt = conn.prepare_cached(COMMON_ERRORS_SQL.as_str())?;
+fn common_errors(conn: &Connection, p: &TablePrefix, since: i64) -> StoreResult<Vec<ErrorCount>> {
+    let mut stmt = conn.prepare_cached(&p.statement(&COMMON_ERRORS_SQL))?;
     let rows = stmt
         .query_and_then(params![since, COMMON_ERRORS as i64], |r| {
             error_count_from_row(r)
@@ -224,8 +227,8 @@ fn common_errors(conn: &Connection, since: i64) -> StoreResult<Vec<ErrorCount>> 
     Ok(rows)
 }
 
-fn worker_rows(conn: &Connection, since: i64) -> StoreResult<Vec<WorkerSummary>> {
-    let mut stmt = conn.prepare_cached(WORKERS_SQL.as_str())?;
+fn worker_rows(conn: &Connection, p: &TablePrefix, since: i64) -> StoreResult<Vec<WorkerSummary>> {
+    let mut stmt = conn.prepare_cached(&p.statement(&WORKERS_SQL))?;
     let rows = stmt
         .query_and_then([since], |r| worker_summary_from_row(r))?
         .collect::<StoreResult<Vec<_>>>()?;
@@ -235,10 +238,11 @@ fn worker_rows(conn: &Connection, since: i64) -> StoreResult<Vec<WorkerSummary>>
 /// The `(identifier, value)` rows of `sql`, grouped by identifier in row order.
 fn per_identifier<T: rusqlite::types::FromSql>(
     conn: &Connection,
-    sql: &str,
+    p: &TablePrefix,
+    sql: &'static str,
     args: impl rusqlite::Params,
 ) -> StoreResult<BTreeMap<String, Vec<T>>> {
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&p.statement(sql))?;
     let mut grouped: BTreeMap<String, Vec<T>> = BTreeMap::new();
     let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, T>(1)?)))?;
     for row in rows {
@@ -248,8 +252,13 @@ fn per_identifier<T: rusqlite::types::FromSql>(
     Ok(grouped)
 }
 
-fn triples(conn: &Connection, sql: &str, now: i64) -> StoreResult<Vec<(i64, String, i64)>> {
-    let mut stmt = conn.prepare_cached(sql)?;
+fn triples(
+    conn: &Connection,
+    p: &TablePrefix,
+    sql: &'static str,
+    now: i64,
+) -> StoreResult<Vec<(i64, String, i64)>> {
+    let mut stmt = conn.prepare_cached(&p.statement(sql))?;
     let rows = stmt
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -261,15 +270,29 @@ impl AnalyticsStore for SqliteStore {
         self.read(|conn| {
             // One read transaction: every figure describes the same snapshot.
             let tx = conn.unchecked_transaction()?;
-            let (mut summary, durations, waits) = window_aggregates(&tx, since, now)?;
-            summary.p50_duration_ms =
-                percentile(&tx, DURATION_AT_SQL.as_str(), since, durations, 50)?;
-            summary.p95_duration_ms =
-                percentile(&tx, DURATION_AT_SQL.as_str(), since, durations, 95)?;
-            summary.p50_wait_ms = percentile(&tx, WAIT_AT_SQL.as_str(), since, waits, 50)?;
-            summary.p95_wait_ms = percentile(&tx, WAIT_AT_SQL.as_str(), since, waits, 95)?;
+            let (mut summary, durations, waits) = window_aggregates(&tx, &self.prefix, since, now)?;
+            summary.p50_duration_ms = percentile(
+                &tx,
+                &self.prefix,
+                DURATION_AT_SQL.as_str(),
+                since,
+                durations,
+                50,
+            )?;
+            summary.p95_duration_ms = percentile(
+                &tx,
+                &self.prefix,
+                DURATION_AT_SQL.as_str(),
+                since,
+                durations,
+                95,
+            )?;
+            summary.p50_wait_ms =
+                percentile(&tx, &self.prefix, WAIT_AT_SQL.as_str(), since, waits, 50)?;
+            summary.p95_wait_ms =
+                percentile(&tx, &self.prefix, WAIT_AT_SQL.as_str(), since, waits, 95)?;
             summary.throughput_per_minute = per_minute(summary.finished(), since, now);
-            summary.common_errors = common_errors(&tx, since)?;
+            summary.common_errors = common_errors(&tx, &self.prefix, since)?;
             tx.finish()?;
             Ok(summary)
         })
@@ -278,10 +301,15 @@ impl AnalyticsStore for SqliteStore {
     fn worker_summaries(&self, since: i64) -> StoreResult<Vec<WorkerSummary>> {
         self.read(|conn| {
             let tx = conn.unchecked_transaction()?;
-            let mut workers = worker_rows(&tx, since)?;
-            let mut p95 =
-                per_identifier::<i64>(&tx, WORKER_PERCENTILE_SQL.as_str(), params![since, 95])?;
-            let mut versions = per_identifier::<String>(&tx, WORKER_VERSIONS_SQL, [since])?;
+            let mut workers = worker_rows(&tx, &self.prefix, since)?;
+            let mut p95 = per_identifier::<i64>(
+                &tx,
+                &self.prefix,
+                WORKER_PERCENTILE_SQL.as_str(),
+                params![since, 95],
+            )?;
+            let mut versions =
+                per_identifier::<String>(&tx, &self.prefix, WORKER_VERSIONS_SQL, [since])?;
             tx.finish()?;
             for w in &mut workers {
                 w.p95_duration_ms = p95.remove(&w.identifier).and_then(|v| v.first().copied());
@@ -293,19 +321,19 @@ impl AnalyticsStore for SqliteStore {
 
     fn oldest_due_pending(&self, now: i64) -> StoreResult<Option<(i64, String, i64)>> {
         self.read(|conn| {
-            Ok(triples(conn, OLDEST_DUE_SQL.as_str(), now)?
+            Ok(triples(conn, &self.prefix, OLDEST_DUE_SQL.as_str(), now)?
                 .into_iter()
                 .next())
         })
     }
 
     fn stuck_tasks(&self, now: i64) -> StoreResult<Vec<(i64, String, i64)>> {
-        self.read(|conn| triples(conn, STUCK_SQL.as_str(), now))
+        self.read(|conn| triples(conn, &self.prefix, STUCK_SQL.as_str(), now))
     }
 
     fn pending_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(PENDING_COUNTS_SQL.as_str())?;
+            let mut stmt = conn.prepare_cached(&self.sql(&PENDING_COUNTS_SQL))?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -320,7 +348,7 @@ impl AnalyticsStore for SqliteStore {
         bucket_ms: i64,
     ) -> StoreResult<Vec<(i64, i64, i64)>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&FINISHED_PER_BUCKET_SQL)?;
+            let mut stmt = conn.prepare_cached(&self.sql(&FINISHED_PER_BUCKET_SQL))?;
             let rows = stmt
                 .query_map(rusqlite::params![since, until, bucket_ms.max(1)], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))

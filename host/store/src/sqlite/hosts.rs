@@ -45,7 +45,8 @@ impl HostStore for SqliteStore {
         self.write(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
+                &self.sql(
+                    "INSERT INTO s_hosts (name, version, started_at, last_heartbeat, busy_slots,
                         pool_size, workers, lease_ms, stopped_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (name) DO UPDATE SET version = excluded.version,
@@ -53,6 +54,7 @@ impl HostStore for SqliteStore {
                         busy_slots = excluded.busy_slots, pool_size = excluded.pool_size,
                         workers = excluded.workers, lease_ms = excluded.lease_ms,
                         stopped_at = excluded.stopped_at",
+                ),
                 params![
                     h.name,
                     h.version,
@@ -66,7 +68,7 @@ impl HostStore for SqliteStore {
                 ],
             )?;
             tx.execute(
-                "DELETE FROM s_hosts WHERE last_heartbeat < ?1 OR stopped_at < ?2",
+                &self.sql("DELETE FROM s_hosts WHERE last_heartbeat < ?1 OR stopped_at < ?2"),
                 [
                     h.last_heartbeat - FORGET_HOSTS_AFTER_MS,
                     h.last_heartbeat - FORGET_STOPPED_AFTER_MS,
@@ -80,7 +82,7 @@ impl HostStore for SqliteStore {
     fn host_stopped(&self, name: &str, now: i64) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "UPDATE s_hosts SET stopped_at = ?2, busy_slots = 0 WHERE name = ?1",
+                &self.sql("UPDATE s_hosts SET stopped_at = ?2, busy_slots = 0 WHERE name = ?1"),
                 params![name, now],
             )?;
             Ok(())
@@ -90,7 +92,7 @@ impl HostStore for SqliteStore {
     fn hosts(&self) -> StoreResult<Vec<HostRow>> {
         self.read(|conn| {
             let sql = format!("SELECT {HOST_COLUMNS} FROM s_hosts ORDER BY started_at, name");
-            conn.prepare_cached(&sql)?
+            conn.prepare_cached(&self.prefix.apply(&sql))?
                 .query_and_then([], |r| host_from_row(r))?
                 .collect()
         })
@@ -111,7 +113,7 @@ impl HostStore for SqliteStore {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
             {
-                let mut stmt = tx.prepare_cached(&RECOVER_SQL)?;
+                let mut stmt = tx.prepare_cached(&self.sql(&RECOVER_SQL))?;
                 for f in finishes {
                     let n = stmt.execute(params![
                         f.id,

@@ -13,7 +13,10 @@ mod tasks;
 mod tokens;
 mod workers;
 
-use super::{Migration, Store, StoreError, StoreResult, SQLITE_MIGRATIONS};
+use super::{
+    Migration, OpenOptions, Store, StoreError, StoreResult, TablePrefix, SQLITE_MIGRATIONS,
+};
+use crate::table_prefix::Sql;
 use health::{Health, Source};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags};
@@ -43,6 +46,9 @@ pub struct SqliteStore {
     /// Starts in the journal not yet written to the database: lease → start time. The
     /// ticker's `flush_starts` writes them; a finish takes its run's out.
     unflushed_starts: Mutex<HashMap<crate::Lease, i64>>,
+    /// `STASK_TABLE_PREFIX`: every statement goes through [`SqliteStore::sql`] or
+    /// [`TablePrefix::apply`].
+    prefix: TablePrefix,
 }
 
 /// SQLite's `synchronous` mode (`STASK_SQLITE_SYNC`, parsed once by the configuration).
@@ -83,11 +89,13 @@ fn configure(conn: &Connection, sync: SqliteSync) -> StoreResult<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its folder, with `synchronous=NORMAL`.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        Self::open_with(path, SqliteSync::default())
+        Self::open_with(path, &OpenOptions::default())
     }
 
-    /// Opens (creating if needed) the database file and its folder.
-    pub fn open_with(path: &Path, sync: SqliteSync) -> StoreResult<SqliteStore> {
+    /// Opens (creating if needed) the database file and its folder, with the `synchronous`
+    /// mode and the table prefix of `options`.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> StoreResult<SqliteStore> {
+        let sync = options.sqlite_sync;
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -107,7 +115,7 @@ impl SqliteStore {
             Ok(conn)
         };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        let starts = starts::StartJournal::open(path)?;
+        let starts = starts::StartJournal::open(path, options.table_prefix.as_str())?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
         writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
@@ -137,7 +145,13 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some(checkpointer)),
             starts,
             unflushed_starts: Mutex::new(HashMap::new()),
+            prefix: options.table_prefix.clone(),
         })
+    }
+
+    /// A statement written in the code, as sent: with the table prefix (rewritten once).
+    fn sql(&self, sql: &'static str) -> Sql {
+        self.prefix.statement(sql)
     }
 
     /// Runs `f` on the writer connection. Refused once the database files were found removed
@@ -192,24 +206,31 @@ impl Drop for SqliteStore {
     }
 }
 
-fn apply_migrations(conn: &mut Connection, migrations: &[Migration]) -> StoreResult<Vec<String>> {
-    conn.execute_batch(
+fn apply_migrations(
+    conn: &mut Connection,
+    migrations: &[Migration],
+    p: &TablePrefix,
+) -> StoreResult<Vec<String>> {
+    conn.execute_batch(&p.statement(
         "CREATE TABLE IF NOT EXISTS s_schema_migrations (
              version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )?;
+    ))?;
     let mut applied = Vec::new();
     for m in migrations {
         let tx = conn.transaction()?;
         let done: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM s_schema_migrations WHERE version = ?1)",
+            &p.statement("SELECT EXISTS(SELECT 1 FROM s_schema_migrations WHERE version = ?1)"),
             [m.version],
             |r| r.get(0),
         )?;
         if !done {
-            tx.execute_batch(m.sql)
+            tx.execute_batch(&p.apply(m.sql))
                 .map_err(|e| StoreError::database(format!("migration {}", m.name), e))?;
             tx.execute(
-                "INSERT INTO s_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                &p.statement(
+                    "INSERT INTO s_schema_migrations (version, name, applied_at) \
+                     VALUES (?1, ?2, ?3)",
+                ),
                 params![m.version, m.name, crate::clock::now_ms()],
             )?;
             applied.push(m.name.to_owned());
@@ -221,12 +242,20 @@ fn apply_migrations(conn: &mut Connection, migrations: &[Migration]) -> StoreRes
 
 impl Store for SqliteStore {
     fn migrate(&self) -> StoreResult<Vec<String>> {
-        self.write(|conn| apply_migrations(conn, SQLITE_MIGRATIONS))
+        self.write(|conn| apply_migrations(conn, SQLITE_MIGRATIONS, &self.prefix))
+    }
+
+    fn execute_foreign(&self, sql: &str) -> StoreResult<()> {
+        self.write(|conn| Ok(conn.execute_batch(&self.prefix.apply(sql))?))
     }
 
     fn describe(&self) -> String {
+        let prefix = match self.prefix.as_str() {
+            "" => String::new(),
+            p => format!(", table prefix {p}"),
+        };
         format!(
-            "sqlite {} (synchronous={})",
+            "sqlite {} (synchronous={}{prefix})",
             self.path.display(),
             self.sync.pragma()
         )
@@ -278,4 +307,110 @@ mod tests {
     }
 
     crate::driver_tests!(open, reopenable);
+
+    /// Migration 0006 rebuilds `s_tasks`: the rows of an installation made before it are kept
+    /// whole, and every index of 0001 and 0003 is there again.
+    #[test]
+    fn the_seed_rows_rebuild_keeps_tasks_and_indexes() {
+        use crate::SQLITE_MIGRATIONS;
+        let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("stask.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let indexes = |store: &SqliteStore| -> Vec<String> {
+            let conn = store.writer.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 's_tasks'
+                      AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let before_0006 = &SQLITE_MIGRATIONS[..5];
+        assert_eq!(before_0006.last().unwrap().version, 5);
+        super::apply_migrations(&mut store.writer.lock(), before_0006, &store.prefix).unwrap();
+        let old_indexes = indexes(&store);
+        // Rows as sTask wrote them before 0006, read back column by column around it.
+        store
+            .writer
+            .lock()
+            .execute_batch(
+                "INSERT INTO s_tasks (identifier, action, message, meta, start_at, run_at,
+                                      max_attempts, priority, priority_rank, created_at,
+                                      updated_at)
+                 VALUES ('w', 'run', 'Waiting to run', '{}', NULL, 1000, 3, 'low', 0, 1000, 1000),
+                        ('w', 'run', 'Scheduled', '{\"a\":1}', 9000, 9000, 7, 'high', 2, 1000,
+                         1000)",
+            )
+            .unwrap();
+        let rows = |store: &SqliteStore, columns: &[String]| -> Vec<Vec<rusqlite::types::Value>> {
+            let conn = store.writer.lock();
+            let sql = format!("SELECT {} FROM s_tasks ORDER BY id", columns.join(", "));
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let read = stmt
+                .query_map([], |r| (0..columns.len()).map(|i| r.get(i)).collect())
+                .unwrap();
+            read.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let columns: Vec<String> = {
+            let conn = store.writer.lock();
+            let mut stmt = conn
+                .prepare("SELECT name FROM pragma_table_info('s_tasks')")
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let old = rows(&store, &columns);
+        let through_0006 = &SQLITE_MIGRATIONS[..6];
+        assert_eq!(through_0006.last().unwrap().name, "0006_seed_rows.sql");
+        super::apply_migrations(&mut store.writer.lock(), through_0006, &store.prefix).unwrap();
+        assert_eq!(rows(&store, &columns), old);
+        assert_eq!(indexes(&store), old_indexes);
+        assert_eq!(old_indexes.len(), 6, "{old_indexes:?}");
+    }
+
+    /// The whole suite again on a store whose tables are `evo_s_...`: the file holds no
+    /// `s_...` table, so a statement that bypassed the prefix fails its property.
+    mod prefixed {
+        use super::super::SqliteStore;
+        use crate::conformance::Reopen;
+        use crate::{OpenOptions, Store, TablePrefix};
+        use std::sync::Arc;
+
+        fn options() -> OpenOptions {
+            OpenOptions {
+                table_prefix: TablePrefix::new("evo_").unwrap(),
+                ..Default::default()
+            }
+        }
+
+        fn open() -> Arc<dyn Store> {
+            reopenable().0
+        }
+
+        fn reopenable() -> (Arc<dyn Store>, Reopen) {
+            let dir = std::env::temp_dir().join(format!("stask-driver-{}", uuid::Uuid::new_v4()));
+            let path = dir.join("stask.db");
+            let store = SqliteStore::open_with(&path, &options()).expect("open");
+            store.migrate().expect("migrate");
+            let names: Vec<String> = store
+                .writer
+                .lock()
+                .prepare("SELECT name FROM sqlite_master WHERE name LIKE 's%'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(names.iter().all(|n| n.starts_with("sqlite_")), "{names:?}");
+            let reopen: Reopen = Box::new(move |store| {
+                drop(store);
+                Arc::new(SqliteStore::open_with(&path, &options()).expect("reopen"))
+            });
+            (Arc::new(store), reopen)
+        }
+
+        crate::driver_tests!(open, reopenable);
+    }
 }

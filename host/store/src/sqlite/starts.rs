@@ -45,18 +45,19 @@ pub struct StartJournal {
 }
 
 impl StartJournal {
-    /// The journal's file beside the database.
-    pub fn path_for(db: &Path) -> PathBuf {
+    /// The journal's file beside the database: `stask.db-starts`, or `stask.db-evo_starts`
+    /// for the table prefix `evo_` (each installation in one file has its own runs).
+    pub fn path_for(db: &Path, prefix: &str) -> PathBuf {
         let mut name = db.as_os_str().to_owned();
-        name.push("-starts");
+        name.push(format!("-{prefix}starts"));
         PathBuf::from(name)
     }
 
     /// Opens (creating at full size if needed) the journal of the database at `db`. Entries
     /// of earlier processes stay until recovery has read them: this process starts runs only
     /// after its recovery at start (`Engine::recover_at_start`, before the pool starts).
-    pub fn open(db: &Path) -> StoreResult<StartJournal> {
-        let path = Self::path_for(db);
+    pub fn open(db: &Path, prefix: &str) -> StoreResult<StartJournal> {
+        let path = Self::path_for(db, prefix);
         let fail = |what: &str, e: std::io::Error| {
             StoreError::database(
                 format!("cannot {what} the start journal {}", path.display()),
@@ -129,16 +130,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stask-starts-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("stask.db");
-        let journal = StartJournal::open(&db).unwrap();
+        let journal = StartJournal::open(&db, "").unwrap();
         let first = Lease {
             task_id: 7,
             token: 42,
         };
         journal.record(first).unwrap();
         drop(journal);
-        let again = StartJournal::open(&db).unwrap();
+        let again = StartJournal::open(&db, "").unwrap();
         assert_eq!(
-            std::fs::metadata(StartJournal::path_for(&db))
+            std::fs::metadata(StartJournal::path_for(&db, ""))
                 .unwrap()
                 .len(),
             SLOTS * SLOT_BYTES

@@ -9,15 +9,17 @@ use crate::task_state::sql::{guard_sql, message, status_in, target};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, Transaction};
 use std::sync::LazyLock;
 
-fn load_task(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks WHERE id = ?1");
-    conn.prepare_cached(&sql)?
+static SELECT_TASK_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TASK_COLUMNS} FROM s_tasks WHERE id = ?1"));
+
+fn load_task(conn: &Connection, p: &TablePrefix, id: i64) -> StoreResult<Option<Task>> {
+    conn.prepare_cached(&p.statement(&SELECT_TASK_SQL))?
         .query_and_then([id], |r| task_from_row(r))?
         .next()
         .transpose()
@@ -33,8 +35,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn insert_one(tx: &Transaction<'_>, task: &NewTask, now: i64) -> StoreResult<i64> {
-    let mut stmt = tx.prepare_cached(&INSERT_SQL)?;
+fn insert_one(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
+    let mut stmt = tx.prepare_cached(&p.statement(&INSERT_SQL))?;
     let message = created_message(task.start_at, now);
     stmt.execute(params![
         task.identifier,
@@ -277,14 +279,14 @@ fn mark_journal_starts(
 
 impl SqliteStore {
     /// Runs `sql` (parameters: id, lease token, now) for each lease in one transaction.
-    fn update_leased(&self, sql: &str, leases: &[Lease], now: i64) -> StoreResult<()> {
+    fn update_leased(&self, sql: &'static str, leases: &[Lease], now: i64) -> StoreResult<()> {
         if leases.is_empty() {
             return Ok(());
         }
         self.write(|conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare_cached(sql)?;
+                let mut stmt = tx.prepare_cached(&self.sql(sql))?;
                 for lease in leases {
                     stmt.execute(params![lease.task_id, lease.token, now])?;
                 }
@@ -299,7 +301,7 @@ impl TaskStore for SqliteStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let id = insert_one(&tx, task, now)?;
+            let id = insert_one(&tx, &self.prefix, task, now)?;
             tx.commit()?;
             Ok(id)
         })
@@ -310,7 +312,7 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             let ids = tasks
                 .iter()
-                .map(|t| insert_one(&tx, t, now))
+                .map(|t| insert_one(&tx, &self.prefix, t, now))
                 .collect::<StoreResult<Vec<_>>>()?;
             tx.commit()?;
             Ok(ids)
@@ -327,7 +329,7 @@ impl TaskStore for SqliteStore {
         let mut claimed = self.write(|conn| {
             let tx = conn.transaction()?;
             let rows = {
-                let mut stmt = tx.prepare_cached(&CLAIM_SQL)?;
+                let mut stmt = tx.prepare_cached(&self.sql(&CLAIM_SQL))?;
                 let rows = stmt.query_map(
                     params![
                         req.now,
@@ -389,7 +391,7 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             {
                 // Guarded by `preparing`: applies once, and not to a run finished meanwhile.
-                let mut stmt = tx.prepare_cached(&START_SQL)?;
+                let mut stmt = tx.prepare_cached(&self.sql(&START_SQL))?;
                 for (lease, at) in &starts {
                     stmt.execute(params![lease.task_id, lease.token, at])?;
                 }
@@ -414,7 +416,7 @@ impl TaskStore for SqliteStore {
         self.write(|conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare_cached(&PROGRESS_SQL)?;
+                let mut stmt = tx.prepare_cached(&self.sql(&PROGRESS_SQL))?;
                 for u in updates {
                     stmt.execute(params![
                         u.id,
@@ -441,10 +443,10 @@ impl TaskStore for SqliteStore {
         self.write(|conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare_cached(
+                let mut stmt = tx.prepare_cached(&self.sql(
                     "INSERT INTO s_task_logs (task_id, attempt, level, at, line)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
+                ))?;
                 for l in lines {
                     stmt.execute(params![l.task_id, l.attempt, l.level, l.at, l.line])?;
                 }
@@ -471,7 +473,7 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             let mut applied = Vec::with_capacity(finishes.len());
             {
-                let mut stmt = tx.prepare_cached(&FINISH_SQL)?;
+                let mut stmt = tx.prepare_cached(&self.sql(&FINISH_SQL))?;
                 for f in finishes {
                     let n = stmt.execute(params![
                         f.id,
@@ -505,10 +507,10 @@ impl TaskStore for SqliteStore {
     fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            tx.prepare_cached(&HEARTBEAT_SQL[0])?
+            tx.prepare_cached(&self.sql(&HEARTBEAT_SQL[0]))?
                 .execute(params![owner, lease_until])?;
             let cancelled = tx
-                .prepare_cached(&HEARTBEAT_SQL[1])?
+                .prepare_cached(&self.sql(&HEARTBEAT_SQL[1]))?
                 .query_map([owner], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             tx.commit()?;
@@ -518,7 +520,7 @@ impl TaskStore for SqliteStore {
 
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
         let rows = self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&EXPIRED_SQL)?;
+            let mut stmt = conn.prepare_cached(&self.sql(&EXPIRED_SQL))?;
             let rows = stmt
                 .query_map(params![now], |r| {
                     Ok(ExpiredLease {
@@ -543,7 +545,7 @@ impl TaskStore for SqliteStore {
         let identifiers =
             serde_json::to_string(identifiers).map_err(|e| StoreError::database("", e))?;
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&NEXT_DUE_SQL)?;
+            let mut stmt = conn.prepare_cached(&self.sql(&NEXT_DUE_SQL))?;
             Ok(stmt.query_row(params![now, identifiers], |r| r.get(0))?)
         })
     }
@@ -551,13 +553,13 @@ impl TaskStore for SqliteStore {
     fn cancel(&self, id: i64, now: i64) -> StoreResult<CancelResult> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let cancelled = tx.execute(&CANCEL_SQL[0], params![id, now])?;
+            let cancelled = tx.execute(&self.sql(&CANCEL_SQL[0]), params![id, now])?;
             let requested = if cancelled == 0 {
-                tx.execute(&CANCEL_SQL[1], params![id, now])?
+                tx.execute(&self.sql(&CANCEL_SQL[1]), params![id, now])?
             } else {
                 0
             };
-            let task = load_task(&tx, id)?;
+            let task = load_task(&tx, &self.prefix, id)?;
             tx.commit()?;
             Ok(match task {
                 None => CancelResult::NotFound,
@@ -571,8 +573,8 @@ impl TaskStore for SqliteStore {
     fn retry(&self, id: i64, now: i64) -> StoreResult<RetryResult> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let n = tx.execute(&RETRY_SQL, params![id, now])?;
-            let task = load_task(&tx, id)?;
+            let n = tx.execute(&self.sql(&RETRY_SQL), params![id, now])?;
+            let task = load_task(&tx, &self.prefix, id)?;
             tx.commit()?;
             Ok(match task {
                 None => RetryResult::NotFound,
@@ -585,7 +587,7 @@ impl TaskStore for SqliteStore {
     fn delete_task(&self, id: i64) -> StoreResult<Option<Task>> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let Some(task) = load_task(&tx, id)? else {
+            let Some(task) = load_task(&tx, &self.prefix, id)? else {
                 return Ok(None);
             };
             if !rule(Event::Delete).allows(task.status) {
@@ -594,15 +596,18 @@ impl TaskStore for SqliteStore {
                     task.status
                 )));
             }
-            tx.execute("DELETE FROM s_task_logs WHERE task_id = ?1", [id])?;
-            tx.execute("DELETE FROM s_tasks WHERE id = ?1", [id])?;
+            tx.execute(
+                &self.sql("DELETE FROM s_task_logs WHERE task_id = ?1"),
+                [id],
+            )?;
+            tx.execute(&self.sql("DELETE FROM s_tasks WHERE id = ?1"), [id])?;
             tx.commit()?;
             Ok(Some(task))
         })
     }
 
     fn task(&self, id: i64) -> StoreResult<Option<Task>> {
-        self.read(|conn| load_task(conn, id))
+        self.read(|conn| load_task(conn, &self.prefix, id))
     }
 
     fn tasks(&self, filter: &TaskFilter) -> StoreResult<(Vec<Task>, i64)> {
@@ -620,12 +625,14 @@ impl TaskStore for SqliteStore {
             .collect();
         self.read(|conn| {
             let total: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM s_tasks {where_sql}"),
+                &self
+                    .prefix
+                    .apply(&format!("SELECT COUNT(*) FROM s_tasks {where_sql}")),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
             let sql = format!("SELECT {TASK_COLUMNS} FROM s_tasks {where_sql} {page_sql}");
-            let mut stmt = conn.prepare(&sql)?;
+            let mut stmt = conn.prepare(&self.prefix.apply(&sql))?;
             let tasks = stmt
                 .query_and_then(params_from_iter(args.iter()), |r| task_from_row(r))?
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -635,9 +642,9 @@ impl TaskStore for SqliteStore {
 
     fn pending_tasks(&self, limit: i64) -> StoreResult<(Vec<Task>, i64)> {
         self.read(|conn| {
-            let total: i64 = conn.query_row(&PENDING_SQL[0], [], |r| r.get(0))?;
+            let total: i64 = conn.query_row(&self.sql(&PENDING_SQL[0]), [], |r| r.get(0))?;
             let tasks = conn
-                .prepare_cached(&PENDING_SQL[1])?
+                .prepare_cached(&self.sql(&PENDING_SQL[1]))?
                 .query_and_then([limit.max(0)], |r| task_from_row(r))?
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok((tasks, total))
@@ -646,11 +653,11 @@ impl TaskStore for SqliteStore {
 
     fn task_logs(&self, id: i64, limit: i64) -> StoreResult<Vec<LogLine>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
+            let mut stmt = conn.prepare_cached(&self.sql(
                 "SELECT task_id, attempt, level, at, line FROM (
                    SELECT id, task_id, attempt, level, at, line FROM s_task_logs
                     WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
-            )?;
+            ))?;
             let lines = stmt
                 .query_map(params![id, limit.max(0)], |r| {
                     Ok(LogLine {
@@ -668,8 +675,9 @@ impl TaskStore for SqliteStore {
 
     fn stats(&self) -> StoreResult<Stats> {
         self.read(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT status, COUNT(*) FROM s_tasks GROUP BY status")?;
+            let mut stmt = conn.prepare_cached(
+                &self.sql("SELECT status, COUNT(*) FROM s_tasks GROUP BY status"),
+            )?;
             let counts = stmt
                 .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -681,11 +689,12 @@ impl TaskStore for SqliteStore {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let ids = tx
-                .prepare(&RETENTION_SQL)?
+                .prepare(&self.sql(&RETENTION_SQL))?
                 .query_map([cutoff], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             {
-                let mut stmt = tx.prepare("DELETE FROM s_task_logs WHERE task_id = ?1")?;
+                let mut stmt =
+                    tx.prepare(&self.sql("DELETE FROM s_task_logs WHERE task_id = ?1"))?;
                 for id in &ids {
                     stmt.execute([id])?;
                 }

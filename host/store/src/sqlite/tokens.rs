@@ -16,7 +16,7 @@ impl TokenStore for SqliteStore {
     ) -> StoreResult<TokenRow> {
         self.write(|conn| {
             let inserted = conn.execute(
-                "INSERT INTO s_tokens (name, token_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+                &self.sql("INSERT INTO s_tokens (name, token_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4)"),
                 params![name, hash, prefix, now],
             );
             match inserted {
@@ -31,7 +31,9 @@ impl TokenStore for SqliteStore {
                 other => other?,
             };
             let id = conn.last_insert_rowid();
-            conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"))?
+            conn.prepare(&self.prefix.apply(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM s_tokens WHERE id = ?1"
+            )))?
                 .query_and_then([id], |r| token_from_row(r))?
                 .next()
                 .unwrap_or_else(|| Err(StoreError::internal(format!("token {id} vanished"))))
@@ -40,17 +42,23 @@ impl TokenStore for SqliteStore {
 
     fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
         self.read(|conn| {
-            conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id"))?
-                .query_and_then([], |r| token_from_row(r))?
-                .collect()
+            conn.prepare(
+                &self
+                    .prefix
+                    .apply(&format!("SELECT {TOKEN_COLUMNS} FROM s_tokens ORDER BY id")),
+            )?
+            .query_and_then([], |r| token_from_row(r))?
+            .collect()
         })
     }
 
     fn revoke_token(&self, name_or_id: &str, now: i64) -> StoreResult<bool> {
         self.write(|conn| {
             let n = conn.execute(
-                "UPDATE s_tokens SET revoked_at = ?2
+                &self.sql(
+                    "UPDATE s_tokens SET revoked_at = ?2
                   WHERE revoked_at IS NULL AND (name = ?1 OR CAST(id AS TEXT) = ?1)",
+                ),
                 params![name_or_id, now],
             )?;
             Ok(n > 0)
@@ -59,10 +67,10 @@ impl TokenStore for SqliteStore {
 
     fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
+            conn.prepare_cached(&self.prefix.apply(&format!(
                 "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
                   WHERE prefix = ?1 AND revoked_at IS NULL"
-            ))?
+            )))?
             .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(6)?)))?
             .collect()
         })
@@ -71,7 +79,7 @@ impl TokenStore for SqliteStore {
     fn touch_token(&self, id: i64, now: i64) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "UPDATE s_tokens SET last_used_at = ?2 WHERE id = ?1",
+                &self.sql("UPDATE s_tokens SET last_used_at = ?2 WHERE id = ?1"),
                 params![id, now],
             )?;
             Ok(())
@@ -81,8 +89,10 @@ impl TokenStore for SqliteStore {
     fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "INSERT INTO s_sessions (id_hash, token_id, csrf_token, created_at, expires_at)
+                &self.sql(
+                    "INSERT INTO s_sessions (id_hash, token_id, csrf_token, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
+                ),
                 params![
                     session.id_hash,
                     session.token_id,
@@ -98,11 +108,11 @@ impl TokenStore for SqliteStore {
     fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached(
+                .prepare_cached(&self.sql(
                     "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
                        FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
                       WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND t.revoked_at IS NULL",
-                )?
+                ))?
                 .query_row(params![id_hash, now], |r| {
                     Ok(SessionRow {
                         id_hash: r.get(0)?,
@@ -119,7 +129,7 @@ impl TokenStore for SqliteStore {
     fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()> {
         self.write(|conn| {
             conn.execute(
-                "DELETE FROM s_sessions WHERE id_hash = ?1 OR expires_at <= ?2",
+                &self.sql("DELETE FROM s_sessions WHERE id_hash = ?1 OR expires_at <= ?2"),
                 params![id_hash, now],
             )?;
             Ok(())
