@@ -484,9 +484,19 @@ fn wait_heartbeats(d: &Daemon, n: usize) {
 /// another live host has it, runs nothing of it, and orphans it once no live host has it.
 #[test]
 fn a_host_without_a_plugin_leaves_the_worker_of_another_loaded() {
-    let schema = PgSchema::create();
-    let mut with = Home::on_schema(&["demo"], schema.clone());
-    let mut without = Home::on_schema(&[], schema);
+    a_host_without_a_plugin_leaves_the_worker_loaded(ServerDatabase::Postgres(PgSchema::create()));
+}
+
+#[test]
+fn a_host_without_a_plugin_leaves_the_worker_of_another_loaded_on_mariadb() {
+    a_host_without_a_plugin_leaves_the_worker_loaded(
+        ServerDatabase::Mysql(MysqlDatabase::create()),
+    );
+}
+
+fn a_host_without_a_plugin_leaves_the_worker_loaded(database: ServerDatabase) {
+    let mut with = Home::on_server_database(&["demo"], database.clone());
+    let mut without = Home::on_server_database(&[], database);
     for home in [&mut with, &mut without] {
         home.set_env("STASK_LEASE_MS", "3000");
     }
@@ -543,9 +553,17 @@ fn event_lines(d: &Daemon) -> std::sync::mpsc::Receiver<String> {
 /// created, progressing and finished on another host's stream (the UI's live updates).
 #[test]
 fn the_event_stream_of_any_host_shows_the_work_of_all() {
-    let schema = PgSchema::create();
-    let with = Home::on_schema(&["demo"], schema.clone());
-    let without = Home::on_schema(&[], schema);
+    any_event_stream_shows_the_work_of_all(ServerDatabase::Postgres(PgSchema::create()));
+}
+
+#[test]
+fn the_event_stream_of_any_host_shows_the_work_of_all_on_mariadb() {
+    any_event_stream_shows_the_work_of_all(ServerDatabase::Mysql(MysqlDatabase::create()));
+}
+
+fn any_event_stream_shows_the_work_of_all(database: ServerDatabase) {
+    let with = Home::on_server_database(&["demo"], database.clone());
+    let without = Home::on_server_database(&[], database);
     let a = with.serve();
     let b = without.serve();
     let lines = event_lines(&b);
