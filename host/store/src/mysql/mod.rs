@@ -67,7 +67,17 @@ const ER_SERVER_SHUTDOWN: u16 = 1053;
 /// Whether `e` says the connection is gone (the pool replaces it).
 fn is_lost(e: &mysql::Error) -> bool {
     match e {
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) => true,
+        mysql::Error::IoError(_) => true,
+        // Only the driver's errors about the link itself: the others (parameters, pool
+        // settings, protocol features) are bugs or settings, not a lost connection.
+        mysql::Error::DriverError(d) => matches!(
+            d,
+            mysql::DriverError::ConnectTimeout
+                | mysql::DriverError::CouldNotConnect(_)
+                | mysql::DriverError::PacketOutOfSync
+                | mysql::DriverError::UnexpectedPacket
+                | mysql::DriverError::Timeout
+        ),
         mysql::Error::MySqlError(m) => matches!(
             m.code,
             CR_SERVER_GONE | CR_SERVER_LOST | ER_CONNECTION_KILLED | ER_SERVER_SHUTDOWN
