@@ -218,7 +218,14 @@ impl MysqlStore {
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
             .stmt_cache_size(256)
             .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool: it would drop
+            // the session settings (re-sent each time) and every prepared statement. Our calls
+            // leave no session state behind: transactions end in commit or rollback (on drop).
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            )
             .into();
         let pool = Pool::new(opts).map_err(|e| open_error(e, &what))?;
         // The first connection, so that a refusal is reported now and names the URL.
