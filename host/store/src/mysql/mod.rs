@@ -217,6 +217,9 @@ impl MysqlStore {
             .init(SESSION_INIT.to_vec())
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
             .stmt_cache_size(256)
+            // Connect where the URL says: the client would otherwise switch a local TCP
+            // connection to the server's Unix socket behind the operator's back.
+            .prefer_socket(false)
             .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
             // No COM_RESET_CONNECTION when a connection goes back to the pool: it would drop
             // the session settings (re-sent each time) and every prepared statement. Our calls

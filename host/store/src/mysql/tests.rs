@@ -442,3 +442,21 @@ fn hosts_claiming_together_take_disjoint_tasks() {
     assert_eq!(all.len(), 200);
     assert_eq!(a.stats().unwrap().completed, 200);
 }
+
+/// The store connects where the URL says (TCP to host:port), never through the server's Unix
+/// socket: operators and firewalls see the connections they configured.
+#[test]
+fn connections_use_the_urls_tcp_address() {
+    let (store, _database) = testing::open_mysql(TablePrefix::none());
+    let host: Option<String> = store
+        .conn()
+        .unwrap()
+        .query_first("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+        .unwrap();
+    let host = host.unwrap();
+    assert!(
+        host.rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
+        "a TCP client address: {host}"
+    );
+}
