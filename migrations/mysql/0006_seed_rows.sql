@@ -6,13 +6,17 @@
 -- the one the daemon gives a new task; meta defaults to an empty object.
 -- DATETIME values are read as UTC, as the daemon writes them (the CMS's connection must use
 -- time_zone '+00:00', as Laravel's default does).
--- Columns the original does not write get defaults (an omitted NOT NULL column without one is
--- refused by `INSERT ... SELECT` in strict mode before any trigger runs); run_at may be
--- written NULL, and the trigger always fills it.
+--
+-- The columns a foreign insert may leave out need defaults of their own: MySQL checks "no
+-- default value" before BEFORE INSERT triggers for INSERT ... SELECT and multi-row inserts
+-- (a single-row VALUES would reach the trigger). run_at becomes NULL by default, meaning "not
+-- given" (the trigger always fills it: no stored row has it NULL); an empty message is
+-- "not given" too (the daemon never writes one).
 ALTER TABLE s_tasks
-    MODIFY message TEXT NOT NULL DEFAULT (''),
-    MODIFY meta    JSON NOT NULL DEFAULT ('{}'),
-    MODIFY run_at  BIGINT NULL;
+    MODIFY run_at BIGINT NULL DEFAULT NULL,
+    MODIFY message TEXT COLLATE utf8mb4_unicode_ci NOT NULL DEFAULT (''),
+    MODIFY meta JSON NOT NULL DEFAULT ('{}');
+
 CREATE TRIGGER s_tasks_seed BEFORE INSERT ON s_tasks FOR EACH ROW
 BEGIN
     SET NEW.priority_rank = CASE NEW.priority WHEN 'high' THEN 2 WHEN 'low' THEN 0 ELSE 1 END;

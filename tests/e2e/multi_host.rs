@@ -77,14 +77,6 @@ fn three_hosts_share_a_queue(database: ServerDatabase) {
     let homes: Vec<Home> = (0..3)
         .map(|_| {
             let mut home = Home::on_server_database(&["demo"], database.clone());
-            if let ServerDatabase::Mysql(db) = &database {
-                // Over TCP, not the server's unix socket the client prefers on this machine:
-                // the test finds B's sessions by their client ports.
-                home.set_env(
-                    "STASK_DATABASE_URL",
-                    &format!("{}?prefer_socket=false", db.url()),
-                );
-            }
             home.set_env("STASK_LEASE_MS", LEASE_MS);
             home.set_env("STASK_WORKERS", "2");
             home

@@ -67,7 +67,17 @@ const ER_SERVER_SHUTDOWN: u16 = 1053;
 /// Whether `e` says the connection is gone (the pool replaces it).
 fn is_lost(e: &mysql::Error) -> bool {
     match e {
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) => true,
+        mysql::Error::IoError(_) => true,
+        // Only the driver's errors about the link itself: the others (parameters, pool
+        // settings, protocol features) are bugs or settings, not a lost connection.
+        mysql::Error::DriverError(d) => matches!(
+            d,
+            mysql::DriverError::ConnectTimeout
+                | mysql::DriverError::CouldNotConnect(_)
+                | mysql::DriverError::PacketOutOfSync
+                | mysql::DriverError::UnexpectedPacket
+                | mysql::DriverError::Timeout
+        ),
         mysql::Error::MySqlError(m) => matches!(
             m.code,
             CR_SERVER_GONE | CR_SERVER_LOST | ER_CONNECTION_KILLED | ER_SERVER_SHUTDOWN
@@ -207,8 +217,18 @@ impl MysqlStore {
             .init(SESSION_INIT.to_vec())
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
             .stmt_cache_size(256)
+            // Connect where the URL says: the client would otherwise switch a local TCP
+            // connection to the server's Unix socket behind the operator's back.
+            .prefer_socket(false)
             .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool: it would drop
+            // the session settings (re-sent each time) and every prepared statement. Our calls
+            // leave no session state behind: transactions end in commit or rollback (on drop).
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            )
             .into();
         let pool = Pool::new(opts).map_err(|e| open_error(e, &what))?;
         // The first connection, so that a refusal is reported now and names the URL.

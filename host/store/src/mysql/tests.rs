@@ -233,6 +233,13 @@ fn server_codes_choose_the_error_kind() {
         std::io::ErrorKind::ConnectionReset,
     )));
     assert!(matches!(io, StoreError::Connection { .. }));
+    let refused = StoreError::from(mysql::Error::DriverError(
+        mysql::DriverError::CouldNotConnect(None),
+    ));
+    assert!(matches!(refused, StoreError::Connection { .. }));
+    // A bug in the driver's own parameters is no lost connection.
+    let bug = StoreError::from(mysql::Error::DriverError(mysql::DriverError::MixedParams));
+    assert!(matches!(bug, StoreError::Database { .. }));
     use std::error::Error as _;
     assert!(server(1213)
         .source()
@@ -325,6 +332,34 @@ fn a_row_with_only_the_original_columns_is_claimable_at_once() {
     assert_eq!(waiting.started_by, Some(7));
     let first = store.task(now_id).unwrap().unwrap();
     assert_eq!(first.meta, serde_json::json!({"n": 1}));
+    // A producer's bulk INSERT ... SELECT of the same columns (MySQL checks defaults before
+    // the trigger there), and a row with no meta and no priority at all.
+    cms.query_drop(
+        "INSERT INTO evo_s_tasks (identifier, action, status, meta, max_attempts, priority)
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+         SELECT 'w', 'run', 10, '{}', 3, 'normal' FROM n",
+    )
+    .unwrap();
+    assert_eq!(cms.affected_rows(), 50);
+    cms.query_drop("INSERT INTO evo_s_tasks (identifier, action) VALUES ('w', 'run')")
+        .unwrap();
+    let bare = store.task(cms.last_insert_id() as i64).unwrap().unwrap();
+    assert_eq!(bare.message, "Waiting to run");
+    assert_eq!(bare.meta, serde_json::json!({}));
+    let claimed = store
+        .claim(&crate::ClaimRequest {
+            owner: "h",
+            limit: 100,
+            now: crate::clock::now_ms(),
+            lease_ms: 1_000,
+            identifiers: &["w".to_owned()],
+        })
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        51,
+        "the bulk rows and the bare one are due at once"
+    );
 }
 
 /// Two hosts claiming, starting and finishing one queue at once: every task is claimed by one
@@ -406,4 +441,22 @@ fn hosts_claiming_together_take_disjoint_tasks() {
     assert_eq!(before, all.len(), "a task was claimed twice");
     assert_eq!(all.len(), 200);
     assert_eq!(a.stats().unwrap().completed, 200);
+}
+
+/// The store connects where the URL says (TCP to host:port), never through the server's Unix
+/// socket: operators and firewalls see the connections they configured.
+#[test]
+fn connections_use_the_urls_tcp_address() {
+    let (store, _database) = testing::open_mysql(TablePrefix::none());
+    let host: Option<String> = store
+        .conn()
+        .unwrap()
+        .query_first("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+        .unwrap();
+    let host = host.unwrap();
+    assert!(
+        host.rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok()),
+        "a TCP client address: {host}"
+    );
 }
