@@ -78,6 +78,23 @@ pub(crate) use task_columns;
 /// The `s_tasks` columns [`task_from_row`] reads, in its order.
 pub const TASK_COLUMNS: &str = task_columns!();
 
+/// A claimed task from a claim's row: `id, identifier, action, meta, attempts, max_attempts,
+/// run_at, priority_rank`, in that order (what the server drivers' claims return), with the
+/// lease token the claim wrote.
+pub fn claimed_from_row(row: &impl RowRead, lease_token: i64) -> StoreResult<crate::ClaimedTask> {
+    Ok(crate::ClaimedTask {
+        id: row.col(0)?,
+        identifier: row.col(1)?,
+        action: row.col(2)?,
+        meta: row.col(3)?,
+        attempt: narrow(row.col(4)?),
+        max_attempts: narrow(row.col(5)?),
+        lease_token,
+        run_at: row.col(6)?,
+        priority_rank: row.col(7)?,
+    })
+}
+
 /// A task from a row of [`TASK_COLUMNS`].
 pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
     let id: i64 = row.col(0)?;

@@ -482,20 +482,7 @@ impl TaskStore for MysqlStore {
                 mysql::Params::Positional(ids.iter().map(|&id| Value::from(id)).collect()),
             )?;
             rows.iter()
-                .map(|r| {
-                    use crate::rows::RowRead;
-                    Ok(ClaimedTask {
-                        id: r.col(0)?,
-                        identifier: r.col(1)?,
-                        action: r.col(2)?,
-                        meta: r.col(3)?,
-                        attempt: narrow(r.col(4)?),
-                        max_attempts: narrow(r.col(5)?),
-                        lease_token: token,
-                        run_at: r.col(6)?,
-                        priority_rank: r.col(7)?,
-                    })
-                })
+                .map(|r| crate::rows::claimed_from_row(r, token))
                 .collect::<StoreResult<Vec<_>>>()
         })?;
         claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));

@@ -460,19 +460,7 @@ impl TaskStore for PgStore {
             let stmt = prepared(tx, cache, &CLAIM_SQL)?;
             let rows = tx.query(&stmt, &[&now, &owner, &token, &until, &identifiers, &limit])?;
             rows.iter()
-                .map(|r| {
-                    Ok(ClaimedTask {
-                        id: r.try_get(0)?,
-                        identifier: r.try_get(1)?,
-                        action: r.try_get(2)?,
-                        meta: r.try_get(3)?,
-                        attempt: narrow(r.try_get(4)?),
-                        max_attempts: narrow(r.try_get(5)?),
-                        lease_token: token,
-                        run_at: r.try_get(6)?,
-                        priority_rank: r.try_get(7)?,
-                    })
-                })
+                .map(|r| crate::rows::claimed_from_row(r, token))
                 .collect::<StoreResult<Vec<_>>>()
         })?;
         // RETURNING gives no order guarantee: restore claim order for the pool.
