@@ -362,11 +362,20 @@ fn three_hosts_share_a_queue(database: ServerDatabase) {
 }
 
 /// `stask migrate-to`: an SQLite installation's workers, settings, tokens and task history
-/// move to PostgreSQL; a host started there answers with the same token and data, and new
+/// move to PostgreSQL or MariaDB; a host started there answers with the same token and data, and new
 /// ids continue after the copied ones. A target that already has tasks is refused unless
 /// `--force`.
 #[test]
 fn an_sqlite_installation_moves_to_postgres() {
+    an_sqlite_installation_moves_to(ServerDatabase::Postgres(PgSchema::create()));
+}
+
+#[test]
+fn an_sqlite_installation_moves_to_mariadb() {
+    an_sqlite_installation_moves_to(ServerDatabase::Mysql(MysqlDatabase::create()));
+}
+
+fn an_sqlite_installation_moves_to(database: ServerDatabase) {
     let sqlite = Home::on_sqlite(&["demo"]);
     let d = sqlite.serve();
     let token = d.token.clone();
@@ -399,22 +408,21 @@ fn an_sqlite_installation_moves_to_postgres() {
     let before_stats = stats(&d);
     assert_eq!(d.terminate(), 0);
 
-    let schema = PgSchema::create();
-    let out = sqlite.cli(&["migrate-to", &schema.url()]);
+    let out = sqlite.cli(&["migrate-to", &database.url()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("copied 3 rows of s_tasks"),
         "{}",
         out.stdout
     );
-    let again = sqlite.cli(&["migrate-to", &schema.url()]);
+    let again = sqlite.cli(&["migrate-to", &database.url()]);
     assert_eq!(
         again.code, 4,
         "a target with tasks is refused: {}",
         again.stderr
     );
     assert!(again.stderr.contains("--force"), "{}", again.stderr);
-    let forced = sqlite.cli(&["migrate-to", "--force", &schema.url()]);
+    let forced = sqlite.cli(&["migrate-to", "--force", &database.url()]);
     assert_eq!(forced.code, 0, "{}", forced.stderr);
     assert!(
         forced.stdout.contains("replaced 3 rows of s_tasks"),
@@ -422,8 +430,8 @@ fn an_sqlite_installation_moves_to_postgres() {
         forced.stdout
     );
 
-    // A host on PostgreSQL: the old token works, and everything reads as before.
-    let pg = Home::on_schema(&["demo"], schema.clone());
+    // A host on the server: the old token works, and everything reads as before.
+    let pg = Home::on_server_database(&["demo"], database.clone());
     let p = pg.serve_with_token(token);
     assert_eq!(stats(&p), before_stats);
     let detail = p.get(&format!("/stask/tasks/{done}")).body;
@@ -437,8 +445,8 @@ fn an_sqlite_installation_moves_to_postgres() {
     assert!(next > later, "{next} after {later}");
     assert_eq!(p.wait_finished(next)["status"], "completed");
 
-    // A PostgreSQL installation has nothing to migrate.
-    let out = pg.cli(&["migrate-to", &schema.url()]);
+    // An installation on a server has nothing to migrate.
+    let out = pg.cli(&["migrate-to", &database.url()]);
     assert_eq!(out.code, 5, "{}", out.stderr);
 }
 

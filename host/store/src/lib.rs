@@ -17,6 +17,7 @@ pub mod cluster;
 /// The properties every driver must pass, with helpers other crates' tests use (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod copy;
 mod migrate;
 pub mod model;
 pub mod mysql;

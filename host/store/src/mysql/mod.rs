@@ -25,6 +25,7 @@
 //! ([`wake`]), since MySQL has no `LISTEN`.
 
 mod analytics;
+pub mod copy;
 mod hosts;
 mod tasks;
 mod tokens;
