@@ -114,7 +114,12 @@ impl SqliteStore {
             configure(&conn, sync).map_err(named)?;
             Ok(conn)
         };
-        let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let mut writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        // Every write transaction takes the write lock at BEGIN (waiting with the busy
+        // timeout): a deferred one that read first and then wrote was answered "database is
+        // locked" at once, without waiting, when the checkpointer held the WAL meanwhile
+        // (SQLite refuses to upgrade a read snapshot rather than risk a deadlock).
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         let starts = starts::StartJournal::open(path, options.table_prefix.as_str())?;
         // Checkpoints (and their fsync) run on their own connection and thread: inside a
         // commit they stalled the single writer for milliseconds (the latency tail).
