@@ -1,5 +1,5 @@
-//! The task list's filter as SQL, written once for both drivers: they differ only in how a
-//! placeholder is spelled and in which `LIKE` ignores case.
+//! The task list's filter as SQL, written once for every driver: they differ only in how a
+//! placeholder is spelled, in which `LIKE` ignores case, and in how a time is compared (MySQL converts it to a `DATETIME`).
 
 use super::TaskFilter;
 

@@ -102,7 +102,7 @@ pub struct Finish {
     /// attempt is given back (the run ended because its host was stopping, not the task's
     /// fault: it runs again as the same attempt). Absolute because on SQLite the row of a
     /// started run may still be `preparing` with its attempt not yet counted (the start is in
-    /// the start journal until the next flush, see the store's `TaskStore::start_runs`); both drivers write
+    /// the start journal until the next flush, see the store's `TaskStore::start_runs`); every driver writes
     /// it the same way.
     pub attempts: u32,
     /// Recoveries only: apply only if the run had started (`Some(true)`) or had not
