@@ -95,6 +95,19 @@ pub fn claimed_from_row(row: &impl RowRead, lease_token: i64) -> StoreResult<cra
     })
 }
 
+/// An expired lease from a row of `id, lease_token, attempts, max_attempts, lease_owner,
+/// started` (what the server drivers' lease scans return).
+pub fn expired_lease_from_row(row: &impl RowRead) -> StoreResult<crate::ExpiredLease> {
+    Ok(crate::ExpiredLease {
+        id: row.col(0)?,
+        lease_token: row.col::<Option<i64>>(1)?.unwrap_or(0),
+        attempts: narrow(row.col(2)?),
+        max_attempts: narrow(row.col(3)?),
+        owner: row.col(4)?,
+        started: row.col(5)?,
+    })
+}
+
 /// A task from a row of [`TASK_COLUMNS`].
 pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
     let id: i64 = row.col(0)?;

@@ -575,21 +575,11 @@ impl TaskStore for MysqlStore {
     }
 
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
-        use crate::rows::RowRead;
         let rows: Vec<mysql::Row> = self
             .conn()?
             .exec(&*self.sql(EXPIRED_SQL.as_str()), params![now])?;
         rows.iter()
-            .map(|r| {
-                Ok(ExpiredLease {
-                    id: r.col(0)?,
-                    lease_token: r.col::<Option<i64>>(1)?.unwrap_or(0),
-                    attempts: narrow(r.col(2)?),
-                    max_attempts: narrow(r.col(3)?),
-                    owner: r.col(4)?,
-                    started: r.col(5)?,
-                })
-            })
+            .map(crate::rows::expired_lease_from_row)
             .collect()
     }
 

@@ -571,16 +571,7 @@ impl TaskStore for PgStore {
             client
                 .query(&stmt, &[&now])?
                 .iter()
-                .map(|r| {
-                    Ok(ExpiredLease {
-                        id: r.try_get(0)?,
-                        lease_token: r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
-                        attempts: narrow(r.try_get(2)?),
-                        max_attempts: narrow(r.try_get(3)?),
-                        owner: r.try_get(4)?,
-                        started: r.try_get(5)?,
-                    })
-                })
+                .map(crate::rows::expired_lease_from_row)
                 .collect()
         })
     }
