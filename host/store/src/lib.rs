@@ -111,8 +111,9 @@ pub enum StoreError {
         #[source]
         source: Option<SharedError>,
     },
-    /// The storage under the database is full (SQLite's `SQLITE_FULL`: the disk or its quota).
-    /// Nothing was written; the same write succeeds once there is space again.
+    /// The storage under the database is full (SQLite's `SQLITE_FULL`: the disk or its quota;
+    /// PostgreSQL's `53100`; MySQL's 1021 and 1114, a full disk or tablespace). Nothing was
+    /// written; the same write succeeds once there is space again.
     #[error("the storage is full: {source}{}", in_folder(folder))]
     StorageFull {
         /// The folder of the database files, when the driver knows it.

@@ -61,6 +61,10 @@ const ER_BAD_DB: u16 = 1049;
 /// The client's codes for a lost connection ("server has gone away", "lost connection").
 const CR_SERVER_GONE: u16 = 2006;
 const CR_SERVER_LOST: u16 = 2013;
+/// The server's storage is full: a disk (`ER_DISK_FULL`) or a table/tablespace
+/// (`ER_RECORD_FILE_FULL`, also InnoDB's "the table is full" when its files cannot grow).
+const ER_DISK_FULL: u16 = 1021;
+const ER_RECORD_FILE_FULL: u16 = 1114;
 /// A session killed by the server (`KILL`), or the server shutting down.
 const ER_CONNECTION_KILLED: u16 = 1927;
 const ER_SERVER_SHUTDOWN: u16 = 1053;
@@ -108,6 +112,10 @@ impl From<mysql::Error> for StoreError {
         match code(&e) {
             Some(ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK) => StoreError::Busy {
                 context,
+                source: SharedError::new(e),
+            },
+            Some(ER_DISK_FULL | ER_RECORD_FILE_FULL) => StoreError::StorageFull {
+                folder: None,
                 source: SharedError::new(e),
             },
             Some(ER_DUP_ENTRY) => StoreError::Conflict {

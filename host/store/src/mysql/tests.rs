@@ -212,8 +212,8 @@ fn redact_hides_the_password() {
     assert_eq!(redact("mariadb://db/cms"), "mariadb://db/cms");
 }
 
-/// Deadlocks and lock wait timeouts are `Busy`, a duplicate key a `Conflict`, a lost
-/// connection `Connection`: chosen from codes, with the client's error kept as the source.
+/// Deadlocks and lock wait timeouts are `Busy`, a duplicate key a `Conflict`, a full disk or
+/// table `StorageFull`, a lost connection `Connection`: chosen from codes, with the client's error kept as the source.
 #[test]
 fn server_codes_choose_the_error_kind() {
     let server = |code: u16| {
@@ -229,6 +229,8 @@ fn server_codes_choose_the_error_kind() {
     assert!(matches!(server(2006), StoreError::Connection { .. }));
     assert!(matches!(server(2013), StoreError::Connection { .. }));
     assert!(matches!(server(1146), StoreError::Database { .. }));
+    assert!(matches!(server(1021), StoreError::StorageFull { .. }));
+    assert!(matches!(server(1114), StoreError::StorageFull { .. }));
     let io = StoreError::from(mysql::Error::IoError(std::io::Error::from(
         std::io::ErrorKind::ConnectionReset,
     )));

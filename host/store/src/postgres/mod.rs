@@ -114,10 +114,17 @@ impl From<postgres::Error> for StoreError {
             };
         }
         let busy = e.code().is_some_and(|code| BUSY_STATES.contains(code));
+        let full = e.code() == Some(&SqlState::DISK_FULL);
         let source = SharedError::new(PgMessage::new(e));
         let context = "PostgreSQL".to_owned();
         if busy {
             StoreError::Busy { context, source }
+        } else if full {
+            // The server's disk (53100): nothing of the call was written.
+            StoreError::StorageFull {
+                folder: None,
+                source,
+            }
         } else {
             StoreError::Database {
                 context,
