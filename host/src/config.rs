@@ -543,10 +543,16 @@ impl Config {
             0,
             MAX_MEMORY_LIMIT_MB,
         )?;
-        // Read by the PostgreSQL driver itself; checked here so a bad value is refused like
-        // every other setting rather than replaced by the default.
+        // Read by the server drivers themselves; checked here so a bad value is refused like
+        // every other setting rather than replaced by the default or clamped.
         if let Some(n) = env_parse::<usize>("STASK_PG_CONNECTIONS")? {
             in_range("STASK_PG_CONNECTIONS", n, 1, 64)?;
+        }
+        if let Some(n) = env_parse::<usize>("STASK_MYSQL_CONNECTIONS")? {
+            in_range("STASK_MYSQL_CONNECTIONS", n, 1, 64)?;
+        }
+        if let Some(ms) = env_parse::<u64>("STASK_MYSQL_WAKE_POLL_MS")? {
+            in_range("STASK_MYSQL_WAKE_POLL_MS", ms, 1, 10_000)?;
         }
         Ok(())
     }

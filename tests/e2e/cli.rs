@@ -652,6 +652,8 @@ fn unknown_configuration_values_are_refused_naming_the_variable_and_the_accepted
         ("STASK_MAX_BODY_BYTES", "0", "STASK_MAX_BODY_BYTES (max_body_bytes in stask.toml) must be a whole number between 1 and"),
         ("STASK_ISOLATION_MEMORY_MB", "99999999999", "STASK_ISOLATION_MEMORY_MB (isolation_memory_mb in stask.toml) must be a whole number between 0 and 1048576"),
         ("STASK_PG_CONNECTIONS", "0", "STASK_PG_CONNECTIONS (pg_connections in stask.toml) must be a whole number between 1 and 64, got 0"),
+        ("STASK_MYSQL_CONNECTIONS", "65", "STASK_MYSQL_CONNECTIONS (mysql_connections in stask.toml) must be a whole number between 1 and 64, got 65"),
+        ("STASK_MYSQL_WAKE_POLL_MS", "0", "STASK_MYSQL_WAKE_POLL_MS (mysql_wake_poll_ms in stask.toml) must be a whole number between 1 and 10000, got 0"),
         ("STASK_ALERT_MIN_SUCCESS_RATE", "150", "STASK_ALERT_MIN_SUCCESS_RATE (min_success_rate in [alerts] of stask.toml) must be a number between 0 and 100, got 150"),
         ("STASK_ALERT_CHECK_SECS", "0", "STASK_ALERT_CHECK_SECS (check_every_secs in [alerts] of stask.toml) must be a whole number between 1 and 604800, got 0"),
         ("STASK_LOG", "a[", "STASK_LOG must be a log filter"),
