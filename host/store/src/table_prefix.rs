@@ -35,12 +35,6 @@ impl Clone for TablePrefix {
     }
 }
 
-impl PartialEq for TablePrefix {
-    fn eq(&self, other: &Self) -> bool {
-        self.prefix == other.prefix
-    }
-}
-
 impl TablePrefix {
     /// Checks a prefix: ASCII letters, digits and `_`, at most [`MAX_PREFIX_LEN`] characters
     /// (so it never needs quoting in any backend's SQL).
@@ -77,11 +71,6 @@ impl TablePrefix {
     /// Whether there is no prefix (the SQL is sent as written).
     pub fn is_empty(&self) -> bool {
         self.prefix.is_empty()
-    }
-
-    /// The real name of one of our objects, e.g. `table("s_tasks")` = `evo_s_tasks`.
-    pub fn name(&self, object: &str) -> String {
-        format!("{}{object}", self.prefix)
     }
 
     /// `sql` with every word that starts with `s_` prefixed. Borrowed when there is no prefix.
@@ -179,7 +168,6 @@ mod tests {
     fn no_prefix_borrows_the_statement() {
         let p = TablePrefix::none();
         assert!(matches!(p.apply("SELECT * FROM s_tasks"), Cow::Borrowed(_)));
-        assert_eq!(p.name("s_tasks"), "s_tasks");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
     }
 }
 
-fn claim(store: &dyn Store, owner: &str, limit: usize, now: i64) -> Vec<ClaimedTask> {
+/// Claims up to `limit` due tasks of worker `w` for `owner` (leases of 1 s from `now`).
+pub fn claim(store: &dyn Store, owner: &str, limit: usize, now: i64) -> Vec<ClaimedTask> {
     store
         .claim(&ClaimRequest {
             owner,
@@ -57,7 +58,8 @@ fn claim(store: &dyn Store, owner: &str, limit: usize, now: i64) -> Vec<ClaimedT
         .unwrap()
 }
 
-fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
+/// A finish of the first attempt with `status`, a result `r` and full progress.
+pub fn finish(id: i64, lease_token: i64, status: TaskStatus, at: i64) -> Finish {
     Finish {
         id,
         lease_token,

@@ -389,15 +389,7 @@ fn hosts_claiming_together_take_disjoint_tasks() {
     let run = |store: &MysqlStore, owner: &str| {
         let mut mine = Vec::new();
         loop {
-            let claimed = store
-                .claim(&crate::ClaimRequest {
-                    owner,
-                    limit: 7,
-                    now: 10,
-                    lease_ms: 60_000,
-                    identifiers: &["w".to_owned()],
-                })
-                .unwrap();
+            let claimed = crate::conformance::claim(store, owner, 7, 10);
             if claimed.is_empty() {
                 return mine;
             }
@@ -405,27 +397,7 @@ fn hosts_claiming_together_take_disjoint_tasks() {
             assert!(store.start_runs(&leases, 11).unwrap().iter().all(|&s| s));
             let finishes: Vec<_> = claimed
                 .iter()
-                .map(|c| crate::Finish {
-                    id: c.id,
-                    lease_token: c.lease_token,
-                    status: TaskStatus::Completed,
-                    message: "done".into(),
-                    result: None,
-                    result_file: None,
-                    run_at: None,
-                    last_error: None,
-                    duration_ms: Some(1),
-                    started_at: None,
-                    cpu_ms: None,
-                    memory_bytes: None,
-                    progress: Some(100),
-                    processed: None,
-                    total: None,
-                    worker_version: None,
-                    at: 12,
-                    attempts: 1,
-                    if_started: None,
-                })
+                .map(|c| crate::conformance::finish(c.id, c.lease_token, TaskStatus::Completed, 12))
                 .collect();
             assert!(store.finish(&finishes).unwrap().iter().all(|&f| f));
             mine.extend(claimed.iter().map(|c| c.id));
