@@ -108,6 +108,17 @@ pub fn expired_lease_from_row(row: &impl RowRead) -> StoreResult<crate::ExpiredL
     })
 }
 
+/// A session from a row of `id_hash, token_id, csrf_token, created_at, expires_at`.
+pub fn session_from_row(row: &impl RowRead) -> StoreResult<crate::SessionRow> {
+    Ok(crate::SessionRow {
+        id_hash: row.col(0)?,
+        token_id: row.col(1)?,
+        csrf_token: row.col(2)?,
+        created_at: row.col(3)?,
+        expires_at: row.col(4)?,
+    })
+}
+
 /// A task from a row of [`TASK_COLUMNS`].
 pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
     let id: i64 = row.col(0)?;

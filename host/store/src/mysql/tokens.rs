@@ -110,16 +110,7 @@ impl TokenStore for MysqlStore {
             ),
             params![id_hash, now],
         )?;
-        row.map(|r| {
-            Ok(SessionRow {
-                id_hash: r.col(0)?,
-                token_id: r.col(1)?,
-                csrf_token: r.col(2)?,
-                created_at: r.col(3)?,
-                expires_at: r.col(4)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(crate::rows::session_from_row).transpose()
     }
 
     fn delete_session(&self, id_hash: &str, now: i64) -> StoreResult<()> {

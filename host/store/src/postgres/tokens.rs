@@ -119,15 +119,8 @@ impl TokenStore for PgStore {
             )?;
             client
                 .query_opt(&stmt, &[&id_hash, &now])?
-                .map(|r| {
-                    Ok(SessionRow {
-                        id_hash: r.try_get(0)?,
-                        token_id: r.try_get(1)?,
-                        csrf_token: r.try_get(2)?,
-                        created_at: r.try_get(3)?,
-                        expires_at: r.try_get(4)?,
-                    })
-                })
+                .as_ref()
+                .map(crate::rows::session_from_row)
                 .transpose()
         })
     }
