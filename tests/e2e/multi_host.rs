@@ -361,21 +361,54 @@ fn three_hosts_share_a_queue(database: ServerDatabase) {
     );
 }
 
-/// `stask migrate-to`: an SQLite installation's workers, settings, tokens and task history
-/// move to PostgreSQL or MariaDB; a host started there answers with the same token and data, and new
-/// ids continue after the copied ones. A target that already has tasks is refused unless
-/// `--force`.
+/// `stask migrate-to`: an installation's workers, settings, tokens and task history move
+/// between all three backends (every ordered pair is one step of the two routes); a host
+/// started on each copy answers with the same token and data, and new ids continue after the
+/// copied ones. A target that already has tasks is refused unless `--force`, a source server
+/// with a live host is refused, and so is the database a home already uses.
 #[test]
-fn an_sqlite_installation_moves_to_postgres() {
-    an_sqlite_installation_moves_to(ServerDatabase::Postgres(PgSchema::create()));
+fn an_installation_moves_from_sqlite_to_postgres_to_mariadb_and_back() {
+    an_installation_moves_through(&[
+        Some(ServerDatabase::Postgres(PgSchema::create())),
+        Some(ServerDatabase::Mysql(MysqlDatabase::create())),
+        None,
+    ]);
 }
 
 #[test]
-fn an_sqlite_installation_moves_to_mariadb() {
-    an_sqlite_installation_moves_to(ServerDatabase::Mysql(MysqlDatabase::create()));
+fn an_installation_moves_from_sqlite_to_mariadb_to_postgres_and_back() {
+    an_installation_moves_through(&[
+        Some(ServerDatabase::Mysql(MysqlDatabase::create())),
+        Some(ServerDatabase::Postgres(PgSchema::create())),
+        None,
+    ]);
 }
 
-fn an_sqlite_installation_moves_to(database: ServerDatabase) {
+/// What a copy must keep: the API's view of the installation.
+#[derive(Debug, PartialEq)]
+struct Installation {
+    stats: Value,
+    done: Value,
+    later_status: Value,
+    timeout_setting: Value,
+}
+
+impl Installation {
+    fn read(d: &Daemon, done: i64, later: i64) -> Installation {
+        let detail = d.get(&format!("/stask/tasks/{done}")).body;
+        let settings = d.get("/stask/workers/demo/settings").body;
+        Installation {
+            stats: stats(d),
+            done: json!({"task": detail["task"], "log": detail["log"]}),
+            later_status: d.task(later)["status"].clone(),
+            timeout_setting: settings["settings"]["timeout"].clone(),
+        }
+    }
+}
+
+/// Starts on SQLite, then moves the installation to each of `route` in turn (`None`: a new
+/// home's own SQLite file).
+fn an_installation_moves_through(route: &[Option<ServerDatabase>]) {
     let sqlite = Home::on_sqlite(&["demo"]);
     let d = sqlite.serve();
     let token = d.token.clone();
@@ -398,56 +431,77 @@ fn an_sqlite_installation_moves_to(database: ServerDatabase) {
     );
     assert_eq!(d.wait_finished(done)["status"], "completed");
     assert_eq!(d.wait_finished(failed)["status"], "failed");
-    let before_detail = d.get(&format!("/stask/tasks/{done}")).body;
+    let before = Installation::read(&d, done, later);
     // The user and the token travel with the task (compared below with the whole detail).
-    assert_eq!(before_detail["task"]["started_by"], 42, "{before_detail}");
+    assert_eq!(before.done["task"]["started_by"], 42, "{:?}", before.done);
     assert!(
-        before_detail["task"]["token_id"].is_i64(),
-        "{before_detail}"
+        before.done["task"]["token_id"].is_i64(),
+        "{:?}",
+        before.done
     );
-    let before_stats = stats(&d);
+    assert_eq!(before.timeout_setting, 77);
     assert_eq!(d.terminate(), 0);
 
-    let out = sqlite.cli(&["migrate-to", &database.url()]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("copied 3 rows of s_tasks"),
-        "{}",
-        out.stdout
-    );
-    let again = sqlite.cli(&["migrate-to", &database.url()]);
-    assert_eq!(
-        again.code, 4,
-        "a target with tasks is refused: {}",
-        again.stderr
-    );
-    assert!(again.stderr.contains("--force"), "{}", again.stderr);
-    let forced = sqlite.cli(&["migrate-to", "--force", &database.url()]);
-    assert_eq!(forced.code, 0, "{}", forced.stderr);
-    assert!(
-        forced.stdout.contains("replaced 3 rows of s_tasks"),
-        "{}",
-        forced.stdout
-    );
+    let mut from = sqlite;
+    for (step, to) in route.iter().enumerate() {
+        let home = match to {
+            Some(database) => Home::on_server_database(&["demo"], database.clone()),
+            None => Home::unmigrated(&["demo"], None),
+        };
+        let url = match to {
+            Some(database) => database.url(),
+            None => format!("sqlite://{}", home.storage().join("stask.db").display()),
+        };
+        let what = format!("step {step}, into {url}");
+        let out = from.cli(&["migrate-to", &url]);
+        assert_eq!(out.code, 0, "{what}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("copied 3 rows of s_tasks"),
+            "{what}: {}",
+            out.stdout
+        );
+        if step == 0 {
+            let again = from.cli(&["migrate-to", &url]);
+            assert_eq!(
+                again.code, 4,
+                "a target with tasks is refused: {}",
+                again.stderr
+            );
+            assert!(again.stderr.contains("--force"), "{}", again.stderr);
+            let forced = from.cli(&["migrate-to", "--force", &url]);
+            assert_eq!(forced.code, 0, "{}", forced.stderr);
+            assert!(
+                forced.stdout.contains("replaced 3 rows of s_tasks"),
+                "{}",
+                forced.stdout
+            );
+        }
 
-    // A host on the server: the old token works, and everything reads as before.
-    let pg = Home::on_server_database(&["demo"], database.clone());
-    let p = pg.serve_with_token(token);
-    assert_eq!(stats(&p), before_stats);
-    let detail = p.get(&format!("/stask/tasks/{done}")).body;
-    assert_eq!(detail["task"], before_detail["task"]);
-    assert_eq!(detail["log"], before_detail["log"]);
-    assert_eq!(p.task(later)["status"], "pending");
-    let settings = p.get("/stask/workers/demo/settings").body;
-    assert_eq!(settings["settings"]["timeout"], 77, "{settings}");
-    // New ids continue after the copied ones.
-    let next = p.create("demo", "noop", json!({}));
-    assert!(next > later, "{next} after {later}");
-    assert_eq!(p.wait_finished(next)["status"], "completed");
-
-    // An installation on a server has nothing to migrate.
-    let out = pg.cli(&["migrate-to", &database.url()]);
-    assert_eq!(out.code, 5, "{}", out.stderr);
+        // A host on the copy: the old token works, and everything reads as before.
+        let host = home.serve_with_token(token.clone());
+        assert_eq!(Installation::read(&host, done, later), before, "{what}");
+        if let Some(database) = to {
+            // Another home on the same server cannot copy it away while a host runs there.
+            let other = Home::on_server_database(&["demo"], database.clone());
+            let scratch = Home::unmigrated(&[], None);
+            let elsewhere = format!("sqlite://{}", scratch.storage().join("stask.db").display());
+            let live = other.cli(&["migrate-to", &elsewhere]);
+            assert_eq!(live.code, 4, "{what}: {}{}", live.stdout, live.stderr);
+            assert!(live.stderr.contains("still run"), "{what}: {}", live.stderr);
+        }
+        let last = step + 1 == route.len();
+        if last {
+            // New ids continue after the copied ones.
+            let next = host.create("demo", "noop", json!({}));
+            assert!(next > later, "{next} after {later}");
+            assert_eq!(host.wait_finished(next)["status"], "completed");
+        }
+        assert_eq!(host.terminate(), 0, "{what}");
+        // The database a home already uses is not a target.
+        let same = home.cli(&["migrate-to", &url]);
+        assert_eq!(same.code, 5, "{what}: {}", same.stderr);
+        from = home;
+    }
 }
 
 /// The worker row as one host sees it.

@@ -1,18 +1,18 @@
-//! `stask migrate-to <url>`: moves an SQLite installation to PostgreSQL or MySQL/MariaDB, so
-//! several hosts can share its queue (or it lives in the CMS's database).
+//! `stask migrate-to <url>`: copies this installation into another database, of any backend:
+//! SQLite to PostgreSQL or MySQL/MariaDB so several hosts can share its queue (or it lives in
+//! the CMS's database), and back, or between the two servers.
 
 use super::{lock_home, CliError, CliResult};
 use crate::config::Config;
-use crate::store::mysql::MysqlStore;
-use crate::store::postgres::{redact, PgStore};
+use crate::store::postgres::redact;
+use crate::store::DatabaseUrl;
 use clap::Args;
-use std::path::PathBuf;
 
 /// Flags of `stask migrate-to`.
 #[derive(Debug, Args)]
 pub struct MigrateToArgs {
-    /// The database to copy into: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` or
-    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `mariadb://`).
+    /// The database to copy into: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`,
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `mariadb://`) or `sqlite://PATH`.
     pub url: String,
     /// Replace what the target already has (tasks, tokens, workers, sessions); without it a
     /// target with tasks or tokens is refused.
@@ -20,96 +20,51 @@ pub struct MigrateToArgs {
     pub force: bool,
 }
 
-/// The SQLite file a database URL names, or why it does not name one.
-fn sqlite_path(url: &str) -> Result<PathBuf, CliError> {
-    if let Some(server) = Server::of(url) {
-        return Err(CliError::new(
-            5,
-            format!(
-                "this installation already uses {} (STASK_DATABASE_URL); migrate-to copies an \
-                 SQLite installation",
-                server.name()
-            ),
-        ));
-    }
-    Ok(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
-}
-
-/// The database servers migrate-to copies into.
-#[derive(Debug, Clone, Copy)]
-enum Server {
-    Postgres,
-    Mysql,
-}
-
-impl Server {
-    /// The server a URL names, by its scheme.
-    fn of(url: &str) -> Option<Server> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Server::Postgres)
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Some(Server::Mysql)
-        } else {
-            None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Server::Postgres => "PostgreSQL",
-            Server::Mysql => "MySQL/MariaDB",
-        }
-    }
-}
-
 /// Copies workers, settings, plugin file records, tokens and the task history from this home's
-/// SQLite database into the PostgreSQL or MySQL database `args.url`.
-pub(super) fn migrate_to(home: Option<PathBuf>, args: MigrateToArgs) -> CliResult {
+/// database into the database `args.url`. Every host on the source must be stopped: this
+/// home's daemon by the home lock, the other hosts of a server database by their heartbeats.
+pub(super) fn migrate_to(home: Option<std::path::PathBuf>, args: MigrateToArgs) -> CliResult {
     let config = Config::load(home)?;
     super::require_existing(&config)?;
-    let source = sqlite_path(&config.database_url)?;
-    if !source.is_file() {
-        return Err(CliError::new(
-            3,
-            format!("no SQLite database at {}", source.display()),
-        ));
-    }
-    // No daemon or cron pass may write the source while it is copied.
-    let _lock = lock_home(&config.storage_dir())?;
-    let Some(server) = Server::of(&args.url) else {
-        return Err(CliError::new(
+    let target = DatabaseUrl::of(&args.url).map_err(|_| {
+        CliError::new(
             5,
             format!(
-                "'{}' is not a PostgreSQL or MySQL URL (postgres://USER@HOST/DATABASE, \
-                 mysql://USER@HOST/DATABASE)",
+                "'{}' is not a database URL to copy into (postgres://USER@HOST/DATABASE, \
+                 mysql://USER@HOST/DATABASE or sqlite://PATH)",
                 redact(&args.url)
             ),
-        ));
-    };
-    let options = config.open_options();
-    let report = match server {
-        Server::Postgres => crate::store::postgres::copy::copy_from_sqlite(
-            &source,
-            &PgStore::open_with(&args.url, &options)?,
-            args.force,
-        )?,
-        Server::Mysql => crate::store::mysql::copy::copy_from_sqlite(
-            &source,
-            &MysqlStore::open(&args.url, options.table_prefix.clone())?,
-            args.force,
-        )?,
-    };
+        )
+    })?;
+    if let DatabaseUrl::Sqlite(path) = DatabaseUrl::of(&config.database_url)? {
+        if !path.is_file() {
+            return Err(CliError::new(
+                3,
+                format!("no SQLite database at {}", path.display()),
+            ));
+        }
+    }
+    // No daemon or cron pass of this home may write the source while it is copied.
+    let _lock = lock_home(&config.storage_dir())?;
+    let report = crate::store::copy::copy_database(
+        &config.database_url,
+        &args.url,
+        &config.open_options(),
+        args.force,
+    )?;
     for (table, rows) in &report.replaced {
         outln!("replaced {rows} rows of {table} in the target");
     }
     for (table, rows) in &report.tables {
         outln!("copied {rows} rows of {table}");
     }
+    let url = match target {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        _ => redact(&args.url),
+    };
     outln!(
-        "{} is now a copy of {}; start the hosts with STASK_DATABASE_URL={}",
-        redact(&args.url),
-        source.display(),
-        redact(&args.url)
+        "{url} is now a copy of {}; start the hosts with STASK_DATABASE_URL={url}",
+        redact(&config.database_url),
     );
     Ok(())
 }

@@ -113,6 +113,7 @@ impl From<EngineError> for CliError {
             EngineError::Conflict(_) => 4,
             EngineError::Invalid(_) => 5,
             EngineError::Store(StoreError::Conflict { .. }) => 4,
+            EngineError::Store(StoreError::Config { .. }) => 5,
             EngineError::Store(_) => 1,
         };
         CliError::new(code, e.to_string())

@@ -1,25 +1,25 @@
-//! What `stask migrate-to` copies, and the copy itself for any target driver: workers with
+//! What `stask migrate-to` copies, and the copy itself between any two drivers: workers with
 //! their settings, plugin file records, tokens (hashes only, as stored) and the whole task
-//! history with its logs, read from an SQLite installation in batches. Sessions are not copied
-//! (browsers log in again).
+//! history with its logs, read in batches. Sessions are not copied (browsers log in again).
 //!
-//! A target driver gives one transaction ([`CopyTarget`]); [`copy_into`] decides what happens
-//! in it, so every target refuses, replaces and checks alike. Everything is written in that one
+//! A source driver gives one read-only snapshot ([`CopySource`]), a target driver one
+//! transaction ([`CopyTarget`]); [`copy_into`] decides what happens between them, so every
+//! pair of backends refuses, replaces and checks alike. Everything is written in that one
 //! transaction, so a failed copy leaves the target as it was. Rows keep their ids (tasks'
 //! `token_id` names token ids, logs name task ids), so the target must not have tasks or tokens
-//! of its own unless the caller forces a replace.
+//! of its own unless the caller forces a replace. [`copy_database`] is the whole operation
+//! from two URLs.
 
-use crate::{StoreError, StoreResult, TablePrefix};
-use std::path::Path;
+use crate::{DatabaseUrl, HostStore, OpenOptions, StoreError, StoreResult};
 
-/// How a column is read from SQLite and written to the target.
+/// How a column is read from the source and written to the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// An integer.
     Int,
     /// Text.
     Text,
-    /// A boolean (an integer 0/1 in SQLite).
+    /// A boolean (an integer 0/1 in SQLite and MySQL, `boolean` in PostgreSQL).
     Bool,
     /// A point in time the original product declares a timestamp: UNIX milliseconds in SQLite
     /// and PostgreSQL, `DATETIME(3)` on MySQL (the target converts).
@@ -148,7 +148,7 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
-/// One value read from SQLite.
+/// One value read from the source.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     /// NULL.
@@ -166,6 +166,16 @@ pub struct CopyReport {
     pub tables: Vec<(&'static str, u64)>,
     /// Rows the target had and that a forced copy replaced: `(table, rows)`.
     pub replaced: Vec<(&'static str, i64)>,
+}
+
+/// A consistent, read-only view of a source database, as [`copy_into`] reads it: every
+/// [`CopySource::read`] sees the same snapshot.
+pub trait CopySource: Send {
+    /// Rows of `table`, each one [`Cell`] per column in order. For a table [`Table::by_id`]:
+    /// at most `limit` rows with an id above `after`, by id; for the others, every row.
+    fn read(&mut self, table: &Table, after: i64, limit: usize) -> StoreResult<Vec<Vec<Cell>>>;
+    /// The source as a message names it (a path, or a redacted URL).
+    fn name(&self) -> &str;
 }
 
 /// One open transaction of a target database, as [`copy_into`] uses it.
@@ -192,19 +202,39 @@ pub const CLEARED: [&str; 6] = [
     "s_task_logs",
 ];
 
-/// Copies the SQLite database at `source` (already migrated) into `target`, an open
-/// transaction the caller commits. Refuses with [`StoreError::Conflict`] when the target
-/// already has tasks or tokens, unless `force`: then the target's workers, plugin files,
-/// tokens, sessions, tasks and logs are replaced.
+/// The statement a source reads `table` with: each column as `column(name, kind)` writes it,
+/// paged by id after the placeholder `after` (`?1`, `$1`, `?`) with `LIMIT limit`.
+pub(crate) fn select(
+    table: &Table,
+    after: &str,
+    limit: usize,
+    column: impl Fn(&str, Kind) -> String,
+) -> String {
+    let list = table
+        .columns
+        .iter()
+        .map(|(name, kind)| column(name, *kind))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if table.by_id {
+        format!(
+            "SELECT {list} FROM {} WHERE id > {after} ORDER BY id LIMIT {limit}",
+            table.name
+        )
+    } else {
+        format!("SELECT {list} FROM {}", table.name)
+    }
+}
+
+/// Copies everything `source` holds into `target`, an open transaction the caller commits.
+/// Refuses with [`StoreError::Conflict`] when the target already has tasks or tokens, unless
+/// `force`: then the target's workers, plugin files, tokens, sessions, tasks and logs are
+/// replaced.
 pub fn copy_into(
-    source: &Path,
-    prefix: &TablePrefix,
+    source: &mut dyn CopySource,
     target: &mut dyn CopyTarget,
     force: bool,
 ) -> StoreResult<CopyReport> {
-    let sqlite =
-        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| StoreError::database(format!("cannot open {}", source.display()), e))?;
     let (tasks, tokens) = (target.count("s_tasks")?, target.count("s_tokens")?);
     if (tasks > 0 || tokens > 0) && !force {
         return Err(StoreError::conflict(format!(
@@ -221,8 +251,8 @@ pub fn copy_into(
     }
     target.clear()?;
     for table in TABLES {
-        let copied = copy_table(&sqlite, prefix, target, table)
-            .map_err(|e| e.doing(format!("copying {} from {}", table.name, source.display())))?;
+        let copied = copy_table(source, target, table)
+            .map_err(|e| e.doing(format!("copying {} from {}", table.name, source.name())))?;
         let stored = target.count(table.name)?;
         if stored != copied as i64 {
             return Err(StoreError::internal(format!(
@@ -239,48 +269,26 @@ pub fn copy_into(
 }
 
 fn copy_table(
-    sqlite: &rusqlite::Connection,
-    prefix: &TablePrefix,
+    source: &mut dyn CopySource,
     target: &mut dyn CopyTarget,
     table: &Table,
 ) -> StoreResult<u64> {
-    let list = table
-        .columns
-        .iter()
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(", ");
     let batch = target.batch(table).max(1);
-    let read = if table.by_id {
-        format!(
-            "SELECT {list} FROM {} WHERE id > ?1 ORDER BY id LIMIT {batch}",
-            table.name
-        )
-    } else {
-        format!("SELECT {list} FROM {} WHERE ?1 IS NOT NULL", table.name)
-    };
-    let sqlite_error = |e: rusqlite::Error| StoreError::database("", e);
-    let mut stmt = sqlite.prepare(&prefix.apply(&read)).map_err(sqlite_error)?;
     let mut after = i64::MIN;
     let mut copied = 0u64;
     loop {
-        let mut rows: Vec<Vec<Cell>> = Vec::new();
-        let mut read = stmt.query([after]).map_err(sqlite_error)?;
-        while let Some(row) = read.next().map_err(sqlite_error)? {
-            let cells = table
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, (_, kind))| cell(row, i, *kind))
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(sqlite_error)?;
-            if table.by_id {
-                after = row.get(0).map_err(sqlite_error)?;
+        let rows = source.read(table, after, batch)?;
+        let Some(last) = rows.last() else { break };
+        if table.by_id {
+            match last.first() {
+                Some(Cell::Int(id)) => after = *id,
+                other => {
+                    return Err(StoreError::internal(format!(
+                        "{}: a row's id reads as {other:?}",
+                        table.name
+                    )))
+                }
             }
-            rows.push(cells);
-        }
-        if rows.is_empty() {
-            break;
         }
         let n = rows.len();
         // A table without ids is read whole; it is written in batches all the same.
@@ -295,11 +303,267 @@ fn copy_table(
     Ok(copied)
 }
 
-fn cell(row: &rusqlite::Row<'_>, i: usize, kind: Kind) -> rusqlite::Result<Cell> {
-    Ok(match kind {
-        Int | Bool | Time => row.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int),
-        Text => row
-            .get::<_, Option<String>>(i)?
-            .map_or(Cell::Null, Cell::Text),
+/// `stask migrate-to`: copies the installation in the database `from` into the database `to`
+/// (any two backends, both migrated first, with the table prefix of `options`). Refuses a
+/// source on a server while hosts still run on it (their work after the snapshot would not be
+/// in the copy), and `to` naming the same database as `from`.
+pub fn copy_database(
+    from: &str,
+    to: &str,
+    options: &OpenOptions,
+    force: bool,
+) -> StoreResult<CopyReport> {
+    let (from_backend, to_backend) = (DatabaseUrl::of(from)?, DatabaseUrl::of(to)?);
+    if from_backend.same_database(&to_backend) {
+        return Err(StoreError::Config {
+            message: format!(
+                "{} is the database this installation already uses; name another one",
+                crate::postgres::redact(to)
+            ),
+            source: None,
+        });
+    }
+    let source = open_source(&from_backend, options)?;
+    match to_backend {
+        DatabaseUrl::Sqlite(path) => {
+            crate::sqlite::copy::copy_into_sqlite(source, &path, options, force)
+        }
+        DatabaseUrl::Postgres(url) => crate::postgres::copy::copy_into_postgres(
+            source,
+            &crate::postgres::PgStore::open_with(&url, options)?,
+            force,
+        ),
+        DatabaseUrl::Mysql(url) => crate::mysql::copy::copy_into_mysql(
+            source,
+            &crate::mysql::MysqlStore::open(&url, options.table_prefix.clone())?,
+            force,
+        ),
+    }
+}
+
+/// The source's store, migrated, checked for live hosts, and its snapshot opened.
+fn open_source(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Box<dyn CopySource>> {
+    use crate::Store;
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => {
+            crate::sqlite::SqliteStore::open_with(path, options)?.migrate()?;
+            Box::new(crate::sqlite::copy::SqliteSource::open(
+                path,
+                options.table_prefix.clone(),
+            )?)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let store = crate::postgres::PgStore::open_with(url, options)?;
+            store.migrate()?;
+            refuse_live_hosts(&store)?;
+            Box::new(store.copy_source()?)
+        }
+        DatabaseUrl::Mysql(url) => {
+            let store = crate::mysql::MysqlStore::open(url, options.table_prefix.clone())?;
+            store.migrate()?;
+            refuse_live_hosts(&store)?;
+            Box::new(store.copy_source()?)
+        }
     })
+}
+
+/// A host still running on the source would go on changing tasks that the copy has already
+/// read.
+fn refuse_live_hosts(store: &dyn HostStore) -> StoreResult<()> {
+    let now = crate::clock::now_ms();
+    let live: Vec<String> = store
+        .hosts()?
+        .into_iter()
+        .filter(|h| h.live(now))
+        .map(|h| h.name)
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::conflict(format!(
+        "{} host(s) still run on the source database ({}); stop them first, or wait until \
+         their lease has passed if they died",
+        live.len(),
+        live.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::workers::registration;
+    use crate::conformance::{claim, finish, task};
+    use crate::model::{LogLine, PluginFile, Priority, TaskStatus};
+    use crate::sqlite::copy::{copy_into_sqlite, SqliteSource};
+    use crate::{Store, TablePrefix};
+    use serde_json::json;
+
+    /// Every row of every table, by table, read page by page as a copy reads them.
+    fn everything(source: &mut dyn CopySource) -> Vec<Vec<Vec<Cell>>> {
+        TABLES
+            .iter()
+            .map(|table| {
+                let mut rows = Vec::new();
+                let mut after = i64::MIN;
+                loop {
+                    let page = source.read(table, after, 7).unwrap();
+                    let n = page.len();
+                    if let Some(Cell::Int(id)) = page.last().and_then(|r| r.first()) {
+                        after = *id;
+                    }
+                    rows.extend(page);
+                    if !table.by_id || n < 7 {
+                        break;
+                    }
+                }
+                rows
+            })
+            .collect()
+    }
+
+    /// An installation with something in every column a copy can get wrong: finished, failed
+    /// and waiting tasks, text beyond ASCII, JSON, logs, a worker's settings, a plugin file's
+    /// error and a revoked token.
+    fn fill(store: &dyn Store) {
+        store
+            .upsert_worker(&registration("a", "s", json!({"size": 1})), 1_000)
+            .unwrap();
+        store
+            .record_plugin_file(&PluginFile {
+                file: "libz.so".into(),
+                file_sha256: Some("ab".into()),
+                state: "error".into(),
+                identifier: None,
+                error: Some("layout mismatch: «ü»".into()),
+                error_detail: None,
+                updated_at: 1_700_000_000_123,
+            })
+            .unwrap();
+        store.insert_token("ci", "h1", "p1", 1_000).unwrap();
+        store.insert_token("old", "h2", "p2", 1_001).unwrap();
+        store.revoke_token("old", 1_002).unwrap();
+        let mut tasks: Vec<_> = (0..23)
+            .map(|i| {
+                let mut t = task("a", Priority::High, None);
+                t.data = json!({"i": i, "name": "Ärger ✓", "nested": {"list": [1, 2]}});
+                t.started_by = Some(i);
+                t
+            })
+            .collect();
+        tasks.push(task("a", Priority::Low, Some(1_700_000_999_000)));
+        let now = 1_700_000_000_000;
+        store.insert_tasks(&tasks, now).unwrap();
+        let claimed = claim(store, "h", 5, now + 10);
+        let finishes: Vec<_> = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let status = if i % 2 == 0 {
+                    TaskStatus::Completed
+                } else {
+                    TaskStatus::Failed
+                };
+                finish(c.id, c.lease_token, status, now + 20 + i as i64)
+            })
+            .collect();
+        store.finish(&finishes).unwrap();
+        let lines: Vec<_> = claimed
+            .iter()
+            .flat_map(|c| {
+                (0..3).map(move |n| LogLine {
+                    task_id: c.id,
+                    attempt: 1,
+                    level: n,
+                    at: now + n as i64,
+                    line: format!("line {n} of {}: ✓", c.id),
+                })
+            })
+            .collect();
+        store.append_logs(&lines).unwrap();
+    }
+
+    /// SQLite → PostgreSQL → MySQL → SQLite: every cell of every table arrives as it left,
+    /// through all six readers and writers.
+    #[test]
+    fn a_copy_through_every_backend_keeps_every_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, last) = (dir.path().join("first.db"), dir.path().join("last.db"));
+        let options = OpenOptions::default();
+        {
+            let store = crate::sqlite::SqliteStore::open_with(&first, &options).unwrap();
+            store.migrate().unwrap();
+            fill(&store);
+        }
+        let source = || Box::new(SqliteSource::open(&first, TablePrefix::none()).unwrap());
+        let original = everything(source().as_mut());
+        assert_eq!(original[3].len(), 24, "the tasks are there to copy");
+
+        let (pg, _) = crate::postgres::testing::open_pg();
+        crate::postgres::copy::copy_into_postgres(source(), &pg, false).unwrap();
+        assert_eq!(
+            everything(&mut pg.copy_source().unwrap()),
+            original,
+            "PostgreSQL"
+        );
+
+        let (my, _) = crate::mysql::testing::open_mysql(TablePrefix::none());
+        let report =
+            crate::mysql::copy::copy_into_mysql(Box::new(pg.copy_source().unwrap()), &my, false)
+                .unwrap();
+        assert_eq!(report.tables[3], ("s_tasks", 24));
+        assert_eq!(
+            everything(&mut my.copy_source().unwrap()),
+            original,
+            "MySQL"
+        );
+
+        copy_into_sqlite(Box::new(my.copy_source().unwrap()), &last, &options, false).unwrap();
+        let copied = everything(&mut SqliteSource::open(&last, TablePrefix::none()).unwrap());
+        assert_eq!(copied, original, "SQLite again");
+
+        // Into a target that has tasks now: refused without force, replaced with it.
+        let refused = copy_into_sqlite(source(), &last, &options, false).unwrap_err();
+        assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
+        let forced = copy_into_sqlite(source(), &last, &options, true).unwrap();
+        assert!(forced.replaced.contains(&("s_tasks", 24)), "{forced:?}");
+    }
+
+    /// Opens a source on one store.
+    type OpenSource<'a> = Box<dyn Fn() -> Box<dyn CopySource> + 'a>;
+
+    /// A copy reads one snapshot: a task inserted into the source after the copy began is
+    /// not half in it.
+    #[test]
+    fn a_source_reads_one_snapshot() {
+        let (pg, _) = crate::postgres::testing::open_pg();
+        let (my, _) = crate::mysql::testing::open_mysql(TablePrefix::none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let sqlite = crate::sqlite::SqliteStore::open_with(&path, &OpenOptions::default()).unwrap();
+        sqlite.migrate().unwrap();
+        let stores: [(&dyn Store, OpenSource); 3] = [
+            (
+                &sqlite,
+                Box::new(|| Box::new(SqliteSource::open(&path, TablePrefix::none()).unwrap())),
+            ),
+            (&pg, Box::new(|| Box::new(pg.copy_source().unwrap()))),
+            (&my, Box::new(|| Box::new(my.copy_source().unwrap()))),
+        ];
+        for (store, open) in stores {
+            store
+                .insert_task(&task("a", Priority::Normal, None), 1)
+                .unwrap();
+            let mut source = open();
+            store
+                .insert_task(&task("a", Priority::Normal, None), 2)
+                .unwrap();
+            let tasks = &TABLES[3];
+            assert_eq!(
+                source.read(tasks, i64::MIN, 100).unwrap().len(),
+                1,
+                "{}",
+                source.name()
+            );
+        }
+    }
 }

@@ -698,39 +698,86 @@ pub struct OpenOptions {
     pub table_prefix: TablePrefix,
 }
 
+/// A database URL, parsed by its scheme: which backend, with what opening it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH` or a plain path.
+    Sqlite(std::path::PathBuf),
+    /// `postgres://...` or `postgresql://...`: the URL.
+    Postgres(String),
+    /// `mysql://...` or `mariadb://...`: the URL.
+    Mysql(String),
+}
+
+impl DatabaseUrl {
+    /// The backend `url` names, by its scheme; a URL with another scheme is refused.
+    pub fn of(url: &str) -> StoreResult<DatabaseUrl> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(DatabaseUrl::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            return Ok(DatabaseUrl::Mysql(url.to_owned()));
+        }
+        if url.contains("://") {
+            return Err(StoreError::Config {
+                message: format!(
+                    "unsupported database URL '{}': use sqlite://PATH, \
+                     postgres://USER@HOST/DATABASE or mysql://USER@HOST/DATABASE (mariadb:// too)",
+                    postgres::redact(url)
+                ),
+                source: None,
+            });
+        }
+        Ok(DatabaseUrl::Sqlite(url.into()))
+    }
+
+    /// The backend's name in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "SQLite",
+            DatabaseUrl::Postgres(_) => "PostgreSQL",
+            DatabaseUrl::Mysql(_) => "MySQL/MariaDB",
+        }
+    }
+
+    /// Whether both name one database: the same SQLite file (however the path is written), or
+    /// the same server URL apart from the `mysql`/`mariadb` and `postgres`/`postgresql` spellings.
+    pub fn same_database(&self, other: &DatabaseUrl) -> bool {
+        let file = |p: &std::path::Path| {
+            let name = p.file_name().map(ToOwned::to_owned);
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = dir.unwrap_or(std::path::Path::new("."));
+            (
+                std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()),
+                name,
+            )
+        };
+        let rest = |url: &str| url.split_once("://").map(|(_, r)| r.to_owned());
+        match (self, other) {
+            (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => file(a) == file(b),
+            (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b))
+            | (DatabaseUrl::Mysql(a), DatabaseUrl::Mysql(b)) => rest(a) == rest(b),
+            _ => false,
+        }
+    }
+}
+
 /// [`open`] with the options the configuration chose.
 pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
-            std::path::Path::new(path),
-            options,
-        )?));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(std::sync::Arc::new(postgres::PgStore::open_with(
-            url, options,
-        )?));
-    }
-    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        return Ok(std::sync::Arc::new(mysql::MysqlStore::open(
-            url,
-            options.table_prefix.clone(),
-        )?));
-    }
-    if url.contains("://") {
-        return Err(StoreError::Config {
-            message: format!(
-                "unsupported database URL '{}': use sqlite://PATH, postgres://USER@HOST/DATABASE \
-                 or mysql://USER@HOST/DATABASE (mariadb:// too)",
-                postgres::redact(url)
-            ),
-            source: None,
-        });
-    }
-    Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
-        std::path::Path::new(url),
-        options,
-    )?))
+    Ok(match DatabaseUrl::of(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            std::sync::Arc::new(sqlite::SqliteStore::open_with(&path, options)?)
+        }
+        DatabaseUrl::Postgres(url) => {
+            std::sync::Arc::new(postgres::PgStore::open_with(&url, options)?)
+        }
+        DatabaseUrl::Mysql(url) => {
+            std::sync::Arc::new(mysql::MysqlStore::open(&url, options.table_prefix.clone())?)
+        }
+    })
 }
 
 /// The plugin's defaults with the operator's values on top; keys the plugin no longer declares

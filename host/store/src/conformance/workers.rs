@@ -6,7 +6,11 @@ use crate::{Store, WorkerFilter, WorkerRegistration};
 use serde_json::json;
 
 /// A registration of `identifier` in `scope` as a fresh load with the given defaults.
-fn registration(identifier: &str, scope: &str, defaults: serde_json::Value) -> WorkerRegistration {
+pub fn registration(
+    identifier: &str,
+    scope: &str,
+    defaults: serde_json::Value,
+) -> WorkerRegistration {
     WorkerRegistration {
         identifier: identifier.into(),
         scope: scope.into(),

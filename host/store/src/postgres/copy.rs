@@ -1,27 +1,89 @@
-//! `stask migrate-to` into PostgreSQL: the [`crate::copy`] of an SQLite installation, written
-//! in one PostgreSQL transaction with one `INSERT ... SELECT FROM unnest(...)` per batch.
+//! `stask migrate-to` from and into PostgreSQL: [`PgSource`] reads an installation in one
+//! `REPEATABLE READ` snapshot on a connection of its own; [`copy_into_postgres`] writes the
+//! [`crate::copy`] in one PostgreSQL transaction with one `INSERT ... SELECT FROM unnest(...)`
+//! per batch.
 
-use super::{PgStore, Statements, StoreResult};
-use crate::copy::{copy_into, CopyReport, CopyTarget, Kind, Table, CLEARED};
+use super::{connect, PgStore, Statements, StoreResult};
+use crate::copy::{
+    copy_into, select, Cell, CopyReport, CopySource, CopyTarget, Kind, Table, CLEARED,
+};
 use crate::{Store, TablePrefix};
 use postgres::types::ToSql;
-use std::path::Path;
 
 /// Rows written per statement.
 const BATCH: usize = 5_000;
 
-/// Copies the SQLite database at `source` (migrated first) into `target` (migrated too); see
-/// [`crate::copy::copy_into`] for what is refused and replaced.
-pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreResult<CopyReport> {
-    // The source is this home's database, read with the same table prefix as the target.
-    let prefix = TablePrefix::clone(&target.prefix);
-    let options = crate::OpenOptions {
-        table_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    crate::sqlite::SqliteStore::open_with(source, &options)?.migrate()?;
+impl PgStore {
+    /// A snapshot of this database for [`crate::copy::copy_into`], on a connection of its own
+    /// (the store's connection threads run closures, which cannot lend a transaction out).
+    pub fn copy_source(&self) -> StoreResult<PgSource> {
+        let mut client = connect(&self.config, &self.what)?;
+        // The snapshot is taken at the transaction's first statement, not at BEGIN.
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")?;
+        Ok(PgSource {
+            client,
+            prefix: TablePrefix::clone(&self.prefix),
+            name: format!("PostgreSQL at {}", self.what),
+        })
+    }
+}
+
+/// A PostgreSQL installation read in one snapshot (the transaction ends with the connection).
+pub struct PgSource {
+    client: postgres::Client,
+    prefix: TablePrefix,
+    name: String,
+}
+
+impl CopySource for PgSource {
+    fn read(&mut self, table: &Table, after: i64, limit: usize) -> StoreResult<Vec<Vec<Cell>>> {
+        // Every column is cast to what a Cell holds: JSON to text, integers of any width and
+        // booleans to bigint.
+        let sql = select(table, "$1", limit, |name, kind| match kind {
+            Kind::Int | Kind::Time => format!("{name}::bigint"),
+            Kind::Bool => format!("{name}::int::bigint"),
+            Kind::Text => format!("{name}::text"),
+        });
+        let sql = self.prefix.apply(&sql).into_owned();
+        let rows = if table.by_id {
+            self.client.query(&sql, &[&after])?
+        } else {
+            self.client.query(&sql, &[])?
+        };
+        rows.iter()
+            .map(|row| {
+                table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, kind))| {
+                        Ok(match kind {
+                            Kind::Text => row
+                                .try_get::<_, Option<String>>(i)?
+                                .map_or(Cell::Null, Cell::Text),
+                            _ => row
+                                .try_get::<_, Option<i64>>(i)?
+                                .map_or(Cell::Null, Cell::Int),
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Copies `source` into `target` (migrated first); see [`crate::copy::copy_into`] for what is
+/// refused and replaced.
+pub fn copy_into_postgres(
+    mut source: Box<dyn CopySource>,
+    target: &PgStore,
+    force: bool,
+) -> StoreResult<CopyReport> {
     target.migrate()?;
-    let source = source.to_owned();
     target.run(move |conn| {
         let (client, st) = conn.parts();
         let mut tx = client.transaction()?;
@@ -31,7 +93,7 @@ pub fn copy_from_sqlite(source: &Path, target: &PgStore, force: bool) -> StoreRe
             "LOCK TABLE s_workers, s_plugin_files, s_tokens, s_sessions, s_tasks, s_task_logs
                 IN EXCLUSIVE MODE",
         ))?;
-        let report = copy_into(&source, &prefix, &mut PgCopy { tx: &mut tx, st }, force)?;
+        let report = copy_into(source.as_mut(), &mut PgCopy { tx: &mut tx, st }, force)?;
         tx.commit()?;
         Ok(report)
     })
@@ -51,8 +113,7 @@ enum ColumnValues {
 }
 
 impl ColumnValues {
-    fn of(rows: &[Vec<crate::copy::Cell>], i: usize, kind: Kind) -> ColumnValues {
-        use crate::copy::Cell;
+    fn of(rows: &[Vec<Cell>], i: usize, kind: Kind) -> ColumnValues {
         let int = |c: &Cell| match c {
             Cell::Int(v) => Some(*v),
             _ => None,
@@ -99,7 +160,7 @@ impl CopyTarget for PgCopy<'_, '_> {
         Ok(self.tx.batch_execute(&self.st.apply(&sql))?)
     }
 
-    fn write(&mut self, table: &Table, rows: &[Vec<crate::copy::Cell>]) -> StoreResult<()> {
+    fn write(&mut self, table: &Table, rows: &[Vec<Cell>]) -> StoreResult<()> {
         let list = table
             .columns
             .iter()

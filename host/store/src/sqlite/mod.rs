@@ -6,6 +6,7 @@
 
 mod analytics;
 mod checkpoint;
+pub mod copy;
 mod health;
 mod hosts;
 mod starts;
