@@ -68,6 +68,15 @@ pub struct Config {
     /// The prefix of every table of ours (`STASK_TABLE_PREFIX`, default empty), so sTask can
     /// live in a CMS's own database: `evo_` makes `evo_s_tasks`, `evo_s_workers`, ...
     pub table_prefix: crate::store::TablePrefix,
+    /// PostgreSQL connection threads per host (`STASK_PG_CONNECTIONS`, 1-64; unset: the
+    /// driver's default, 4).
+    pub pg_connections: Option<usize>,
+    /// Most pooled MySQL connections per host (`STASK_MYSQL_CONNECTIONS`, 1-64; unset: the
+    /// driver's default, 8).
+    pub mysql_connections: Option<usize>,
+    /// How often each host reads MySQL's wake-up counters, in ms (`STASK_MYSQL_WAKE_POLL_MS`,
+    /// 1-10000; unset: the driver's default, 10).
+    pub mysql_wake_poll_ms: Option<u64>,
 }
 
 /// `normal` (or nothing) → NORMAL, `full` → FULL, under the rule of every enumerated setting
@@ -355,6 +364,9 @@ struct FileConfig {
     secure_cookies: Option<String>,
     sqlite_sync: Option<String>,
     table_prefix: Option<String>,
+    pg_connections: Option<usize>,
+    mysql_connections: Option<usize>,
+    mysql_wake_poll_ms: Option<u64>,
 }
 
 /// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
@@ -483,6 +495,9 @@ impl Config {
                     .unwrap_or_default(),
             )
             .map_err(|e| ConfigError(format!("STASK_TABLE_PREFIX: {e}")))?,
+            pg_connections: env_parse("STASK_PG_CONNECTIONS")?.or(file.pg_connections),
+            mysql_connections: env_parse("STASK_MYSQL_CONNECTIONS")?.or(file.mysql_connections),
+            mysql_wake_poll_ms: env_parse("STASK_MYSQL_WAKE_POLL_MS")?.or(file.mysql_wake_poll_ms),
             home,
         };
         config.validate()?;
@@ -494,6 +509,11 @@ impl Config {
         crate::store::OpenOptions {
             sqlite_sync: self.sqlite_sync,
             table_prefix: self.table_prefix.clone(),
+            pg_connections: self.pg_connections,
+            mysql_connections: self.mysql_connections,
+            mysql_wake_poll: self
+                .mysql_wake_poll_ms
+                .map(std::time::Duration::from_millis),
         }
     }
 
@@ -543,15 +563,13 @@ impl Config {
             0,
             MAX_MEMORY_LIMIT_MB,
         )?;
-        // Read by the server drivers themselves; checked here so a bad value is refused like
-        // every other setting rather than replaced by the default or clamped.
-        if let Some(n) = env_parse::<usize>("STASK_PG_CONNECTIONS")? {
+        if let Some(n) = self.pg_connections {
             in_range("STASK_PG_CONNECTIONS", n, 1, 64)?;
         }
-        if let Some(n) = env_parse::<usize>("STASK_MYSQL_CONNECTIONS")? {
+        if let Some(n) = self.mysql_connections {
             in_range("STASK_MYSQL_CONNECTIONS", n, 1, 64)?;
         }
-        if let Some(ms) = env_parse::<u64>("STASK_MYSQL_WAKE_POLL_MS")? {
+        if let Some(ms) = self.mysql_wake_poll_ms {
             in_range("STASK_MYSQL_WAKE_POLL_MS", ms, 1, 10_000)?;
         }
         Ok(())

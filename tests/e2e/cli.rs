@@ -681,6 +681,15 @@ fn unknown_configuration_values_are_refused_naming_the_variable_and_the_accepted
     );
     std::fs::write(home.path().join("stask.toml"), "workers = 2000\n").unwrap();
     fails(&home.cli(&["stats"]), 5, &["STASK_WORKERS (workers in stask.toml) must be a whole number between 1 and 1024, got 2000"]);
+    // The server drivers' settings are configuration keys too, not only variables.
+    std::fs::write(home.path().join("stask.toml"), "mysql_connections = 65\n").unwrap();
+    fails(&home.cli(&["stats"]), 5, &["STASK_MYSQL_CONNECTIONS (mysql_connections in stask.toml) must be a whole number between 1 and 64, got 65"]);
+    std::fs::write(
+        home.path().join("stask.toml"),
+        "pg_connections = 2\nmysql_wake_poll_ms = 20\n",
+    )
+    .unwrap();
+    assert!(ok(&home.cli(&["stats"])).contains("total"));
 }
 
 /// Issue 13, item 12: commands other than serve, migrate and process refuse a home or an

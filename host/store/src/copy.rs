@@ -335,7 +335,7 @@ pub fn copy_database(
         ),
         DatabaseUrl::Mysql(url) => crate::mysql::copy::copy_into_mysql(
             source,
-            &crate::mysql::MysqlStore::open(&url, options.table_prefix.clone())?,
+            &crate::mysql::MysqlStore::open_with(&url, options)?,
             force,
         ),
     }
@@ -359,7 +359,7 @@ fn open_source(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Box<dyn 
             Box::new(store.copy_source()?)
         }
         DatabaseUrl::Mysql(url) => {
-            let store = crate::mysql::MysqlStore::open(url, options.table_prefix.clone())?;
+            let store = crate::mysql::MysqlStore::open_with(url, options)?;
             store.migrate()?;
             refuse_live_hosts(&store)?;
             Box::new(store.copy_source()?)

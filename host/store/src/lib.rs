@@ -696,6 +696,15 @@ pub struct OpenOptions {
     pub sqlite_sync: sqlite::SqliteSync,
     /// The prefix of every table and object of ours (`STASK_TABLE_PREFIX`; all backends).
     pub table_prefix: TablePrefix,
+    /// PostgreSQL connection threads per store (`STASK_PG_CONNECTIONS`); `None`: the
+    /// driver's default.
+    pub pg_connections: Option<usize>,
+    /// Most pooled MySQL connections per store (`STASK_MYSQL_CONNECTIONS`); `None`: the
+    /// driver's default.
+    pub mysql_connections: Option<usize>,
+    /// How often the MySQL wake-up poller reads its counters (`STASK_MYSQL_WAKE_POLL_MS`);
+    /// `None`: the driver's default.
+    pub mysql_wake_poll: Option<std::time::Duration>,
 }
 
 /// A database URL, parsed by its scheme: which backend, with what opening it takes.
@@ -775,7 +784,7 @@ pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc
             std::sync::Arc::new(postgres::PgStore::open_with(&url, options)?)
         }
         DatabaseUrl::Mysql(url) => {
-            std::sync::Arc::new(mysql::MysqlStore::open(&url, options.table_prefix.clone())?)
+            std::sync::Arc::new(mysql::MysqlStore::open_with(&url, options)?)
         }
     })
 }

@@ -33,7 +33,7 @@ pub mod wake;
 mod workers;
 
 use super::{migrations, Backend, Migration, SharedError, Store, StoreError, StoreResult};
-use crate::TablePrefix;
+use crate::{OpenOptions, TablePrefix};
 use mysql::prelude::Queryable;
 use mysql::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts};
 use std::sync::Arc;
@@ -179,6 +179,8 @@ pub struct MysqlStore {
     prefix: TablePrefix,
     what: String,
     wake: Arc<wake::Wake>,
+    /// How often the wake-up poller reads its counters.
+    wake_poll: std::time::Duration,
     /// For tests: a database created for this store alone, dropped with it.
     temporary_database: Option<(String, Opts)>,
 }
@@ -194,9 +196,14 @@ const SESSION_INIT: [&str; 3] = [
 
 impl MysqlStore {
     /// Connects to the database `url` names (`mysql://USER[:PASSWORD]@HOST[:PORT]/DB` or
-    /// `mariadb://...`), every object named with `prefix`. The first connection is opened
-    /// here, so a wrong URL, a wrong password or an unknown database fails at once.
-    pub fn open(url: &str, prefix: TablePrefix) -> StoreResult<MysqlStore> {
+    /// `mariadb://...`). The first connection is opened here, so a wrong URL, a wrong
+    /// password or an unknown database fails at once.
+    pub fn open(url: &str) -> StoreResult<MysqlStore> {
+        Self::open_with(url, &OpenOptions::default())
+    }
+
+    /// [`MysqlStore::open`] with the table prefix, pool size and wake-up interval of `options`.
+    pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<MysqlStore> {
         let what = redact(url);
         let normalized = match url.strip_prefix("mariadb://") {
             Some(rest) => format!("mysql://{rest}"),
@@ -206,12 +213,10 @@ impl MysqlStore {
             message: format!("invalid MySQL URL '{what}': {e}"),
             source: Some(SharedError::new(e)),
         })?;
-        let connections = std::env::var("STASK_MYSQL_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(DEFAULT_CONNECTIONS)
-            .clamp(1, 64);
-        Self::open_opts(opts, what, prefix, connections)
+        let connections = options.mysql_connections.unwrap_or(DEFAULT_CONNECTIONS);
+        let mut store = Self::open_opts(opts, what, options.table_prefix.clone(), connections)?;
+        store.wake_poll = options.mysql_wake_poll.unwrap_or(wake::DEFAULT_POLL);
+        Ok(store)
     }
 
     fn open_opts(
@@ -247,6 +252,7 @@ impl MysqlStore {
             prefix,
             what,
             wake: Arc::new(wake::Wake::default()),
+            wake_poll: wake::DEFAULT_POLL,
             temporary_database: None,
         })
     }

@@ -187,14 +187,14 @@ fn refusals_at_open_name_the_url_without_the_password() {
         "mysql://{user}@{host}:{port}/stask_no_such_db_{}",
         std::process::id()
     );
-    let Err(e) = MysqlStore::open(&unknown, TablePrefix::none()) else {
+    let Err(e) = MysqlStore::open(&unknown) else {
         panic!("an unknown database is refused");
     };
     assert!(matches!(e, StoreError::Connection { .. }), "{e}");
     assert!(e.to_string().contains("unknown database"), "{e}");
     assert!(e.to_string().contains(&unknown), "{e}");
     let denied = format!("mariadb://stask_nobody:hunter2@{host}:{port}/test");
-    let Err(e) = MysqlStore::open(&denied, TablePrefix::none()) else {
+    let Err(e) = MysqlStore::open(&denied) else {
         panic!("a wrong user is refused");
     };
     let text = e.to_string();

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The default poll interval.
-const DEFAULT_POLL_MS: u64 = 10;
+/// The poll interval unless `STASK_MYSQL_WAKE_POLL_MS` says otherwise.
+pub(super) const DEFAULT_POLL: Duration = Duration::from_millis(10);
 /// Pause after a failed poll (the server is away) before the next try.
 const RETRY: Duration = Duration::from_secs(1);
 /// Events younger than this may still be joined by a lower id from a transaction that
@@ -66,16 +66,6 @@ impl Wake {
     }
 }
 
-/// The poll interval `STASK_MYSQL_WAKE_POLL_MS` sets (1 ms to 10 s).
-pub fn poll_interval() -> Duration {
-    let ms = std::env::var("STASK_MYSQL_WAKE_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(DEFAULT_POLL_MS)
-        .clamp(1, 10_000);
-    Duration::from_millis(ms)
-}
-
 /// The statements of one poller, with the store's table prefix applied.
 struct Statements {
     poll: String,
@@ -99,10 +89,10 @@ impl MysqlStore {
             event_ids: self.dynamic("SELECT id, at FROM s_events WHERE id > ? ORDER BY id"),
             event: self.dynamic("SELECT batch FROM s_events WHERE id = ?"),
         };
-        let (pool, wake) = (self.pool.clone(), self.wake.clone());
+        let (pool, wake, interval) = (self.pool.clone(), self.wake.clone(), self.wake_poll);
         if let Err(e) = std::thread::Builder::new()
             .name("stask-mysql-wake".into())
-            .spawn(move || poller(pool, statements, wake, poll_interval()))
+            .spawn(move || poller(pool, statements, wake, interval))
         {
             tracing::warn!("cannot start the MySQL wake-up poller (the periodic sweep still picks tasks up): {e}");
         }

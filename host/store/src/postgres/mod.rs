@@ -337,11 +337,7 @@ impl PgStore {
             message: format!("invalid PostgreSQL URL '{}': {e}", redact(url)),
             source: Some(SharedError::new(e)),
         })?;
-        let connections = std::env::var("STASK_PG_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(DEFAULT_CONNECTIONS)
-            .clamp(1, 64);
+        let connections = options.pg_connections.unwrap_or(DEFAULT_CONNECTIONS);
         Self::open_config(
             config,
             redact(url),
