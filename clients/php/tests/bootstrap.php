@@ -29,6 +29,15 @@ if (!function_exists('storage_path')) {
     }
 }
 
+if (!function_exists('now')) {
+    /** Laravel's now(): a Carbon time (Debian's Illuminate Support brings Carbon). */
+    function now(): \Illuminate\Support\Carbon
+    {
+        require_once 'Illuminate/Support/autoload.php';
+        return \Illuminate\Support\Carbon::now();
+    }
+}
+
 if (!function_exists('evo')) {
     /** The CMS's `evo()` as far as the samples use it: the logged-in manager user. */
     function evo(): object
