@@ -322,7 +322,7 @@ final class ClientTest extends DaemonTestCase
         $later = $this->client->create('demo', 'noop', startAt: new \DateTimeImmutable('+1 hour'))->id;
         $ids = [];
         foreach ([1, 2, 3] as $i) {
-            $ids[] = $this->client->create('demo', 'run', ['steps' => 2, 'sleep_ms' => 300])->id;
+            $ids[] = $this->client->create('demo', 'run', ['steps' => 8, 'sleep_ms' => 250])->id;
         }
         $this->assertSame(2, $this->client->processPendingTasks(batchSize: 2));
         $finished = array_filter($ids, fn ($id) => $this->client->task($id)->isFinished());

@@ -79,10 +79,11 @@ final class SeedQuickStartTest extends DaemonTestCase
         $this->assertSame(1, json_decode((string) $this->client->task($firstId)->result, true)['created']);
         $this->assertNull(sTaskModel::find(999999), 'find() answers null for no such task, as Eloquent');
 
-        // 3. Process Pending Tasks: two tasks in hand; the daemon runs them, the call waits.
+        // 3. Process Pending Tasks: two tasks in hand (2 s each: the call sees them before they
+        // end even on a busy machine); the daemon runs them, the call waits.
         $ids = [
-            $this->client->create('demo', 'run', ['steps' => 2, 'sleep_ms' => 300])->id,
-            $this->client->create('demo', 'run', ['steps' => 2, 'sleep_ms' => 300])->id,
+            $this->client->create('demo', 'run', ['steps' => 8, 'sleep_ms' => 250])->id,
+            $this->client->create('demo', 'run', ['steps' => 8, 'sleep_ms' => 250])->id,
         ];
         $printed = $this->output(function () {
             // Process all pending tasks
