@@ -34,8 +34,10 @@ class Client
      * @param float $connectTimeout Seconds to connect.
      * @param float $pollInterval Seconds between two reads in `wait()`.
      * @param string|null $binary The `stask` executable, for a cron installation's
-     *   `processPendingTasks` (`stask process`); `STASK_BIN`. Unset: the daemon installation.
-     * @param string|null $home The home folder `$binary` runs in (`--home`); `STASK_HOME`.
+     *   `processPendingTasks` (`stask process`). Unset: the daemon installation. Only
+     *   `fromConfig()` falls back to `STASK_BIN`: a client built here is explicit about it.
+     * @param string|null $home The home folder `$binary` runs in (`--home`); `fromConfig()`
+     *   falls back to `STASK_HOME`.
      */
     public function __construct(
         ?string $url = null,
