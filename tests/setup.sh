@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs on a fresh machine, installed or started only when missing:
 # Chromium + ChromeDriver and Firefox ESR (Debian), geckodriver (crates.io), PostgreSQL and
-# MariaDB running, PHP with PDO MySQL.
+# MariaDB running, PHP with PDO MySQL and curl, PHPUnit and the Laravel components.
 # README's test command and .ci/run both call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,10 +57,14 @@ fi
 mysql_tcp 'SELECT VERSION()'
 
 
-echo "== PHP for the PHP tests (Debian's php-cli with PDO MySQL and curl)"
-if ! command -v php >/dev/null 2>&1 || ! php -m | grep -qi '^pdo_mysql$' || ! php -m | grep -qi '^curl$'; then
+echo "== PHP for the PHP tests (Debian's php-cli with PDO MySQL and curl, phpunit, php-laravel-framework)"
+# phpunit runs the PHP client's tests (clients/php); php-laravel-framework gives them the
+# Illuminate components (/usr/share/php/Illuminate) for the service provider test.
+if ! command -v php >/dev/null 2>&1 || ! php -m | grep -qi '^pdo_mysql$' || ! php -m | grep -qi '^curl$' \
+  || ! command -v phpunit >/dev/null 2>&1 || [ ! -f /usr/share/php/Illuminate/autoload.php ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq php-cli php-mysql php-curl >/dev/null
+  apt-get install -y -qq php-cli php-mysql php-curl phpunit php-laravel-framework >/dev/null
 fi
 php --version | sed -n 1p
+phpunit --version | sed -n 1p
