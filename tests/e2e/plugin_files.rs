@@ -309,14 +309,6 @@ fn the_loaded_worker_row_describes_its_library() {
     assert_eq!(list[0]["loaded_at"], w["loaded_at"]);
 }
 
-/// Peak resident memory (`VmHWM`, kB) of a process: a buffer read and freed again leaves
-/// `VmRSS` where it was, but not the peak.
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -339,7 +331,7 @@ fn fifos_devices_and_huge_files_are_refused_unread_and_links_to_libraries_load()
     std::os::unix::fs::symlink(library("stask_worker_demo"), dir.join("demo.so")).unwrap();
 
     let d = home.serve();
-    let peak = peak_rss_kb(d.pid());
+    let peak = d.peak_rss_kb();
     assert!(
         peak < 512 * 1024,
         "the daemon's peak RSS is {peak} kB: the 2 GiB file was read"

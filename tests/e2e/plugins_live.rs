@@ -511,14 +511,6 @@ fn wait_refused(d: &Daemon, name: &str) {
         .unwrap_or_else(|| panic!("{name} was not refused; log:\n{}", d.log.text()));
 }
 
-/// Peak resident memory (`VmHWM`, kB): a buffer read and freed leaves `VmRSS` where it was,
-/// but not the peak.
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_fifo_in_the_folder_stalls_neither_the_watcher_nor_the_api() {
     let home = Home::with_workers(&[]);
@@ -573,14 +565,14 @@ fn huge_and_endless_files_are_refused_without_reading_them() {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
     let dir = home.plugins_dir();
-    let before = peak_rss_kb(d.pid());
+    let before = d.peak_rss_kb();
     // Sparse: 2 GiB of length, no disk. Before the fix it was read whole (2.1 GB RSS).
     std::fs::File::create(dir.join("big.so"))
         .unwrap()
         .set_len(2 << 30)
         .unwrap();
     wait_refused(&d, "big.so");
-    let after = peak_rss_kb(d.pid());
+    let after = d.peak_rss_kb();
     eprintln!("peak RSS {before} kB before the 2 GiB file, {after} kB after");
     assert!(
         after < before + 64 * 1024,
@@ -605,7 +597,7 @@ fn huge_and_endless_files_are_refused_without_reading_them() {
     );
     let r = d.post("/stask/workers/discover", &json!({}));
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert!(peak_rss_kb(d.pid()) < before + 64 * 1024);
+    assert!(d.peak_rss_kb() < before + 64 * 1024);
     let id = d.create("demo", "run", json!({"steps": 1, "sleep_ms": 0}));
     assert_eq!(d.wait_finished(id)["status"], "completed");
 }

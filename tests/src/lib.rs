@@ -202,6 +202,19 @@ pub fn on_server() -> bool {
     test_database() != TestDatabase::Sqlite
 }
 
+/// Peak resident memory (`VmHWM`, kB) of a process.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc status");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|kb| kb.parse().ok())
+        .expect("VmHWM in kB")
+}
+
 /// For tests that only make sense on SQLite (they open the `.db` file): true, with the reason
 /// printed, when this run is on a database server; the test then returns early.
 pub fn sqlite_only(reason: &str) -> bool {
@@ -821,6 +834,12 @@ impl Daemon {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its peak resident memory so far (`VmHWM`, kB): a buffer read and freed again leaves
+    /// `VmRSS` where it was, but not the peak.
+    pub fn peak_rss_kb(&self) -> u64 {
+        peak_rss_kb(self.pid())
     }
 
     /// The local ports of this daemon's open TCP connections to a server on `server_port`

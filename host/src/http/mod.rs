@@ -6,6 +6,7 @@
 //! error is an [`ApiError`], rendered as `{"success":false,"code":N,"message":"..."}`.
 
 mod auth;
+mod download;
 mod error;
 mod events;
 mod extract;
@@ -27,6 +28,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -96,7 +98,7 @@ fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<
         .routes(routes!(tasks::clean))
         .routes(routes!(tasks::detail, tasks::delete))
         .routes(routes!(tasks::progress))
-        .routes(routes!(tasks::download))
+        .routes(routes!(download::download))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
         .routes(routes!(events::task))
@@ -161,7 +163,13 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(engine.config.max_body_bytes))
         .layer(axum::middleware::from_fn(json_errors))
-        .layer(CompressionLayer::new())
+        // Downloads (attachments) go out as they are on disk: Content-Length and ranges
+        // count the file's bytes.
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(
+            |_: StatusCode, _: axum::http::Version, headers: &axum::http::HeaderMap, _: &axum::http::Extensions| {
+                !headers.contains_key(axum::http::header::CONTENT_DISPOSITION)
+            },
+        )))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_deadline,

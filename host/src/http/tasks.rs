@@ -13,11 +13,10 @@ use crate::clock::{human_duration, parse_time};
 use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{Map, Value};
 
@@ -460,64 +459,4 @@ pub async fn delete(
     let engine = state.engine.clone();
     blocking(move || Ok(engine.delete(id)?)).await?;
     Ok(changed(id, None, "Task deleted"))
-}
-
-/// The result file of a completed task. The stored path is resolved inside the results folder
-/// only; anything else is a 404, whatever the row holds.
-#[utoipa::path(get, path = "/stask/tasks/{id}/download", tag = "tasks",
-    params(("id" = i64, Path, description = "Task id", minimum = 1)),
-    responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 400, description = "Invalid id", body = ErrorBody),
-        (status = 401, description = "No permission", body = ErrorBody),
-        (status = 404, description = "No such task or no file", body = ErrorBody),
-        (status = 409, description = "Not completed", body = ErrorBody),
-    ))]
-pub async fn download(
-    State(state): State<AppState>,
-    TaskId(id): TaskId,
-) -> Result<Response, ApiError> {
-    let engine = state.engine.clone();
-    let (path, bytes) = blocking(move || {
-        let task = engine.task(id)?;
-        if task.status != TaskStatus::Completed {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "task {id} is {}; only completed tasks have a download",
-                    task.status
-                ),
-            ));
-        }
-        let path = engine.result_file(&task)?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-        Ok((path, bytes))
-    })
-    .await?;
-    let name = path
-        .file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .replace(|c: char| c == '"' || c == '\\' || c.is_control(), "_")
-        })
-        .unwrap_or_else(|| "result".into());
-    let content_type = match path.extension().and_then(|e| e.to_str()) {
-        Some("csv") => "text/csv; charset=utf-8",
-        Some("json") => "application/json",
-        Some("txt") | Some("log") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
 }

@@ -5,7 +5,8 @@
 //! - `stamp`: completes at once with its start time (µs since the epoch) as the result.
 //! - `run`: `steps` steps of `sleep_ms` each with progress; optional failure modes:
 //!   `fail_attempts` (attempts 1..=N fail, retryably), `fail_permanent`, `panic_at_step`,
-//!   `ignore_cancel`, and a `result` text or a `result_file` written to the output folder.
+//!   `ignore_cancel`, and a `result` text or a `result_file` written to the output folder
+//!   (`content`, or `result_file_mb` MiB whose byte `i` is `i % 251`).
 //!   `escape_file` (a path) misbehaves on purpose: it returns that path as the result file, to
 //!   prove the host refuses result files outside the task's output folder.
 //!   With `ledger` (a file path), every run appends `start <id> <attempt>` and, when it
@@ -128,17 +129,38 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
             .file_name()
             .ok_or_else(|| TaskError::permanent("result_file must be a file name"))?;
         let path = ctx.output_dir().join(name);
-        let content = data
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or("demo result\n");
-        std::fs::write(&path, content)?;
+        match data.get("result_file_mb").and_then(Value::as_u64) {
+            Some(mb) => write_mebibytes(&path, mb)?,
+            None => {
+                let content = data
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or("demo result\n");
+                std::fs::write(&path, content)?;
+            }
+        }
         return Ok(Output::file(path).with_text(format!("wrote {}", name.to_string_lossy())));
     }
     match data.get("result").and_then(Value::as_str) {
         Some(text) => Ok(Output::text(text)),
         None => Ok(Output::text(format!("done by {VARIANT}"))),
     }
+}
+
+/// Writes `mb` MiB to `path`, one MiB at a time (never the whole file in memory): byte `i` of
+/// the file is `i % 251`, so a reader can check any range it got.
+fn write_mebibytes(path: &std::path::Path, mb: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    const MIB: usize = 1 << 20;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut chunk = vec![0u8; MIB];
+    for block in 0..mb as usize {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = ((block * MIB + i) % 251) as u8;
+        }
+        file.write_all(&chunk)?;
+    }
+    file.flush()
 }
 
 /// CPU time this thread has used (the clock the host measures a run's CPU time with).
