@@ -17,10 +17,27 @@ fn main() {
         }),
         _ => EnvFilter::new("info"),
     };
-    tracing_subscriber::fmt()
+    // `STASK_LOG_FORMAT=json`: one JSON object per line, for journald or a log shipper.
+    let json = match std::env::var("STASK_LOG_FORMAT") {
+        Ok(v) if v.trim().eq_ignore_ascii_case("json") => true,
+        Ok(v) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("text") => false,
+        Ok(v) => {
+            eprintln!(
+                "error: configuration: STASK_LOG_FORMAT must be one of 'text', 'json' (any case), \
+                 got '{v}'"
+            );
+            std::process::exit(5);
+        }
+        Err(_) => false,
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if let Err(e) = stask_host::cli::run(cli) {
         eprintln!("error: {}", e.message);
         std::process::exit(e.code);

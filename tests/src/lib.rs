@@ -596,13 +596,15 @@ impl Home {
                 l.contains("listening on http://")
             })
             .unwrap_or_else(|| panic!("daemon did not start; log:\n{}", log.text()));
-        let addr = ready
+        // The address ends where its characters do (a text line goes on with a space, a JSON
+        // line with a quote).
+        let addr: String = ready
             .split("http://")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
             .expect("address in ready line")
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .to_owned();
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+            .collect();
         Daemon {
             child,
             base: format!("http://{addr}"),

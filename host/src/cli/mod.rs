@@ -14,6 +14,7 @@ mod dev;
 mod discover;
 mod migrate_to;
 mod serve;
+mod service_manager;
 mod task;
 
 use crate::config::{Config, ConfigError};

@@ -1,6 +1,6 @@
 //! `stask serve` and `stask process`.
 
-use super::{lock_home, open, CliError, CliResult, HomeLock};
+use super::{lock_home, open, service_manager, CliError, CliResult, HomeLock};
 use crate::engine::Engine;
 use crate::events::EventBus;
 use crate::plugins::copies::CopiesCleanup;
@@ -133,6 +133,8 @@ async fn serve_http(
         store = %engine.store.describe(),
         "stask ready: listening on http://{addr}"
     );
+    service_manager::ready(&addr);
+    service_manager::spawn_watchdog();
     let header_timeout = Duration::from_secs(engine.config.header_timeout_secs);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = crate::http::router(engine, stopping);
@@ -156,7 +158,10 @@ async fn serve_http(
                     continue;
                 }
             },
-            () = &mut stop_signal => break,
+            () = &mut stop_signal => {
+                service_manager::stopping();
+                break;
+            }
         };
         let service = TowerToHyperService::new(app.clone());
         // hyper's own answers to unparsable requests get the JSON error body on their way out.
