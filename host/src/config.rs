@@ -133,11 +133,14 @@ pub fn parse_choice(
         .map(|c| Some(*c))
         .ok_or_else(|| {
             let list: Vec<String> = choices.iter().map(|c| format!("'{c}'")).collect();
-            ConfigError(format!(
-                "{} must be one of {} (any case), got '{raw}'",
-                setting_name(name),
-                list.join(", ")
-            ))
+            ConfigError::of_setting(
+                name,
+                format!(
+                    "{} must be one of {} (any case), got '{raw}'",
+                    setting_name(name),
+                    list.join(", ")
+                ),
+            )
         })
 }
 
@@ -217,11 +220,14 @@ fn at_least<T: PartialOrd + std::fmt::Display + ConfigValue>(
     min: T,
 ) -> Result<(), ConfigError> {
     if value < min {
-        return Err(ConfigError(format!(
-            "{} must be {} of at least {min}, got {value}",
-            setting_name(env),
-            T::ACCEPTS
-        )));
+        return Err(ConfigError::of_setting(
+            env,
+            format!(
+                "{} must be {} of at least {min}, got {value}",
+                setting_name(env),
+                T::ACCEPTS
+            ),
+        ));
     }
     Ok(())
 }
@@ -235,11 +241,14 @@ fn in_range<T: PartialOrd + std::fmt::Display + ConfigValue>(
     max: T,
 ) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError(format!(
-            "{} must be {} between {min} and {max}, got {value}",
-            setting_name(env),
-            T::ACCEPTS
-        )));
+        return Err(ConfigError::of_setting(
+            env,
+            format!(
+                "{} must be {} between {min} and {max}, got {value}",
+                setting_name(env),
+                T::ACCEPTS
+            ),
+        ));
     }
     Ok(())
 }
@@ -328,9 +337,10 @@ impl AlertsConfig {
         )?;
         if let Some(url) = &alerts.webhook_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "alerts: webhook_url '{url}' must start with http:// or https://"
-                )));
+                return Err(ConfigError::of_setting(
+                    "STASK_ALERT_WEBHOOK_URL",
+                    format!("alerts: webhook_url '{url}' must start with http:// or https://"),
+                ));
             }
         }
         Ok(alerts)
@@ -378,8 +388,93 @@ const MAX_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// A configuration problem, with the setting it concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
+#[error("configuration: {message}{}", .line.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())]
+pub struct ConfigError {
+    message: String,
+    /// The environment variable of the setting the problem is about, when there is one.
+    setting: Option<String>,
+    /// Where in the configuration file the refused value was written (`stask.toml line 3`),
+    /// when it came from there.
+    line: Option<String>,
+}
+
+impl ConfigError {
+    /// A problem of the configuration as a whole.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            setting: None,
+            line: None,
+        }
+    }
+
+    /// A problem with one setting's value (`env`: its variable, `STASK_...`).
+    fn of_setting(env: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            setting: Some(env.to_owned()),
+            line: None,
+        }
+    }
+
+    /// Names the file's line when the refused value came from the file: its variable is
+    /// unset and the file sets its key.
+    fn located(mut self, file: &Path, text: &str) -> ConfigError {
+        let Some(env) = &self.setting else {
+            return self;
+        };
+        if std::env::var(env).is_ok_and(|v| !v.trim().is_empty()) {
+            return self;
+        }
+        let (table, key) = file_key(env);
+        if let Some(n) = line_of(text, table, &key) {
+            let name = file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            self.line = Some(format!("{name} line {n}"));
+        }
+        self
+    }
+}
+
+/// The `stask.toml` table and key of a variable: `STASK_WORKERS` is `workers`,
+/// `STASK_ALERT_CHECK_SECS` is `check_every_secs` in `[alerts]`.
+fn file_key(env: &str) -> (Option<&'static str>, String) {
+    if let Some(key) = env.strip_prefix("STASK_ALERT_") {
+        let key = match key {
+            "CHECK_SECS" => "check_every_secs".to_owned(),
+            other => other.to_ascii_lowercase(),
+        };
+        return (Some("alerts"), key);
+    }
+    let key = env.strip_prefix("STASK_").unwrap_or(env);
+    (None, key.to_ascii_lowercase())
+}
+
+/// The 1-based line of `key = ...` in `table` (`None`: before any table header) of a TOML
+/// text. Our file is flat (plain keys, one `[alerts]` table), which is all this reads.
+fn line_of(text: &str, table: Option<&str>, key: &str) -> Option<usize> {
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = Some(
+                header
+                    .trim_matches(|c| c == '[' || c == ']' || c == ' ')
+                    .to_owned(),
+            );
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(key) else {
+            continue;
+        };
+        if current.as_deref() == table && rest.trim_start().starts_with('=') {
+            return Some(i + 1);
+        }
+    }
+    None
+}
 
 /// The environment variable `name` parsed as `T`: `None` when unset or empty (spaces
 /// ignored), an error naming the variable and what it accepts when it is not a `T` (or not
@@ -389,14 +484,14 @@ fn env_parse<T: ConfigValue>(name: &str) -> Result<Option<T>, ConfigError> {
         Ok(v) => v,
         Err(std::env::VarError::NotPresent) => return Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => {
-            return Err(ConfigError(format!("{name} is not valid UTF-8")))
+            return Err(ConfigError::new(format!("{name} is not valid UTF-8")))
         }
     };
     if v.trim().is_empty() {
         return Ok(None);
     }
     T::parse_text(v.trim()).map(Some).ok_or_else(|| {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "{} must be {}, got '{v}'",
             setting_name(name),
             T::ACCEPTS
@@ -410,18 +505,25 @@ impl Config {
         let home = match home.or_else(|| std::env::var_os("STASK_HOME").map(PathBuf::from)) {
             Some(h) => h,
             None => std::env::current_dir()
-                .map_err(|e| ConfigError(format!("cannot read the current directory: {e}")))?,
+                .map_err(|e| ConfigError::new(format!("cannot read the current directory: {e}")))?,
         };
         let home = absolute(&home);
         let file_path = std::env::var_os("STASK_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("stask.toml"));
-        let file: FileConfig = match std::fs::read_to_string(&file_path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("{}: {e}", file_path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
-            Err(e) => return Err(ConfigError(format!("{}: {e}", file_path.display()))),
+        let text = match std::fs::read_to_string(&file_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(ConfigError::new(format!("{}: {e}", file_path.display()))),
         };
+        // Unknown keys and values of the wrong type: toml's message names the line.
+        let file: FileConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", file_path.display())))?;
+        Self::from_sources(home, file).map_err(|e| e.located(&file_path, &text))
+    }
+
+    /// The configuration from the environment over the file's values over the defaults.
+    fn from_sources(home: PathBuf, file: FileConfig) -> Result<Config, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let plugins_dir = env_parse::<PathBuf>("STASK_PLUGINS_DIR")?
             .or(file.plugins_dir)
@@ -494,7 +596,7 @@ impl Config {
                     .or(file.table_prefix)
                     .unwrap_or_default(),
             )
-            .map_err(|e| ConfigError(format!("STASK_TABLE_PREFIX: {e}")))?,
+            .map_err(|e| ConfigError::new(format!("STASK_TABLE_PREFIX: {e}")))?,
             pg_connections: env_parse("STASK_PG_CONNECTIONS")?.or(file.pg_connections),
             mysql_connections: env_parse("STASK_MYSQL_CONNECTIONS")?.or(file.mysql_connections),
             mysql_wake_poll_ms: env_parse("STASK_MYSQL_WAKE_POLL_MS")?.or(file.mysql_wake_poll_ms),
@@ -620,6 +722,143 @@ fn absolute(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EXAMPLE: &str = include_str!("../../docs/stask.example.toml");
+
+    /// The example with its commented-out keys (`# key = value`) set.
+    fn example_with_every_key() -> String {
+        EXAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// docs/stask.example.toml names every key the parser knows (the destructuring below
+    /// stops compiling when a key is added), none it does not know (unknown keys are refused),
+    /// and the defaults it writes are the defaults.
+    #[test]
+    fn the_example_file_has_every_key_and_the_defaults() {
+        let every: FileConfig = toml::from_str(&example_with_every_key()).unwrap();
+        let FileConfig {
+            plugins_dir,
+            database_url,
+            bind,
+            workers,
+            prefetch,
+            lease_ms,
+            retry_base_ms,
+            retry_max_ms,
+            snapshot_max_age_secs,
+            activate_new_workers,
+            max_body_bytes,
+            max_upload_bytes,
+            max_plugin_bytes,
+            shutdown_grace_secs,
+            header_timeout_secs,
+            request_timeout_secs,
+            alerts,
+            isolation,
+            isolation_memory_mb,
+            secure_cookies,
+            sqlite_sync,
+            table_prefix,
+            pg_connections,
+            mysql_connections,
+            mysql_wake_poll_ms,
+        } = every;
+        let present = [
+            plugins_dir.is_some(),
+            database_url.is_some(),
+            bind.is_some(),
+            workers.is_some(),
+            prefetch.is_some(),
+            lease_ms.is_some(),
+            retry_base_ms.is_some(),
+            retry_max_ms.is_some(),
+            snapshot_max_age_secs.is_some(),
+            activate_new_workers.is_some(),
+            max_body_bytes.is_some(),
+            max_upload_bytes.is_some(),
+            max_plugin_bytes.is_some(),
+            shutdown_grace_secs.is_some(),
+            header_timeout_secs.is_some(),
+            request_timeout_secs.is_some(),
+            isolation.is_some(),
+            isolation_memory_mb.is_some(),
+            secure_cookies.is_some(),
+            sqlite_sync.is_some(),
+            table_prefix.is_some(),
+            pg_connections.is_some(),
+            mysql_connections.is_some(),
+            mysql_wake_poll_ms.is_some(),
+        ];
+        assert!(present.iter().all(|p| *p), "{present:?}");
+        let FileAlerts {
+            min_success_rate,
+            min_finished,
+            max_average_duration_secs,
+            max_memory_bytes,
+            max_queue_wait_secs,
+            check_every_secs,
+            webhook_url,
+        } = alerts.expect("[alerts]");
+        let present = [
+            min_success_rate.is_some(),
+            min_finished.is_some(),
+            max_average_duration_secs.is_some(),
+            max_memory_bytes.is_some(),
+            max_queue_wait_secs.is_some(),
+            check_every_secs.is_some(),
+            webhook_url.is_some(),
+        ];
+        assert!(present.iter().all(|p| *p), "{present:?}");
+
+        let home = PathBuf::from("/srv/stask");
+        let from_example =
+            Config::from_sources(home.clone(), toml::from_str(EXAMPLE).unwrap()).unwrap();
+        let defaults = Config::from_sources(home, FileConfig::default()).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
+    }
+
+    /// A value the file sets and the configuration refuses names the file's line, in the
+    /// top level and in [alerts]; an unknown key is refused with its line too.
+    #[test]
+    fn a_refused_value_from_the_file_names_its_line() {
+        let home = tempfile::tempdir().unwrap();
+        let refused = |text: &str| {
+            std::fs::write(home.path().join("stask.toml"), text).unwrap();
+            Config::load(Some(home.path().to_owned()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("bind = \"127.0.0.1:1\"\n\n  workers = 0\n"),
+            "configuration: STASK_WORKERS (workers in stask.toml) must be a whole number \
+             between 1 and 1024, got 0 (stask.toml line 3)"
+        );
+        assert!(
+            refused("isolation = \"maybe\"\n").ends_with("got 'maybe' (stask.toml line 1)"),
+            "{}",
+            refused("isolation = \"maybe\"\n")
+        );
+        let alerts = refused("workers = 2\n[alerts]\ncheck_every_secs = 0\n");
+        assert!(alerts.ends_with("got 0 (stask.toml line 3)"), "{alerts}");
+        let unknown = refused("workers = 2\nwrokers = 3\n");
+        assert!(
+            unknown.contains("line 2") && unknown.contains("wrokers"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn enumerated_values_are_case_insensitive_and_unknown_ones_refused_with_the_choices() {

@@ -30,7 +30,8 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
-fn target_dir() -> PathBuf {
+/// The build output folder (`CARGO_TARGET_DIR`, else `target/`).
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
