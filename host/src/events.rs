@@ -44,6 +44,19 @@ pub enum Event {
         /// Message.
         message: String,
     },
+    /// A running task logged a line (sent when the line is stored, a few times a second).
+    TaskLog {
+        /// Task id.
+        id: i64,
+        /// Attempt that wrote it.
+        attempt: u32,
+        /// 0 info, 1 warning, 2 error.
+        level: u8,
+        /// UNIX ms.
+        at: i64,
+        /// The text, cut at [`MAX_LOG_EVENT_CHARS`] (the stored line is whole).
+        line: String,
+    },
     /// A worker library was loaded or reloaded.
     WorkerLoaded {
         /// Identifier.
@@ -78,13 +91,33 @@ pub enum Event {
     FromPeer(serde_json::Value),
 }
 
+/// Longest log line an event carries, in characters: a relayed batch stays far below its
+/// size limit, and a listener gets the line's start at once (the task's log has all of it).
+pub const MAX_LOG_EVENT_CHARS: usize = 2_000;
+
 impl Event {
+    /// The event of a log line just stored.
+    pub fn task_log(line: &crate::model::LogLine) -> Event {
+        let text = match line.line.char_indices().nth(MAX_LOG_EVENT_CHARS) {
+            Some((cut, _)) => format!("{}…", &line.line[..cut]),
+            None => line.line.clone(),
+        };
+        Event::TaskLog {
+            id: line.task_id,
+            attempt: line.attempt,
+            level: line.level,
+            at: line.at,
+            line: text,
+        }
+    }
+
     /// The task the event is about, if any.
     pub fn task_id(&self) -> Option<i64> {
         match self {
             Event::TaskCreated { id, .. }
             | Event::TaskProgress { id, .. }
-            | Event::TaskFinished { id, .. } => Some(*id),
+            | Event::TaskFinished { id, .. }
+            | Event::TaskLog { id, .. } => Some(*id),
             Event::FromPeer(value) => value
                 .get("type")
                 .and_then(|t| t.as_str())
@@ -103,6 +136,7 @@ impl Event {
             Event::TaskCreated { .. }
                 | Event::TaskProgress { .. }
                 | Event::TaskFinished { .. }
+                | Event::TaskLog { .. }
                 | Event::WorkerLoaded { .. }
                 | Event::WorkerOrphaned { .. }
                 | Event::PluginError { .. }

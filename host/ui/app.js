@@ -24,6 +24,7 @@ const state = {
   pages: 1,
   filters: {},
   detailId: null, // task shown in #task-detail
+  detailLog: [], // its log lines as shown: the detail's, then the task_log events since
   detailTask: null,
   workers: [], // latest GET /stask/workers answer, for the filter list and the count
   timeline: null, // latest timeline answer, redrawn on resize
@@ -561,21 +562,41 @@ function formatResult(result) {
 
 const LOG_LEVELS = ['info', 'warning', 'error'];
 
+/** Most log lines the detail shows while it tails a task (the oldest go first). */
+const MAX_SHOWN_LOG_LINES = 2000;
+
+function logItem(l) {
+  const level = LOG_LEVELS[l.level] || 'info';
+  return el('li', { class: `log-${level}` },
+    el('time', { class: 'log-time', datetime: new Date(l.at).toISOString() }, new Date(l.at).toLocaleTimeString()),
+    ' ', l.attempt > 1 ? el('span', { class: 'log-attempt' }, `[attempt ${l.attempt}] `) : null,
+    el('span', { class: 'log-line' }, l.line));
+}
+
 function renderLog(lines) {
   const list = $('#detail-log');
+  state.detailLog = lines.slice(-MAX_SHOWN_LOG_LINES);
   // Keep following the end of the log only if the reader was already there.
   const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   if (!lines.length) {
     list.replaceChildren(el('li', { class: 'empty' }, 'No log lines'));
     return;
   }
-  list.replaceChildren(...lines.map((l) => {
-    const level = LOG_LEVELS[l.level] || 'info';
-    return el('li', { class: `log-${level}` },
-      el('time', { class: 'log-time', datetime: new Date(l.at).toISOString() }, new Date(l.at).toLocaleTimeString()),
-      ' ', l.attempt > 1 ? el('span', { class: 'log-attempt' }, `[attempt ${l.attempt}] `) : null,
-      el('span', { class: 'log-line' }, l.line));
-  }));
+  list.replaceChildren(...state.detailLog.map(logItem));
+  if (atEnd) list.scrollTop = list.scrollHeight;
+}
+
+/** A line the shown task just logged (a task_log event), appended to its tail. */
+function appendLogLine(line) {
+  const list = $('#detail-log');
+  const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  if (!state.detailLog.length) list.replaceChildren();
+  state.detailLog.push(line);
+  list.append(logItem(line));
+  while (state.detailLog.length > MAX_SHOWN_LOG_LINES) {
+    state.detailLog.shift();
+    list.firstElementChild?.remove();
+  }
   if (atEnd) list.scrollTop = list.scrollHeight;
 }
 
@@ -1130,8 +1151,9 @@ const eventHandlers = {
   },
   task_progress(e) {
     queuePatch(e.id, { status: e.status, progress: e.progress, message: e.message, eta: e.eta ?? '' });
-    // The log is not in the event: re-read it now and then while the task runs.
-    if (e.id === state.detailId) scheduleDetailReload(2000);
+  },
+  task_log(e) {
+    if (e.id === state.detailId) appendLogLine(e);
   },
   task_finished(e) {
     queuePatch(e.id, { status: e.status, message: e.message, eta: '', progress: e.status === 'completed' ? 100 : undefined });

@@ -280,6 +280,57 @@ fn worker_endpoints_answer_unknown_workers_with_404() {
     );
 }
 
+/// A task's event stream carries its log lines as they are stored (`task_log`), before its
+/// end, and no other task's.
+#[test]
+fn a_tasks_event_stream_carries_its_log_lines_live() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    // Held until the stream is open, so that no line is logged before it.
+    let id = d.create(
+        "demo",
+        "run",
+        json!({"steps": 5, "sleep_ms": 50, "log_steps": true, "start_at": stask_tests::now_secs() + 2}),
+    );
+    let other = d.create("demo", "run", json!({"steps": 2, "sleep_ms": 1}));
+    let stream = ureq::get(&format!("{}/stask/tasks/{id}/events", d.base))
+        .set("Authorization", &format!("Bearer {}", d.token))
+        .call()
+        .expect("event stream");
+    let mut events = Vec::new();
+    let mut kind = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stream.into_reader())) {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let data: Value = serde_json::from_str(data).unwrap();
+            events.push((kind.clone(), data));
+            if kind == "task_finished" {
+                break;
+            }
+        }
+    }
+    assert!(events.iter().all(|(_, e)| e["id"] == id), "{events:?}");
+    let logged: Vec<&str> = events
+        .iter()
+        .filter(|(k, _)| k == "task_log")
+        .map(|(_, e)| e["line"].as_str().unwrap())
+        .collect();
+    let steps: Vec<String> = (1..=5).map(|n| format!("step {n} done")).collect();
+    assert!(
+        steps.iter().all(|s| logged.contains(&s.as_str())),
+        "{logged:?}"
+    );
+    let stored = d.get(&format!("/stask/tasks/{id}")).body;
+    assert_eq!(
+        stored["log"].as_array().unwrap().len(),
+        logged.len(),
+        "every stored line was sent once: {stored}"
+    );
+    assert_eq!(d.wait_finished(other)["status"], "completed");
+}
+
 #[test]
 fn sigterm_ends_open_event_streams_and_stops_cleanly() {
     let home = Home::with_workers(&["demo"]);

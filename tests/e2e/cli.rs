@@ -313,7 +313,7 @@ fn watch_stats_and_clean() {
             "demo",
             "run",
             "--data",
-            r#"{"steps": 1, "sleep_ms": 0, "result": "watched it"}"#,
+            r#"{"steps": 1, "sleep_ms": 0, "log_steps": true, "result": "watched it"}"#,
         ],
     );
     let bad = create(
@@ -344,6 +344,13 @@ fn watch_stats_and_clean() {
     };
     let out = watch(good);
     assert!(ok(&out).contains("watched it"), "{out:?}");
+    // The task's log lines, each once, before its result.
+    let printed = ok(&out);
+    assert_eq!(printed.matches("[info] step 1 done").count(), 1, "{out:?}");
+    assert!(
+        printed.find("step 1 done") < printed.find("watched it"),
+        "{out:?}"
+    );
     fails(&watch(bad), 6, &["failed"]);
     fails(&watch(cancelled), 6, &["cancelled"]);
     fails(&watch(999_999), 3, &[]);

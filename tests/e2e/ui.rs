@@ -859,7 +859,7 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     b.wait_visible(&format!("{form} textarea.run-data")).await;
     b.type_into(
         &format!("{form} textarea.run-data"),
-        r#"{"steps": 20, "sleep_ms": 100, "result_file": "out.txt", "content": "from the browser"}"#,
+        r#"{"steps": 20, "sleep_ms": 100, "log_steps": true, "result_file": "out.txt", "content": "from the browser"}"#,
     )
     .await;
     b.click(&format!("{form} button.run-submit")).await;
@@ -893,6 +893,7 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     // Live progress: a value strictly between 0 and 100 at some point, never going back, then
     // 100 with the status completed.
     let mut seen: Vec<u64> = Vec::new();
+    let mut tailed_live = false;
     b.until(
         &format!("task {id} to complete in the detail"),
         Duration::from_secs(60),
@@ -901,13 +902,21 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
                 .js(
                     r#"const s = document.querySelector('#detail-status');
                        const p = document.querySelector('#detail-progress');
+                       const l = document.querySelector('#detail-log');
                        return [s ? s.textContent : null,
-                               p ? p.getAttribute('aria-valuenow') : null];"#,
+                               p ? p.getAttribute('aria-valuenow') : null,
+                               l ? l.textContent : ''];"#,
                     vec![],
                 )
                 .await;
             let status = state[0].as_str().unwrap_or_default().to_owned();
             let now = state[1].as_str().and_then(number);
+            // The log tails the run live (task_log events), not only once it has ended.
+            if has_word(&status, "running")
+                && state[2].as_str().is_some_and(|l| l.contains("step 2 done"))
+            {
+                tailed_live = true;
+            }
             if let Some(now) = now {
                 if seen.last() != Some(&now) {
                     seen.push(now);
@@ -924,6 +933,10 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress went backwards: {seen:?}"
+    );
+    assert!(
+        tailed_live,
+        "the detail's log showed no line while the task ran"
     );
     assert_eq!(d.task(id)["status"], "completed");
     b.wait_text("#detail-log", "shows the worker's log", |t| {

@@ -12,6 +12,7 @@ mod output;
 mod admin;
 mod dev;
 mod discover;
+mod log_tail;
 mod migrate_to;
 mod serve;
 mod service_manager;

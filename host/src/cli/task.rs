@@ -1,5 +1,6 @@
 //! `stask task ...`
 
+use super::log_tail::{self, LogTail};
 use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{human_duration, parse_time, rfc3339};
 use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
@@ -244,10 +245,16 @@ fn watch(home: Option<PathBuf>, id: i64) -> CliResult {
         ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut tail = LogTail::default();
     loop {
         let task = store
             .task(id)?
             .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
+        // The task's new log lines go above the bar, which stays on the last line.
+        for line in tail.take_new(store.task_logs(id, log_tail::WINDOW)?) {
+            // (`println` of a hidden bar, when stdout is not a terminal, prints nothing.)
+            bar.suspend(|| outln!("{} {}", log_tail::level_label(line.level), line.line));
+        }
         bar.set_position(task.progress.clamp(0, 100) as u64);
         let eta = task
             .eta_seconds

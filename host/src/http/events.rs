@@ -44,7 +44,7 @@ fn stream(state: &AppState, task: Option<i64>) -> impl Stream<Item = Result<SseE
     )
 }
 
-/// Every task and worker event, as they happen (`task_created`, `task_progress`,
+/// Every task and worker event, as they happen (`task_created`, `task_progress`, `task_log`,
 /// `task_finished`, `worker_loaded`, `worker_orphaned`, `plugin_error`).
 #[utoipa::path(get, path = "/stask/events", tag = "system",
     responses(
@@ -57,7 +57,7 @@ pub async fn all(
     Sse::new(stream(&state, None)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// One task's progress and end, as they happen.
+/// One task's progress, log lines (`task_log`) and end, as they happen.
 #[utoipa::path(get, path = "/stask/tasks/{id}/events", tag = "tasks",
     params(("id" = i64, Path, description = "Task id", minimum = 1)),
     responses(

@@ -363,7 +363,7 @@ pub struct Stats {
 }
 
 /// A task log line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogLine {
     /// Task id.
     pub task_id: i64,

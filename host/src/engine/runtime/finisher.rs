@@ -60,10 +60,13 @@ fn finish_batch(engine: &Engine, done: &Receiver<FinisherMail>, first: FinisherM
         .iter()
         .flat_map(|(_, live)| live.take_remaining_logs())
         .collect();
-    if let Err(e) = engine.store.append_logs(&logs) {
-        // Kept for the ticker's next flush, like its own lines.
-        tracing::warn!("cannot store task logs now (kept and tried again): {e}");
-        engine.runtime_state.unflushed.lock().add(Vec::new(), logs);
+    match engine.store.append_logs(&logs) {
+        Ok(()) => super::ticker::publish_logs(engine, &logs),
+        Err(e) => {
+            // Kept for the ticker's next flush, like its own lines.
+            tracing::warn!("cannot store task logs now (kept and tried again): {e}");
+            engine.runtime_state.unflushed.lock().add(Vec::new(), logs);
+        }
     }
     let finishes: Vec<Finish> = batch.iter().map(|(f, _)| f.clone()).collect();
     let applied = loop {

@@ -125,6 +125,7 @@ pub(super) fn flush_progress(engine: &Engine) {
         .and_then(|()| engine.store.append_logs(&pending.logs));
     match result {
         Ok(()) if was_failing => {
+            publish_logs(engine, &pending.logs);
             let dropped = pending.dropped_logs;
             tracing::info!(
                 "progress is stored again; {} log lines kept during the outage were stored{}",
@@ -136,7 +137,7 @@ pub(super) fn flush_progress(engine: &Engine) {
                 }
             );
         }
-        Ok(()) => {}
+        Ok(()) => publish_logs(engine, &pending.logs),
         Err(e) => {
             // Reported when the outage starts, not on every tick; kept for the next flush.
             if !was_failing {
@@ -149,6 +150,13 @@ pub(super) fn flush_progress(engine: &Engine) {
             pending.dropped_logs += newer.dropped_logs;
             *kept = pending;
         }
+    }
+}
+
+/// Tells the live listeners of the log lines just stored.
+pub(super) fn publish_logs(engine: &Engine, lines: &[crate::model::LogLine]) {
+    for line in lines {
+        engine.events.publish(Event::task_log(line));
     }
 }
 
