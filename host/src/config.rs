@@ -68,6 +68,9 @@ pub struct Config {
     /// The prefix of every table of ours (`STASK_TABLE_PREFIX`, default empty), so sTask can
     /// live in a CMS's own database: `evo_` makes `evo_s_tasks`, `evo_s_workers`, ...
     pub table_prefix: crate::store::TablePrefix,
+    /// The `[[schedules]]` of `stask.toml`, stored by name when the daemon starts (their
+    /// expressions and time zones checked here; their workers when they are stored).
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 /// `normal` (or nothing) → NORMAL, `full` → FULL, under the rule of every enumerated setting
@@ -355,6 +358,60 @@ struct FileConfig {
     secure_cookies: Option<String>,
     sqlite_sync: Option<String>,
     table_prefix: Option<String>,
+    #[serde(default)]
+    schedules: Vec<ScheduleConfig>,
+}
+
+/// One `[[schedules]]` entry of `stask.toml`: a recurring task, stored by name at start
+/// (an entry of the same name made over the API is rewritten).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique name.
+    pub name: String,
+    /// Worker identifier.
+    pub identifier: String,
+    /// Action of that worker.
+    pub action: String,
+    /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`/`@daily`/`@weekly`/
+    /// `@monthly`.
+    pub cron: String,
+    /// IANA time zone (default `UTC`).
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// Task data (a table; default empty).
+    #[serde(default = "empty_object")]
+    pub data: serde_json::Value,
+    /// Task priority (default `normal`).
+    #[serde(default)]
+    pub priority: crate::model::Priority,
+    /// Attempts per task (default 3).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Unique key of its tasks.
+    pub unique_key: Option<String>,
+    /// Whether it fires (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether a slot missed while no host ran runs once at start (default true).
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn default_attempts() -> u32 {
+    crate::model::DEFAULT_MAX_ATTEMPTS
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
@@ -483,6 +540,7 @@ impl Config {
                     .unwrap_or_default(),
             )
             .map_err(|e| ConfigError(format!("STASK_TABLE_PREFIX: {e}")))?,
+            schedules: file.schedules,
             home,
         };
         config.validate()?;
@@ -500,6 +558,10 @@ impl Config {
     /// Every numeric setting has a range; a value outside it is refused (naming the setting
     /// and the range), never clamped or ignored.
     fn validate(&self) -> Result<(), ConfigError> {
+        for s in &self.schedules {
+            crate::cron::CronSchedule::parse(&s.cron, &s.timezone)
+                .map_err(|e| ConfigError(format!("schedule '{}' in stask.toml: {e}", s.name)))?;
+        }
         in_range("STASK_WORKERS", self.workers, 1, 1024)?;
         in_range("STASK_PREFETCH", self.prefetch, 0, 100_000)?;
         in_range("STASK_LEASE_MS", self.lease_ms, 1_000, MAX_MS)?;
