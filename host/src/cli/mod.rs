@@ -13,6 +13,7 @@ mod admin;
 mod dev;
 mod discover;
 mod migrate_to;
+mod schedules;
 mod serve;
 mod task;
 
@@ -60,6 +61,9 @@ pub enum Command {
     /// Manage workers.
     #[command(subcommand)]
     Workers(admin::WorkersCommand),
+    /// Manage recurring schedules (cron expressions in a time zone).
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
     /// Task counts per status.
     Stats {
         /// Print JSON.
@@ -270,6 +274,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::MigrateTo(args) => migrate_to::migrate_to(cli.home, args),
         Command::Task(cmd) => task::run(cli.home, cmd),
         Command::Workers(cmd) => admin::workers(cli.home, cmd),
+        Command::Schedules(cmd) => schedules::schedules(cli.home, cmd),
         Command::Stats { json } => admin::stats(cli.home, json),
         Command::Clean { days } => {
             let engine = engine(cli.home)?;
