@@ -116,7 +116,10 @@ mod tests {
             assert_eq!(s.next_after(t), Some(next), "{m}");
         }
         let hourly = CronSchedule::parse("@hourly", "UTC").unwrap();
-        assert_eq!(hourly.latest_at_or_before(t), Some(utc(2026, 1, 1, 10, 0, 0)));
+        assert_eq!(
+            hourly.latest_at_or_before(t),
+            Some(utc(2026, 1, 1, 10, 0, 0))
+        );
         assert_eq!(
             hourly.latest_at_or_before(utc(2026, 1, 1, 10, 0, 0)),
             Some(utc(2026, 1, 1, 10, 0, 0)),
@@ -126,7 +129,14 @@ mod tests {
 
     #[test]
     fn bad_expressions_and_zones_are_refused_with_the_reason() {
-        for bad in ["", "* * * *", "* * * * * * *", "61 * * * *", "* * * * mo", "@fortnightly"] {
+        for bad in [
+            "",
+            "* * * *",
+            "* * * * * * *",
+            "61 * * * *",
+            "* * * * mo",
+            "@fortnightly",
+        ] {
             let e = CronSchedule::parse(bad, "UTC").unwrap_err();
             assert!(e.contains("bad cron expression"), "{bad}: {e}");
         }

@@ -63,8 +63,7 @@ impl Engine {
         if spec.name.trim().is_empty() {
             return Err(EngineError::Invalid("a schedule needs a name".into()));
         }
-        let cron =
-            CronSchedule::parse(&spec.cron, &spec.timezone).map_err(EngineError::Invalid)?;
+        let cron = CronSchedule::parse(&spec.cron, &spec.timezone).map_err(EngineError::Invalid)?;
         let Some(worker) = self.store.worker(&spec.identifier)? else {
             // The same answer (and list of known workers) as a task for that worker.
             return Err(self.validate(&task_of(spec, 0)).err().unwrap_or_else(|| {
