@@ -717,7 +717,11 @@ fn three_hosts_fire_each_slot_once(database: ServerDatabase) {
         "one task per slot, each at its own slot"
     );
     let task_ids: BTreeSet<i64> = slots.iter().map(|s| s[1]).collect();
-    assert_eq!(task_ids.len(), slots.len(), "each slot its own task: {slots:?}");
+    assert_eq!(
+        task_ids.len(),
+        slots.len(),
+        "each slot its own task: {slots:?}"
+    );
     let stored = ints(&homes[0], "SELECT id FROM s_tasks ORDER BY id");
     let stored: BTreeSet<i64> = stored.into_iter().map(|r| r[0]).collect();
     assert_eq!(stored, task_ids, "the slots name the tasks there are");
