@@ -362,3 +362,179 @@ impl ScheduleConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::events::EventBus;
+    use crate::model::Priority;
+    use crate::store::conformance::workers::registration;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Store, WorkerStore};
+    use serde_json::json;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn engine() -> (Arc<Engine>, tempfile::TempDir) {
+        let home = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&home.path().join("stask.db")).unwrap();
+        store.migrate().unwrap();
+        store
+            .upsert_worker(&registration("w", "s", json!({})), now_ms())
+            .unwrap();
+        let config = Config::load(Some(home.path().to_owned())).unwrap();
+        (
+            Engine::new(config, Arc::new(store), EventBus::new(16)),
+            home,
+        )
+    }
+
+    fn spec(name: &str, cron: &str, catch_up: bool) -> ScheduleSpec {
+        ScheduleSpec {
+            name: name.into(),
+            identifier: "w".into(),
+            action: "run".into(),
+            cron: cron.into(),
+            timezone: "UTC".into(),
+            data: json!({}),
+            priority: Priority::Normal,
+            max_attempts: 1,
+            unique_key: None,
+            enabled: true,
+            catch_up,
+            source: ScheduleSource::Api,
+        }
+    }
+
+    fn slots_of(engine: &Engine) -> Vec<i64> {
+        let (tasks, _) = engine.store.pending_tasks(1_000).unwrap();
+        let mut slots: Vec<i64> = tasks.iter().map(|t| t.start_at.unwrap()).collect();
+        slots.sort_unstable();
+        slots
+    }
+
+    /// Five hours passed with no host: with catch-up the latest missed slot runs once, also
+    /// when a second host (or pass) looks again; without it nothing runs, and the next slot is
+    /// what the thread sleeps until.
+    #[test]
+    fn missed_slots_run_once_with_catch_up_and_never_without() {
+        let (engine, _home) = engine();
+        let now = now_ms();
+        engine
+            .store
+            .insert_schedule(&spec("catch", "@hourly", true), now - 5 * HOUR)
+            .unwrap();
+        let latest = now / HOUR * HOUR;
+        let next = fire_due(&engine, now, &mut Firing::default()).unwrap();
+        assert_eq!(slots_of(&engine), vec![latest]);
+        assert_eq!(next, Some(latest + HOUR));
+        fire_due(&engine, now, &mut Firing::default()).unwrap();
+        assert_eq!(
+            slots_of(&engine),
+            vec![latest],
+            "a second look takes nothing more"
+        );
+
+        let (engine, _home) = engine_without_catch_up(now);
+        let next = fire_due(&engine, now, &mut Firing::default()).unwrap();
+        assert!(slots_of(&engine).is_empty());
+        assert_eq!(next, Some(latest + HOUR));
+    }
+
+    fn engine_without_catch_up(now: i64) -> (Arc<Engine>, tempfile::TempDir) {
+        let (engine, home) = engine();
+        engine
+            .store
+            .insert_schedule(&spec("skip", "@hourly", false), now - 5 * HOUR)
+            .unwrap();
+        (engine, home)
+    }
+
+    /// While this host runs, every slot since the schedule's start fires, each once, even if
+    /// the thread wakes late (here: three seconds of slots at once).
+    #[test]
+    fn every_slot_while_the_host_runs_fires_once() {
+        let (engine, _home) = engine();
+        let now = now_ms();
+        let created = now - 3_000;
+        engine
+            .store
+            .insert_schedule(&spec("tick", "* * * * * *", true), created)
+            .unwrap();
+        let mut firing = Firing::default();
+        let next = fire_due(&engine, created - 1_000, &mut firing).unwrap();
+        let slots = slots_of(&engine);
+        let expected: Vec<i64> = (created / 1_000 + 1..=now / 1_000)
+            .map(|s| s * 1_000)
+            .collect();
+        assert_eq!(slots, expected);
+        assert_eq!(next, Some((now / 1_000 + 1) * 1_000));
+        fire_due(&engine, created - 1_000, &mut firing).unwrap();
+        let again = slots_of(&engine);
+        assert!(again.starts_with(&expected) && again.len() <= expected.len() + 1);
+    }
+
+    /// A slot whose task would be refused (the worker inactive) is skipped with one warning,
+    /// and not tried again at the next wake-up; a disabled schedule fires nothing.
+    #[test]
+    fn refused_slots_are_skipped_and_disabled_schedules_wait() {
+        let (engine, _home) = engine();
+        let now = now_ms();
+        let s = engine
+            .store
+            .insert_schedule(&spec("tick", "* * * * * *", true), now - 2_000)
+            .unwrap();
+        engine.store.set_worker_active("w", false, now).unwrap();
+        let mut firing = Firing::default();
+        fire_due(&engine, now - 10_000, &mut firing).unwrap();
+        assert!(slots_of(&engine).is_empty());
+        assert!(
+            firing.complaints[&s.id].contains("inactive"),
+            "{:?}",
+            firing.complaints
+        );
+        assert!(firing.handled[&s.id] >= now / 1_000 * 1_000 - 1_000);
+
+        engine.store.set_worker_active("w", true, now).unwrap();
+        engine.set_schedule_enabled(s.id, false).unwrap();
+        let next = fire_due(&engine, now - 10_000, &mut firing).unwrap();
+        assert_eq!(next, None);
+        assert!(slots_of(&engine).is_empty());
+    }
+
+    /// The API's refusals: unknown worker and action, bad expression and zone.
+    #[test]
+    fn schedules_are_checked_before_they_are_stored() {
+        let (engine, _home) = engine();
+        let mut bad = spec("x", "@daily", true);
+        bad.identifier = "nope".into();
+        assert!(matches!(
+            engine.create_schedule(&bad),
+            Err(EngineError::NotFound(_))
+        ));
+        let mut bad = spec("x", "@daily", true);
+        bad.action = "fly".into();
+        assert!(matches!(
+            engine.create_schedule(&bad),
+            Err(EngineError::NotFound(_))
+        ));
+        let bad = spec("x", "* * *", true);
+        assert!(matches!(
+            engine.create_schedule(&bad),
+            Err(EngineError::Invalid(_))
+        ));
+        let mut bad = spec("x", "@daily", true);
+        bad.timezone = "Nowhere".into();
+        assert!(matches!(
+            engine.create_schedule(&bad),
+            Err(EngineError::Invalid(_))
+        ));
+        assert!(engine.schedules().unwrap().is_empty());
+        let ok = engine.create_schedule(&spec("x", "@daily", true)).unwrap();
+        assert_eq!(
+            ok.next_run_at,
+            Some((now_ms() / 86_400_000 + 1) * 86_400_000)
+        );
+    }
+}
