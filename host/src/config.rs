@@ -77,6 +77,9 @@ pub struct Config {
     /// How often each host reads MySQL's wake-up counters, in ms (`STASK_MYSQL_WAKE_POLL_MS`,
     /// 1-10000; unset: the driver's default, 10).
     pub mysql_wake_poll_ms: Option<u64>,
+    /// The `[[schedules]]` of `stask.toml`, stored by name when the daemon starts (their
+    /// expressions and time zones checked here; their workers when they are stored).
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 /// `normal` (or nothing) → NORMAL, `full` → FULL, under the rule of every enumerated setting
@@ -377,6 +380,60 @@ struct FileConfig {
     pg_connections: Option<usize>,
     mysql_connections: Option<usize>,
     mysql_wake_poll_ms: Option<u64>,
+    #[serde(default)]
+    schedules: Vec<ScheduleConfig>,
+}
+
+/// One `[[schedules]]` entry of `stask.toml`: a recurring task, stored by name at start
+/// (an entry of the same name made over the API is rewritten).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique name.
+    pub name: String,
+    /// Worker identifier.
+    pub identifier: String,
+    /// Action of that worker.
+    pub action: String,
+    /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`/`@daily`/`@weekly`/
+    /// `@monthly`.
+    pub cron: String,
+    /// IANA time zone (default `UTC`).
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// Task data (a table; default empty).
+    #[serde(default = "empty_object")]
+    pub data: serde_json::Value,
+    /// Task priority (default `normal`).
+    #[serde(default)]
+    pub priority: crate::model::Priority,
+    /// Attempts per task (default 3).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Unique key of its tasks.
+    pub unique_key: Option<String>,
+    /// Whether it fires (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Whether a slot missed while no host ran runs once at start (default true).
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn default_attempts() -> u32 {
+    crate::model::DEFAULT_MAX_ATTEMPTS
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Longest duration setting in seconds: a week (longer ones are typos, and would overflow
@@ -600,6 +657,7 @@ impl Config {
             pg_connections: env_parse("STASK_PG_CONNECTIONS")?.or(file.pg_connections),
             mysql_connections: env_parse("STASK_MYSQL_CONNECTIONS")?.or(file.mysql_connections),
             mysql_wake_poll_ms: env_parse("STASK_MYSQL_WAKE_POLL_MS")?.or(file.mysql_wake_poll_ms),
+            schedules: file.schedules,
             home,
         };
         config.validate()?;
@@ -622,6 +680,11 @@ impl Config {
     /// Every numeric setting has a range; a value outside it is refused (naming the setting
     /// and the range), never clamped or ignored.
     fn validate(&self) -> Result<(), ConfigError> {
+        for s in &self.schedules {
+            crate::cron::CronSchedule::parse(&s.cron, &s.timezone).map_err(|e| {
+                ConfigError::new(format!("schedule '{}' in stask.toml: {e}", s.name))
+            })?;
+        }
         in_range("STASK_WORKERS", self.workers, 1, 1024)?;
         in_range("STASK_PREFETCH", self.prefetch, 0, 100_000)?;
         in_range("STASK_LEASE_MS", self.lease_ms, 1_000, MAX_MS)?;
@@ -730,6 +793,7 @@ mod tests {
         EXAMPLE
             .lines()
             .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest == "[[schedules]]" => rest,
                 Some(rest)
                     if rest.split_once(" = ").is_some_and(|(k, _)| {
                         !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
@@ -775,6 +839,7 @@ mod tests {
             pg_connections,
             mysql_connections,
             mysql_wake_poll_ms,
+            schedules,
         } = every;
         let present = [
             plugins_dir.is_some(),
@@ -803,6 +868,12 @@ mod tests {
             mysql_wake_poll_ms.is_some(),
         ];
         assert!(present.iter().all(|p| *p), "{present:?}");
+        // The example schedule, every key of it set, is one the parser takes.
+        let [schedule] = schedules.as_slice() else {
+            panic!("one example schedule: {schedules:?}");
+        };
+        assert_eq!(schedule.name, "nightly-export");
+        assert_eq!(schedule.unique_key.as_deref(), Some("nightly-export"));
         let FileAlerts {
             min_success_rate,
             min_finished,

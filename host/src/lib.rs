@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod engine;
 pub mod events;
 pub mod figures;

@@ -276,3 +276,71 @@ impl From<PluginFile> for PluginFileView {
         }
     }
 }
+
+/// A recurring schedule as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleView {
+    /// Id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Worker identifier of the tasks it creates.
+    pub identifier: String,
+    /// Action of that worker.
+    pub action: String,
+    /// Cron expression (5 fields, 6 with seconds first, or `@hourly`/`@daily`/`@weekly`/`@monthly`).
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    pub timezone: String,
+    /// Data of every task it creates.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// `low`, `normal` or `high`.
+    pub priority: String,
+    /// Attempts of its tasks.
+    pub max_attempts: u32,
+    /// Unique key of its tasks.
+    pub unique_key: Option<String>,
+    /// Whether it fires.
+    pub enabled: bool,
+    /// Whether a slot missed while no host ran runs once at the next start.
+    pub catch_up: bool,
+    /// Where it was last written from: `config` (stask.toml) or `api`.
+    pub source: String,
+    /// The latest slot that created a task.
+    pub last_run_at: Option<String>,
+    /// The task it created.
+    pub last_task_id: Option<i64>,
+    /// The next slot (none while disabled).
+    pub next_run_at: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Latest change.
+    pub updated_at: String,
+}
+
+impl From<&crate::engine::schedules::ScheduleState> for ScheduleView {
+    fn from(s: &crate::engine::schedules::ScheduleState) -> Self {
+        let (row, spec) = (&s.row, &s.row.spec);
+        ScheduleView {
+            id: row.id,
+            name: spec.name.clone(),
+            identifier: spec.identifier.clone(),
+            action: spec.action.clone(),
+            cron: spec.cron.clone(),
+            timezone: spec.timezone.clone(),
+            data: spec.data.clone(),
+            priority: spec.priority.name().into(),
+            max_attempts: spec.max_attempts,
+            unique_key: spec.unique_key.clone(),
+            enabled: spec.enabled,
+            catch_up: spec.catch_up,
+            source: spec.source.name().into(),
+            last_run_at: row.last_run_at.map(rfc3339),
+            last_task_id: row.last_task_id,
+            next_run_at: s.next_run_at.map(rfc3339),
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
+        }
+    }
+}

@@ -30,7 +30,7 @@ const state = {
   timeline: null, // latest timeline answer, redrawn on resize
 };
 
-const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'performance'];
+const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'schedules', 'performance'];
 const ACTIVE_STATUSES = ['pending', 'preparing', 'running'];
 const FINISHED_STATUSES = ['completed', 'failed', 'cancelled'];
 const TIMELINE_BUCKETS = { 1: 12, 6: 24, 24: 24, 168: 28 };
@@ -1072,6 +1072,83 @@ function drawTimeline(data) {
   svg.replaceChildren(...nodes);
 }
 
+/* ------------------------------------------------------------------ schedules */
+
+async function loadSchedules() {
+  const data = await api('/stask/schedules');
+  renderSchedules(data.schedules || []);
+}
+
+function renderSchedules(schedules) {
+  const tbody = $('#schedules-table tbody');
+  if (!schedules.length) {
+    tbody.replaceChildren(el('tr', {}, el('td', { colspan: '9', class: 'empty' }, 'No schedules yet: create one below, or add [[schedules]] to stask.toml.')));
+    return;
+  }
+  tbody.replaceChildren(...schedules.map((s) => el('tr', { 'data-schedule-id': String(s.id) },
+    el('td', {}, s.name),
+    el('td', {}, `${s.identifier} / ${s.action}`),
+    el('td', {}, el('code', {}, s.cron)),
+    el('td', { class: 'col-optional' }, s.timezone),
+    el('td', { class: 'schedule-enabled' }, s.enabled ? 'yes' : 'no'),
+    el('td', { class: 'col-optional' }, s.source),
+    el('td', {}, s.last_run_at ? fmtTime(s.last_run_at) : '—'),
+    el('td', {}, s.next_run_at ? fmtTime(s.next_run_at) : '—'),
+    el('td', {},
+      el('button', { type: 'button', class: 'btn schedule-toggle' }, s.enabled ? 'Disable' : 'Enable'),
+      ' ',
+      el('button', { type: 'button', class: 'btn btn-ghost schedule-delete' }, 'Delete')),
+  )));
+}
+
+async function createSchedule(event) {
+  event.preventDefault();
+  const out = '#schedules-result';
+  const parsed = parseObject($('#s-data').value);
+  if (parsed.error) {
+    showResult(out, parsed.error, 'error');
+    return;
+  }
+  const data = parsed.value;
+  const body = {
+    name: $('#s-name').value.trim(),
+    identifier: $('#s-worker').value.trim(),
+    action: $('#s-action').value.trim(),
+    cron: $('#s-cron').value.trim(),
+    timezone: $('#s-timezone').value.trim() || 'UTC',
+    priority: $('#s-priority').value,
+    data,
+    catch_up: $('#s-catch-up').checked,
+  };
+  await withBusy($('#s-create'), async () => {
+    try {
+      const r = await api('/stask/schedules', { method: 'POST', body: JSON.stringify(body) });
+      showResult(out, `${r.message || 'Schedule created'}: ${r.schedule.name}`);
+      $('#s-name').value = '';
+      await refreshNow('schedules');
+    } catch (e) {
+      showResult(out, e.message, 'error');
+    }
+  });
+}
+
+/** Enable/disable or delete the schedule of the button's row. */
+async function scheduleCommand(button) {
+  const id = button.closest('tr[data-schedule-id]').dataset.scheduleId;
+  const del = button.classList.contains('schedule-delete');
+  const path = del ? `/stask/schedules/${enc(id)}`
+    : `/stask/schedules/${enc(id)}/${button.textContent === 'Enable' ? 'enable' : 'disable'}`;
+  await withBusy(button, async () => {
+    try {
+      const r = await api(path, { method: del ? 'DELETE' : 'POST' });
+      showResult('#schedules-result', r.message || 'Done');
+      await refreshNow('schedules');
+    } catch (e) {
+      showResult('#schedules-result', e.message, 'error');
+    }
+  });
+}
+
 /* ------------------------------------------------------------------ refresh scheduling */
 
 // One entry per tab. Live events only mark the visible tab for a refresh, throttled to one
@@ -1080,6 +1157,7 @@ const areas = {
   dashboard: { load: loadDashboard, every: 500 },
   tasks: { load: loadTasks, every: 500 },
   workers: { load: loadWorkers, every: 500 },
+  schedules: { load: loadSchedules, every: 1000 },
   performance: { load: loadPerformance, every: 10000 },
 };
 for (const a of Object.values(areas)) Object.assign(a, { last: 0, timer: null, running: null, again: false });
@@ -1147,7 +1225,7 @@ function flushPatches() {
 
 const eventHandlers = {
   task_created() {
-    invalidate('dashboard', 'tasks', 'performance');
+    invalidate('dashboard', 'tasks', 'performance', 'schedules');
   },
   task_progress(e) {
     queuePatch(e.id, { status: e.status, progress: e.progress, message: e.message, eta: e.eta ?? '' });
@@ -1382,6 +1460,8 @@ function onClick(event) {
   }
   const toggle = target.closest('.worker .toggle-active');
   if (toggle) toggleWorker(toggle);
+  const scheduleButton = target.closest('#schedules-table .schedule-toggle, #schedules-table .schedule-delete');
+  if (scheduleButton) scheduleCommand(scheduleButton);
 }
 
 function onWorkerSubmit(event) {
@@ -1428,6 +1508,7 @@ function wire() {
   $('#btn-rescan').addEventListener('click', (e) => scanPlugins('rescan', e.currentTarget));
   $('#btn-clean-orphaned').addEventListener('click', (e) => cleanOrphaned(e.currentTarget));
 
+  $('#schedule-form').addEventListener('submit', createSchedule);
   $('#perf-hours').addEventListener('change', () => refreshNow('performance'));
   $('#perf-refresh').addEventListener('click', () => refreshNow('performance'));
   $('#cache-clear').addEventListener('click', (e) => clearCache(e.currentTarget));

@@ -28,6 +28,13 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/stask/workers/clean-orphaned"),
     ("GET", "/stask/events"),
     ("GET", "/stask/tasks/1/events"),
+    ("GET", "/stask/schedules"),
+    ("POST", "/stask/schedules"),
+    ("GET", "/stask/schedules/1"),
+    ("PUT", "/stask/schedules/1"),
+    ("DELETE", "/stask/schedules/1"),
+    ("POST", "/stask/schedules/1/enable"),
+    ("POST", "/stask/schedules/1/disable"),
 ];
 
 /// Asserts the API error shape `{success:false, code:N, message}` with status `status`;

@@ -853,3 +853,161 @@ fn flags_outside_their_range_and_task_id_0_are_usage_errors() {
         "invalid task id '0': expected a positive integer"
     );
 }
+
+/// `stask schedules`: create, list, update (only the options given change), disable, enable,
+/// delete, by id or by name; refusals with the API's reasons and the usual exit codes; and a
+/// running daemon fires a schedule the command line created.
+#[test]
+fn schedules_are_managed_from_the_command_line() {
+    let home = Home::with_workers(&["demo"]);
+    ok(&home.cli(&["workers", "discover"]));
+    let out = home.cli(&[
+        "schedules",
+        "create",
+        "tick",
+        "--worker",
+        "demo",
+        "--action",
+        "noop",
+        "--cron",
+        "*/5 * * * * *",
+        "--data",
+        r#"{"n": 1}"#,
+        "--unique-key",
+        "k",
+        "--json",
+    ]);
+    let created: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["timezone"], "UTC");
+    assert_eq!(created["data"], serde_json::json!({"n": 1}));
+    assert_eq!(created["unique_key"], "k");
+    let id = created["id"].as_i64().unwrap().to_string();
+
+    let listed = ok(&home.cli(&["schedules", "list"])).to_owned();
+    assert!(
+        listed.contains("tick") && listed.contains("*/5 * * * * *"),
+        "{listed}"
+    );
+    let out = home.cli(&[
+        "schedules",
+        "update",
+        "tick",
+        "--cron",
+        "30 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--json",
+    ]);
+    let updated: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(updated["cron"], "30 2 * * *");
+    assert_eq!(updated["timezone"], "Europe/Berlin");
+    assert_eq!(
+        updated["data"],
+        serde_json::json!({"n": 1}),
+        "options not given stay"
+    );
+    assert!(ok(&home.cli(&["schedules", "disable", &id])).contains("disabled"));
+    let json: Value =
+        serde_json::from_str(ok(&home.cli(&["schedules", "list", "--json"])).trim()).unwrap();
+    assert_eq!(json[0]["enabled"], false);
+    assert_eq!(json[0]["next_run_at"], Value::Null);
+    assert!(ok(&home.cli(&["schedules", "enable", "tick"])).contains("enabled"));
+
+    fails(
+        &home.cli(&[
+            "schedules",
+            "create",
+            "x",
+            "--worker",
+            "nope",
+            "--action",
+            "noop",
+            "--cron",
+            "@daily",
+        ]),
+        3,
+        &["unknown worker 'nope'"],
+    );
+    fails(
+        &home.cli(&[
+            "schedules",
+            "create",
+            "x",
+            "--worker",
+            "demo",
+            "--action",
+            "noop",
+            "--cron",
+            "* *",
+        ]),
+        5,
+        &["bad cron expression"],
+    );
+    fails(
+        &home.cli(&[
+            "schedules",
+            "create",
+            "x",
+            "--worker",
+            "demo",
+            "--action",
+            "noop",
+            "--cron",
+            "@daily",
+            "--timezone",
+            "Nowhere/Land",
+        ]),
+        5,
+        &["unknown time zone 'Nowhere/Land'"],
+    );
+    fails(
+        &home.cli(&[
+            "schedules",
+            "create",
+            "tick",
+            "--worker",
+            "demo",
+            "--action",
+            "noop",
+            "--cron",
+            "@daily",
+        ]),
+        4,
+        &["already exists"],
+    );
+    fails(
+        &home.cli(&["schedules", "create", "y"]),
+        5,
+        &["--worker, --action, --cron"],
+    );
+    fails(
+        &home.cli(&["schedules", "delete", "missing"]),
+        3,
+        &["unknown schedule"],
+    );
+
+    // A daemon picks up a schedule the command line created while it runs.
+    let d = home.serve();
+    let out = home.cli(&[
+        "schedules",
+        "update",
+        &id,
+        "--cron",
+        "* * * * * *",
+        "--timezone",
+        "UTC",
+    ]);
+    ok(&out);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.get("/stask/tasks").body["total"].as_i64().unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no task from the schedule:\n{}",
+            d.log.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok(&home.cli(&["schedules", "delete", "tick"])).contains("deleted"));
+    assert_eq!(ok(&home.cli(&["schedules", "list", "--json"])).trim(), "[]");
+}

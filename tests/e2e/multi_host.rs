@@ -645,3 +645,84 @@ fn any_event_stream_shows_the_work_of_all(database: ServerDatabase) {
     assert!(seen.iter().any(|t| t == "task_progress"), "{seen:?}");
     assert_eq!(b.wait_finished(id)["status"], "completed");
 }
+
+#[test]
+fn three_hosts_fire_each_schedule_slot_once_while_one_is_killed() {
+    three_hosts_fire_each_slot_once(ServerDatabase::Postgres(PgSchema::create()));
+}
+
+#[test]
+fn three_hosts_fire_each_schedule_slot_once_while_one_is_killed_on_mariadb() {
+    three_hosts_fire_each_slot_once(ServerDatabase::Mysql(MysqlDatabase::create()));
+}
+
+/// A schedule firing every second, in every host's stask.toml, for 20 s while host b is
+/// killed with SIGKILL and restarted: every slot from the first to the last created exactly
+/// one task (hosts a and c lived throughout, so none is missing), whichever host took it.
+fn three_hosts_fire_each_slot_once(database: ServerDatabase) {
+    let homes: Vec<Home> = (0..3)
+        .map(|_| {
+            let mut home = Home::on_server_database(&["demo"], database.clone());
+            home.set_env("STASK_WORKERS", "2");
+            std::fs::write(
+                home.path().join("stask.toml"),
+                "[[schedules]]\nname = \"tick\"\nidentifier = \"demo\"\naction = \"noop\"\n\
+                 cron = \"* * * * * *\"\n",
+            )
+            .unwrap();
+            home
+        })
+        .collect();
+    let a = homes[0].serve();
+    let (b, c) = std::thread::scope(|s| {
+        let b = s.spawn(|| homes[1].serve());
+        let c = s.spawn(|| homes[2].serve());
+        (b.join().unwrap(), c.join().unwrap())
+    });
+    let schedules = a.get("/stask/schedules").body["schedules"].clone();
+    assert_eq!(schedules.as_array().map(Vec::len), Some(1), "{schedules}");
+    assert_eq!(schedules[0]["source"], "config");
+    let id = schedules[0]["id"].as_i64().unwrap();
+
+    // The scenario's timeline: b dies after 6 s and comes back 4 s later; 20 s in all.
+    let begin = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    b.kill9();
+    std::thread::sleep(Duration::from_secs(4));
+    let b = homes[1].serve();
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(begin.elapsed()));
+    let r = c.post(&format!("/stask/schedules/{id}/disable"), &json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for d in [a, b, c] {
+        assert_eq!(d.terminate(), 0);
+    }
+
+    let slots = ints(
+        &homes[0],
+        "SELECT slot_at, task_id FROM s_schedule_slots ORDER BY slot_at",
+    );
+    assert!(slots.len() >= 18, "20 s of slots: {slots:?}");
+    let at: Vec<i64> = slots.iter().map(|s| s[0]).collect();
+    assert!(
+        at.windows(2).all(|w| w[1] - w[0] == 1_000),
+        "a slot missing or twice while hosts a and c lived: {at:?}"
+    );
+    let tasks = ints(
+        &homes[0],
+        "SELECT COUNT(*), COUNT(DISTINCT start_at) FROM s_tasks",
+    );
+    assert_eq!(
+        tasks[0],
+        vec![slots.len() as i64, slots.len() as i64],
+        "one task per slot, each at its own slot"
+    );
+    let task_ids: BTreeSet<i64> = slots.iter().map(|s| s[1]).collect();
+    assert_eq!(
+        task_ids.len(),
+        slots.len(),
+        "each slot its own task: {slots:?}"
+    );
+    let stored = ints(&homes[0], "SELECT id FROM s_tasks ORDER BY id");
+    let stored: BTreeSet<i64> = stored.into_iter().map(|r| r[0]).collect();
+    assert_eq!(stored, task_ids, "the slots name the tasks there are");
+}

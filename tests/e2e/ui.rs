@@ -43,7 +43,7 @@ impl Kind {
         }
     }
 }
-const TABS: [&str; 4] = ["dashboard", "tasks", "workers", "performance"];
+const TABS: [&str; 5] = ["dashboard", "tasks", "workers", "schedules", "performance"];
 
 /// At most two browsers at a time: the machine has two cores and the progress test needs to
 /// see a two-second task half-way.
@@ -1163,5 +1163,100 @@ async fn live_updates_resume_after_the_host_restarts_in(kind: Kind) {
         "the page was reloaded"
     );
     b.assert_no_errors_but_lost_connections().await;
+    b.close().await;
+}
+
+in_both_browsers!(
+    the_schedules_tab_lists_creates_disables_and_deletes,
+    firefox_the_schedules_tab_lists_creates_disables_and_deletes,
+    the_schedules_tab_lists_creates_disables_and_deletes_in
+);
+
+/// The Schedules tab lists a schedule made over the API, creates one from its form (which then
+/// fires: its last run appears), shows a refusal's reason, disables and deletes.
+async fn the_schedules_tab_lists_creates_disables_and_deletes_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let r = d.post(
+        "/stask/schedules",
+        &json!({"name": "nightly", "identifier": "demo", "action": "noop", "cron": "@daily",
+                "timezone": "Europe/Berlin"}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let nightly = r.body["schedule"]["id"].as_i64().unwrap();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("schedules").await;
+    let row = |id: i64| format!("#schedules-table tr[data-schedule-id=\"{id}\"]");
+    b.wait_text(&row(nightly), "lists the API's schedule", |t| {
+        t.contains("nightly") && t.contains("@daily") && t.contains("demo / noop")
+    })
+    .await;
+
+    // A refusal shows the server's reason.
+    b.type_into("#s-name", "bad").await;
+    b.type_into("#s-worker", "demo").await;
+    b.type_into("#s-action", "noop").await;
+    b.type_into("#s-cron", "* *").await;
+    b.click("#s-create").await;
+    b.wait_text("#schedules-result", "says why", |t| {
+        t.contains("bad cron expression")
+    })
+    .await;
+
+    b.type_into("#s-name", "tick").await;
+    b.type_into("#s-cron", "* * * * * *").await;
+    b.type_into("#s-data", r#"{"k": 1}"#).await;
+    b.click("#s-create").await;
+    b.wait_text("#schedules-result", "says it was created", |t| {
+        t.contains("Schedule created: tick")
+    })
+    .await;
+    let list = d.get("/stask/schedules").body["schedules"].clone();
+    let tick = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tick")
+        .unwrap_or_else(|| panic!("the form stored no schedule: {list}"))
+        .clone();
+    assert_eq!(tick["data"], json!({"k": 1}));
+    assert_eq!(tick["source"], "api");
+    assert_eq!(tick["timezone"], "UTC");
+    let tick = tick["id"].as_i64().unwrap();
+    // It fires every second: the row's last run fills in (the tab follows task events).
+    b.until(
+        "the new schedule's last run to show",
+        Duration::from_secs(30),
+        async || {
+            let cells = b
+                .js(
+                    "const r = document.querySelector(arguments[0]);
+                     return r ? r.cells[6].textContent : null;",
+                    vec![json!(row(tick))],
+                )
+                .await;
+            cells.as_str().filter(|t| *t != "—").map(str::to_owned)
+        },
+    )
+    .await;
+
+    b.click(&format!("{} .schedule-toggle", row(tick))).await;
+    b.wait_text(
+        &format!("{} .schedule-enabled", row(tick)),
+        "says no",
+        |t| t == "no",
+    )
+    .await;
+    assert_eq!(
+        d.get(&format!("/stask/schedules/{tick}")).body["schedule"]["enabled"],
+        false
+    );
+    b.click(&format!("{} .schedule-delete", row(nightly))).await;
+    b.wait_hidden(&row(nightly)).await;
+    assert_eq!(d.get(&format!("/stask/schedules/{nightly}")).status, 404);
+    b.screenshot("schedules").await;
+    b.assert_no_stray_values("#tab-schedules").await;
+    b.assert_no_script_errors().await;
     b.close().await;
 }

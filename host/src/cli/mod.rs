@@ -14,6 +14,7 @@ mod dev;
 mod discover;
 mod log_tail;
 mod migrate_to;
+mod schedules;
 mod serve;
 mod service_manager;
 mod task;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Manage workers.
     #[command(subcommand)]
     Workers(admin::WorkersCommand),
+    /// Manage recurring schedules (cron expressions in a time zone).
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
     /// Task counts per status.
     Stats {
         /// Print JSON.
@@ -272,6 +276,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::MigrateTo(args) => migrate_to::migrate_to(cli.home, args),
         Command::Task(cmd) => task::run(cli.home, cmd),
         Command::Workers(cmd) => admin::workers(cli.home, cmd),
+        Command::Schedules(cmd) => schedules::schedules(cli.home, cmd),
         Command::Stats { json } => admin::stats(cli.home, json),
         Command::Clean { days } => {
             let engine = engine(cli.home)?;

@@ -92,6 +92,8 @@ pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
         true,
     )?;
     let engine = prepared.engine.clone();
+    // After the plugin scan, so that each entry's worker and action are checked.
+    engine.load_config_schedules(&engine.config.schedules);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stask-http")

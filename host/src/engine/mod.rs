@@ -15,6 +15,7 @@ mod queue;
 mod relay;
 pub mod resources;
 pub mod runtime;
+pub mod schedules;
 mod service;
 mod unflushed;
 mod workers;
@@ -75,6 +76,8 @@ pub struct Engine {
     runtime_state: runtime::RuntimeState,
     /// Prometheus metrics of this host.
     pub metrics: crate::metrics::Metrics,
+    /// Re-arms the schedules' firing thread when a schedule changes here.
+    schedule_wake: schedules::Wake,
 }
 
 impl Engine {
@@ -139,6 +142,7 @@ impl Engine {
             workers,
             runtime_state: runtime::RuntimeState::default(),
             metrics: crate::metrics::Metrics::new(),
+            schedule_wake: schedules::Wake::default(),
         })
     }
 

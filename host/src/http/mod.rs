@@ -14,6 +14,7 @@ mod hosts;
 mod performance;
 pub mod protocol_errors;
 mod query;
+mod schedules;
 mod schema;
 mod session;
 mod system;
@@ -62,6 +63,7 @@ pub struct AppState {
     tags(
         (name = "tasks", description = "Create, follow and manage tasks"),
         (name = "workers", description = "Worker plugins and their registration"),
+        (name = "schedules", description = "Recurring tasks: cron expressions in a time zone"),
         (name = "performance", description = "Analytics, alerts and cache statistics"),
         (name = "system", description = "Health, version, statistics, login"),
     )
@@ -112,6 +114,14 @@ fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<
         .routes(routes!(workers::activate))
         .routes(routes!(workers::deactivate))
         .routes(routes!(workers::settings, workers::update_settings))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(
+            schedules::detail,
+            schedules::update,
+            schedules::delete
+        ))
+        .routes(routes!(schedules::enable))
+        .routes(routes!(schedules::disable))
         .routes(routes!(system::stats))
         .routes(routes!(hosts::list))
         .routes(routes!(system::metrics))

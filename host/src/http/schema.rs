@@ -176,6 +176,26 @@ pub struct WorkerList {
     pub loaded_copies: CopiesUsage,
 }
 
+/// Every schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    /// `true`.
+    pub success: bool,
+    /// By name.
+    pub schedules: Vec<crate::views::ScheduleView>,
+}
+
+/// One schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleAnswer {
+    /// `true`.
+    pub success: bool,
+    /// What happened, for changes.
+    pub message: Option<String>,
+    /// The schedule.
+    pub schedule: crate::views::ScheduleView,
+}
+
 /// One worker.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkerAnswer {

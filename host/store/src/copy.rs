@@ -1,6 +1,6 @@
 //! What `stask migrate-to` copies, and the copy itself between any two drivers: workers with
 //! their settings, plugin file records, tokens (hashes only, as stored) and the whole task
-//! history with its logs, read in batches. Sessions are not copied (browsers log in again).
+//! history with its logs, and schedules with their recent slots, read in batches. Sessions are not copied (browsers log in again).
 //!
 //! A source driver gives one read-only snapshot ([`CopySource`]), a target driver one
 //! transaction ([`CopyTarget`]); [`copy_into`] decides what happens between them, so every
@@ -146,6 +146,43 @@ pub const TABLES: &[Table] = &[
         ],
         by_id: true,
     },
+    Table {
+        name: "s_schedules",
+        columns: &[
+            ("id", Int),
+            ("name", Text),
+            ("identifier", Text),
+            ("action", Text),
+            ("cron", Text),
+            ("timezone", Text),
+            ("data", Text),
+            ("priority", Text),
+            ("max_attempts", Int),
+            ("unique_key", Text),
+            ("enabled", Bool),
+            ("catch_up", Bool),
+            ("source", Text),
+            ("fire_after", Int),
+            ("last_run_at", Int),
+            ("last_task_id", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        by_id: true,
+    },
+    // The slots taken (at most a day per schedule, see `schedules::KEEP_SLOTS_MS`): copied so
+    // that the copy keeps the record of which task each recent slot created. Not needed for
+    // correctness (a schedule's `last_run_at` already keeps older slots from firing again).
+    Table {
+        name: "s_schedule_slots",
+        columns: &[
+            ("schedule_id", Int),
+            ("slot_at", Int),
+            ("task_id", Int),
+            ("taken_at", Int),
+        ],
+        by_id: false,
+    },
 ];
 
 /// One value read from the source.
@@ -193,13 +230,15 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 6] = [
+pub const CLEARED: [&str; 8] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
     "s_sessions",
     "s_tasks",
     "s_task_logs",
+    "s_schedules",
+    "s_schedule_slots",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,
@@ -391,6 +430,7 @@ fn refuse_live_hosts(store: &dyn HostStore) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::schedules::spec;
     use crate::conformance::workers::registration;
     use crate::conformance::{claim, finish, task};
     use crate::model::{LogLine, PluginFile, Priority, TaskStatus};
@@ -480,6 +520,17 @@ mod tests {
             })
             .collect();
         store.append_logs(&lines).unwrap();
+        // A schedule with a slot taken (its task is the 25th), and a disabled one without
+        // runs or unique key (NULLs and a false flag). One slot row: a table without ids is
+        // read in no particular order.
+        let nightly = store.insert_schedule(&spec("nightly «ü»"), 1_000).unwrap();
+        let slot_task = task("a", Priority::Normal, Some(now));
+        store
+            .take_slot(nightly.id, now, &slot_task, now + 1)
+            .unwrap();
+        let mut off = spec("off");
+        (off.enabled, off.catch_up, off.unique_key) = (false, false, None);
+        store.insert_schedule(&off, 2_000).unwrap();
     }
 
     /// SQLite → PostgreSQL → MySQL → SQLite: every cell of every table arrives as it left,
@@ -496,7 +547,12 @@ mod tests {
         }
         let source = || Box::new(SqliteSource::open(&first, TablePrefix::none()).unwrap());
         let original = everything(source().as_mut());
-        assert_eq!(original[3].len(), 24, "the tasks are there to copy");
+        assert_eq!(original[3].len(), 25, "the tasks are there to copy");
+        assert_eq!(
+            (original[5].len(), original[6].len()),
+            (2, 1),
+            "and the schedules"
+        );
 
         let (pg, _) = crate::postgres::testing::open_pg();
         crate::postgres::copy::copy_into_postgres(source(), &pg, false).unwrap();
@@ -510,7 +566,7 @@ mod tests {
         let report =
             crate::mysql::copy::copy_into_mysql(Box::new(pg.copy_source().unwrap()), &my, false)
                 .unwrap();
-        assert_eq!(report.tables[3], ("s_tasks", 24));
+        assert_eq!(report.tables[3], ("s_tasks", 25));
         assert_eq!(
             everything(&mut my.copy_source().unwrap()),
             original,
@@ -525,7 +581,7 @@ mod tests {
         let refused = copy_into_sqlite(source(), &last, &options, false).unwrap_err();
         assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
         let forced = copy_into_sqlite(source(), &last, &options, true).unwrap();
-        assert!(forced.replaced.contains(&("s_tasks", 24)), "{forced:?}");
+        assert!(forced.replaced.contains(&("s_tasks", 25)), "{forced:?}");
     }
 
     /// Opens a source on one store.

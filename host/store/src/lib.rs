@@ -23,6 +23,7 @@ pub mod model;
 pub mod mysql;
 pub mod postgres;
 pub mod rows;
+pub mod schedules;
 pub mod sqlite;
 pub mod table_prefix;
 pub mod task_filter;
@@ -40,6 +41,7 @@ pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use migrate::{
     migrations, Backend, Migration, MYSQL_MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
 };
+pub use schedules::{ScheduleRow, ScheduleSource, ScheduleSpec, ScheduleStore, SlotTaken};
 pub use table_prefix::TablePrefix;
 
 /// Errors of a storage driver. Each kind says what the caller can do about it (retry, fix
@@ -656,7 +658,9 @@ pub struct SessionRow {
 }
 
 /// A complete storage backend.
-pub trait Store: TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore {
+pub trait Store:
+    TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore + ScheduleStore
+{
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;
     /// Backend name and location for logs (never a password).

@@ -246,6 +246,57 @@ impl HostStore for FaultStore {
     }
 }
 
+impl crate::store::ScheduleStore for FaultStore {
+    fn insert_schedule(
+        &self,
+        spec: &crate::store::ScheduleSpec,
+        now: i64,
+    ) -> StoreResult<crate::store::ScheduleRow> {
+        self.inner.insert_schedule(spec, now)
+    }
+    fn upsert_schedule(
+        &self,
+        spec: &crate::store::ScheduleSpec,
+        now: i64,
+    ) -> StoreResult<crate::store::ScheduleRow> {
+        self.inner.upsert_schedule(spec, now)
+    }
+    fn update_schedule(
+        &self,
+        id: i64,
+        spec: &crate::store::ScheduleSpec,
+        now: i64,
+    ) -> StoreResult<Option<crate::store::ScheduleRow>> {
+        self.inner.update_schedule(id, spec, now)
+    }
+    fn set_schedule_enabled(
+        &self,
+        id: i64,
+        enabled: bool,
+        now: i64,
+    ) -> StoreResult<Option<crate::store::ScheduleRow>> {
+        self.inner.set_schedule_enabled(id, enabled, now)
+    }
+    fn delete_schedule(&self, id: i64) -> StoreResult<bool> {
+        self.inner.delete_schedule(id)
+    }
+    fn schedule(&self, id: i64) -> StoreResult<Option<crate::store::ScheduleRow>> {
+        self.inner.schedule(id)
+    }
+    fn schedules(&self) -> StoreResult<Vec<crate::store::ScheduleRow>> {
+        self.inner.schedules()
+    }
+    fn take_slot(
+        &self,
+        schedule_id: i64,
+        slot_at: i64,
+        task: &NewTask,
+        now: i64,
+    ) -> StoreResult<crate::store::SlotTaken> {
+        self.inner.take_slot(schedule_id, slot_at, task, now)
+    }
+}
+
 impl Store for FaultStore {
     fn migrate(&self) -> StoreResult<Vec<String>> {
         self.inner.migrate()

@@ -67,7 +67,8 @@ fn start_finisher(engine: &Arc<Engine>, drain: Receiver<()>) -> (JoinHandle<()>,
 }
 
 impl Engine {
-    /// Starts the dispatcher, the pool, the finisher and the ticker.
+    /// Starts the dispatcher, the pool, the finisher, the ticker, the alert monitor and the
+    /// schedules' firing thread.
     pub fn start(self: &Arc<Self>) -> Runtime {
         // Tasks made pending by other processes (other hosts, the CLI) wake the dispatcher at
         // once when the driver can tell (PostgreSQL LISTEN); the sweep is the fallback.
@@ -93,6 +94,10 @@ impl Engine {
         let engine = self.clone();
         threads.push(spawn("stask-dispatcher".into(), move || {
             dispatcher::dispatcher(&engine, None);
+        }));
+        let (engine, stop) = (self.clone(), self.runtime_state.stop_signal());
+        threads.push(spawn("stask-schedules".into(), move || {
+            super::schedules::run(&engine, stop)
         }));
         Runtime {
             engine: self.clone(),

@@ -117,6 +117,11 @@ impl RuntimeState {
         }
     }
 
+    /// A receiver that disconnects at the stop (for threads that wait on several channels).
+    pub(crate) fn stop_signal(&self) -> Receiver<()> {
+        self.stop_rx.clone()
+    }
+
     /// Tasks claimed here whose outcome is not with the finisher yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)

@@ -4,7 +4,7 @@
 //!
 //! Every public method of the store traits ([`Store`], [`crate::TaskStore`],
 //! [`crate::WorkerStore`], [`crate::TokenStore`],
-//! [`crate::AnalyticsStore`], [`crate::HostStore`]) has at least one property
+//! [`crate::AnalyticsStore`], [`crate::HostStore`], [`crate::ScheduleStore`]) has at least one property
 //! here: [`COVERED`] names it, and the test `every_store_method_has_a_property` fails when a
 //! trait gains a method without a row. Where the drivers legitimately differ (one host per
 //! SQLite database, several on PostgreSQL), the property states each driver's documented
@@ -15,6 +15,7 @@ pub mod claims;
 pub mod cleanup;
 pub mod hosts;
 pub mod lifecycle;
+pub mod schedules;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
@@ -284,6 +285,44 @@ pub const COVERED: &[(&str, &str)] = &[
         "HostStore::on_events",
         "listening_hosts_hear_new_work_and_events",
     ),
+    // ScheduleStore
+    (
+        "ScheduleStore::insert_schedule",
+        "schedules_are_stored_listed_updated_and_deleted",
+    ),
+    (
+        "ScheduleStore::upsert_schedule",
+        "upsert_by_name_keeps_id_and_run_times",
+    ),
+    (
+        "ScheduleStore::update_schedule",
+        "schedules_are_stored_listed_updated_and_deleted",
+    ),
+    (
+        "ScheduleStore::update_schedule",
+        "enabling_again_moves_fire_after",
+    ),
+    (
+        "ScheduleStore::set_schedule_enabled",
+        "enabling_again_moves_fire_after",
+    ),
+    (
+        "ScheduleStore::delete_schedule",
+        "schedules_are_stored_listed_updated_and_deleted",
+    ),
+    (
+        "ScheduleStore::schedule",
+        "schedules_are_stored_listed_updated_and_deleted",
+    ),
+    (
+        "ScheduleStore::schedules",
+        "schedules_are_stored_listed_updated_and_deleted",
+    ),
+    ("ScheduleStore::take_slot", "a_slot_creates_one_task"),
+    (
+        "ScheduleStore::take_slot",
+        "a_slot_is_taken_once_under_two_concurrent_takers",
+    ),
     // Store
     ("Store::migrate", "migrations_apply_once"),
     (
@@ -367,6 +406,13 @@ macro_rules! driver_tests {
             clean_deletes_only_old_finished_tasks,
             retention_deletes_the_logs_of_deleted_tasks,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; schedules: [
+            schedules_are_stored_listed_updated_and_deleted,
+            enabling_again_moves_fire_after,
+            upsert_by_name_keeps_id_and_run_times,
+            a_slot_creates_one_task,
+            a_slot_is_taken_once_under_two_concurrent_takers,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
             describe_names_the_backend_without_secrets,
@@ -428,6 +474,7 @@ mod tests {
             (include_str!("../lib.rs"), "Store"),
             (include_str!("../analytics.rs"), "AnalyticsStore"),
             (include_str!("../cluster.rs"), "HostStore"),
+            (include_str!("../schedules.rs"), "ScheduleStore"),
         ];
         let mut missing = Vec::new();
         for (source, name) in traits {
@@ -456,6 +503,7 @@ mod tests {
             include_str!("analytics.rs"),
             include_str!("cleanup.rs"),
             include_str!("lifecycle.rs"),
+            include_str!("schedules.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

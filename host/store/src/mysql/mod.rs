@@ -27,6 +27,7 @@
 mod analytics;
 pub mod copy;
 mod hosts;
+mod schedules;
 mod tasks;
 mod tokens;
 pub mod wake;

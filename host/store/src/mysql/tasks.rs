@@ -398,6 +398,47 @@ impl MysqlStore {
     }
 }
 
+/// Inserts `tasks` in `tx` with `sql` (the prefixed [`INSERT_SQL`]); returns their ids in
+/// order (the schedules' slots insert their task through it too).
+pub(super) fn insert_in(
+    tx: &mut mysql::Transaction<'_>,
+    sql: &str,
+    tasks: &[NewTask],
+    now: i64,
+) -> StoreResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        tx.exec_drop(
+            sql,
+            params![
+                t.identifier.as_str(),
+                t.action.as_str(),
+                created_message(t.start_at, now),
+                t.started_by,
+                t.token_id,
+                t.data.to_string(),
+                t.start_at.map(clamp_ms),
+                t.start_at.unwrap_or(now).max(0),
+                i64::from(t.max_attempts),
+                t.priority.name(),
+                t.priority.rank(),
+                clamp_ms(now),
+                clamp_ms(now),
+            ],
+        )?;
+        let id = tx
+            .last_insert_id()
+            .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
+        ids.push(i64::try_from(id).unwrap_or(i64::MAX));
+    }
+    Ok(ids)
+}
+
+/// The prefixed insert statement of a task, for [`insert_in`].
+pub(super) fn insert_sql(store: &MysqlStore) -> crate::table_prefix::Sql {
+    store.sql(INSERT_SQL.as_str())
+}
+
 impl TaskStore for MysqlStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
@@ -411,35 +452,7 @@ impl TaskStore for MysqlStore {
             return Ok(Vec::new());
         }
         let sql = self.sql(INSERT_SQL.as_str());
-        let ids = self.transaction(|tx| {
-            let mut ids = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                tx.exec_drop(
-                    &*sql,
-                    params![
-                        t.identifier.as_str(),
-                        t.action.as_str(),
-                        created_message(t.start_at, now),
-                        t.started_by,
-                        t.token_id,
-                        t.data.to_string(),
-                        t.start_at.map(clamp_ms),
-                        t.start_at.unwrap_or(now).max(0),
-                        i64::from(t.max_attempts),
-                        t.priority.name(),
-                        t.priority.rank(),
-                        clamp_ms(now),
-                        clamp_ms(now),
-                    ],
-                )?;
-                let id = tx
-                    .last_insert_id()
-                    .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
-                ids.push(i64::try_from(id).unwrap_or(i64::MAX));
-            }
-            Ok(ids)
-        })?;
-        Ok(ids)
+        self.transaction(|tx| insert_in(tx, &sql, tasks, now))
     }
 
     fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {

@@ -90,7 +90,8 @@ pub fn copy_into_postgres(
         // Nothing else writes these tables while the copy runs (hosts wait at their next
         // write, after the commit).
         tx.batch_execute(&st.sql(
-            "LOCK TABLE s_workers, s_plugin_files, s_tokens, s_sessions, s_tasks, s_task_logs
+            "LOCK TABLE s_workers, s_plugin_files, s_tokens, s_sessions, s_tasks, s_task_logs,
+                    s_schedules, s_schedule_slots
                 IN EXCLUSIVE MODE",
         ))?;
         let report = copy_into(source.as_mut(), &mut PgCopy { tx: &mut tx, st }, force)?;

@@ -18,6 +18,7 @@
 mod analytics;
 pub mod copy;
 mod hosts;
+mod schedules;
 mod tasks;
 mod tokens;
 mod workers;

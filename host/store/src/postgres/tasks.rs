@@ -392,6 +392,77 @@ impl Param {
     }
 }
 
+/// New tasks as the arrays [`INSERT_SQL`] takes, built before a transaction so that its
+/// closure owns them (the schedules' slots insert their task through it too).
+pub(super) struct InsertColumns {
+    identifiers: Vec<String>,
+    actions: Vec<String>,
+    messages: Vec<String>,
+    started_by: Vec<Option<i64>>,
+    token_ids: Vec<Option<i64>>,
+    metas: Vec<String>,
+    start_ats: Vec<Option<i64>>,
+    run_ats: Vec<i64>,
+    max_attempts: Vec<i64>,
+    priorities: Vec<String>,
+    ranks: Vec<i64>,
+}
+
+impl InsertColumns {
+    /// The columns of `tasks`, created at `now`.
+    pub(super) fn of(tasks: &[NewTask], now: i64) -> InsertColumns {
+        InsertColumns {
+            identifiers: tasks.iter().map(|t| t.identifier.clone()).collect(),
+            actions: tasks.iter().map(|t| t.action.clone()).collect(),
+            messages: tasks
+                .iter()
+                .map(|t| created_message(t.start_at, now))
+                .collect(),
+            started_by: tasks.iter().map(|t| t.started_by).collect(),
+            token_ids: tasks.iter().map(|t| t.token_id).collect(),
+            metas: tasks.iter().map(|t| t.data.to_string()).collect(),
+            start_ats: tasks.iter().map(|t| t.start_at).collect(),
+            run_ats: tasks
+                .iter()
+                .map(|t| t.start_at.unwrap_or(now).max(0))
+                .collect(),
+            max_attempts: tasks.iter().map(|t| i64::from(t.max_attempts)).collect(),
+            priorities: tasks.iter().map(|t| t.priority.name().into()).collect(),
+            ranks: tasks.iter().map(|t| t.priority.rank()).collect(),
+        }
+    }
+
+    /// Inserts the tasks in `tx`; returns their ids (in no particular order).
+    pub(super) fn insert(
+        &self,
+        tx: &mut postgres::Transaction<'_>,
+        cache: &mut Statements,
+        now: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let stmt = prepared(tx, cache, &INSERT_SQL)?;
+        let rows = tx.query(
+            &stmt,
+            &[
+                &self.identifiers,
+                &self.actions,
+                &self.messages,
+                &self.started_by,
+                &self.token_ids,
+                &self.metas,
+                &self.start_ats,
+                &self.run_ats,
+                &self.max_attempts,
+                &self.priorities,
+                &self.ranks,
+                &now,
+            ],
+        )?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)?))
+            .collect::<StoreResult<Vec<i64>>>()
+    }
+}
+
 impl TaskStore for PgStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
@@ -404,46 +475,8 @@ impl TaskStore for PgStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let identifiers: Vec<String> = tasks.iter().map(|t| t.identifier.clone()).collect();
-        let actions: Vec<String> = tasks.iter().map(|t| t.action.clone()).collect();
-        let messages: Vec<String> = tasks
-            .iter()
-            .map(|t| created_message(t.start_at, now))
-            .collect();
-        let started_by: Vec<Option<i64>> = tasks.iter().map(|t| t.started_by).collect();
-        let token_ids: Vec<Option<i64>> = tasks.iter().map(|t| t.token_id).collect();
-        let metas: Vec<String> = tasks.iter().map(|t| t.data.to_string()).collect();
-        let start_ats: Vec<Option<i64>> = tasks.iter().map(|t| t.start_at).collect();
-        let run_ats: Vec<i64> = tasks
-            .iter()
-            .map(|t| t.start_at.unwrap_or(now).max(0))
-            .collect();
-        let max_attempts: Vec<i64> = tasks.iter().map(|t| i64::from(t.max_attempts)).collect();
-        let priorities: Vec<String> = tasks.iter().map(|t| t.priority.name().into()).collect();
-        let ranks: Vec<i64> = tasks.iter().map(|t| t.priority.rank()).collect();
-        let mut ids = self.transaction(move |tx, cache| {
-            let stmt = prepared(tx, cache, &INSERT_SQL)?;
-            let rows = tx.query(
-                &stmt,
-                &[
-                    &identifiers,
-                    &actions,
-                    &messages,
-                    &started_by,
-                    &token_ids,
-                    &metas,
-                    &start_ats,
-                    &run_ats,
-                    &max_attempts,
-                    &priorities,
-                    &ranks,
-                    &now,
-                ],
-            )?;
-            rows.iter()
-                .map(|r| Ok(r.try_get::<_, i64>(0)?))
-                .collect::<StoreResult<Vec<i64>>>()
-        })?;
+        let columns = InsertColumns::of(tasks, now);
+        let mut ids = self.transaction(move |tx, cache| columns.insert(tx, cache, now))?;
         ids.sort_unstable();
         Ok(ids)
     }

@@ -9,6 +9,7 @@ mod checkpoint;
 pub mod copy;
 mod health;
 mod hosts;
+mod schedules;
 mod starts;
 mod tasks;
 mod tokens;

@@ -35,7 +35,12 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn insert_one(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
+pub(super) fn insert_one(
+    tx: &Transaction<'_>,
+    p: &TablePrefix,
+    task: &NewTask,
+    now: i64,
+) -> StoreResult<i64> {
     let mut stmt = tx.prepare_cached(&p.statement(&INSERT_SQL))?;
     let message = created_message(task.start_at, now);
     stmt.execute(params![
