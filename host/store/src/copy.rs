@@ -66,6 +66,7 @@ pub const TABLES: &[Table] = &[
             ("loaded_at", Int),
             ("created_at", Time),
             ("updated_at", Time),
+            ("paused", Bool),
         ],
         by_id: true,
     },

@@ -604,6 +604,9 @@ pub trait WorkerStore: Send + Sync {
     fn worker(&self, identifier: &str) -> StoreResult<Option<WorkerRow>>;
     /// Activates or deactivates a worker; false if unknown.
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool>;
+    /// Pauses or resumes a worker's queue; false if unknown. While paused, no claim (of any
+    /// host) takes its tasks; they stay pending, in their order, until it is resumed.
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool>;
     /// Replaces a worker's settings; false if unknown.
     fn set_worker_settings(
         &self,

@@ -58,6 +58,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -69,6 +70,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
 );
 
 /// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -80,6 +82,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
 );
 
 #[cfg(test)]

@@ -257,6 +257,9 @@ pub struct WorkerRow {
     pub class: String,
     /// Operator switch: inactive workers' tasks stay pending.
     pub active: bool,
+    /// Operator switch: a paused worker still accepts tasks, but none of them is claimed (on
+    /// any host) until it is resumed; running ones finish.
+    pub paused: bool,
     /// Display order.
     pub position: i64,
     /// Effective settings (defaults merged with the operator's values).

@@ -164,7 +164,7 @@ macro_rules! worker_columns {
     () => {
         "id, uuid, identifier, scope, class, active, position, settings, hidden, title, \
          description, actions, default_settings, state, load_error, file, file_sha256, version, \
-         generation, loaded_at, created_at, updated_at"
+         generation, loaded_at, created_at, updated_at, paused"
     };
 }
 pub(crate) use worker_columns;
@@ -204,6 +204,7 @@ pub fn worker_from_row(row: &impl RowRead) -> StoreResult<WorkerRow> {
         loaded_at: row.col(19)?,
         created_at: row.col(20)?,
         updated_at: row.col(21)?,
+        paused: row.col(22)?,
         identifier,
     })
 }

@@ -141,6 +141,9 @@ impl WorkerStore for FaultStore {
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool> {
         self.inner.set_worker_active(identifier, active, now)
     }
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        self.inner.set_worker_paused(identifier, paused, now)
+    }
     fn set_worker_settings(
         &self,
         identifier: &str,

@@ -15,6 +15,7 @@ pub mod claims;
 pub mod cleanup;
 pub mod hosts;
 pub mod lifecycle;
+pub mod pause;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
@@ -190,6 +191,14 @@ pub const COVERED: &[(&str, &str)] = &[
         "activation_and_settings_change_known_workers_only",
     ),
     (
+        "WorkerStore::set_worker_paused",
+        "a_paused_workers_tasks_are_skipped_not_waited_on",
+    ),
+    (
+        "WorkerStore::set_worker_paused",
+        "a_pause_survives_the_process",
+    ),
+    (
         "WorkerStore::set_worker_settings",
         "activation_and_settings_change_known_workers_only",
     ),
@@ -336,6 +345,9 @@ macro_rules! driver_tests {
             only_orphaned_workers_are_deleted,
             plugin_files_keep_the_latest_load_per_file,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; pause: [
+            a_paused_workers_tasks_are_skipped_not_waited_on,
+        ] reopened: [a_pause_survives_the_process]);
         $crate::driver_tests!(@area $open, $reopenable; tokens: [
             tokens_are_stored_and_listed,
             a_live_token_name_is_unique,
@@ -456,6 +468,7 @@ mod tests {
             include_str!("analytics.rs"),
             include_str!("cleanup.rs"),
             include_str!("lifecycle.rs"),
+            include_str!("pause.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

@@ -8,7 +8,7 @@ use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_from_row};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target};
+use crate::task_state::sql::{worker_not_paused, guard_sql, message, status_in, target};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
@@ -69,8 +69,10 @@ fn claim_select(identifiers: usize) -> String {
     format!(
         "SELECT id FROM s_tasks
           WHERE {due} AND priority_rank = ? AND run_at <= ? AND identifier IN ({list})
+            AND {not_paused}
           ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
         list = marks(identifiers),
     )
 }

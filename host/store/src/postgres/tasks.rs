@@ -6,7 +6,7 @@ use super::{prepared, text, PgStore, Statements};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target};
+use crate::task_state::sql::{worker_not_paused, guard_on, guard_sql, message, status_in, target};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
@@ -64,15 +64,15 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
         "
 WITH high AS (SELECT id FROM s_tasks
                WHERE {due} AND priority_rank = 2 AND run_at <= $1
-                 AND identifier = ANY($5::text[])
+                 AND identifier = ANY($5::text[]) AND {not_paused}
                ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      normal AS (SELECT id FROM s_tasks
                  WHERE {due} AND priority_rank = 1 AND run_at <= $1
-                   AND identifier = ANY($5::text[])
+                   AND identifier = ANY($5::text[]) AND {not_paused}
                  ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      low AS (SELECT id FROM s_tasks
               WHERE {due} AND priority_rank = 0 AND run_at <= $1
-                AND identifier = ANY($5::text[])
+                AND identifier = ANY($5::text[]) AND {not_paused}
               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 UPDATE s_tasks
    SET status = {preparing}, started_at = $1, updated_at = $1,
@@ -84,6 +84,7 @@ RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, prio
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
     )
 });
 

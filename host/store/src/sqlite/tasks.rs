@@ -5,7 +5,7 @@ use super::SqliteStore;
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target};
+use crate::task_state::sql::{worker_not_paused, guard_sql, message, status_in, target};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
@@ -68,22 +68,26 @@ UPDATE s_tasks
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 2 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        UNION ALL
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 1 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        UNION ALL
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 0 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        LIMIT ?6)
 RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
     )
 });
 
