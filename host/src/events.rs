@@ -58,6 +58,13 @@ pub enum Event {
         /// Identifier.
         identifier: String,
     },
+    /// A worker's queue was paused or resumed (`stask workers pause|resume`, the API, the UI).
+    WorkerPaused {
+        /// Identifier.
+        identifier: String,
+        /// `true` on a pause, `false` on a resume.
+        paused: bool,
+    },
     /// A library file was refused.
     PluginError {
         /// File.
@@ -105,6 +112,7 @@ impl Event {
                 | Event::TaskFinished { .. }
                 | Event::WorkerLoaded { .. }
                 | Event::WorkerOrphaned { .. }
+                | Event::WorkerPaused { .. }
                 | Event::PluginError { .. }
         )
     }

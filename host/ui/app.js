@@ -273,7 +273,8 @@ function taskRow(task, columns) {
     id: () => el('td', { class: 'c-id' },
       el('button', { type: 'button', class: 'link-btn open-row', 'aria-label': `Open task ${task.id}` }, `#${task.id}`)),
     worker: () => el('td', { class: 'c-worker' }, `${task.identifier}:${task.action}`),
-    status: () => el('td', { class: 'c-status' }, statusBadge(task.status)),
+    status: () => el('td', { class: 'c-status' }, statusBadge(task.status),
+      task.paused ? el('span', { class: 'paused-flag', title: task.message || 'Its worker is paused' }, 'paused') : null),
     priority: () => el('td', { class: 'c-priority col-optional' }, task.priority),
     progress: () => el('td', { class: 'c-progress' },
       el('span', { class: 'progress' }, progressBar(task.progress, `Progress of task ${task.id}`),
@@ -699,7 +700,9 @@ function workerCard(w) {
       el('h3', { id: `${id}-title`, class: 'worker-title' }, w.title || w.identifier),
       el('span', { class: `state ${stateName}` }, w.state),
       el('span', { class: `active-flag ${w.active ? 'is-active' : 'is-inactive'}` }, w.active ? 'active' : 'inactive'),
-      el('button', { type: 'button', class: 'btn toggle-active', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate')),
+      w.paused ? el('span', { class: 'paused-flag', title: 'New tasks wait until the worker is resumed' }, 'paused') : null,
+      el('button', { type: 'button', class: 'btn toggle-active', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate'),
+      el('button', { type: 'button', class: 'btn toggle-paused', 'data-key': 'toggle-paused' }, w.paused ? 'Resume' : 'Pause')),
     w.description ? el('p', { class: 'worker-desc' }, w.description) : null,
     el('dl', { class: 'kv worker-meta' },
       el('dt', {}, 'Identifier'), el('dd', {}, el('code', { class: 'identifier' }, w.identifier)),
@@ -810,6 +813,21 @@ async function toggleWorker(button) {
   await withBusy(button, async () => {
     try {
       const r = await api(`/stask/workers/${enc(identifier)}/${activate ? 'activate' : 'deactivate'}`, { method: 'POST' });
+      showResult('#workers-result', r.message || 'Done');
+      await refreshNow('workers');
+    } catch (e) {
+      showResult('#workers-result', e.message, 'error');
+    }
+  });
+}
+
+/** Pause (tasks are accepted and wait) or resume a worker's queue. */
+async function togglePaused(button) {
+  const identifier = button.closest('.worker').dataset.identifier;
+  const pause = button.textContent === 'Pause';
+  await withBusy(button, async () => {
+    try {
+      const r = await api(`/stask/workers/${enc(identifier)}/${pause ? 'pause' : 'resume'}`, { method: 'POST' });
       showResult('#workers-result', r.message || 'Done');
       await refreshNow('workers');
     } catch (e) {
@@ -1144,6 +1162,10 @@ const eventHandlers = {
   worker_orphaned() {
     invalidate('workers', 'dashboard');
   },
+  worker_paused() {
+    // The worker's badge, and the waiting message of its pending tasks.
+    invalidate('workers', 'dashboard', 'tasks');
+  },
   plugin_error(e) {
     notify(`Plugin file ${e.file} refused: ${e.reason}`);
     invalidate('workers', 'dashboard');
@@ -1360,6 +1382,8 @@ function onClick(event) {
   }
   const toggle = target.closest('.worker .toggle-active');
   if (toggle) toggleWorker(toggle);
+  const pauseToggle = target.closest('.worker .toggle-paused');
+  if (pauseToggle) togglePaused(pauseToggle);
 }
 
 function onWorkerSubmit(event) {

@@ -125,13 +125,12 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             let task = store
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
+            let paused = paused_workers(&*store)?;
+            let view = TaskView::from(&task).with_paused(&paused);
             if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string(&TaskView::from(&task)).unwrap_or_default()
-                );
+                outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
-                print_task(&task);
+                print_task(&task, &view.message);
                 for line in store.task_logs(id, 20)? {
                     outln!("  log [{}] {}", rfc3339(line.at), line.line);
                 }
@@ -165,7 +164,11 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 ..TaskFilter::default()
             })?;
             if json {
-                let list: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+                let paused = paused_workers(&*store)?;
+                let list: Vec<TaskView> = tasks
+                    .iter()
+                    .map(|t| TaskView::from(t).with_paused(&paused))
+                    .collect();
                 outln!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
             }
@@ -207,10 +210,21 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
     }
 }
 
-fn print_task(t: &Task) {
+/// The identifiers of the paused workers (for [`TaskView::with_paused`]).
+fn paused_workers(store: &dyn crate::store::Store) -> Result<Vec<String>, CliError> {
+    Ok(store
+        .workers(&crate::store::WorkerFilter::default())?
+        .into_iter()
+        .filter(|w| w.paused)
+        .map(|w| w.identifier)
+        .collect())
+}
+
+/// A task for people; `message` is the view's (it says when the worker is paused).
+fn print_task(t: &Task, message: &str) {
     outln!("task {} {}:{}", t.id, t.identifier, t.action);
     outln!("  status    {} ({})", t.status.name(), t.status.code());
-    outln!("  message   {}", t.message);
+    outln!("  message   {message}");
     outln!("  progress  {}%", t.progress);
     outln!("  priority  {}", t.priority.name());
     outln!("  attempts  {} of {}", t.attempts, t.max_attempts);

@@ -32,8 +32,10 @@ pub struct ProgressAnswer {
     pub status: String,
     /// 0-100.
     pub progress: i64,
-    /// Latest message.
+    /// Latest message ("Waiting: worker X is paused" while its worker is paused).
     pub message: String,
+    /// Pending and held because its worker is paused.
+    pub paused: bool,
     /// Time left, e.g. `2m 30s`.
     pub eta: Option<String>,
     /// Items processed.

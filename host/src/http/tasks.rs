@@ -184,19 +184,21 @@ pub async fn progress(
     TaskId(id): TaskId,
 ) -> Result<Json<ProgressAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let (task, logs) = blocking(move || {
+    let (task, logs, paused) = blocking(move || {
         let task = engine.task(id)?;
         let logs = engine.task_logs(id, PROGRESS_LOG_LINES)?;
-        Ok((task, logs))
+        Ok((task, logs, engine.paused_workers()?))
     })
     .await?;
+    let view = TaskView::from(&task).with_paused(&paused);
     Ok(Json(ProgressAnswer {
         success: true,
         code: 200,
         id: task.id,
         status: task.status.name().into(),
         progress: task.progress,
-        message: task.message,
+        message: view.message,
+        paused: view.paused,
         eta: task.eta_seconds.map(human_duration),
         processed: task.processed,
         total: task.total,
@@ -219,10 +221,17 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, log) = blocking(move || Ok((engine.task(id)?, engine.task_logs(id, 500)?))).await?;
+    let (task, log, paused) = blocking(move || {
+        Ok((
+            engine.task(id)?,
+            engine.task_logs(id, 500)?,
+            engine.paused_workers()?,
+        ))
+    })
+    .await?;
     Ok(Json(TaskDetail {
         success: true,
-        task: TaskView::from(&task),
+        task: TaskView::from(&task).with_paused(&paused),
         log: log.into_iter().map(Into::into).collect(),
     }))
 }
@@ -256,10 +265,18 @@ fn time_param(raw: &Option<String>) -> Result<Option<i64>, ApiError> {
         .map_err(ApiError::invalid)
 }
 
-fn page(tasks: Vec<crate::model::Task>, total: i64, page: i64, per_page: i64) -> Json<TaskPage> {
+/// A page of tasks, each marked when its worker is paused (see [`TaskView::with_paused`]).
+fn page(
+    (tasks, total, paused): (Vec<crate::model::Task>, i64, Vec<String>),
+    page: i64,
+    per_page: i64,
+) -> Json<TaskPage> {
     Json(TaskPage {
         success: true,
-        tasks: tasks.iter().map(TaskView::from).collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| TaskView::from(t).with_paused(&paused))
+            .collect(),
         total,
         page,
         per_page,
@@ -281,8 +298,12 @@ pub async fn list(
     let filter = task_filter(query)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.tasks(&filter)?)).await?;
-    Ok(page(tasks, total, page_no, per_page))
+    let listed = blocking(move || {
+        let (tasks, total) = engine.tasks(&filter)?;
+        Ok((tasks, total, engine.paused_workers()?))
+    })
+    .await?;
+    Ok(page(listed, page_no, per_page))
 }
 
 /// `page` of `GET /stask/tasks`.
@@ -356,8 +377,12 @@ pub async fn pending(
 ) -> Result<Json<TaskPage>, ApiError> {
     let limit = PENDING_LIMIT.read(&query.limit)?;
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.pending_tasks(limit)?)).await?;
-    Ok(page(tasks, total, 1, limit))
+    let listed = blocking(move || {
+        let (tasks, total) = engine.pending_tasks(limit)?;
+        Ok((tasks, total, engine.paused_workers()?))
+    })
+    .await?;
+    Ok(page(listed, 1, limit))
 }
 
 /// Deletes finished tasks older than `days` days, with their files (the seed's
