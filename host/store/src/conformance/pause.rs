@@ -43,7 +43,10 @@ pub fn a_paused_workers_tasks_are_skipped_not_waited_on(store: &dyn Store) {
     assert!(!store.set_worker_paused("nope", true, 5).unwrap());
     assert!(store.set_worker_paused("p", true, 10).unwrap());
     let p = store.worker("p").unwrap().unwrap();
-    assert!(p.paused && p.active, "a pause keeps the worker active: {p:?}");
+    assert!(
+        p.paused && p.active,
+        "a pause keeps the worker active: {p:?}"
+    );
     assert!(!store.worker("w").unwrap().unwrap().paused);
     let ids = store
         .insert_tasks(

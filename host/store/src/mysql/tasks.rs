@@ -8,7 +8,7 @@ use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_from_row};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{worker_not_paused, guard_sql, message, status_in, target};
+use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
     stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
