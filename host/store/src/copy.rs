@@ -132,8 +132,18 @@ pub const TABLES: &[Table] = &[
             ("cpu_ms", Int),
             ("memory_bytes", Int),
             ("token_id", Int),
+            ("unique_key", Text),
         ],
         by_id: true,
+    },
+    Table {
+        name: "s_unique_keys",
+        columns: &[
+            ("unique_key", Text),
+            ("task_id", Int),
+            ("held_until", Int),
+        ],
+        by_id: false,
     },
     Table {
         name: "s_task_logs",

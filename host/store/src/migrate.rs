@@ -59,6 +59,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
     8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -71,6 +72,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
     8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
 );
 
 /// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -83,6 +85,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
     8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
 );
 
 #[cfg(test)]

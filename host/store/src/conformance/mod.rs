@@ -19,6 +19,7 @@ pub mod pause;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
+pub mod unique;
 pub mod workers;
 
 pub use analytics::{record, Run};
@@ -43,6 +44,8 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         started_by: None,
         token_id: None,
+        unique_key: None,
+        unique_for_secs: None,
     }
 }
 
@@ -106,6 +109,18 @@ pub const COVERED: &[(&str, &str)] = &[
     (
         "TaskStore::insert_tasks",
         "inserted_tasks_read_back_as_created",
+    ),
+    (
+        "TaskStore::insert_tasks",
+        "a_key_is_held_until_its_task_finishes",
+    ),
+    (
+        "TaskStore::insert_tasks",
+        "unique_for_holds_after_the_finish_until_it_expires",
+    ),
+    (
+        "TaskStore::insert_tasks",
+        "the_second_create_of_a_key_in_one_batch_is_the_duplicate",
     ),
     ("TaskStore::claim", "claims_in_priority_then_due_order"),
     ("TaskStore::claim", "claim_respects_the_limit"),
@@ -348,6 +363,11 @@ macro_rules! driver_tests {
         $crate::driver_tests!(@area $open, $reopenable; pause: [
             a_paused_workers_tasks_are_skipped_not_waited_on,
         ] reopened: [a_pause_survives_the_process]);
+        $crate::driver_tests!(@area $open, $reopenable; unique: [
+            a_key_is_held_until_its_task_finishes,
+            unique_for_holds_after_the_finish_until_it_expires,
+            the_second_create_of_a_key_in_one_batch_is_the_duplicate,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; tokens: [
             tokens_are_stored_and_listed,
             a_live_token_name_is_unique,
@@ -469,6 +489,7 @@ mod tests {
             include_str!("cleanup.rs"),
             include_str!("lifecycle.rs"),
             include_str!("pause.rs"),
+            include_str!("unique.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

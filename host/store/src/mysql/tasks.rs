@@ -11,7 +11,7 @@ use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
+    stats_from_counts, unique, CancelResult, Inserted, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
     ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use mysql::prelude::Queryable;
@@ -25,7 +25,7 @@ pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
          {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
          processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
          lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-         memory_bytes, token_id",
+         memory_bytes, token_id, unique_key",
         start_at = to_ms("start_at"),
         finished_at = to_ms("finished_at"),
         created_at = to_ms("created_at"),
@@ -55,13 +55,23 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
                               start_at, run_at, max_attempts, priority, priority_rank,
-                              created_at, updated_at)
-         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now})",
+                              created_at, updated_at, unique_key)
+         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now}, ?)",
         pending = target(Event::Create),
         start_at = from_ms("?"),
         now = from_ms("?"),
     )
 });
+
+/// Takes a key for a new task; a duplicate-key error means another row holds it.
+const TAKE_KEY_SQL: &str =
+    "INSERT INTO s_unique_keys (unique_key, task_id, held_until) VALUES (?, ?, ?)";
+
+/// The task holding a key.
+const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key = ?";
+
+/// The row of a task that turned out a duplicate, inserted in the same transaction.
+const DELETE_DUPLICATE_SQL: &str = "DELETE FROM s_tasks WHERE id = ?";
 
 /// The due rows of one priority, locked without waiting for other hosts' claims.
 /// Placeholders: rank, now, limit after the identifiers (`{identifiers}` is filled per call).
@@ -405,17 +415,28 @@ impl TaskStore for MysqlStore {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
         ids.into_iter()
             .next()
+            .map(|i| i.id)
             .ok_or_else(|| StoreError::internal("the insert returned no id"))
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
         let sql = self.sql(INSERT_SQL.as_str());
-        let ids = self.transaction(|tx| {
+        let (free, take, holder, delete) = (
+            self.sql(unique::FREE_STALE.as_str()),
+            self.sql(TAKE_KEY_SQL),
+            self.sql(KEY_HOLDER_SQL),
+            self.sql(DELETE_DUPLICATE_SQL),
+        );
+        // Keys can deadlock between hosts (InnoDB rolls the whole try back): tried again.
+        let ids = self.retrying(|tx| {
             let mut ids = Vec::with_capacity(tasks.len());
             for t in tasks {
+                if let Some(key) = &t.unique_key {
+                    tx.exec_drop(&*free, params![key.as_str(), now])?;
+                }
                 tx.exec_drop(
                     &*sql,
                     params![
@@ -432,12 +453,43 @@ impl TaskStore for MysqlStore {
                         t.priority.rank(),
                         clamp_ms(now),
                         clamp_ms(now),
+                        t.unique_key.as_deref(),
                     ],
                 )?;
                 let id = tx
                     .last_insert_id()
                     .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
-                ids.push(i64::try_from(id).unwrap_or(i64::MAX));
+                let id = i64::try_from(id).unwrap_or(i64::MAX);
+                let Some(key) = &t.unique_key else {
+                    ids.push(Inserted {
+                        id,
+                        duplicate: false,
+                    });
+                    continue;
+                };
+                // A duplicate key rolls back this statement only (not the transaction); InnoDB
+                // checks it against uncommitted rows too, waiting for their commit.
+                match tx.exec_drop(
+                    &*take,
+                    params![key.as_str(), id, unique::held_until(t, now)],
+                ) {
+                    Ok(()) => ids.push(Inserted {
+                        id,
+                        duplicate: false,
+                    }),
+                    Err(e) if super::code(&e) == Some(super::ER_DUP_ENTRY) => {
+                        let held: Option<i64> = tx.exec_first(&*holder, params![key.as_str()])?;
+                        let held = held.ok_or_else(|| {
+                            StoreError::internal(format!("unique key {key:?} has no holder"))
+                        })?;
+                        tx.exec_drop(&*delete, params![id])?;
+                        ids.push(Inserted {
+                            id: held,
+                            duplicate: true,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(ids)
         })?;

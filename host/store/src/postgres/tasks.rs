@@ -9,7 +9,7 @@ use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
+    stats_from_counts, unique, CancelResult, Inserted, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
     ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
@@ -42,18 +42,29 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta, start_at,
-                     run_at, max_attempts, priority, priority_rank, created_at, updated_at)
+                     run_at, max_attempts, priority, priority_rank, created_at, updated_at,
+                     unique_key)
 SELECT identifier, action, {pending}, message, started_by, token_id, meta, start_at, run_at,
-       max_attempts, priority, priority_rank, $12, $12
+       max_attempts, priority, priority_rank, $12, $12, unique_key
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[])
+              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $13::text[])
        WITH ORDINALITY AS t(identifier, action, message, started_by, token_id, meta, start_at,
-                            run_at, max_attempts, priority, priority_rank, n)
+                            run_at, max_attempts, priority, priority_rank, unique_key, n)
  ORDER BY n
 RETURNING id",
         pending = target(Event::Create),
     )
 });
+
+/// Frees a key whose row no longer holds (see `crate::unique`): `$1` key, `$2` now.
+static FREE_STALE_SQL: LazyLock<String> = LazyLock::new(|| unique::free_stale("$1", "$2"));
+
+/// Takes a key for a new task unless another row holds it (then nothing: 0 rows).
+const CLAIM_KEY_SQL: &str = "INSERT INTO s_unique_keys (unique_key, task_id, held_until)
+                             VALUES ($1, $2, $3) ON CONFLICT (unique_key) DO NOTHING";
+
+/// The task holding a key.
+const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key = $1";
 
 /// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
 /// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
@@ -398,10 +409,11 @@ impl TaskStore for PgStore {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
         ids.into_iter()
             .next()
+            .map(|i| i.id)
             .ok_or_else(|| StoreError::internal("the insert returned no id"))
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -422,7 +434,15 @@ impl TaskStore for PgStore {
         let max_attempts: Vec<i64> = tasks.iter().map(|t| i64::from(t.max_attempts)).collect();
         let priorities: Vec<String> = tasks.iter().map(|t| t.priority.name().into()).collect();
         let ranks: Vec<i64> = tasks.iter().map(|t| t.priority.rank()).collect();
-        let mut ids = self.transaction(move |tx, cache| {
+        let keys: Vec<Option<String>> = tasks.iter().map(|t| t.unique_key.clone()).collect();
+        let held_until: Vec<Option<i64>> =
+            tasks.iter().map(|t| unique::held_until(t, now)).collect();
+        self.transaction(move |tx, cache| {
+            // Keys first freed where they no longer hold (see `crate::unique`).
+            for key in keys.iter().flatten() {
+                let stmt = prepared(tx, cache, &FREE_STALE_SQL)?;
+                tx.execute(&stmt, &[key, &now])?;
+            }
             let stmt = prepared(tx, cache, &INSERT_SQL)?;
             let rows = tx.query(
                 &stmt,
@@ -439,14 +459,45 @@ impl TaskStore for PgStore {
                     &priorities,
                     &ranks,
                     &now,
+                    &keys,
                 ],
             )?;
-            rows.iter()
+            let mut ids = rows
+                .iter()
                 .map(|r| Ok(r.try_get::<_, i64>(0)?))
-                .collect::<StoreResult<Vec<i64>>>()
-        })?;
-        ids.sort_unstable();
-        Ok(ids)
+                .collect::<StoreResult<Vec<i64>>>()?;
+            ids.sort_unstable();
+            let mut inserted: Vec<Inserted> = ids
+                .into_iter()
+                .map(|id| Inserted {
+                    id,
+                    duplicate: false,
+                })
+                .collect();
+            // Then each key's row, in batch order: a key held by another row (committed, or
+            // this batch's earlier task) makes the task a duplicate of that row's task.
+            // `ON CONFLICT DO NOTHING` waits for an uncommitted holder on another host.
+            let mut duplicates: Vec<i64> = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let Some(key) = key else { continue };
+                let claim = prepared(tx, cache, CLAIM_KEY_SQL)?;
+                let taken = tx.execute(&claim, &[key, &inserted[i].id, &held_until[i]])?;
+                if taken == 0 {
+                    let holder = prepared(tx, cache, KEY_HOLDER_SQL)?;
+                    let holder: i64 = tx.query_one(&holder, &[key])?.try_get(0)?;
+                    duplicates.push(inserted[i].id);
+                    inserted[i] = Inserted {
+                        id: holder,
+                        duplicate: true,
+                    };
+                }
+            }
+            if !duplicates.is_empty() {
+                let delete = prepared(tx, cache, "DELETE FROM s_tasks WHERE id = ANY($1::bigint[])")?;
+                tx.execute(&delete, &[&duplicates])?;
+            }
+            Ok(inserted)
+        })
     }
 
     fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {

@@ -8,11 +8,12 @@ use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter,
+    TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, Transaction};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use std::sync::LazyLock;
 
 static SELECT_TASK_SQL: LazyLock<String> =
@@ -29,13 +30,53 @@ fn load_task(conn: &Connection, p: &TablePrefix, id: i64) -> StoreResult<Option<
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
-             start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at)
-         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+             start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at,
+             unique_key)
+         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
         pending = target(Event::Create),
     )
 });
 
-fn insert_one(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
+/// One task, with its unique key's row (see `crate::unique`): a key another task holds makes
+/// it a duplicate of that task, and nothing is inserted.
+fn insert_one(
+    tx: &Transaction<'_>,
+    p: &TablePrefix,
+    task: &NewTask,
+    now: i64,
+) -> StoreResult<Inserted> {
+    let Some(key) = &task.unique_key else {
+        return Ok(Inserted {
+            id: insert_row(tx, p, task, now)?,
+            duplicate: false,
+        });
+    };
+    // One writer: nothing can take the key between these statements, so the key's row is
+    // checked before the task is inserted (no id is used by a duplicate).
+    tx.prepare_cached(&p.statement(&unique::FREE_STALE))?
+        .execute(params![key, now])?;
+    let holder: Option<i64> = tx
+        .prepare_cached(&p.statement("SELECT task_id FROM s_unique_keys WHERE unique_key = ?1"))?
+        .query_row(params![key], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = holder {
+        return Ok(Inserted {
+            id,
+            duplicate: true,
+        });
+    }
+    let id = insert_row(tx, p, task, now)?;
+    tx.prepare_cached(&p.statement(
+        "INSERT INTO s_unique_keys (unique_key, task_id, held_until) VALUES (?1, ?2, ?3)",
+    ))?
+    .execute(params![key, id, unique::held_until(task, now)])?;
+    Ok(Inserted {
+        id,
+        duplicate: false,
+    })
+}
+
+fn insert_row(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
     let mut stmt = tx.prepare_cached(&p.statement(&INSERT_SQL))?;
     let message = created_message(task.start_at, now);
     stmt.execute(params![
@@ -51,6 +92,7 @@ fn insert_one(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -
         task.priority.name(),
         task.priority.rank(),
         now,
+        task.unique_key,
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -305,13 +347,13 @@ impl TaskStore for SqliteStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let id = insert_one(&tx, &self.prefix, task, now)?;
+            let inserted = insert_one(&tx, &self.prefix, task, now)?;
             tx.commit()?;
-            Ok(id)
+            Ok(inserted.id)
         })
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let ids = tasks
