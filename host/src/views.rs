@@ -82,6 +82,8 @@ pub struct TaskView {
     pub token_id: Option<i64>,
     /// Pending and held because its worker is paused (the message then says so).
     pub paused: bool,
+    /// The unique key it was created with (`null` = none).
+    pub unique_key: Option<String>,
 }
 
 impl TaskView {
@@ -147,6 +149,7 @@ impl From<&Task> for TaskView {
             started_by: t.started_by,
             token_id: t.token_id,
             paused: false,
+            unique_key: t.unique_key.clone(),
         }
     }
 }

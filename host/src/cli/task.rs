@@ -14,7 +14,8 @@ use std::time::Duration;
 /// `stask task ...`
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
-    /// Create a task; prints its id.
+    /// Create a task; prints its id (with `--unique-key`, a held key prints the holder's id
+    /// and says so on stderr).
     Create {
         /// Worker identifier.
         identifier: String,
@@ -35,6 +36,14 @@ pub enum TaskCommand {
         /// The CMS user the task is started for (stored as `started_by`).
         #[arg(long, value_parser = user_id)]
         user: Option<i64>,
+        /// Create nothing while a task with this key is pending, claimed or running (1-191
+        /// characters).
+        #[arg(long)]
+        unique_key: Option<String>,
+        /// With --unique-key: hold the key this many seconds after creation, whatever the
+        /// task's status.
+        #[arg(long, requires = "unique_key")]
+        unique_for: Option<i64>,
     },
     /// Show one task.
     Show {
@@ -96,6 +105,8 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             start_at,
             max_attempts,
             user,
+            unique_key,
+            unique_for,
         } => {
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| CliError::new(5, format!("--data is not valid JSON: {e}")))?;
@@ -116,8 +127,17 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 started_by: user,
                 // Not over the API: no token.
                 token_id: None,
+                unique_key: unique_key.clone(),
+                unique_for_secs: unique_for,
             })?;
-            outln!("{id}");
+            if id.duplicate {
+                eprintln!(
+                    "not created: task {} holds the unique key {:?}",
+                    id.id,
+                    unique_key.unwrap_or_default()
+                );
+            }
+            outln!("{}", id.id);
             Ok(())
         }
         TaskCommand::Show { id, json } => {

@@ -13,8 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 pub struct TaskCreated {
     /// `true`.
     pub success: bool,
-    /// New task id.
+    /// New task id, or for a duplicate the id of the task holding the `unique_key`.
     pub id: i64,
+    /// `true` when nothing was created (200): a task holding the same `unique_key` exists.
+    pub duplicate: bool,
     /// `Task created successfully`.
     pub message: String,
 }

@@ -30,6 +30,8 @@ struct Controls {
     start_at: Option<i64>,
     max_attempts: u32,
     started_by: Option<i64>,
+    unique_key: Option<String>,
+    unique_for_secs: Option<i64>,
 }
 
 /// Control keys taken out of a create body; everything else is the task data.
@@ -82,11 +84,32 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
                 })?,
         ),
     };
+    let unique_key = match body.remove("unique_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => Some(key),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "unique_key must be a string, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let unique_for_secs = match body.remove("unique_for") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::invalid(format!("unique_for must be whole seconds, got {v}"))
+        })?),
+    };
+    // Length and range: the engine's check (the CLI's creates get the same).
+    crate::store::unique::check(unique_key.as_deref(), unique_for_secs)
+        .map_err(ApiError::invalid)?;
     Ok(Controls {
         priority,
         start_at,
         max_attempts,
         started_by,
+        unique_key,
+        unique_for_secs,
     })
 }
 
@@ -103,15 +126,21 @@ fn kind(v: &Value) -> &'static str {
 
 /// Creates a task (the seed's endpoint). The body is the task data; the keys `priority`
 /// (`low`/`normal`/`high`), `start_at` (RFC 3339 or UNIX seconds), `max_attempts` (1-100)
-/// and `started_by` (the CMS user's id, a positive integer) are taken out of it as options.
-/// The calling token's id is stored as the task's `token_id`.
+/// and `started_by` (the CMS user's id, a positive integer) are taken out of it as options,
+/// and so are `unique_key` (a string of 1 to 191 characters) and `unique_for` (seconds, 1 to
+/// a year): a create whose key another task holds (pending, claimed or running; with
+/// `unique_for`, that long after its creation whatever its status) creates nothing and
+/// answers 200 with that task's id and `"duplicate": true`; decided by the database, so it
+/// holds under concurrent creates on every host. The calling token's id is stored as the
+/// task's `token_id`.
 #[utoipa::path(post, path = "/stask/workers/{identifier}/tasks/{action}", tag = "tasks",
     params(
         ("identifier" = String, Path, description = "Worker identifier"),
         ("action" = String, Path, description = "One of the worker's actions"),
     ),
-    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id)"),
+    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id), unique_key, unique_for (seconds)"),
     responses(
+        (status = 200, description = "Not created: a task holding unique_key exists (its id, duplicate true)", body = TaskCreated),
         (status = 201, description = "Created", body = TaskCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
@@ -128,12 +157,25 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
     // A session is opened with a token: its calls carry that token's id (see `auth`).
     let task = new_task(identifier, action, Some(caller.token_id), body)?;
-    let id = state.engine.create_task_async(task).await?;
+    let inserted = state.engine.create_task_async(task).await?;
+    if inserted.duplicate {
+        // Nothing was created: 200 (not 201) with the task that holds the key.
+        return Ok((
+            StatusCode::OK,
+            Json(TaskCreated {
+                success: true,
+                id: inserted.id,
+                duplicate: true,
+                message: "A task with this unique_key exists".into(),
+            }),
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(TaskCreated {
             success: true,
-            id,
+            id: inserted.id,
+            duplicate: false,
             message: "Task created successfully".into(),
         }),
     ))
@@ -167,6 +209,8 @@ pub(crate) fn new_task(
         max_attempts: controls.max_attempts,
         started_by: controls.started_by,
         token_id,
+        unique_key: controls.unique_key,
+        unique_for_secs: controls.unique_for_secs,
     })
 }
 

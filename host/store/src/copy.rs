@@ -138,11 +138,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "s_unique_keys",
-        columns: &[
-            ("unique_key", Text),
-            ("task_id", Int),
-            ("held_until", Int),
-        ],
+        columns: &[("unique_key", Text), ("task_id", Int), ("held_until", Int)],
         by_id: false,
     },
     Table {

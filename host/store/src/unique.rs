@@ -113,6 +113,10 @@ mod tests {
 
     #[test]
     fn a_key_is_held_by_status_in_the_claim_and_run_statuses() {
-        assert!(FREE_STALE.contains("ht.status IN (10, 15, 20)"), "{}", *FREE_STALE);
+        assert!(
+            FREE_STALE.contains("ht.status IN (10, 15, 20)"),
+            "{}",
+            *FREE_STALE
+        );
     }
 }

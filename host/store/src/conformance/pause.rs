@@ -60,7 +60,10 @@ pub fn a_paused_workers_tasks_are_skipped_not_waited_on(store: &dyn Store) {
             ],
             100,
         )
-        .unwrap().into_iter().map(|i| i.id).collect::<Vec<i64>>();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     // Limit 2: had the paused worker's high-priority tasks counted against it, nothing of `w`
     // would come back.
     assert_eq!(claim_ids(store, 2, 200), vec![ids[4], ids[2]]);

@@ -132,7 +132,10 @@ pub fn the_second_create_of_a_key_in_one_batch_is_the_duplicate(store: &dyn Stor
     assert_eq!(batch[2], duplicate_of(batch[0].id));
     assert_eq!(batch[4], duplicate_of(batch[3].id));
     assert_eq!(batch[0], created(batch[0].id));
-    assert!(batch[0].id < batch[1].id && batch[1].id < batch[3].id, "{batch:?}");
+    assert!(
+        batch[0].id < batch[1].id && batch[1].id < batch[3].id,
+        "{batch:?}"
+    );
     assert_eq!(count(store), 3);
     let pending = store.pending_tasks(10).unwrap().0;
     let ids: Vec<i64> = pending.iter().map(|t| t.id).collect();

@@ -11,8 +11,8 @@ use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
-    stats_from_counts, unique, CancelResult, Inserted, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use mysql::prelude::Queryable;
 use mysql::Value;

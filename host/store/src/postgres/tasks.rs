@@ -9,8 +9,8 @@ use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
-    stats_from_counts, unique, CancelResult, Inserted, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
 use postgres::GenericClient;
@@ -493,7 +493,11 @@ impl TaskStore for PgStore {
                 }
             }
             if !duplicates.is_empty() {
-                let delete = prepared(tx, cache, "DELETE FROM s_tasks WHERE id = ANY($1::bigint[])")?;
+                let delete = prepared(
+                    tx,
+                    cache,
+                    "DELETE FROM s_tasks WHERE id = ANY($1::bigint[])",
+                )?;
                 tx.execute(&delete, &[&duplicates])?;
             }
             Ok(inserted)
