@@ -92,7 +92,7 @@ impl TaskView {
     /// task row and every host shows the same.
     pub fn with_paused(mut self, paused_workers: &[String]) -> Self {
         if self.status_code == TaskStatus::Pending.code()
-            && paused_workers.iter().any(|w| *w == self.identifier)
+            && paused_workers.contains(&self.identifier)
         {
             self.paused = true;
             self.message = crate::task_state::paused_message(&self.identifier);
