@@ -61,6 +61,20 @@ pub fn free_stale(key: &str, now: &str) -> String {
 /// [`free_stale`] with `?` placeholders (key, now): SQLite and MySQL.
 pub static FREE_STALE: LazyLock<String> = LazyLock::new(|| free_stale("?", "?"));
 
+/// Deletes the key rows retention leaves behind (run after it deleted tasks): rows whose task
+/// is gone and that no `held_until` after `{cutoff}` keeps. Without this, a key used once
+/// (an order number) would keep its row forever; rows of live tasks are bounded by the tasks.
+pub fn orphaned_keys(cutoff: &str) -> String {
+    format!(
+        "DELETE FROM s_unique_keys
+          WHERE (held_until IS NULL OR held_until <= {cutoff})
+            AND NOT EXISTS (SELECT 1 FROM s_tasks ot WHERE ot.id = s_unique_keys.task_id)"
+    )
+}
+
+/// [`orphaned_keys`] with a `?` placeholder: SQLite and MySQL.
+pub static ORPHANED_KEYS: LazyLock<String> = LazyLock::new(|| orphaned_keys("?"));
+
 /// Until when (UNIX ms) a new task holds its key regardless of status: `now + unique_for`;
 /// `None` for a task without `unique_for` (held by status) or without a key.
 pub fn held_until(task: &NewTask, now: i64) -> Option<i64> {

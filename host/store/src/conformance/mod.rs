@@ -181,6 +181,10 @@ pub const COVERED: &[(&str, &str)] = &[
         "retention_deletes_the_logs_of_deleted_tasks",
     ),
     (
+        "TaskStore::delete_finished_before",
+        "retention_drops_the_keys_of_deleted_tasks",
+    ),
+    (
         "TaskStore::external_change_counter",
         "external_change_counter_follows_the_driver_contract",
     ),
@@ -367,6 +371,7 @@ macro_rules! driver_tests {
             a_key_is_held_until_its_task_finishes,
             unique_for_holds_after_the_finish_until_it_expires,
             the_second_create_of_a_key_in_one_batch_is_the_duplicate,
+            retention_drops_the_keys_of_deleted_tasks,
         ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; tokens: [
             tokens_are_stored_and_listed,

@@ -141,3 +141,31 @@ pub fn the_second_create_of_a_key_in_one_batch_is_the_duplicate(store: &dyn Stor
     let ids: Vec<i64> = pending.iter().map(|t| t.id).collect();
     assert_eq!(ids, vec![batch[0].id, batch[1].id, batch[3].id]);
 }
+
+/// Retention drops the key rows of the tasks it deletes unless a `held_until` after its
+/// cutoff keeps them: a key used once does not keep its row forever. (Seen through a create
+/// "earlier" than the key's expiry: a row left behind would make it a duplicate of a task
+/// that no longer exists.)
+pub fn retention_drops_the_keys_of_deleted_tasks(store: &dyn Store) {
+    let first = store.insert_tasks(&[keyed("k", Some(10))], 100).unwrap()[0];
+    let kept = store
+        .insert_tasks(&[keyed("kept", Some(100))], 100)
+        .unwrap()[0];
+    let run = claim_one(store, 200);
+    assert_eq!(run.id, first.id);
+    let end = finish(run.id, run.lease_token, TaskStatus::Completed, 300);
+    assert_eq!(store.finish(&[end]).unwrap(), vec![true]);
+    store.cancel(kept.id, 300).unwrap();
+    let deleted = store.delete_finished_before(20_000).unwrap();
+    assert_eq!(deleted, vec![first.id, kept.id]);
+    let again = store.insert_tasks(&[keyed("k", None)], 400).unwrap()[0];
+    assert!(
+        !again.duplicate,
+        "the deleted task's key row is gone: {again:?}"
+    );
+    // `kept` is held until 100_100, after the cutoff: its row stays and still holds.
+    assert_eq!(
+        store.insert_tasks(&[keyed("kept", None)], 400).unwrap(),
+        vec![duplicate_of(kept.id)]
+    );
+}

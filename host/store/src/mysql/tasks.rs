@@ -788,6 +788,7 @@ impl TaskStore for MysqlStore {
 
     fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
         let select = self.sql(RETENTION_SQL.as_str());
+        let orphaned = self.sql(unique::ORPHANED_KEYS.as_str());
         self.transaction(|tx| {
             let ids: Vec<i64> = tx.exec(&*select, params![clamp_ms(cutoff)])?;
             for chunk in ids.chunks(1000) {
@@ -808,6 +809,7 @@ impl TaskStore for MysqlStore {
                     values(),
                 )?;
             }
+            tx.exec_drop(&*orphaned, params![cutoff])?;
             Ok(ids)
         })
     }

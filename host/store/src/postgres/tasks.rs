@@ -59,6 +59,9 @@ RETURNING id",
 /// Frees a key whose row no longer holds (see `crate::unique`): `$1` key, `$2` now.
 static FREE_STALE_SQL: LazyLock<String> = LazyLock::new(|| unique::free_stale("$1", "$2"));
 
+/// Key rows retention left behind (see `crate::unique::orphaned_keys`): `$1` the cutoff.
+static ORPHANED_KEYS_SQL: LazyLock<String> = LazyLock::new(|| unique::orphaned_keys("$1"));
+
 /// Takes a key for a new task unless another row holds it (then nothing: 0 rows).
 const CLAIM_KEY_SQL: &str = "INSERT INTO s_unique_keys (unique_key, task_id, held_until)
                              VALUES ($1, $2, $3) ON CONFLICT (unique_key) DO NOTHING";
@@ -804,6 +807,7 @@ impl TaskStore for PgStore {
                 &*st.sql("DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])"),
                 &[&ids],
             )?;
+            tx.execute(&*st.sql(&ORPHANED_KEYS_SQL), &[&cutoff])?;
             ids.sort_unstable();
             Ok(ids)
         })

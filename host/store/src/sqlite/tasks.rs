@@ -745,6 +745,8 @@ impl TaskStore for SqliteStore {
                     stmt.execute([id])?;
                 }
             }
+            tx.prepare(&self.sql(&unique::ORPHANED_KEYS))?
+                .execute([cutoff])?;
             tx.commit()?;
             Ok(ids)
         })
