@@ -533,6 +533,7 @@ function renderDetail(task, log) {
   setText(error, task.last_error ? `Last error: ${task.last_error}` : '');
   setText('#detail-worker', `${task.identifier}:${task.action}`);
   setText('#detail-priority', task.priority);
+  setText('#detail-unique-key', task.unique_key || '—');
   setText('#detail-attempts', `${task.attempts} of ${task.max_attempts}`);
   setText('#detail-items', task.total !== null && task.total !== undefined ? `${task.processed ?? 0} / ${task.total}` : '—');
   setText('#detail-created', fmtTime(task.created_at));
