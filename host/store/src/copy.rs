@@ -200,12 +200,13 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 6] = [
+pub const CLEARED: [&str; 7] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
     "s_sessions",
     "s_tasks",
+    "s_unique_keys",
     "s_task_logs",
 ];
 
@@ -229,7 +230,13 @@ pub(crate) fn select(
             table.name
         )
     } else {
-        format!("SELECT {list} FROM {}", table.name)
+        // In the order of the first column (the table's key): every backend reads the same
+        // order, where without it SQLite and PostgreSQL read insertion order and MySQL the
+        // primary key's.
+        format!(
+            "SELECT {list} FROM {} ORDER BY {}",
+            table.name, table.columns[0].0
+        )
     }
 }
 
@@ -458,6 +465,10 @@ mod tests {
             })
             .collect();
         tasks.push(task("a", Priority::Low, Some(1_700_000_999_000)));
+        // Unique keys: one held by status, one held for a time (s_unique_keys both ways).
+        tasks[3].unique_key = Some("key-ß".into());
+        tasks[4].unique_key = Some("for-an-hour".into());
+        tasks[4].unique_for_secs = Some(3_600);
         let now = 1_700_000_000_000;
         store.insert_tasks(&tasks, now).unwrap();
         let claimed = claim(store, "h", 5, now + 10);
