@@ -208,3 +208,53 @@ fn pause_holds_on_every_host(database: ServerDatabase) {
         assert_eq!(a.wait_finished(id)["status"], "completed");
     }
 }
+
+/// Tasks this host claimed ahead (`preparing`, not started) when their worker is paused are
+/// given back to pending, attempts uncounted, and the pool thread freed meanwhile does not
+/// start them; resume runs them.
+#[test]
+fn tasks_claimed_ahead_are_given_back_when_their_worker_is_paused() {
+    let mut home = Home::with_workers(&["demo"]);
+    home.set_env("STASK_WORKERS", "1");
+    home.set_env("STASK_PREFETCH", "8");
+    let d = home.serve();
+    // Short runs switch claiming ahead on.
+    for _ in 0..3 {
+        let id = d.create("demo", "noop", json!({}));
+        assert_eq!(d.wait_finished(id)["status"], "completed");
+    }
+    let long = d.create("demo", "run", json!({"steps": 2000, "sleep_ms": 10}));
+    d.wait_task(long, WAIT, |t| t["status"] == "running");
+    let behind: Vec<i64> = (0..2)
+        .map(|_| d.create("demo", "noop", json!({})))
+        .collect();
+    for &id in &behind {
+        d.wait_task(id, WAIT, |t| t["status"] == "preparing");
+    }
+    post_ok(&d, "/stask/workers/demo/pause");
+    for &id in &behind {
+        let t = d.task(id);
+        assert_eq!(
+            (&t["status"], &t["attempts"], &t["paused"]),
+            (&json!("pending"), &json!(0), &json!(true)),
+            "{t}"
+        );
+    }
+    // The running task is not stopped by a pause; cancel it to free the pool thread, which
+    // must not start the given-back tasks.
+    assert_eq!(
+        d.post(&format!("/stask/tasks/{long}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(d.wait_finished(long)["status"], "cancelled");
+    let other = d.create("demo", "noop", json!({}));
+    assert_eq!(d.task(other)["paused"], true);
+    for &id in &behind {
+        assert_eq!(d.task(id)["status"], "pending");
+    }
+    post_ok(&d, "/stask/workers/demo/resume");
+    for &id in behind.iter().chain([&other]) {
+        assert_eq!(d.wait_finished(id)["status"], "completed");
+    }
+}
