@@ -71,6 +71,13 @@ pub enum Event {
         /// Identifier.
         identifier: String,
     },
+    /// A worker's queue was paused or resumed (`stask workers pause|resume`, the API, the UI).
+    WorkerPaused {
+        /// Identifier.
+        identifier: String,
+        /// `true` on a pause, `false` on a resume.
+        paused: bool,
+    },
     /// A library file was refused.
     PluginError {
         /// File.
@@ -139,6 +146,7 @@ impl Event {
                 | Event::TaskLog { .. }
                 | Event::WorkerLoaded { .. }
                 | Event::WorkerOrphaned { .. }
+                | Event::WorkerPaused { .. }
                 | Event::PluginError { .. }
         )
     }

@@ -17,6 +17,7 @@ pub fn sample_worker() -> WorkerRow {
         scope: "stask".into(),
         class: "demo.so".into(),
         active: true,
+        paused: false,
         position: 0,
         settings: json!({"timeout": 0}),
         hidden: 0,

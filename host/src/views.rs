@@ -80,6 +80,25 @@ pub struct TaskView {
     /// Id of the API token that created it (a session's: the token it was opened with);
     /// `null` = not created over the API (CLI, system).
     pub token_id: Option<i64>,
+    /// Pending and held because its worker is paused (the message then says so).
+    pub paused: bool,
+    /// The unique key it was created with (`null` = none).
+    pub unique_key: Option<String>,
+}
+
+impl TaskView {
+    /// Marks a pending task of a paused worker: `paused` and the waiting message. Derived at
+    /// read time from the workers' rows (`paused_workers`), so a pause or resume rewrites no
+    /// task row and every host shows the same.
+    pub fn with_paused(mut self, paused_workers: &[String]) -> Self {
+        if self.status_code == TaskStatus::Pending.code()
+            && paused_workers.contains(&self.identifier)
+        {
+            self.paused = true;
+            self.message = crate::task_state::paused_message(&self.identifier);
+        }
+        self
+    }
 }
 
 impl From<&Task> for TaskView {
@@ -129,6 +148,8 @@ impl From<&Task> for TaskView {
             cancel_requested: t.cancel_requested,
             started_by: t.started_by,
             token_id: t.token_id,
+            paused: false,
+            unique_key: t.unique_key.clone(),
         }
     }
 }
@@ -148,6 +169,8 @@ pub struct WorkerView {
     pub class: String,
     /// Inactive workers' tasks stay pending.
     pub active: bool,
+    /// A paused worker accepts tasks but none is started (on any host) until it is resumed.
+    pub paused: bool,
     /// Display order.
     pub position: i64,
     /// Effective settings.
@@ -194,6 +217,7 @@ impl From<&WorkerRow> for WorkerView {
             scope: w.scope.clone(),
             class: w.class.clone(),
             active: w.active,
+            paused: w.paused,
             position: w.position,
             settings: w.settings.clone(),
             default_settings: w.default_settings.clone(),

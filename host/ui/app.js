@@ -274,7 +274,8 @@ function taskRow(task, columns) {
     id: () => el('td', { class: 'c-id' },
       el('button', { type: 'button', class: 'link-btn open-row', 'aria-label': `Open task ${task.id}` }, `#${task.id}`)),
     worker: () => el('td', { class: 'c-worker' }, `${task.identifier}:${task.action}`),
-    status: () => el('td', { class: 'c-status' }, statusBadge(task.status)),
+    status: () => el('td', { class: 'c-status' }, statusBadge(task.status),
+      task.paused ? el('span', { class: 'paused-flag', title: task.message || 'Its worker is paused' }, 'paused') : null),
     priority: () => el('td', { class: 'c-priority col-optional' }, task.priority),
     progress: () => el('td', { class: 'c-progress' },
       el('span', { class: 'progress' }, progressBar(task.progress, `Progress of task ${task.id}`),
@@ -533,6 +534,7 @@ function renderDetail(task, log) {
   setText(error, task.last_error ? `Last error: ${task.last_error}` : '');
   setText('#detail-worker', `${task.identifier}:${task.action}`);
   setText('#detail-priority', task.priority);
+  setText('#detail-unique-key', task.unique_key || '—');
   setText('#detail-attempts', `${task.attempts} of ${task.max_attempts}`);
   setText('#detail-items', task.total !== null && task.total !== undefined ? `${task.processed ?? 0} / ${task.total}` : '—');
   setText('#detail-created', fmtTime(task.created_at));
@@ -720,7 +722,9 @@ function workerCard(w) {
       el('h3', { id: `${id}-title`, class: 'worker-title' }, w.title || w.identifier),
       el('span', { class: `state ${stateName}` }, w.state),
       el('span', { class: `active-flag ${w.active ? 'is-active' : 'is-inactive'}` }, w.active ? 'active' : 'inactive'),
-      el('button', { type: 'button', class: 'btn toggle-active', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate')),
+      w.paused ? el('span', { class: 'paused-flag', title: 'New tasks wait until the worker is resumed' }, 'paused') : null,
+      el('button', { type: 'button', class: 'btn toggle-active', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate'),
+      el('button', { type: 'button', class: 'btn toggle-paused', 'data-key': 'toggle-paused' }, w.paused ? 'Resume' : 'Pause')),
     w.description ? el('p', { class: 'worker-desc' }, w.description) : null,
     el('dl', { class: 'kv worker-meta' },
       el('dt', {}, 'Identifier'), el('dd', {}, el('code', { class: 'identifier' }, w.identifier)),
@@ -831,6 +835,21 @@ async function toggleWorker(button) {
   await withBusy(button, async () => {
     try {
       const r = await api(`/stask/workers/${enc(identifier)}/${activate ? 'activate' : 'deactivate'}`, { method: 'POST' });
+      showResult('#workers-result', r.message || 'Done');
+      await refreshNow('workers');
+    } catch (e) {
+      showResult('#workers-result', e.message, 'error');
+    }
+  });
+}
+
+/** Pause (tasks are accepted and wait) or resume a worker's queue. */
+async function togglePaused(button) {
+  const identifier = button.closest('.worker').dataset.identifier;
+  const pause = button.textContent === 'Pause';
+  await withBusy(button, async () => {
+    try {
+      const r = await api(`/stask/workers/${enc(identifier)}/${pause ? 'pause' : 'resume'}`, { method: 'POST' });
       showResult('#workers-result', r.message || 'Done');
       await refreshNow('workers');
     } catch (e) {
@@ -1244,6 +1263,10 @@ const eventHandlers = {
   worker_orphaned() {
     invalidate('workers', 'dashboard');
   },
+  worker_paused() {
+    // The worker's badge, and the waiting message of its pending tasks.
+    invalidate('workers', 'dashboard', 'tasks');
+  },
   plugin_error(e) {
     notify(`Plugin file ${e.file} refused: ${e.reason}`);
     invalidate('workers', 'dashboard');
@@ -1462,6 +1485,8 @@ function onClick(event) {
   if (toggle) toggleWorker(toggle);
   const scheduleButton = target.closest('#schedules-table .schedule-toggle, #schedules-table .schedule-delete');
   if (scheduleButton) scheduleCommand(scheduleButton);
+  const pauseToggle = target.closest('.worker .toggle-paused');
+  if (pauseToggle) togglePaused(pauseToggle);
 }
 
 function onWorkerSubmit(event) {

@@ -21,6 +21,8 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/stask/workers/demo"),
     ("POST", "/stask/workers/demo/activate"),
     ("POST", "/stask/workers/demo/deactivate"),
+    ("POST", "/stask/workers/demo/pause"),
+    ("POST", "/stask/workers/demo/resume"),
     ("GET", "/stask/workers/demo/settings"),
     ("PUT", "/stask/workers/demo/settings"),
     ("POST", "/stask/workers/discover"),

@@ -244,6 +244,8 @@ fn worker_endpoints_answer_unknown_workers_with_404() {
         ("GET", "/stask/workers/nope"),
         ("POST", "/stask/workers/nope/activate"),
         ("POST", "/stask/workers/nope/deactivate"),
+        ("POST", "/stask/workers/nope/pause"),
+        ("POST", "/stask/workers/nope/resume"),
         ("GET", "/stask/workers/nope/settings"),
         ("PUT", "/stask/workers/nope/settings"),
     ] {

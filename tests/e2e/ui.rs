@@ -1017,6 +1017,58 @@ async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
 }
 
 in_both_browsers!(
+    pause_and_resume_a_worker_from_its_card,
+    firefox_pause_and_resume_a_worker_from_its_card,
+    pause_and_resume_a_worker_from_its_card_in
+);
+
+/// The card's Pause button pauses the worker (the API says so, the card shows the badge), a
+/// task created meanwhile shows "paused" in the tasks table, and Resume lets it run.
+async fn pause_and_resume_a_worker_from_its_card_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+    let demo = ".worker[data-identifier=\"demo\"]";
+    b.wait_visible(demo).await;
+    assert!(b.probe(&format!("{demo} .paused-flag")).await.is_none());
+    b.wait_text(
+        &format!("{demo} button.toggle-paused"),
+        "offers Pause",
+        |t| t == "Pause",
+    )
+    .await;
+    b.click(&format!("{demo} button.toggle-paused")).await;
+    b.wait_visible(&format!("{demo} .paused-flag")).await;
+    b.wait_text(
+        &format!("{demo} button.toggle-paused"),
+        "offers Resume",
+        |t| t == "Resume",
+    )
+    .await;
+    let worker = d.get("/stask/workers/demo").body;
+    assert_eq!(worker["worker"]["paused"], true, "{worker}");
+
+    let id = d.create("demo", "noop", json!({}));
+    b.open_tab("tasks").await;
+    let row = format!("#tasks-table tbody tr[data-task-id=\"{id}\"]");
+    b.wait_visible(&format!("{row} .paused-flag")).await;
+    b.wait_text(&format!("{row} .c-message"), "says why it waits", |t| {
+        t.contains("is paused")
+    })
+    .await;
+    assert_eq!(d.task(id)["status"], "pending");
+
+    b.open_tab("workers").await;
+    b.click(&format!("{demo} button.toggle-paused")).await;
+    b.wait_hidden(&format!("{demo} .paused-flag")).await;
+    assert_eq!(d.wait_finished(id)["status"], "completed");
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
     a_dropped_plugin_appears_without_reloading,
     firefox_a_dropped_plugin_appears_without_reloading,
     a_dropped_plugin_appears_without_reloading_in

@@ -608,7 +608,9 @@ impl Registry {
         self.cache.snapshot(&self.inner.read().rows)
     }
 
-    /// Identifiers this host can run now: loaded and active.
+    /// Identifiers this host can run now: loaded, active and not paused (the claim statements
+    /// skip paused workers' tasks too, so a row cached before a pause on another host cannot
+    /// start them; this filter keeps the claims from asking).
     ///
     /// Rows dropped by [`Registry::clear_cache`] are read again here, once each, and counted as
     /// misses: a cleared cache must be seen refilling from the database.
@@ -631,7 +633,7 @@ impl Registry {
         let mut ids: Vec<String> = inner
             .live
             .keys()
-            .filter(|id| inner.rows.get(*id).is_some_and(|r| r.active))
+            .filter(|id| inner.rows.get(*id).is_some_and(|r| r.active && !r.paused))
             .cloned()
             .collect();
         ids.sort();
@@ -710,6 +712,7 @@ mod tests {
             scope: "default".into(),
             class: "w.so:W".into(),
             active: true,
+            paused: false,
             position: 0,
             settings: json!({}),
             hidden: 0,

@@ -39,6 +39,17 @@ pub enum WorkersCommand {
         /// Identifier.
         identifier: String,
     },
+    /// Pause a worker's queue: it still accepts tasks, which wait as pending until it is
+    /// resumed (running tasks finish); holds on every host and across restarts.
+    Pause {
+        /// Identifier.
+        identifier: String,
+    },
+    /// Resume a paused worker's queue: its waiting tasks run in their order.
+    Resume {
+        /// Identifier.
+        identifier: String,
+    },
     /// Show a worker's settings, or replace them with `--set JSON`.
     Settings {
         /// Identifier.
@@ -64,20 +75,22 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
                 return Ok(());
             }
             outln!(
-                "{:<20} {:<12} {:<9} {:<7} {:<24} ACTIONS",
+                "{:<20} {:<12} {:<9} {:<7} {:<7} {:<24} ACTIONS",
                 "IDENTIFIER",
                 "SCOPE",
                 "STATE",
                 "ACTIVE",
+                "PAUSED",
                 "VERSION"
             );
             for w in workers {
                 outln!(
-                    "{:<20} {:<12} {:<9} {:<7} {:<24} {}",
+                    "{:<20} {:<12} {:<9} {:<7} {:<7} {:<24} {}",
                     w.identifier,
                     w.scope,
                     w.state.name(),
                     if w.active { "yes" } else { "no" },
+                    if w.paused { "yes" } else { "no" },
                     w.version.as_deref().unwrap_or("-"),
                     w.action_names().join(",")
                 );
@@ -124,6 +137,16 @@ pub(super) fn workers(home: Option<PathBuf>, cmd: WorkersCommand) -> CliResult {
         WorkersCommand::Deactivate { identifier } => {
             engine(home)?.set_worker_active(&identifier, false)?;
             outln!("{identifier} deactivated: its tasks stay pending until it is activated");
+            Ok(())
+        }
+        WorkersCommand::Pause { identifier } => {
+            engine(home)?.set_worker_paused(&identifier, true)?;
+            outln!("{identifier} paused: new tasks are accepted and wait until it is resumed");
+            Ok(())
+        }
+        WorkersCommand::Resume { identifier } => {
+            engine(home)?.set_worker_paused(&identifier, false)?;
+            outln!("{identifier} resumed");
             Ok(())
         }
         WorkersCommand::Settings { identifier, set } => {

@@ -15,7 +15,8 @@ use std::time::Duration;
 /// `stask task ...`
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
-    /// Create a task; prints its id.
+    /// Create a task; prints its id (with `--unique-key`, a held key prints the holder's id
+    /// and says so on stderr).
     Create {
         /// Worker identifier.
         identifier: String,
@@ -36,6 +37,14 @@ pub enum TaskCommand {
         /// The CMS user the task is started for (stored as `started_by`).
         #[arg(long, value_parser = user_id)]
         user: Option<i64>,
+        /// Create nothing while a task with this key is pending, claimed or running (1-191
+        /// characters).
+        #[arg(long)]
+        unique_key: Option<String>,
+        /// With --unique-key: hold the key this many seconds after creation, whatever the
+        /// task's status.
+        #[arg(long, requires = "unique_key")]
+        unique_for: Option<i64>,
     },
     /// Show one task.
     Show {
@@ -97,6 +106,8 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             start_at,
             max_attempts,
             user,
+            unique_key,
+            unique_for,
         } => {
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| CliError::new(5, format!("--data is not valid JSON: {e}")))?;
@@ -117,8 +128,17 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 started_by: user,
                 // Not over the API: no token.
                 token_id: None,
+                unique_key: unique_key.clone(),
+                unique_for_secs: unique_for,
             })?;
-            outln!("{id}");
+            if id.duplicate {
+                eprintln!(
+                    "not created: task {} holds the unique key {:?}",
+                    id.id,
+                    unique_key.unwrap_or_default()
+                );
+            }
+            outln!("{}", id.id);
             Ok(())
         }
         TaskCommand::Show { id, json } => {
@@ -126,13 +146,12 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             let task = store
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
+            let paused = paused_workers(&*store)?;
+            let view = TaskView::from(&task).with_paused(&paused);
             if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string(&TaskView::from(&task)).unwrap_or_default()
-                );
+                outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
-                print_task(&task);
+                print_task(&task, &view.message);
                 for line in store.task_logs(id, 20)? {
                     outln!("  log [{}] {}", rfc3339(line.at), line.line);
                 }
@@ -166,7 +185,11 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 ..TaskFilter::default()
             })?;
             if json {
-                let list: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+                let paused = paused_workers(&*store)?;
+                let list: Vec<TaskView> = tasks
+                    .iter()
+                    .map(|t| TaskView::from(t).with_paused(&paused))
+                    .collect();
                 outln!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
             }
@@ -208,10 +231,21 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
     }
 }
 
-fn print_task(t: &Task) {
+/// The identifiers of the paused workers (for [`TaskView::with_paused`]).
+fn paused_workers(store: &dyn crate::store::Store) -> Result<Vec<String>, CliError> {
+    Ok(store
+        .workers(&crate::store::WorkerFilter::default())?
+        .into_iter()
+        .filter(|w| w.paused)
+        .map(|w| w.identifier)
+        .collect())
+}
+
+/// A task for people; `message` is the view's (it says when the worker is paused).
+fn print_task(t: &Task, message: &str) {
     outln!("task {} {}:{}", t.id, t.identifier, t.action);
     outln!("  status    {} ({})", t.status.name(), t.status.code());
-    outln!("  message   {}", t.message);
+    outln!("  message   {message}");
     outln!("  progress  {}%", t.progress);
     outln!("  priority  {}", t.priority.name());
     outln!("  attempts  {} of {}", t.attempts, t.max_attempts);

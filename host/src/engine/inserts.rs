@@ -5,7 +5,7 @@
 use super::{Engine, EngineResult};
 use crate::clock::now_ms;
 use crate::model::NewTask;
-use crate::store::StoreResult;
+use crate::store::{Inserted, StoreResult};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 /// Most inserts committed together.
 const MAX_BATCH: usize = 256;
 
-type Request = (NewTask, oneshot::Sender<StoreResult<i64>>);
+type Request = (NewTask, oneshot::Sender<StoreResult<Inserted>>);
 
 /// Handle to the inserter thread.
 pub struct Inserter {
@@ -42,10 +42,14 @@ fn run(engine: &Engine, rx: &Receiver<Request>) {
         }
         let tasks: Vec<NewTask> = batch.iter().map(|(t, _)| t.clone()).collect();
         match engine.store.insert_tasks(&tasks, now_ms()) {
-            Ok(ids) => {
-                for ((task, reply), id) in batch.into_iter().zip(ids) {
-                    engine.created(id, &task);
-                    let _ = reply.send(Ok(id));
+            Ok(inserted) => {
+                // Each create learns whether it was a duplicate (of an earlier task, or of an
+                // earlier create of this round): only new tasks are announced.
+                for ((task, reply), one) in batch.into_iter().zip(inserted) {
+                    if !one.duplicate {
+                        engine.created(one.id, &task);
+                    }
+                    let _ = reply.send(Ok(one));
                 }
             }
             Err(e) => {
@@ -62,7 +66,7 @@ fn run(engine: &Engine, rx: &Receiver<Request>) {
 impl Engine {
     /// Validates and stores a task without blocking the caller's async thread: the check
     /// uses the registry's cached row when it can, the insert is group-committed.
-    pub async fn create_task_async(self: &Arc<Self>, task: NewTask) -> EngineResult<i64> {
+    pub async fn create_task_async(self: &Arc<Self>, task: NewTask) -> EngineResult<Inserted> {
         match self.validate_cached(&task) {
             Some(checked) => checked?,
             None => {

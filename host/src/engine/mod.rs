@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::model::{NewTask, Task, WorkerRow, WorkerState};
 use crate::plugins::Registry;
-use crate::store::{CancelResult, RetryResult, Store, StoreError, WorkerFilter};
+use crate::store::{CancelResult, Inserted, RetryResult, Store, StoreError, WorkerFilter};
 use crate::task_state::Backoff;
 use progress::ProgressHub;
 use std::path::{Path, PathBuf};
@@ -204,12 +204,19 @@ impl Engine {
         Some(check_task(&worker, task))
     }
 
-    /// Validates and stores a task, and wakes the dispatcher.
-    pub fn create_task(&self, task: &NewTask) -> EngineResult<i64> {
+    /// Validates and stores a task, and wakes the dispatcher; a task whose `unique_key` is
+    /// held creates nothing and answers the holder (`duplicate`).
+    pub fn create_task(&self, task: &NewTask) -> EngineResult<Inserted> {
         self.validate(task)?;
-        let id = self.store.insert_task(task, now_ms())?;
-        self.created(id, task);
-        Ok(id)
+        let inserted = self
+            .store
+            .insert_tasks(std::slice::from_ref(task), now_ms())?
+            .pop()
+            .ok_or_else(|| crate::store::StoreError::internal("the insert returned no id"))?;
+        if !inserted.duplicate {
+            self.created(inserted.id, task);
+        }
+        Ok(inserted)
     }
 
     /// After an insert: announce it, and wake the dispatcher if the task may be due before
@@ -383,6 +390,8 @@ pub(crate) fn check_task(worker: &WorkerRow, task: &NewTask) -> EngineResult<()>
             task.max_attempts
         )));
     }
+    crate::store::unique::check(task.unique_key.as_deref(), task.unique_for_secs)
+        .map_err(EngineError::Invalid)?;
     Ok(())
 }
 

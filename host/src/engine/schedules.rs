@@ -198,7 +198,8 @@ impl Engine {
 
 /// The task a schedule's slot creates: due at the slot (shown as its `start_at`).
 fn task_of(spec: &ScheduleSpec, slot: i64) -> NewTask {
-    // after merge: pass unique_key (spec.unique_key) and unique_for_secs to the task here.
+    // A schedule's key is held while its task is pending or running: a slot that comes while
+    // the previous run is still going creates nothing new.
     NewTask {
         identifier: spec.identifier.clone(),
         action: spec.action.clone(),
@@ -208,6 +209,8 @@ fn task_of(spec: &ScheduleSpec, slot: i64) -> NewTask {
         max_attempts: spec.max_attempts,
         started_by: None,
         token_id: None,
+        unique_key: spec.unique_key.clone(),
+        unique_for_secs: None,
     }
 }
 

@@ -3,6 +3,7 @@
 use super::{Engine, EngineError, EngineResult};
 use crate::clock::now_ms;
 use crate::config::MAX_MEMORY_LIMIT_MB;
+use crate::events::Event;
 use crate::model::WorkerRow;
 use serde_json::Value;
 
@@ -28,6 +29,42 @@ impl Engine {
         }
         self.wake();
         self.worker(identifier)
+    }
+
+    /// Pauses or resumes a worker's queue. A paused worker still accepts tasks; they wait as
+    /// pending (the task views say why) and no host claims them: the claim statements read the
+    /// flag from the row, so it holds on every host and across restarts. Tasks already running
+    /// finish; tasks this host claimed ahead and has not started are given back. On resume the
+    /// held tasks run in their order (priority, then due time and id).
+    pub fn set_worker_paused(&self, identifier: &str, paused: bool) -> EngineResult<WorkerRow> {
+        if !self.store.set_worker_paused(identifier, paused, now_ms())? {
+            return Err(EngineError::NotFound(format!(
+                "unknown worker '{identifier}'"
+            )));
+        }
+        self.registry.refresh_rows()?;
+        if paused {
+            self.release_unrunnable();
+        }
+        self.events.publish(Event::WorkerPaused {
+            identifier: identifier.to_owned(),
+            paused,
+        });
+        self.wake();
+        self.worker(identifier)
+    }
+
+    /// The identifiers of the paused workers, for the task views (a pending task of one of
+    /// them says it waits for the resume). Read from the store, not this host's cache, so the
+    /// answer is the same on every host.
+    pub fn paused_workers(&self) -> EngineResult<Vec<String>> {
+        Ok(self
+            .store
+            .workers(&crate::store::WorkerFilter::default())?
+            .into_iter()
+            .filter(|w| w.paused)
+            .map(|w| w.identifier)
+            .collect())
     }
 
     /// Replaces a worker's settings after checking them (see [`validate_settings`]). The

@@ -113,6 +113,8 @@ fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<
         .routes(routes!(workers::detail))
         .routes(routes!(workers::activate))
         .routes(routes!(workers::deactivate))
+        .routes(routes!(workers::pause))
+        .routes(routes!(workers::resume))
         .routes(routes!(workers::settings, workers::update_settings))
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(

@@ -13,8 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 pub struct TaskCreated {
     /// `true`.
     pub success: bool,
-    /// New task id.
+    /// New task id, or for a duplicate the id of the task holding the `unique_key`.
     pub id: i64,
+    /// `true` when nothing was created (200): a task holding the same `unique_key` exists.
+    pub duplicate: bool,
     /// `Task created successfully`.
     pub message: String,
 }
@@ -32,8 +34,10 @@ pub struct ProgressAnswer {
     pub status: String,
     /// 0-100.
     pub progress: i64,
-    /// Latest message.
+    /// Latest message ("Waiting: worker X is paused" while its worker is paused).
     pub message: String,
+    /// Pending and held because its worker is paused.
+    pub paused: bool,
     /// Time left, e.g. `2m 30s`.
     pub eta: Option<String>,
     /// Items processed.

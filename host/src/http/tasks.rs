@@ -29,6 +29,8 @@ struct Controls {
     start_at: Option<i64>,
     max_attempts: u32,
     started_by: Option<i64>,
+    unique_key: Option<String>,
+    unique_for_secs: Option<i64>,
 }
 
 /// Control keys taken out of a create body; everything else is the task data.
@@ -81,11 +83,32 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
                 })?,
         ),
     };
+    let unique_key = match body.remove("unique_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => Some(key),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "unique_key must be a string, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let unique_for_secs = match body.remove("unique_for") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::invalid(format!("unique_for must be whole seconds, got {v}"))
+        })?),
+    };
+    // Length and range: the engine's check (the CLI's creates get the same).
+    crate::store::unique::check(unique_key.as_deref(), unique_for_secs)
+        .map_err(ApiError::invalid)?;
     Ok(Controls {
         priority,
         start_at,
         max_attempts,
         started_by,
+        unique_key,
+        unique_for_secs,
     })
 }
 
@@ -102,15 +125,21 @@ fn kind(v: &Value) -> &'static str {
 
 /// Creates a task (the seed's endpoint). The body is the task data; the keys `priority`
 /// (`low`/`normal`/`high`), `start_at` (RFC 3339 or UNIX seconds), `max_attempts` (1-100)
-/// and `started_by` (the CMS user's id, a positive integer) are taken out of it as options.
-/// The calling token's id is stored as the task's `token_id`.
+/// and `started_by` (the CMS user's id, a positive integer) are taken out of it as options,
+/// and so are `unique_key` (a string of 1 to 191 characters) and `unique_for` (seconds, 1 to
+/// a year): a create whose key another task holds (pending, claimed or running; with
+/// `unique_for`, that long after its creation whatever its status) creates nothing and
+/// answers 200 with that task's id and `"duplicate": true`; decided by the database, so it
+/// holds under concurrent creates on every host. The calling token's id is stored as the
+/// task's `token_id`.
 #[utoipa::path(post, path = "/stask/workers/{identifier}/tasks/{action}", tag = "tasks",
     params(
         ("identifier" = String, Path, description = "Worker identifier"),
         ("action" = String, Path, description = "One of the worker's actions"),
     ),
-    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id)"),
+    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id), unique_key, unique_for (seconds)"),
     responses(
+        (status = 200, description = "Not created: a task holding unique_key exists (its id, duplicate true)", body = TaskCreated),
         (status = 201, description = "Created", body = TaskCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
@@ -127,12 +156,25 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
     // A session is opened with a token: its calls carry that token's id (see `auth`).
     let task = new_task(identifier, action, Some(caller.token_id), body)?;
-    let id = state.engine.create_task_async(task).await?;
+    let inserted = state.engine.create_task_async(task).await?;
+    if inserted.duplicate {
+        // Nothing was created: 200 (not 201) with the task that holds the key.
+        return Ok((
+            StatusCode::OK,
+            Json(TaskCreated {
+                success: true,
+                id: inserted.id,
+                duplicate: true,
+                message: "A task with this unique_key exists".into(),
+            }),
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(TaskCreated {
             success: true,
-            id,
+            id: inserted.id,
+            duplicate: false,
             message: "Task created successfully".into(),
         }),
     ))
@@ -166,6 +208,8 @@ pub(crate) fn new_task(
         max_attempts: controls.max_attempts,
         started_by: controls.started_by,
         token_id,
+        unique_key: controls.unique_key,
+        unique_for_secs: controls.unique_for_secs,
     })
 }
 
@@ -183,19 +227,21 @@ pub async fn progress(
     TaskId(id): TaskId,
 ) -> Result<Json<ProgressAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let (task, logs) = blocking(move || {
+    let (task, logs, paused) = blocking(move || {
         let task = engine.task(id)?;
         let logs = engine.task_logs(id, PROGRESS_LOG_LINES)?;
-        Ok((task, logs))
+        Ok((task, logs, engine.paused_workers()?))
     })
     .await?;
+    let view = TaskView::from(&task).with_paused(&paused);
     Ok(Json(ProgressAnswer {
         success: true,
         code: 200,
         id: task.id,
         status: task.status.name().into(),
         progress: task.progress,
-        message: task.message,
+        message: view.message,
+        paused: view.paused,
         eta: task.eta_seconds.map(human_duration),
         processed: task.processed,
         total: task.total,
@@ -218,10 +264,17 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, log) = blocking(move || Ok((engine.task(id)?, engine.task_logs(id, 500)?))).await?;
+    let (task, log, paused) = blocking(move || {
+        Ok((
+            engine.task(id)?,
+            engine.task_logs(id, 500)?,
+            engine.paused_workers()?,
+        ))
+    })
+    .await?;
     Ok(Json(TaskDetail {
         success: true,
-        task: TaskView::from(&task),
+        task: TaskView::from(&task).with_paused(&paused),
         log: log.into_iter().map(Into::into).collect(),
     }))
 }
@@ -255,10 +308,18 @@ fn time_param(raw: &Option<String>) -> Result<Option<i64>, ApiError> {
         .map_err(ApiError::invalid)
 }
 
-fn page(tasks: Vec<crate::model::Task>, total: i64, page: i64, per_page: i64) -> Json<TaskPage> {
+/// A page of tasks, each marked when its worker is paused (see [`TaskView::with_paused`]).
+fn page(
+    (tasks, total, paused): (Vec<crate::model::Task>, i64, Vec<String>),
+    page: i64,
+    per_page: i64,
+) -> Json<TaskPage> {
     Json(TaskPage {
         success: true,
-        tasks: tasks.iter().map(TaskView::from).collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| TaskView::from(t).with_paused(&paused))
+            .collect(),
         total,
         page,
         per_page,
@@ -280,8 +341,12 @@ pub async fn list(
     let filter = task_filter(query)?;
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.tasks(&filter)?)).await?;
-    Ok(page(tasks, total, page_no, per_page))
+    let listed = blocking(move || {
+        let (tasks, total) = engine.tasks(&filter)?;
+        Ok((tasks, total, engine.paused_workers()?))
+    })
+    .await?;
+    Ok(page(listed, page_no, per_page))
 }
 
 /// `page` of `GET /stask/tasks`.
@@ -355,8 +420,12 @@ pub async fn pending(
 ) -> Result<Json<TaskPage>, ApiError> {
     let limit = PENDING_LIMIT.read(&query.limit)?;
     let engine = state.engine.clone();
-    let (tasks, total) = blocking(move || Ok(engine.pending_tasks(limit)?)).await?;
-    Ok(page(tasks, total, 1, limit))
+    let listed = blocking(move || {
+        let (tasks, total) = engine.pending_tasks(limit)?;
+        Ok((tasks, total, engine.paused_workers()?))
+    })
+    .await?;
+    Ok(page(listed, 1, limit))
 }
 
 /// Deletes finished tasks older than `days` days, with their files (the seed's

@@ -133,6 +133,57 @@ pub async fn deactivate(
     set_active(state, identifier, false).await
 }
 
+async fn set_paused(
+    state: AppState,
+    identifier: String,
+    paused: bool,
+) -> Result<Json<WorkerAnswer>, ApiError> {
+    let engine = state.engine.clone();
+    let worker = blocking(move || Ok(engine.set_worker_paused(&identifier, paused)?)).await?;
+    Ok(answer(
+        &worker,
+        Some(if paused {
+            "Worker paused"
+        } else {
+            "Worker resumed"
+        }),
+    ))
+}
+
+/// Pauses a worker's queue: it still accepts tasks, which wait as pending (the task views say
+/// why) until it is resumed; running tasks finish. Holds on every host and across restarts.
+#[utoipa::path(post, path = "/stask/workers/{identifier}/pause", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "Paused", body = WorkerAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+) -> Result<Json<WorkerAnswer>, ApiError> {
+    set_paused(state, identifier, true).await
+}
+
+/// Resumes a paused worker's queue: its waiting tasks run in their order (priority, then due
+/// time and id).
+#[utoipa::path(post, path = "/stask/workers/{identifier}/resume", tag = "workers",
+    params(("identifier" = String, Path, description = "Worker identifier")),
+    responses(
+        (status = 200, description = "Resumed", body = WorkerAnswer),
+        (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 404, description = "Unknown worker", body = ErrorBody),
+    ))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+) -> Result<Json<WorkerAnswer>, ApiError> {
+    set_paused(state, identifier, false).await
+}
+
 /// A worker's settings and the plugin's defaults.
 #[utoipa::path(get, path = "/stask/workers/{identifier}/settings", tag = "workers",
     params(("identifier" = String, Path, description = "Worker identifier")),

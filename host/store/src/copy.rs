@@ -66,6 +66,7 @@ pub const TABLES: &[Table] = &[
             ("loaded_at", Int),
             ("created_at", Time),
             ("updated_at", Time),
+            ("paused", Bool),
         ],
         by_id: true,
     },
@@ -131,8 +132,14 @@ pub const TABLES: &[Table] = &[
             ("cpu_ms", Int),
             ("memory_bytes", Int),
             ("token_id", Int),
+            ("unique_key", Text),
         ],
         by_id: true,
+    },
+    Table {
+        name: "s_unique_keys",
+        columns: &[("unique_key", Text), ("task_id", Int), ("held_until", Int)],
+        by_id: false,
     },
     Table {
         name: "s_task_logs",
@@ -230,12 +237,13 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 8] = [
+pub const CLEARED: [&str; 9] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
     "s_sessions",
     "s_tasks",
+    "s_unique_keys",
     "s_task_logs",
     "s_schedules",
     "s_schedule_slots",
@@ -261,7 +269,13 @@ pub(crate) fn select(
             table.name
         )
     } else {
-        format!("SELECT {list} FROM {}", table.name)
+        // In the order of the first column (the table's key): every backend reads the same
+        // order, where without it SQLite and PostgreSQL read insertion order and MySQL the
+        // primary key's.
+        format!(
+            "SELECT {list} FROM {} ORDER BY {}",
+            table.name, table.columns[0].0
+        )
     }
 }
 
@@ -491,6 +505,14 @@ mod tests {
             })
             .collect();
         tasks.push(task("a", Priority::Low, Some(1_700_000_999_000)));
+        // Keys held while pending, and for a while after the end.
+        tasks[0].unique_key = Some("import «ü»".into());
+        tasks[1].unique_key = Some("export".into());
+        tasks[1].unique_for_secs = Some(3_600);
+        // Unique keys: one held by status, one held for a time (s_unique_keys both ways).
+        tasks[3].unique_key = Some("key-ß".into());
+        tasks[4].unique_key = Some("for-an-hour".into());
+        tasks[4].unique_for_secs = Some(3_600);
         let now = 1_700_000_000_000;
         store.insert_tasks(&tasks, now).unwrap();
         let claimed = claim(store, "h", 5, now + 10);
@@ -546,10 +568,23 @@ mod tests {
             fill(&store);
         }
         let source = || Box::new(SqliteSource::open(&first, TablePrefix::none()).unwrap());
+        // Where a table's rows are in what `everything` reads.
+        let at = |name: &str| TABLES.iter().position(|t| t.name == name).unwrap();
         let original = everything(source().as_mut());
-        assert_eq!(original[3].len(), 25, "the tasks are there to copy");
+        assert!(
+            original[at("s_unique_keys")].len() >= 2,
+            "and the held keys"
+        );
         assert_eq!(
-            (original[5].len(), original[6].len()),
+            original[at("s_tasks")].len(),
+            25,
+            "the tasks are there to copy"
+        );
+        assert_eq!(
+            (
+                original[at("s_schedules")].len(),
+                original[at("s_schedule_slots")].len()
+            ),
             (2, 1),
             "and the schedules"
         );
@@ -566,7 +601,7 @@ mod tests {
         let report =
             crate::mysql::copy::copy_into_mysql(Box::new(pg.copy_source().unwrap()), &my, false)
                 .unwrap();
-        assert_eq!(report.tables[3], ("s_tasks", 25));
+        assert_eq!(report.tables[at("s_tasks")], ("s_tasks", 25));
         assert_eq!(
             everything(&mut my.copy_source().unwrap()),
             original,

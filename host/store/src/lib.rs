@@ -28,6 +28,7 @@ pub mod sqlite;
 pub mod table_prefix;
 pub mod task_filter;
 pub mod task_state;
+pub mod unique;
 
 use crate::model::{
     LogLine, NewTask, PluginFile, Priority, Stats, Task, TaskStatus, TokenRow, WorkerRow,
@@ -521,12 +522,24 @@ pub struct WorkerRegistration {
     pub new_load: bool,
 }
 
+/// What the insert of one [`NewTask`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// The new task's id, or for a duplicate the id of the task that holds its `unique_key`.
+    pub id: i64,
+    /// Nothing was created: another task (earlier, or earlier in the same batch) holds the key.
+    pub duplicate: bool,
+}
+
 /// Tasks: create, claim, finish, query.
 pub trait TaskStore: Send + Sync {
-    /// Inserts one task; returns its id.
+    /// Inserts one task; returns its id (for a task whose `unique_key` is held, the holder's
+    /// id: [`TaskStore::insert_tasks`] tells the two apart).
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64>;
-    /// Inserts many tasks in one transaction; returns their ids in order.
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>>;
+    /// Inserts many tasks in one transaction; returns per task, in order, its id and whether
+    /// it was a duplicate of a task holding its `unique_key` (see [`unique`]): the database
+    /// decides, atomically across hosts.
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>>;
     /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
     /// highest priority first, then by due time, then id.
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
@@ -606,6 +619,9 @@ pub trait WorkerStore: Send + Sync {
     fn worker(&self, identifier: &str) -> StoreResult<Option<WorkerRow>>;
     /// Activates or deactivates a worker; false if unknown.
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool>;
+    /// Pauses or resumes a worker's queue; false if unknown. While paused, no claim (of any
+    /// host) takes its tasks; they stay pending, in their order, until it is resumed.
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool>;
     /// Replaces a worker's settings; false if unknown.
     fn set_worker_settings(
         &self,

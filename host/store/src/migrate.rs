@@ -58,6 +58,8 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
 );
 
@@ -70,6 +72,8 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
 );
 
@@ -82,6 +86,8 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     5 => "0005_hosts.sql",
     6 => "0006_seed_rows.sql",
     7 => "0007_task_token.sql",
+    8 => "0008_worker_pause.sql",
+    9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
 );
 

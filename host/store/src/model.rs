@@ -164,6 +164,12 @@ pub struct NewTask {
     /// The API token that created it (a session's: the token it was opened with); `None` =
     /// not over the API (CLI, system).
     pub token_id: Option<i64>,
+    /// Creates nothing while another task holds this key (see `crate::unique`); at most
+    /// [`crate::unique::MAX_UNIQUE_KEY_CHARS`] characters, not empty.
+    pub unique_key: Option<String>,
+    /// With `unique_key`: the key is held this many seconds from creation, whatever the
+    /// task's status; `None`: held while the task is pending, claimed or running.
+    pub unique_for_secs: Option<i64>,
 }
 
 /// The largest CMS user id a task's `started_by` takes (the API and the CLI refuse more):
@@ -191,6 +197,8 @@ pub struct Task {
     pub started_by: Option<i64>,
     /// The API token that created it; `None` = not over the API.
     pub token_id: Option<i64>,
+    /// The unique key it was created with, if any.
+    pub unique_key: Option<String>,
     /// Task data.
     pub meta: Value,
     /// Result text.
@@ -257,6 +265,9 @@ pub struct WorkerRow {
     pub class: String,
     /// Operator switch: inactive workers' tasks stay pending.
     pub active: bool,
+    /// Operator switch: a paused worker still accepts tasks, but none of them is claimed (on
+    /// any host) until it is resumed; running ones finish.
+    pub paused: bool,
     /// Display order.
     pub position: i64,
     /// Effective settings (defaults merged with the operator's values).

@@ -70,7 +70,8 @@ macro_rules! task_columns {
         "id, identifier, action, status, message, started_by, meta, result, result_file, \
          start_at, run_at, finished_at, attempts, max_attempts, priority, progress, processed, \
          total, eta_seconds, created_at, updated_at, started_at, lease_owner, lease_expires_at, \
-         cancel_requested, worker_version, last_error, duration_ms, cpu_ms, memory_bytes, token_id"
+         cancel_requested, worker_version, last_error, duration_ms, cpu_ms, memory_bytes, token_id, \
+         unique_key"
     };
 }
 pub(crate) use task_columns;
@@ -156,6 +157,7 @@ pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
         cpu_ms: row.col(28)?,
         memory_bytes: row.col(29)?,
         token_id: row.col(30)?,
+        unique_key: row.col(31)?,
     })
 }
 
@@ -164,7 +166,7 @@ macro_rules! worker_columns {
     () => {
         "id, uuid, identifier, scope, class, active, position, settings, hidden, title, \
          description, actions, default_settings, state, load_error, file, file_sha256, version, \
-         generation, loaded_at, created_at, updated_at"
+         generation, loaded_at, created_at, updated_at, paused"
     };
 }
 pub(crate) use worker_columns;
@@ -204,6 +206,7 @@ pub fn worker_from_row(row: &impl RowRead) -> StoreResult<WorkerRow> {
         loaded_at: row.col(19)?,
         created_at: row.col(20)?,
         updated_at: row.col(21)?,
+        paused: row.col(22)?,
         identifier,
     })
 }

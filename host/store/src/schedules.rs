@@ -90,7 +90,8 @@ pub struct ScheduleRow {
 /// What [`ScheduleStore::take_slot`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotTaken {
-    /// The slot was free: this task was created for it.
+    /// The slot was free: this task was created for it (or, when the schedule's unique key
+    /// was held, the task holding it stands for the slot and nothing new was created).
     Created(i64),
     /// Another taker had the slot already: nothing was created.
     Taken,

@@ -235,6 +235,8 @@ pub fn insert_pending(db: &Path, n: usize, action: &str) {
         max_attempts: 3,
         started_by: None,
         token_id: None,
+        unique_key: None,
+        unique_for_secs: None,
     };
     let batch = vec![task; 1_000];
     let mut left = n;

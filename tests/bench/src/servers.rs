@@ -137,6 +137,8 @@ fn task(action: &str) -> NewTask {
         max_attempts: 3,
         started_by: None,
         token_id: None,
+        unique_key: None,
+        unique_for_secs: None,
     }
 }
 

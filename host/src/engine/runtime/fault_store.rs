@@ -5,7 +5,7 @@
 use crate::model::{LogLine, NewTask, PluginFile, Stats, Task, TokenRow, WorkerRow, WorkerState};
 use crate::store::{
     AnalyticsStore, CancelResult, ClaimRequest, ClaimedTask, EventsHook, ExpiredLease, Finish,
-    HostRow, HostStore, Lease, ProgressWrite, RetryResult, SessionRow, Store, StoreError,
+    HostRow, HostStore, Inserted, Lease, ProgressWrite, RetryResult, SessionRow, Store, StoreError,
     StoreResult, TaskFilter, TaskStore, TokenStore, WakeHook, WindowSummary, WorkerFilter,
     WorkerRegistration, WorkerStore, WorkerSummary,
 };
@@ -49,7 +49,7 @@ impl TaskStore for FaultStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         self.inner.insert_task(task, now)
     }
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         self.inner.insert_tasks(tasks, now)
     }
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
@@ -140,6 +140,9 @@ impl WorkerStore for FaultStore {
     }
     fn set_worker_active(&self, identifier: &str, active: bool, now: i64) -> StoreResult<bool> {
         self.inner.set_worker_active(identifier, active, now)
+    }
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        self.inner.set_worker_paused(identifier, paused, now)
     }
     fn set_worker_settings(
         &self,

@@ -417,7 +417,10 @@ pub fn oldest_due_pending_task(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     assert_eq!(claim_of(store, "y", 1, 1_000)[0].id, ids[0]);
     assert_eq!(store.oldest_due_pending(150).unwrap(), None);
     assert_eq!(
@@ -446,7 +449,10 @@ pub fn stuck_tasks_are_expired_leases(store: &dyn Store) {
                 .collect::<Vec<_>>(),
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let first = claim(store, "h", 1, 10).remove(0); // lease until 1 010
     let second = claim(store, "h", 1, 500).remove(0); // lease until 1 500
     store.start_runs(&[second.lease()], 600).unwrap();
@@ -485,7 +491,10 @@ pub fn pending_counts_per_identifier(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     claim(store, "h", 1, 10);
     store.cancel(ids[5], 20).unwrap();
     assert_eq!(

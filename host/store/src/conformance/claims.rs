@@ -21,7 +21,10 @@ pub fn claims_in_priority_then_due_order(store: &dyn Store) {
             ],
             now - 1_000,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let claimed: Vec<i64> = claim(store, "h", 10, now).iter().map(|c| c.id).collect();
     assert_eq!(claimed, vec![ids[5], ids[3], ids[2], ids[0]]);
     assert!(
@@ -302,7 +305,10 @@ pub fn expired_leases_name_their_owner_and_attempts(store: &dyn Store) {
     three.max_attempts = 3;
     let ids = store
         .insert_tasks(&[three.clone(), three.clone(), three.clone(), three], 0)
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let ahead = claim(store, "host-a", 1, 10).remove(0); // lease until 1 010
     let started = claim(store, "host-b", 1, 20).remove(0); // lease until 1 020
     assert_eq!(

@@ -29,7 +29,12 @@ pub fn clean_deletes_only_old_finished_tasks(store: &dyn Store) {
 /// tasks it deletes; a task that finished at the cutoff, and the logs of kept tasks, stay.
 pub fn retention_deletes_the_logs_of_deleted_tasks(store: &dyn Store) {
     let tasks: Vec<_> = (0..4).map(|_| task("w", Priority::Normal, None)).collect();
-    let ids = store.insert_tasks(&tasks, 0).unwrap();
+    let ids = store
+        .insert_tasks(&tasks, 0)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let claimed = claim(store, "h", 2, 1);
     let ends = [
         finish(

@@ -57,7 +57,10 @@ pub fn close_keeps_every_stored_write(store: Arc<dyn Store>, reopen: Reopen) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     store.cancel(ids[0], 10).unwrap();
     store.close();
     store.close();

@@ -15,10 +15,12 @@ pub mod claims;
 pub mod cleanup;
 pub mod hosts;
 pub mod lifecycle;
+pub mod pause;
 pub mod schedules;
 pub mod sessions;
 pub mod tasks;
 pub mod tokens;
+pub mod unique;
 pub mod workers;
 
 pub use analytics::{record, Run};
@@ -43,6 +45,8 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
         max_attempts: DEFAULT_MAX_ATTEMPTS,
         started_by: None,
         token_id: None,
+        unique_key: None,
+        unique_for_secs: None,
     }
 }
 
@@ -107,6 +111,18 @@ pub const COVERED: &[(&str, &str)] = &[
         "TaskStore::insert_tasks",
         "inserted_tasks_read_back_as_created",
     ),
+    (
+        "TaskStore::insert_tasks",
+        "a_key_is_held_until_its_task_finishes",
+    ),
+    (
+        "TaskStore::insert_tasks",
+        "unique_for_holds_after_the_finish_until_it_expires",
+    ),
+    (
+        "TaskStore::insert_tasks",
+        "the_second_create_of_a_key_in_one_batch_is_the_duplicate",
+    ),
     ("TaskStore::claim", "claims_in_priority_then_due_order"),
     ("TaskStore::claim", "claim_respects_the_limit"),
     (
@@ -166,6 +182,10 @@ pub const COVERED: &[(&str, &str)] = &[
         "retention_deletes_the_logs_of_deleted_tasks",
     ),
     (
+        "TaskStore::delete_finished_before",
+        "retention_drops_the_keys_of_deleted_tasks",
+    ),
+    (
         "TaskStore::external_change_counter",
         "external_change_counter_follows_the_driver_contract",
     ),
@@ -189,6 +209,14 @@ pub const COVERED: &[(&str, &str)] = &[
     (
         "WorkerStore::set_worker_active",
         "activation_and_settings_change_known_workers_only",
+    ),
+    (
+        "WorkerStore::set_worker_paused",
+        "a_paused_workers_tasks_are_skipped_not_waited_on",
+    ),
+    (
+        "WorkerStore::set_worker_paused",
+        "a_pause_survives_the_process",
     ),
     (
         "WorkerStore::set_worker_settings",
@@ -375,6 +403,15 @@ macro_rules! driver_tests {
             only_orphaned_workers_are_deleted,
             plugin_files_keep_the_latest_load_per_file,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; pause: [
+            a_paused_workers_tasks_are_skipped_not_waited_on,
+        ] reopened: [a_pause_survives_the_process]);
+        $crate::driver_tests!(@area $open, $reopenable; unique: [
+            a_key_is_held_until_its_task_finishes,
+            unique_for_holds_after_the_finish_until_it_expires,
+            the_second_create_of_a_key_in_one_batch_is_the_duplicate,
+            retention_drops_the_keys_of_deleted_tasks,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; tokens: [
             tokens_are_stored_and_listed,
             a_live_token_name_is_unique,
@@ -503,6 +540,8 @@ mod tests {
             include_str!("analytics.rs"),
             include_str!("cleanup.rs"),
             include_str!("lifecycle.rs"),
+            include_str!("pause.rs"),
+            include_str!("unique.rs"),
             include_str!("schedules.rs"),
         ];
         for (method, property) in COVERED {

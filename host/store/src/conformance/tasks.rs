@@ -122,7 +122,12 @@ pub fn inserted_tasks_read_back_as_created(store: &dyn Store) {
         task("w", Priority::Low, Some(5_000)),
         task("v", Priority::Normal, None),
     ];
-    let ids = store.insert_tasks(&batch, 2_000).unwrap();
+    let ids = store
+        .insert_tasks(&batch, 2_000)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     assert_eq!(ids.len(), 2);
     assert!(
         id < ids[0] && ids[0] < ids[1],
@@ -134,7 +139,13 @@ pub fn inserted_tasks_read_back_as_created(store: &dyn Store) {
         (5_000, Some(5_000), Priority::Low)
     );
     assert_eq!(store.task(ids[1]).unwrap().unwrap().identifier, "v");
-    assert!(store.insert_tasks(&[], 3_000).unwrap().is_empty());
+    assert!(store
+        .insert_tasks(&[], 3_000)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>()
+        .is_empty());
     assert!(store.task(ids[1] + 1_000).unwrap().is_none());
 }
 
@@ -239,7 +250,10 @@ pub fn started_by_and_token_id_are_stored_apart_and_filtered(store: &dyn Store) 
             ],
             200,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let (user_3, no_user, user_7_no_token) = (ids[0], ids[1], ids[2]);
     let who = |id: i64| {
         let t = store.task(id).unwrap().expect("the task just created");
@@ -292,7 +306,10 @@ pub fn pending_tasks_in_claim_order(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     // Due at 60: ids[0] (low, 0), ids[2] (normal, 50), ids[4] (normal, 0): ids[4] goes first.
     let claimed = claim(store, "h", 1, 60).remove(0);
     assert_eq!(claimed.id, ids[4]);
@@ -323,7 +340,10 @@ pub fn next_due_is_the_earliest_future_pending_task(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     assert_eq!(store.next_due(1_000, &w).unwrap(), Some(2_000));
     assert_eq!(
         store.next_due(2_000, &w).unwrap(),
@@ -418,7 +438,10 @@ pub fn logs_are_the_latest_lines_oldest_first(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     assert!(store.task_logs(ids[0], 10).unwrap().is_empty());
     let line = |task_id: i64, attempt: u32, level: u8, at: i64| LogLine {
         task_id,
@@ -469,7 +492,12 @@ pub fn stats_count_every_status(store: &dyn Store) {
     let empty = store.stats().unwrap();
     assert_eq!((empty.total, empty.pending), (0, 0));
     let tasks: Vec<_> = (0..7).map(|_| task("w", Priority::Normal, None)).collect();
-    let ids = store.insert_tasks(&tasks, 0).unwrap();
+    let ids = store
+        .insert_tasks(&tasks, 0)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     let claimed = claim(store, "h", 4, 10);
     assert_eq!(
         store.start_runs(&[claimed[1].lease()], 11).unwrap(),
@@ -514,7 +542,10 @@ pub fn only_finished_tasks_are_deleted(store: &dyn Store) {
             ],
             0,
         )
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<Vec<i64>>();
     store
         .append_logs(&[LogLine {
             task_id: ids[0],

@@ -3,7 +3,7 @@
 //! (`ER_DUP_ENTRY`, a [`StoreError::Conflict`]) means another host had it. Deadlocks and lock
 //! waits are tried again, as the other writes of several hosts are.
 
-use super::tasks::{insert_in, insert_sql};
+use super::tasks::insert_in;
 use super::{params, MysqlStore};
 use crate::model::NewTask;
 use crate::schedules::{
@@ -203,7 +203,6 @@ impl ScheduleStore for MysqlStore {
         task: &NewTask,
         now: i64,
     ) -> StoreResult<SlotTaken> {
-        let insert = insert_sql(self);
         self.retrying(|tx| {
             let enabled: Option<bool> = tx.exec_first(
                 &*self.sql("SELECT enabled FROM s_schedules WHERE id = ? FOR UPDATE"),
@@ -225,9 +224,10 @@ impl ScheduleStore for MysqlStore {
                 Err(StoreError::Conflict { .. }) => return Ok(SlotTaken::Taken),
                 Err(e) => return Err(e),
             }
-            let task_id = insert_in(tx, &insert, std::slice::from_ref(task), now)?
+            let task_id = insert_in(tx, self, std::slice::from_ref(task), now)?
                 .into_iter()
                 .next()
+                .map(|inserted| inserted.id)
                 .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
             tx.exec_drop(
                 &*self.sql(

@@ -8,11 +8,11 @@ use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_from_row};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target};
+use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use mysql::prelude::Queryable;
 use mysql::Value;
@@ -25,7 +25,7 @@ pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
          {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
          processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
          lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-         memory_bytes, token_id",
+         memory_bytes, token_id, unique_key",
         start_at = to_ms("start_at"),
         finished_at = to_ms("finished_at"),
         created_at = to_ms("created_at"),
@@ -55,13 +55,23 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
                               start_at, run_at, max_attempts, priority, priority_rank,
-                              created_at, updated_at)
-         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now})",
+                              created_at, updated_at, unique_key)
+         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now}, ?)",
         pending = target(Event::Create),
         start_at = from_ms("?"),
         now = from_ms("?"),
     )
 });
+
+/// Takes a key for a new task; a duplicate-key error means another row holds it.
+const TAKE_KEY_SQL: &str =
+    "INSERT INTO s_unique_keys (unique_key, task_id, held_until) VALUES (?, ?, ?)";
+
+/// The task holding a key.
+const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key = ?";
+
+/// The row of a task that turned out a duplicate, inserted in the same transaction.
+const DELETE_DUPLICATE_SQL: &str = "DELETE FROM s_tasks WHERE id = ?";
 
 /// The due rows of one priority, locked without waiting for other hosts' claims.
 /// Placeholders: rank, now, limit after the identifiers (`{identifiers}` is filled per call).
@@ -69,8 +79,10 @@ fn claim_select(identifiers: usize) -> String {
     format!(
         "SELECT id FROM s_tasks
           WHERE {due} AND priority_rank = ? AND run_at <= ? AND identifier IN ({list})
+            AND {not_paused}
           ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
         list = marks(identifiers),
     )
 }
@@ -398,18 +410,29 @@ impl MysqlStore {
     }
 }
 
-/// Inserts `tasks` in `tx` with `sql` (the prefixed [`INSERT_SQL`]); returns their ids in
-/// order (the schedules' slots insert their task through it too).
+/// Inserts `tasks` in `tx` under the unique-key rule (see `crate::unique`): one [`Inserted`]
+/// per task, in order, a duplicate naming the task that holds its key (the schedules' slots
+/// insert their task through it too).
 pub(super) fn insert_in(
     tx: &mut mysql::Transaction<'_>,
-    sql: &str,
+    store: &MysqlStore,
     tasks: &[NewTask],
     now: i64,
-) -> StoreResult<Vec<i64>> {
+) -> StoreResult<Vec<Inserted>> {
+    let (sql, free, take, holder, delete) = (
+        store.sql(INSERT_SQL.as_str()),
+        store.sql(unique::FREE_STALE.as_str()),
+        store.sql(TAKE_KEY_SQL),
+        store.sql(KEY_HOLDER_SQL),
+        store.sql(DELETE_DUPLICATE_SQL),
+    );
     let mut ids = Vec::with_capacity(tasks.len());
     for t in tasks {
+        if let Some(key) = &t.unique_key {
+            tx.exec_drop(&*free, params![key.as_str(), now])?;
+        }
         tx.exec_drop(
-            sql,
+            &*sql,
             params![
                 t.identifier.as_str(),
                 t.action.as_str(),
@@ -424,19 +447,45 @@ pub(super) fn insert_in(
                 t.priority.rank(),
                 clamp_ms(now),
                 clamp_ms(now),
+                t.unique_key.as_deref(),
             ],
         )?;
         let id = tx
             .last_insert_id()
             .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
-        ids.push(i64::try_from(id).unwrap_or(i64::MAX));
+        let id = i64::try_from(id).unwrap_or(i64::MAX);
+        let Some(key) = &t.unique_key else {
+            ids.push(Inserted {
+                id,
+                duplicate: false,
+            });
+            continue;
+        };
+        // A duplicate key rolls back this statement only (not the transaction); InnoDB
+        // checks it against uncommitted rows too, waiting for their commit.
+        match tx.exec_drop(
+            &*take,
+            params![key.as_str(), id, unique::held_until(t, now)],
+        ) {
+            Ok(()) => ids.push(Inserted {
+                id,
+                duplicate: false,
+            }),
+            Err(e) if super::code(&e) == Some(super::ER_DUP_ENTRY) => {
+                let held: Option<i64> = tx.exec_first(&*holder, params![key.as_str()])?;
+                let held = held.ok_or_else(|| {
+                    StoreError::internal(format!("unique key {key:?} has no holder"))
+                })?;
+                tx.exec_drop(&*delete, params![id])?;
+                ids.push(Inserted {
+                    id: held,
+                    duplicate: true,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(ids)
-}
-
-/// The prefixed insert statement of a task, for [`insert_in`].
-pub(super) fn insert_sql(store: &MysqlStore) -> crate::table_prefix::Sql {
-    store.sql(INSERT_SQL.as_str())
 }
 
 impl TaskStore for MysqlStore {
@@ -444,15 +493,16 @@ impl TaskStore for MysqlStore {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
         ids.into_iter()
             .next()
+            .map(|i| i.id)
             .ok_or_else(|| StoreError::internal("the insert returned no id"))
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = self.sql(INSERT_SQL.as_str());
-        self.transaction(|tx| insert_in(tx, &sql, tasks, now))
+        // Keys can deadlock between hosts (InnoDB rolls the whole try back): tried again.
+        self.retrying(|tx| insert_in(tx, self, tasks, now))
     }
 
     fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
@@ -747,6 +797,7 @@ impl TaskStore for MysqlStore {
 
     fn delete_finished_before(&self, cutoff: i64) -> StoreResult<Vec<i64>> {
         let select = self.sql(RETENTION_SQL.as_str());
+        let orphaned = self.sql(unique::ORPHANED_KEYS.as_str());
         self.transaction(|tx| {
             let ids: Vec<i64> = tx.exec(&*select, params![clamp_ms(cutoff)])?;
             for chunk in ids.chunks(1000) {
@@ -767,6 +818,7 @@ impl TaskStore for MysqlStore {
                     values(),
                 )?;
             }
+            tx.exec_drop(&*orphaned, params![cutoff])?;
             Ok(ids)
         })
     }

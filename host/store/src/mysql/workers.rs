@@ -15,7 +15,7 @@ static SELECT_WORKERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id, uuid, identifier, scope, class, active, position, settings, hidden, title,
                 description, actions, default_settings, state, load_error, file, file_sha256,
-                version, generation, loaded_at, {created_at}, {updated_at}
+                version, generation, loaded_at, {created_at}, {updated_at}, paused
            FROM s_workers",
         created_at = to_ms("created_at"),
         updated_at = to_ms("updated_at"),
@@ -66,6 +66,12 @@ static SET_STATE: LazyLock<String> = LazyLock::new(|| {
 static SET_ACTIVE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE s_workers SET active = ?, updated_at = {} WHERE identifier = ?",
+        from_ms("?")
+    )
+});
+static SET_PAUSED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE s_workers SET paused = ?, updated_at = {} WHERE identifier = ?",
         from_ms("?")
     )
 });
@@ -196,6 +202,15 @@ impl WorkerStore for MysqlStore {
         conn.exec_drop(
             &*self.sql(SET_ACTIVE.as_str()),
             params![active, super::clamp_ms(now), identifier],
+        )?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            &*self.sql(SET_PAUSED.as_str()),
+            params![paused, super::clamp_ms(now), identifier],
         )?;
         Ok(conn.affected_rows() == 1)
     }

@@ -269,6 +269,7 @@ impl ScheduleStore for PgStore {
                 .insert(tx, cache, now)?
                 .into_iter()
                 .next()
+                .map(|inserted| inserted.id)
                 .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
             tx.execute(
                 &*cache.apply(

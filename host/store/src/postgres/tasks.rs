@@ -6,11 +6,11 @@ use super::{prepared, text, PgStore, Statements};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target};
+use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
 use postgres::GenericClient;
@@ -42,18 +42,32 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta, start_at,
-                     run_at, max_attempts, priority, priority_rank, created_at, updated_at)
+                     run_at, max_attempts, priority, priority_rank, created_at, updated_at,
+                     unique_key)
 SELECT identifier, action, {pending}, message, started_by, token_id, meta, start_at, run_at,
-       max_attempts, priority, priority_rank, $12, $12
+       max_attempts, priority, priority_rank, $12, $12, unique_key
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[])
+              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $13::text[])
        WITH ORDINALITY AS t(identifier, action, message, started_by, token_id, meta, start_at,
-                            run_at, max_attempts, priority, priority_rank, n)
+                            run_at, max_attempts, priority, priority_rank, unique_key, n)
  ORDER BY n
 RETURNING id",
         pending = target(Event::Create),
     )
 });
+
+/// Frees a key whose row no longer holds (see `crate::unique`): `$1` key, `$2` now.
+static FREE_STALE_SQL: LazyLock<String> = LazyLock::new(|| unique::free_stale("$1", "$2"));
+
+/// Key rows retention left behind (see `crate::unique::orphaned_keys`): `$1` the cutoff.
+static ORPHANED_KEYS_SQL: LazyLock<String> = LazyLock::new(|| unique::orphaned_keys("$1"));
+
+/// Takes a key for a new task unless another row holds it (then nothing: 0 rows).
+const CLAIM_KEY_SQL: &str = "INSERT INTO s_unique_keys (unique_key, task_id, held_until)
+                             VALUES ($1, $2, $3) ON CONFLICT (unique_key) DO NOTHING";
+
+/// The task holding a key.
+const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key = $1";
 
 /// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
 /// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
@@ -64,15 +78,15 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
         "
 WITH high AS (SELECT id FROM s_tasks
                WHERE {due} AND priority_rank = 2 AND run_at <= $1
-                 AND identifier = ANY($5::text[])
+                 AND identifier = ANY($5::text[]) AND {not_paused}
                ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      normal AS (SELECT id FROM s_tasks
                  WHERE {due} AND priority_rank = 1 AND run_at <= $1
-                   AND identifier = ANY($5::text[])
+                   AND identifier = ANY($5::text[]) AND {not_paused}
                  ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
      low AS (SELECT id FROM s_tasks
               WHERE {due} AND priority_rank = 0 AND run_at <= $1
-                AND identifier = ANY($5::text[])
+                AND identifier = ANY($5::text[]) AND {not_paused}
               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 UPDATE s_tasks
    SET status = {preparing}, started_at = $1, updated_at = $1,
@@ -84,6 +98,7 @@ RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, prio
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
     )
 });
 
@@ -406,6 +421,8 @@ pub(super) struct InsertColumns {
     max_attempts: Vec<i64>,
     priorities: Vec<String>,
     ranks: Vec<i64>,
+    keys: Vec<Option<String>>,
+    held_until: Vec<Option<i64>>,
 }
 
 impl InsertColumns {
@@ -429,16 +446,24 @@ impl InsertColumns {
             max_attempts: tasks.iter().map(|t| i64::from(t.max_attempts)).collect(),
             priorities: tasks.iter().map(|t| t.priority.name().into()).collect(),
             ranks: tasks.iter().map(|t| t.priority.rank()).collect(),
+            keys: tasks.iter().map(|t| t.unique_key.clone()).collect(),
+            held_until: tasks.iter().map(|t| unique::held_until(t, now)).collect(),
         }
     }
 
-    /// Inserts the tasks in `tx`; returns their ids (in no particular order).
+    /// Inserts the tasks in `tx` under the unique-key rule (see `crate::unique`): one
+    /// [`Inserted`] per task, in order, a duplicate naming the task that holds its key.
     pub(super) fn insert(
         &self,
         tx: &mut postgres::Transaction<'_>,
         cache: &mut Statements,
         now: i64,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Vec<Inserted>> {
+        // Keys first freed where they no longer hold.
+        for key in self.keys.iter().flatten() {
+            let stmt = prepared(tx, cache, &FREE_STALE_SQL)?;
+            tx.execute(&stmt, &[key, &now])?;
+        }
         let stmt = prepared(tx, cache, &INSERT_SQL)?;
         let rows = tx.query(
             &stmt,
@@ -455,11 +480,49 @@ impl InsertColumns {
                 &self.priorities,
                 &self.ranks,
                 &now,
+                &self.keys,
             ],
         )?;
-        rows.iter()
+        // The ids of one statement's rows come in order of the input (a sequence).
+        let mut ids = rows
+            .iter()
             .map(|r| Ok(r.try_get::<_, i64>(0)?))
-            .collect::<StoreResult<Vec<i64>>>()
+            .collect::<StoreResult<Vec<i64>>>()?;
+        ids.sort_unstable();
+        let mut inserted: Vec<Inserted> = ids
+            .into_iter()
+            .map(|id| Inserted {
+                id,
+                duplicate: false,
+            })
+            .collect();
+        // Then each key's row, in batch order: a key held by another row (committed, or this
+        // batch's earlier task) makes the task a duplicate of that row's task.
+        // `ON CONFLICT DO NOTHING` waits for an uncommitted holder on another host.
+        let mut duplicates: Vec<i64> = Vec::new();
+        for (i, key) in self.keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let claim = prepared(tx, cache, CLAIM_KEY_SQL)?;
+            let taken = tx.execute(&claim, &[key, &inserted[i].id, &self.held_until[i]])?;
+            if taken == 0 {
+                let holder = prepared(tx, cache, KEY_HOLDER_SQL)?;
+                let holder: i64 = tx.query_one(&holder, &[key])?.try_get(0)?;
+                duplicates.push(inserted[i].id);
+                inserted[i] = Inserted {
+                    id: holder,
+                    duplicate: true,
+                };
+            }
+        }
+        if !duplicates.is_empty() {
+            let delete = prepared(
+                tx,
+                cache,
+                "DELETE FROM s_tasks WHERE id = ANY($1::bigint[])",
+            )?;
+            tx.execute(&delete, &[&duplicates])?;
+        }
+        Ok(inserted)
     }
 }
 
@@ -468,17 +531,16 @@ impl TaskStore for PgStore {
         let ids = self.insert_tasks(std::slice::from_ref(task), now)?;
         ids.into_iter()
             .next()
+            .map(|i| i.id)
             .ok_or_else(|| StoreError::internal("the insert returned no id"))
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
         let columns = InsertColumns::of(tasks, now);
-        let mut ids = self.transaction(move |tx, cache| columns.insert(tx, cache, now))?;
-        ids.sort_unstable();
-        Ok(ids)
+        self.transaction(move |tx, cache| columns.insert(tx, cache, now))
     }
 
     fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
@@ -781,6 +843,7 @@ impl TaskStore for PgStore {
                 &*st.sql("DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])"),
                 &[&ids],
             )?;
+            tx.execute(&*st.sql(&ORPHANED_KEYS_SQL), &[&cutoff])?;
             ids.sort_unstable();
             Ok(ids)
         })

@@ -129,7 +129,8 @@ impl WorkerStore for PgStore {
                 cache,
                 "SELECT id, uuid, identifier, scope, class, active, position, settings, hidden,
                         title, description, actions, default_settings, state, load_error, file,
-                        file_sha256, version, generation, loaded_at, created_at, updated_at
+                        file_sha256, version, generation, loaded_at, created_at, updated_at,
+                        paused
                    FROM s_workers
                   WHERE ($1::text IS NULL OR scope = $1) AND ($2::boolean IS NULL OR active = $2)
                   ORDER BY position, identifier COLLATE \"C\"",
@@ -156,6 +157,17 @@ impl WorkerStore for PgStore {
             let n = conn.execute(
                 "UPDATE s_workers SET active = $2, updated_at = $3 WHERE identifier = $1",
                 &[&identifier, &active, &now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        let identifier = text(identifier);
+        self.run(move |conn| {
+            let n = conn.execute(
+                "UPDATE s_workers SET paused = $2, updated_at = $3 WHERE identifier = $1",
+                &[&identifier, &paused, &now],
             )?;
             Ok(n == 1)
         })

@@ -208,7 +208,7 @@ impl ScheduleStore for SqliteStore {
             if inserted == 0 {
                 return Ok(SlotTaken::Taken);
             }
-            let task_id = insert_one(&tx, &self.prefix, task, now)?;
+            let task_id = insert_one(&tx, &self.prefix, task, now)?.id;
             tx.execute(
                 &self.sql(
                     "UPDATE s_schedule_slots SET task_id = ?3

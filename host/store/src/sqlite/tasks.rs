@@ -5,14 +5,15 @@ use super::SqliteStore;
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target};
+use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
-    stats_from_counts, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish, Lease,
-    ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
+    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter,
+    TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, Transaction};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use std::sync::LazyLock;
 
 static SELECT_TASK_SQL: LazyLock<String> =
@@ -29,18 +30,53 @@ fn load_task(conn: &Connection, p: &TablePrefix, id: i64) -> StoreResult<Option<
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
-             start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at)
-         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+             start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at,
+             unique_key)
+         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
         pending = target(Event::Create),
     )
 });
 
+/// One task, with its unique key's row (see `crate::unique`): a key another task holds makes
+/// it a duplicate of that task, and nothing is inserted.
 pub(super) fn insert_one(
     tx: &Transaction<'_>,
     p: &TablePrefix,
     task: &NewTask,
     now: i64,
-) -> StoreResult<i64> {
+) -> StoreResult<Inserted> {
+    let Some(key) = &task.unique_key else {
+        return Ok(Inserted {
+            id: insert_row(tx, p, task, now)?,
+            duplicate: false,
+        });
+    };
+    // One writer: nothing can take the key between these statements, so the key's row is
+    // checked before the task is inserted (no id is used by a duplicate).
+    tx.prepare_cached(&p.statement(&unique::FREE_STALE))?
+        .execute(params![key, now])?;
+    let holder: Option<i64> = tx
+        .prepare_cached(&p.statement("SELECT task_id FROM s_unique_keys WHERE unique_key = ?1"))?
+        .query_row(params![key], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = holder {
+        return Ok(Inserted {
+            id,
+            duplicate: true,
+        });
+    }
+    let id = insert_row(tx, p, task, now)?;
+    tx.prepare_cached(&p.statement(
+        "INSERT INTO s_unique_keys (unique_key, task_id, held_until) VALUES (?1, ?2, ?3)",
+    ))?
+    .execute(params![key, id, unique::held_until(task, now)])?;
+    Ok(Inserted {
+        id,
+        duplicate: false,
+    })
+}
+
+fn insert_row(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
     let mut stmt = tx.prepare_cached(&p.statement(&INSERT_SQL))?;
     let message = created_message(task.start_at, now);
     stmt.execute(params![
@@ -56,6 +92,7 @@ pub(super) fn insert_one(
         task.priority.name(),
         task.priority.rank(),
         now,
+        task.unique_key,
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -73,22 +110,26 @@ UPDATE s_tasks
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 2 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        UNION ALL
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 1 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        UNION ALL
        SELECT id FROM (SELECT id FROM s_tasks
                         WHERE {due} AND priority_rank = 0 AND run_at <= ?1
                           AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused}
                         ORDER BY run_at, id LIMIT ?6)
        LIMIT ?6)
 RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
         due = guard_sql(Event::Claim),
+        not_paused = worker_not_paused("s_tasks.identifier"),
     )
 });
 
@@ -306,13 +347,13 @@ impl TaskStore for SqliteStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let id = insert_one(&tx, &self.prefix, task, now)?;
+            let inserted = insert_one(&tx, &self.prefix, task, now)?;
             tx.commit()?;
-            Ok(id)
+            Ok(inserted.id)
         })
     }
 
-    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<i64>> {
+    fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let ids = tasks
@@ -704,6 +745,8 @@ impl TaskStore for SqliteStore {
                     stmt.execute([id])?;
                 }
             }
+            tx.prepare(&self.sql(&unique::ORPHANED_KEYS))?
+                .execute([cutoff])?;
             tx.commit()?;
             Ok(ids)
         })

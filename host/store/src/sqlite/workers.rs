@@ -144,6 +144,17 @@ impl WorkerStore for SqliteStore {
         })
     }
 
+    fn set_worker_paused(&self, identifier: &str, paused: bool, now: i64) -> StoreResult<bool> {
+        self.write(|conn| {
+            let n = conn.execute(
+                &self
+                    .sql("UPDATE s_workers SET paused = ?2, updated_at = ?3 WHERE identifier = ?1"),
+                params![identifier, paused, now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     fn set_worker_settings(
         &self,
         identifier: &str,

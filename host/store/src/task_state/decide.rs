@@ -137,6 +137,12 @@ pub fn created_message(start_at: Option<i64>, now: i64) -> String {
     }
 }
 
+/// What a pending task of a paused worker says while it waits (derived when the task is read,
+/// not stored: a pause changes one worker row, not every pending task of that worker).
+pub fn paused_message(identifier: &str) -> String {
+    format!("Waiting: worker {identifier} is paused")
+}
+
 /// Decides the next state after a run.
 pub fn after_run(end: &RunEnd, outcome: RunOutcome, backoff: Backoff, now: i64) -> Finish {
     let mut finish = Finish {

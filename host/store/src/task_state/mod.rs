@@ -41,7 +41,8 @@ pub mod sql;
 mod table;
 
 pub use decide::{
-    after_lost_lease, after_run, created_message, Backoff, ExpiredLease, Finish, RunEnd,
+    after_lost_lease, after_run, created_message, paused_message, Backoff, ExpiredLease, Finish,
+    RunEnd,
 };
 pub use table::{
     rule, transition, Event, Message, Outcome, Rule, To, CANCELLED_BEFORE_START, CANCEL_REQUESTED,

@@ -64,6 +64,23 @@ pub fn message(event: Event) -> String {
     }
 }
 
+/// The claim's pause guard: true for a task whose worker is not paused, e.g.
+/// `NOT EXISTS (SELECT 1 FROM s_workers pw WHERE pw.identifier = s_tasks.identifier AND
+/// pw.paused)` for `identifier` = `s_tasks.identifier` (the claimed table's column, qualified:
+/// the subquery is correlated with it).
+///
+/// Every driver's claim adds it to the `WHERE` of each priority's range, before the `LIMIT`:
+/// a paused worker's tasks are skipped, not waited on, so other workers' tasks behind them are
+/// still claimed (no head-of-line blocking), and the check reads the worker row as the claim
+/// runs, so a pause holds on every host at once, whatever a host has cached. The bare
+/// `pw.paused` is a truth value in all three dialects (an integer in SQLite, a boolean in
+/// PostgreSQL and MySQL). A task whose worker has no row is not held (nothing paused it).
+pub fn worker_not_paused(identifier: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM s_workers pw WHERE pw.identifier = {identifier} AND pw.paused)"
+    )
+}
+
 /// `text` as an SQL string literal (standard SQL quoting, which SQLite and PostgreSQL share).
 pub fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -86,6 +103,8 @@ mod tests {
         );
         assert_eq!(quoted("it's"), "'it''s'");
         assert_eq!(status_not("status", TaskStatus::Pending), "status <> 10");
+        assert!(worker_not_paused("s_tasks.identifier")
+            .contains("pw.identifier = s_tasks.identifier AND pw.paused"));
     }
 
     #[test]
