@@ -289,6 +289,8 @@ fn the_loaded_worker_row_describes_its_library() {
             "stask",
             "loaded",
             "yes",
+            // Not paused.
+            "no",
             w["version"].as_str().unwrap(),
             "noop,stamp,run"
         ],

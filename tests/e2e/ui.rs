@@ -859,7 +859,7 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
     b.wait_visible(&format!("{form} textarea.run-data")).await;
     b.type_into(
         &format!("{form} textarea.run-data"),
-        r#"{"steps": 20, "sleep_ms": 100, "log_steps": true, "result_file": "out.txt", "content": "from the browser"}"#,
+        r#"{"steps": 50, "sleep_ms": 100, "log_steps": true, "result_file": "out.txt", "content": "from the browser"}"#,
     )
     .await;
     b.click(&format!("{form} button.run-submit")).await;
@@ -912,7 +912,8 @@ async fn run_a_task_from_the_workers_tab_and_watch_it_finish_in(kind: Kind) {
             let status = state[0].as_str().unwrap_or_default().to_owned();
             let now = state[1].as_str().and_then(number);
             // The log tails the run live (task_log events), not only once it has ended.
-            if has_word(&status, "running")
+            if (has_word(&status, "running") || now.is_some_and(|p| p < 100))
+                && !has_word(&status, "completed")
                 && state[2].as_str().is_some_and(|l| l.contains("step 2 done"))
             {
                 tailed_live = true;

@@ -91,6 +91,10 @@ class Client
      * @param int|null $maxAttempts Attempts allowed (1-100; the daemon's default when null).
      * @param array<string, mixed> $options More control keys of the create body, as later
      *   versions of the API add them; sent as they are.
+     * @param string|null $uniqueKey While a task with this key is pending or running (or for
+     *   `$uniqueFor` seconds after its creation), another create with it creates nothing and
+     *   returns that task, with `duplicate` true.
+     * @param int|null $uniqueFor Seconds the key is held, whatever the task's status.
      */
     public function create(
         string $identifier,
@@ -101,8 +105,10 @@ class Client
         \DateTimeInterface|string|int|null $startAt = null,
         ?int $maxAttempts = null,
         array $options = [],
+        ?string $uniqueKey = null,
+        ?int $uniqueFor = null,
     ): Task {
-        foreach (['priority', 'start_at', 'max_attempts', 'started_by'] as $reserved) {
+        foreach (['priority', 'start_at', 'max_attempts', 'started_by', 'unique_key', 'unique_for'] as $reserved) {
             if (array_key_exists($reserved, $data)) {
                 // The API takes these keys out of the body; one in the data would silently
                 // become an option instead of data.
@@ -119,8 +125,18 @@ class Client
         if ($maxAttempts !== null) {
             $body['max_attempts'] = $maxAttempts;
         }
+        if ($uniqueKey !== null) {
+            $body['unique_key'] = $uniqueKey;
+        }
+        if ($uniqueFor !== null) {
+            $body['unique_for'] = $uniqueFor;
+        }
         $created = $this->http->json('POST', '/stask/workers/' . rawurlencode($identifier) . '/tasks/' . rawurlencode($action), body: $body);
-        return $this->task((int) $created['id']);
+        // With a held unique key nothing is created: the task returned is the one holding it
+        // (`$task->duplicate` is true).
+        $task = $this->task((int) $created['id']);
+        $task->duplicate = (bool) ($created['duplicate'] ?? false);
+        return $task;
     }
 
     /** One task (`GET /stask/tasks/{id}`), with its log (`$task->log()`). */
@@ -410,6 +426,80 @@ class Client
     public function deactivateWorker(string $identifier): Worker
     {
         return new Worker($this->http->json('POST', '/stask/workers/' . rawurlencode($identifier) . '/deactivate')['worker'], $this);
+    }
+
+    /** Pauses a worker's queue: it still accepts tasks, which wait until it is resumed. */
+    public function pauseWorker(string $identifier): Worker
+    {
+        return new Worker($this->http->json('POST', '/stask/workers/' . rawurlencode($identifier) . '/pause')['worker'], $this);
+    }
+
+    /** Resumes a paused worker's queue: its waiting tasks run in their order. */
+    public function resumeWorker(string $identifier): Worker
+    {
+        return new Worker($this->http->json('POST', '/stask/workers/' . rawurlencode($identifier) . '/resume')['worker'], $this);
+    }
+
+    /**
+     * Every schedule (`GET /stask/schedules`), by name.
+     *
+     * @return list<array<string, mixed>>
+     */
+    public function schedules(): array
+    {
+        return $this->http->json('GET', '/stask/schedules')['schedules'];
+    }
+
+    /**
+     * One schedule, with its last and next run times.
+     *
+     * @return array<string, mixed>
+     */
+    public function schedule(int $id): array
+    {
+        return $this->http->json('GET', '/stask/schedules/' . $id)['schedule'];
+    }
+
+    /**
+     * Creates a recurring task: `cron` takes 5 fields, 6 with seconds first, or
+     * `@hourly`/`@daily`/`@weekly`/`@monthly`, in `timezone` (an IANA name, default UTC).
+     *
+     * @param array<string, mixed> $schedule name, identifier, action, cron, and optionally
+     *   timezone, data, priority, max_attempts, unique_key, enabled, catch_up.
+     * @return array<string, mixed> The stored schedule.
+     */
+    public function createSchedule(array $schedule): array
+    {
+        return $this->http->json('POST', '/stask/schedules', body: $schedule)['schedule'];
+    }
+
+    /**
+     * Rewrites a schedule (the same fields as {@see createSchedule()}).
+     *
+     * @param array<string, mixed> $schedule
+     * @return array<string, mixed>
+     */
+    public function updateSchedule(int $id, array $schedule): array
+    {
+        return $this->http->json('PUT', '/stask/schedules/' . $id, body: $schedule)['schedule'];
+    }
+
+    /** Enables a schedule; returns it. @return array<string, mixed> */
+    public function enableSchedule(int $id): array
+    {
+        return $this->http->json('POST', '/stask/schedules/' . $id . '/enable')['schedule'];
+    }
+
+    /** Disables a schedule (it stops firing); returns it. @return array<string, mixed> */
+    public function disableSchedule(int $id): array
+    {
+        return $this->http->json('POST', '/stask/schedules/' . $id . '/disable')['schedule'];
+    }
+
+    /** Deletes a schedule (the tasks it created stay). */
+    public function deleteSchedule(int $id): void
+    {
+        $this->http->json('DELETE', '/stask/schedules/' . $id);
     }
 
     /**

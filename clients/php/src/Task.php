@@ -67,6 +67,9 @@ class Task implements \JsonSerializable
     public ?Timestamp $started_at;
     public Timestamp $updated_at;
 
+    /** Whether the create that returned it found its unique key held (nothing was created). */
+    public bool $duplicate = false;
+
     /** @var array<string, mixed> Every field of the API's answer. */
     private array $attributes = [];
 

@@ -260,6 +260,66 @@ final class ClientTest extends DaemonTestCase
         $this->assertTrue($this->client->worker('system')->active);
     }
 
+    public function testAPausedWorkersTasksWaitAndRunOnResume(): void
+    {
+        $worker = $this->client->pauseWorker('demo');
+        $this->assertTrue($worker->paused);
+        try {
+            $task = $this->client->create(identifier: 'demo', action: 'noop');
+            $this->assertTrue($task->isPending());
+            $this->assertTrue($task->paused, 'the task says why it waits');
+            $this->assertStringContainsString('paused', $task->message);
+        } finally {
+            $this->assertFalse($this->client->resumeWorker('demo')->paused);
+        }
+        $this->assertSame(Task::COMPLETED, $this->client->wait($task->id, 30)->status);
+    }
+
+    public function testAUniqueKeyHeldGivesBackTheTaskHoldingIt(): void
+    {
+        $key = 'php-' . bin2hex(random_bytes(4));
+        $first = $this->client->create(identifier: 'demo', action: 'noop', startAt: time() + 3600, uniqueKey: $key);
+        $this->assertFalse($first->duplicate);
+        $this->assertSame($key, $first->unique_key);
+        $again = $this->client->create(identifier: 'demo', action: 'noop', uniqueKey: $key);
+        $this->assertTrue($again->duplicate);
+        $this->assertSame($first->id, $again->id);
+        $this->client->cancel($first->id);
+        $after = $this->client->create(identifier: 'demo', action: 'noop', uniqueKey: $key, uniqueFor: 60);
+        $this->assertFalse($after->duplicate, 'a cancelled task holds its key no longer');
+        $this->assertNotSame($first->id, $after->id);
+    }
+
+    public function testSchedulesRoundTrip(): void
+    {
+        $name = 'php-' . bin2hex(random_bytes(4));
+        $created = $this->client->createSchedule([
+            'name' => $name, 'identifier' => 'demo', 'action' => 'noop',
+            'cron' => '0 3 * * *', 'timezone' => 'Europe/Berlin', 'data' => ['from' => 'php'],
+        ]);
+        $id = (int) $created['id'];
+        $this->assertSame($name, $created['name']);
+        $this->assertSame('api', $created['source']);
+        $this->assertNotNull($created['next_run_at']);
+        $this->assertContains($name, array_column($this->client->schedules(), 'name'));
+        $this->assertSame('Europe/Berlin', $this->client->schedule($id)['timezone']);
+        $this->assertFalse($this->client->disableSchedule($id)['enabled']);
+        $this->assertTrue($this->client->enableSchedule($id)['enabled']);
+        $updated = $this->client->updateSchedule($id, [
+            'name' => $name, 'identifier' => 'demo', 'action' => 'noop', 'cron' => '@hourly',
+        ]);
+        $this->assertSame('@hourly', $updated['cron']);
+        try {
+            $this->client->createSchedule(['name' => $name . 'x', 'identifier' => 'demo', 'action' => 'noop', 'cron' => 'not cron']);
+            $this->fail('a bad expression is refused');
+        } catch (\Stask\Exceptions\InvalidException $e) {
+            $this->assertSame(422, $e->getStatus());
+        }
+        $this->client->deleteSchedule($id);
+        $this->expectException(NotFoundException::class);
+        $this->client->schedule($id);
+    }
+
     public function testSettingsRoundTrip(): void
     {
         $before = $this->client->workerSettings('email_campaign');
