@@ -38,6 +38,14 @@ pub struct Table {
     pub by_id: bool,
 }
 
+impl Table {
+    /// Its columns as an `INSERT`'s list: `id, uuid, ...`.
+    pub fn column_list(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
+        names.join(", ")
+    }
+}
+
 /// The tables, in an order that satisfies every reference (workers before tasks, tasks before
 /// logs).
 pub const TABLES: &[Table] = &[

@@ -139,12 +139,7 @@ impl CopyTarget for MysqlCopy<'_, '_> {
     }
 
     fn write(&mut self, table: &Table, rows: &[Vec<Cell>]) -> StoreResult<()> {
-        let list = table
-            .columns
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = table.column_list();
         let marks = table
             .columns
             .iter()

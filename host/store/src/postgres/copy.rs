@@ -162,12 +162,7 @@ impl CopyTarget for PgCopy<'_, '_> {
     }
 
     fn write(&mut self, table: &Table, rows: &[Vec<Cell>]) -> StoreResult<()> {
-        let list = table
-            .columns
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = table.column_list();
         let arrays: Vec<String> = table
             .columns
             .iter()

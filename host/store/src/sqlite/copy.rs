@@ -129,12 +129,7 @@ impl CopyTarget for SqliteCopy<'_> {
     }
 
     fn write(&mut self, table: &Table, rows: &[Vec<Cell>]) -> StoreResult<()> {
-        let list = table
-            .columns
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = table.column_list();
         let tuple = format!("({})", vec!["?"; table.columns.len()].join(", "));
         let sql = format!(
             "INSERT INTO {} ({list}) VALUES {}",
