@@ -53,8 +53,14 @@ pub async fn download(
             ));
         }
         let path = engine.result_file(&task)?;
-        let etag = entity_tag(&path)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+        let etag = entity_tag(&path).map_err(|e| match e.kind() {
+            // Removed between the lookup and now: what the lookup says of a missing file.
+            std::io::ErrorKind::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("the result file of task {id} is no longer available"),
+            ),
+            _ => ApiError::internal(format!("{}: {e}", path.display())),
+        })?;
         Ok((path, etag))
     })
     .await?;

@@ -12,6 +12,7 @@ use crate::schedules::{
 };
 use crate::{StoreError, StoreResult};
 use postgres::error::SqlState;
+use postgres::types::ToSql;
 use std::sync::LazyLock;
 
 static SELECT_ONE: LazyLock<String> =
@@ -91,6 +92,25 @@ struct Values {
 }
 
 impl Values {
+    /// `$1..$12` of the statements, then `now` as `$13`.
+    fn params<'a>(&'a self, now: &'a i64) -> [&'a (dyn ToSql + Sync); 13] {
+        [
+            &self.name,
+            &self.identifier,
+            &self.action,
+            &self.cron,
+            &self.timezone,
+            &self.data,
+            &self.priority,
+            &self.max_attempts,
+            &self.unique_key,
+            &self.enabled,
+            &self.catch_up,
+            &self.source,
+            now,
+        ]
+    }
+
     fn of(spec: &ScheduleSpec) -> Values {
         Values {
             name: text(&spec.name),
@@ -132,24 +152,7 @@ impl PgStore {
         let v = Values::of(spec);
         self.run(move |conn| {
             let row = conn
-                .query_one(
-                    sql,
-                    &[
-                        &v.name,
-                        &v.identifier,
-                        &v.action,
-                        &v.cron,
-                        &v.timezone,
-                        &v.data,
-                        &v.priority,
-                        &v.max_attempts,
-                        &v.unique_key,
-                        &v.enabled,
-                        &v.catch_up,
-                        &v.source,
-                        &now,
-                    ],
-                )
+                .query_one(sql, &v.params(&now))
                 .map_err(|e| named(e, &v.name))?;
             schedule_from_row(&row)
         })
@@ -176,22 +179,7 @@ impl ScheduleStore for PgStore {
             let rows = conn
                 .query(
                     &UPDATE,
-                    &[
-                        &id,
-                        &v.name,
-                        &v.identifier,
-                        &v.action,
-                        &v.cron,
-                        &v.timezone,
-                        &v.data,
-                        &v.priority,
-                        &v.max_attempts,
-                        &v.unique_key,
-                        &v.enabled,
-                        &v.catch_up,
-                        &v.source,
-                        &now,
-                    ],
+                    &[&[&id as &(dyn ToSql + Sync)], &v.params(&now)[..]].concat(),
                 )
                 .map_err(|e| named(e, &v.name))?;
             rows.first().map(schedule_from_row).transpose()
