@@ -121,9 +121,10 @@ pub async fn create(
 
 /// One schedule.
 #[utoipa::path(get, path = "/stask/schedules/{id}", tag = "schedules",
-    params(("id" = i64, Path, description = "Schedule id")),
+    params(("id" = i64, Path, description = "Schedule id", minimum = 1)),
     responses(
         (status = 200, description = "The schedule", body = ScheduleAnswer),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 404, description = "Unknown schedule", body = ErrorBody),
     ))]
@@ -138,11 +139,11 @@ pub async fn detail(
 
 /// Replaces a schedule (the whole body, as for create); its run times are kept.
 #[utoipa::path(put, path = "/stask/schedules/{id}", tag = "schedules",
-    params(("id" = i64, Path, description = "Schedule id")),
+    params(("id" = i64, Path, description = "Schedule id", minimum = 1)),
     request_body = ScheduleInput,
     responses(
         (status = 200, description = "Saved", body = ScheduleAnswer),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Invalid id or malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
         (status = 404, description = "Unknown schedule, worker or action", body = ErrorBody),
@@ -162,9 +163,10 @@ pub async fn update(
 
 /// Deletes a schedule; the tasks it created stay.
 #[utoipa::path(delete, path = "/stask/schedules/{id}", tag = "schedules",
-    params(("id" = i64, Path, description = "Schedule id")),
+    params(("id" = i64, Path, description = "Schedule id", minimum = 1)),
     responses(
         (status = 200, description = "Deleted (the schedule as it was)", body = ScheduleAnswer),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
         (status = 404, description = "Unknown schedule", body = ErrorBody),
@@ -197,9 +199,10 @@ async fn set_enabled(
 
 /// Enables a schedule: it fires from its next slot on (the time it was off is not caught up).
 #[utoipa::path(post, path = "/stask/schedules/{id}/enable", tag = "schedules",
-    params(("id" = i64, Path, description = "Schedule id")),
+    params(("id" = i64, Path, description = "Schedule id", minimum = 1)),
     responses(
         (status = 200, description = "Enabled", body = ScheduleAnswer),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
         (status = 404, description = "Unknown schedule", body = ErrorBody),
@@ -213,9 +216,10 @@ pub async fn enable(
 
 /// Disables a schedule: no slot fires until it is enabled again.
 #[utoipa::path(post, path = "/stask/schedules/{id}/disable", tag = "schedules",
-    params(("id" = i64, Path, description = "Schedule id")),
+    params(("id" = i64, Path, description = "Schedule id", minimum = 1)),
     responses(
         (status = 200, description = "Disabled", body = ScheduleAnswer),
+        (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
         (status = 404, description = "Unknown schedule", body = ErrorBody),
