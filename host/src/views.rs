@@ -82,6 +82,9 @@ pub struct TaskView {
     pub token_id: Option<i64>,
     /// Pending and held because its worker is paused (the message then says so).
     pub paused: bool,
+    /// Why a pending task is not running yet; `null` when it is not pending or nothing holds
+    /// it but a free slot. Derived when read, never stored.
+    pub waiting_for: Option<WaitingFor>,
     /// The unique key it was created with (`null` = none).
     pub unique_key: Option<String>,
 }
@@ -95,6 +98,7 @@ impl TaskView {
             && paused_workers.contains(&self.identifier)
         {
             self.paused = true;
+            self.waiting_for = Some(WaitingFor::Paused);
             self.message = crate::task_state::paused_message(&self.identifier);
         }
         self
@@ -149,9 +153,29 @@ impl From<&Task> for TaskView {
             started_by: t.started_by,
             token_id: t.token_id,
             paused: false,
+            waiting_for: (t.status == TaskStatus::Pending && t.run_at > crate::clock::now_ms())
+                .then_some(WaitingFor::Scheduled),
             unique_key: t.unique_key.clone(),
         }
     }
+}
+
+/// What holds a pending task back (the task view's `waiting_for`). When several do, the one
+/// that decides first is shown: paused, then dependencies, then scheduled, then the worker's
+/// limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingFor {
+    /// Its worker is paused.
+    Paused,
+    /// Its due time (`start_at`, a retry's backoff) is still ahead.
+    Scheduled,
+    /// A task it depends on has not completed yet.
+    Dependencies,
+    /// Its worker (or action) runs as many tasks as its `concurrency` setting allows.
+    ConcurrencyLimit,
+    /// Its worker started as many tasks as its `rate_limit` setting allows for now.
+    RateLimit,
 }
 
 /// A worker as the API shows it.
