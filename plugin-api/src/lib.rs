@@ -40,6 +40,7 @@ mod export;
 pub mod interface;
 mod log_level;
 pub mod protocol;
+pub mod testing;
 mod worker;
 
 pub use context::Context;

@@ -148,6 +148,16 @@ impl Output {
         self.text = Some(text.into());
         self
     }
+
+    /// The result text, if any (for tests of a worker, see [`crate::testing`]).
+    pub fn result_text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// The result file, if any.
+    pub fn result_file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
 }
 
 /// Why a task did not complete.
@@ -195,6 +205,16 @@ impl TaskError {
     /// The message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Made by [`TaskError::permanent`]: the host will not retry it.
+    pub fn is_permanent(&self) -> bool {
+        self.kind == ErrorKind::Permanent
+    }
+
+    /// Made by [`TaskError::cancelled`] (or `Context::check_cancelled`).
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == ErrorKind::Cancelled
     }
 }
 

@@ -4,17 +4,8 @@
 //! of stask.toml loaded at start and upserted by name; one catch-up run after a restart.
 
 use serde_json::{json, Value};
-use stask_tests::{Daemon, Home};
+use stask_tests::{wait_until, Daemon, Home};
 use std::time::{Duration, Instant};
-
-/// Polls `cond` until it holds (20 ms apart), failing after `within` with `what`.
-fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)

@@ -9,7 +9,7 @@
 //! and EROFS from every write SQLite and the host make.
 
 use serde_json::{json, Value};
-use stask_tests::{sqlite_only, Daemon, Home};
+use stask_tests::{sqlite_only, wait_until, Daemon, Home};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,15 +22,6 @@ fn wait_log(d: &Daemon, parts: &[&str]) -> String {
             parts.iter().all(|p| l.contains(p))
         })
         .unwrap_or_else(|| panic!("no log line with {parts:?}; log:\n{}", d.log.text()))
-}
-
-/// Waits (with a deadline) until `cond` holds; panics with `what` otherwise.
-fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn alerts(d: &Daemon) -> Vec<Value> {

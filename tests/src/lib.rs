@@ -22,6 +22,16 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// Polls `cond` until it holds (20 ms apart), failing after `within` with `what`: for states
+/// the daemon reaches on its own (a file it noticed, a slot it fired) with no event to await.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

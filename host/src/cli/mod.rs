@@ -14,6 +14,7 @@ mod dev;
 mod discover;
 mod log_tail;
 mod migrate_to;
+mod new_worker;
 mod schedules;
 mod serve;
 mod service_manager;
@@ -54,8 +55,8 @@ pub enum Command {
     },
     /// Apply database migrations.
     Migrate,
-    /// Copy this SQLite installation (workers, settings, tokens, task history) into a
-    /// PostgreSQL database, for several hosts on one queue.
+    /// Copy this installation (workers, settings, tokens, schedules, task history) into
+    /// another database of any backend (SQLite, PostgreSQL, MySQL/MariaDB).
     MigrateTo(migrate_to::MigrateToArgs),
     /// Create and inspect tasks.
     #[command(subcommand)]
@@ -83,6 +84,8 @@ pub enum Command {
     Token(admin::TokenCommand),
     /// Print the version.
     Version,
+    /// Create a worker crate (a plugin) in a new folder, with unit tests, ready to build.
+    NewWorker(new_worker::NewWorkerArgs),
     /// Internal: run one task of the library in this process for a daemon that isolates it
     /// (the daemon starts it; the protocol is on stdin/stdout).
     #[command(hide = true)]
@@ -288,6 +291,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::IsolatedRun { library } => {
             std::process::exit(crate::plugins::isolation::child_main(&library))
         }
+        Command::NewWorker(args) => new_worker::new_worker(args),
         Command::Version => {
             outln!(
                 "stask {} (plugin api {})",
