@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use stask_tests::{wait_until, Daemon, Home};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
