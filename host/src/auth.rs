@@ -4,7 +4,7 @@
 //! full entropy, so a slow password hash adds nothing) with a short clear prefix as lookup key.
 //! Verification compares hashes in constant time.
 
-use crate::model::TokenRow;
+use crate::model::{TokenRole, TokenRow};
 use crate::store::{Store, StoreResult};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -17,10 +17,21 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates and stores a token; returns its row and the secret (shown once).
-pub fn create_token(store: &dyn Store, name: &str, now: i64) -> StoreResult<(TokenRow, String)> {
+/// Creates and stores a token with its role; returns its row and the secret (shown once).
+pub fn create_token(
+    store: &dyn Store,
+    name: &str,
+    role: TokenRole,
+    now: i64,
+) -> StoreResult<(TokenRow, String)> {
     let secret = format!("{TOKEN_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
-    let row = store.insert_token(name, &hash_token(&secret), &lookup_prefix(&secret), now)?;
+    let row = store.insert_token(
+        name,
+        &hash_token(&secret),
+        &lookup_prefix(&secret),
+        role,
+        now,
+    )?;
     Ok((row, secret))
 }
 
@@ -78,6 +89,7 @@ pub fn open_session(store: &dyn Store, token: &TokenRow, now: i64) -> StoreResul
         csrf_token: csrf_token.clone(),
         created_at: now,
         expires_at,
+        role: token.role,
     })?;
     Ok(NewSession {
         id,

@@ -723,8 +723,8 @@ function workerCard(w) {
       el('span', { class: `state ${stateName}` }, w.state),
       el('span', { class: `active-flag ${w.active ? 'is-active' : 'is-inactive'}` }, w.active ? 'active' : 'inactive'),
       w.paused ? el('span', { class: 'paused-flag', title: 'New tasks wait until the worker is resumed' }, 'paused') : null,
-      el('button', { type: 'button', class: 'btn toggle-active', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate'),
-      el('button', { type: 'button', class: 'btn toggle-paused', 'data-key': 'toggle-paused' }, w.paused ? 'Resume' : 'Pause')),
+      el('button', { type: 'button', class: 'btn toggle-active needs-admin', 'data-key': 'toggle' }, w.active ? 'Deactivate' : 'Activate'),
+      el('button', { type: 'button', class: 'btn toggle-paused needs-admin', 'data-key': 'toggle-paused' }, w.paused ? 'Resume' : 'Pause')),
     w.description ? el('p', { class: 'worker-desc' }, w.description) : null,
     el('dl', { class: 'kv worker-meta' },
       el('dt', {}, 'Identifier'), el('dd', {}, el('code', { class: 'identifier' }, w.identifier)),
@@ -743,7 +743,7 @@ function workerCard(w) {
   const settingsId = `${id}-settings`;
   card.append(
     el('h4', {}, 'Settings'),
-    el('form', { class: 'settings-form' },
+    el('form', { class: 'settings-form needs-admin' },
       el('label', { for: settingsId }, 'Settings (JSON object)'),
       el('textarea', { id: settingsId, class: 'settings', rows: 5, spellcheck: 'false', 'data-key': 'settings', value: pretty(w.settings ?? {}) }),
       el('div', { class: 'row' },
@@ -756,7 +756,7 @@ function workerCard(w) {
 
 function actionForm(worker, action, id) {
   const name = String(action?.name ?? '');
-  const form = el('form', { class: 'run-action', 'data-action': name },
+  const form = el('form', { class: 'run-action needs-operate', 'data-action': name },
     el('div', { class: 'action-head' },
       el('strong', { class: 'action-name' }, name),
       action?.description ? el('span', { class: 'action-desc' }, ` — ${action.description}`) : null),
@@ -1114,9 +1114,9 @@ function renderSchedules(schedules) {
     el('td', {}, s.last_run_at ? fmtTime(s.last_run_at) : '—'),
     el('td', {}, s.next_run_at ? fmtTime(s.next_run_at) : '—'),
     el('td', {},
-      el('button', { type: 'button', class: 'btn schedule-toggle' }, s.enabled ? 'Disable' : 'Enable'),
+      el('button', { type: 'button', class: 'btn schedule-toggle needs-admin' }, s.enabled ? 'Disable' : 'Enable'),
       ' ',
-      el('button', { type: 'button', class: 'btn btn-ghost schedule-delete' }, 'Delete')),
+      el('button', { type: 'button', class: 'btn btn-ghost schedule-delete needs-admin' }, 'Delete')),
   )));
 }
 
@@ -1399,11 +1399,15 @@ function routeFromHash() {
 
 function startApp(session) {
   state.csrf = session.csrf_token;
+  // What the role may not do is hidden by the stylesheet (`.needs-operate`, `.needs-admin`);
+  // the server refuses it anyway (403 naming the role needed).
+  document.body.dataset.role = session.role || 'admin';
   $('#login-view').hidden = true;
   $('#app').hidden = false;
   $('#logout').hidden = false;
   $('#live-status').hidden = false;
-  setText('#session-info', session.token_name ? `Signed in as ${session.token_name}` : '');
+  const who = session.token_name ? `Signed in as ${session.token_name}` : 'Signed in';
+  setText('#session-info', `${who} (${session.role || 'admin'})`);
   connectEvents();
   routeFromHash();
 }

@@ -497,9 +497,14 @@ impl Browser {
 
     /// Opens the UI and logs in with the daemon's token; the dashboard shows.
     async fn login(&self, d: &Daemon) {
+        self.login_with(&d.token).await;
+    }
+
+    /// Opens the UI and logs in with `token`; the dashboard shows.
+    async fn login_with(&self, token: &str) {
         self.goto_ui().await;
         self.wait_visible("form#login").await;
-        self.type_into("#token", &d.token).await;
+        self.type_into("#token", token).await;
         self.click("#login-submit").await;
         self.wait_visible("#tab-dashboard").await;
         self.wait_hidden("form#login").await;
@@ -1065,6 +1070,50 @@ async fn pause_and_resume_a_worker_from_its_card_in(kind: Kind) {
     b.click(&format!("{demo} button.toggle-paused")).await;
     b.wait_hidden(&format!("{demo} .paused-flag")).await;
     assert_eq!(d.wait_finished(id)["status"], "completed");
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
+    a_session_shows_only_what_its_role_may_do,
+    firefox_a_session_shows_only_what_its_role_may_do,
+    a_session_shows_only_what_its_role_may_do_in
+);
+
+/// Signed in with a `read` token, the UI offers no control that changes anything; with an
+/// `operate` token it offers running tasks but not the workers' controls.
+async fn a_session_shows_only_what_its_role_may_do_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let token = |name: &str, role: &str| {
+        let out = home.cli(&["token", "create", "--name", name, "--role", role]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout.lines().last().unwrap().trim().to_owned()
+    };
+    let demo = ".worker[data-identifier=\"demo\"]";
+    let b = Browser::open_with(&d, kind).await;
+    b.login_with(&token("viewer", "read")).await;
+    b.wait_text("#session-info", "names the role", |t| t.contains("(read)"))
+        .await;
+    b.open_tab("workers").await;
+    b.wait_visible(demo).await;
+    for hidden in [
+        format!("{demo} button.toggle-active"),
+        format!("{demo} button.toggle-paused"),
+        format!("{demo} form.run-action"),
+        "#btn-discover".to_owned(),
+    ] {
+        b.wait_hidden(&hidden).await;
+    }
+    b.open_tab("schedules").await;
+    b.wait_hidden("#schedule-form").await;
+    b.click("#logout").await;
+    b.wait_visible("form#login").await;
+
+    b.login_with(&token("site", "operate")).await;
+    b.open_tab("workers").await;
+    b.wait_visible(&format!("{demo} form.run-action")).await;
+    b.wait_hidden(&format!("{demo} button.toggle-active")).await;
     b.assert_no_script_errors().await;
     b.close().await;
 }

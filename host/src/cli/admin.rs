@@ -2,6 +2,7 @@
 
 use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{now_ms, rfc3339};
+use crate::model::TokenRole;
 use crate::plugins::FileLoad;
 use crate::store::WorkerFilter;
 use crate::views::WorkerView;
@@ -196,6 +197,10 @@ pub enum TokenCommand {
         /// A name to recognise it by.
         #[arg(long)]
         name: String,
+        /// What it may do: `read` (GET only), `operate` (also create, cancel, retry and
+        /// delete tasks, upload files) or `admin` (everything).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: TokenRole,
     },
     /// List tokens (never the secrets).
     List,
@@ -206,24 +211,31 @@ pub enum TokenCommand {
     },
 }
 
+/// `--role`: a role name, any case.
+fn parse_role(raw: &str) -> Result<TokenRole, String> {
+    TokenRole::parse(raw)
+        .ok_or_else(|| format!("--role must be one of read, operate, admin, got '{raw}'"))
+}
+
 pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
     let (_, store) = open_existing(home)?;
     match cmd {
-        TokenCommand::Create { name } => {
+        TokenCommand::Create { name, role } => {
             crate::auth::validate_name(&name).map_err(|m| CliError::new(5, m))?;
-            let (row, secret) = crate::auth::create_token(store.as_ref(), &name, now_ms())?;
+            let (row, secret) = crate::auth::create_token(store.as_ref(), &name, role, now_ms())?;
             eprintln!(
-                "created token '{}' (id {}); store it now, it is not shown again:",
-                row.name, row.id
+                "created token '{}' (id {}, role {}); store it now, it is not shown again:",
+                row.name, row.id, row.role
             );
             outln!("{secret}");
             Ok(())
         }
         TokenCommand::List => {
             outln!(
-                "{:<5} {:<24} {:<14} {:<26} STATE",
+                "{:<5} {:<24} {:<8} {:<14} {:<26} STATE",
                 "ID",
                 "NAME",
+                "ROLE",
                 "PREFIX",
                 "CREATED"
             );
@@ -234,9 +246,10 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
                     (None, None) => "never used".into(),
                 };
                 outln!(
-                    "{:<5} {:<24} {:<14} {:<26} {state}",
+                    "{:<5} {:<24} {:<8} {:<14} {:<26} {state}",
                     t.id,
                     t.name,
+                    t.role.name(),
                     t.prefix,
                     rfc3339(t.created_at)
                 );

@@ -1,11 +1,13 @@
 //! The `stask` permission for HTTP: a bearer token, or a session cookie whose state-changing
-//! requests repeat the session's CSRF token.
+//! requests repeat the session's CSRF token; then the caller's role must cover the route
+//! ([`super::roles`]).
 
 use super::session::COOKIE;
 use super::{ApiError, AppState};
 use crate::auth::{hash_token, secrets_match};
 use crate::clock::now_ms;
-use axum::extract::{Request, State};
+use crate::model::TokenRole;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -20,6 +22,8 @@ pub struct Caller {
     pub token_id: i64,
     /// The session's id hash, when the call came with a session cookie.
     pub session: Option<String>,
+    /// What the token (or the session's token) may do.
+    pub role: TokenRole,
 }
 
 /// The value of one cookie.
@@ -48,8 +52,9 @@ fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Rejects requests without the `stask` permission (401), and session requests that change
-/// state without the right CSRF token (403).
+/// Rejects requests without the `stask` permission (401), session requests that change
+/// state without the right CSRF token (403), and requests the caller's role does not cover
+/// (403 naming the role needed).
 pub async fn require_permission(
     State(state): State<AppState>,
     mut request: Request,
@@ -78,6 +83,7 @@ pub async fn require_permission(
             return Ok(Caller {
                 token_id: row.id,
                 session: None,
+                role: row.role,
             });
         }
         let Some(session_id) = session else {
@@ -97,8 +103,22 @@ pub async fn require_permission(
         Ok::<_, ApiError>(Caller {
             token_id: row.token_id,
             session: Some(id_hash),
+            role: row.role,
         })
     })()?;
+    // The middleware runs after routing (`route_layer`), so the template is known.
+    let path = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let needed = super::roles::required_role(request.method(), &path);
+    if caller.role < needed {
+        return Err(ApiError::forbidden(format!(
+            "{} {path} needs the '{needed}' role; this token has '{}'",
+            request.method(),
+            caller.role
+        )));
+    }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }

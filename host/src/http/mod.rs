@@ -14,6 +14,7 @@ mod hosts;
 mod performance;
 pub mod protocol_errors;
 mod query;
+mod roles;
 mod schedules;
 mod schema;
 mod session;

@@ -299,6 +299,9 @@ pub struct SessionAnswer {
     pub csrf_token: String,
     /// Name of the token the session was opened with.
     pub token_name: Option<String>,
+    /// What the session may do (its token's role): `read`, `operate` or `admin`.
+    #[schema(example = "admin")]
+    pub role: String,
     /// Expiry (RFC 3339).
     pub expires_at: String,
 }

@@ -55,12 +55,12 @@ pub async fn login(
     let request: LoginRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid(format!("send {{\"token\": \"...\"}}: {e}")))?;
     let engine = state.engine.clone();
-    let (session, name) = blocking(move || {
+    let (session, name, role) = blocking(move || {
         let row = engine
             .verify_token(&request.token)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
         let session = engine.open_session(&row, now_ms())?;
-        Ok((session, row.name))
+        Ok((session, row.name, row.role))
     })
     .await?;
     let max_age = crate::auth::SESSION_TTL_MS / 1000;
@@ -71,6 +71,7 @@ pub async fn login(
             success: true,
             csrf_token: session.csrf_token,
             token_name: Some(name),
+            role: role.name().to_owned(),
             expires_at: rfc3339(session.expires_at),
         }),
     ))
@@ -103,6 +104,7 @@ pub async fn current(
         success: true,
         csrf_token: row.csrf_token,
         token_name: None,
+        role: row.role.name().to_owned(),
         expires_at: rfc3339(row.expires_at),
     }))
 }

@@ -101,6 +101,7 @@ pub const TABLES: &[Table] = &[
             ("created_at", Int),
             ("last_used_at", Int),
             ("revoked_at", Int),
+            ("role", Text),
         ],
         by_id: true,
     },
@@ -501,8 +502,12 @@ mod tests {
                 updated_at: 1_700_000_000_123,
             })
             .unwrap();
-        store.insert_token("ci", "h1", "p1", 1_000).unwrap();
-        store.insert_token("old", "h2", "p2", 1_001).unwrap();
+        store
+            .insert_token("ci", "h1", "p1", crate::model::TokenRole::Admin, 1_000)
+            .unwrap();
+        store
+            .insert_token("old", "h2", "p2", crate::model::TokenRole::Operate, 1_001)
+            .unwrap();
         store.revoke_token("old", 1_002).unwrap();
         let mut tasks: Vec<_> = (0..23)
             .map(|i| {

@@ -31,7 +31,7 @@ pub mod task_state;
 pub mod unique;
 
 use crate::model::{
-    LogLine, NewTask, PluginFile, Priority, Stats, Task, TaskStatus, TokenRow, WorkerRow,
+    LogLine, NewTask, PluginFile, Priority, Stats, Task, TaskStatus, TokenRole, TokenRow, WorkerRow,
 };
 use serde_json::Value;
 
@@ -639,9 +639,15 @@ pub trait WorkerStore: Send + Sync {
 
 /// API tokens.
 pub trait TokenStore: Send + Sync {
-    /// Stores a new token's hash; `Err(Conflict)` if a live token has that name.
-    fn insert_token(&self, name: &str, hash: &str, prefix: &str, now: i64)
-        -> StoreResult<TokenRow>;
+    /// Stores a new token's hash with its role; `Err(Conflict)` if a live token has that name.
+    fn insert_token(
+        &self,
+        name: &str,
+        hash: &str,
+        prefix: &str,
+        role: TokenRole,
+        now: i64,
+    ) -> StoreResult<TokenRow>;
     /// All tokens, revoked ones included.
     fn tokens(&self) -> StoreResult<Vec<TokenRow>>;
     /// Revokes a live token by name or id; false if none.
@@ -671,6 +677,9 @@ pub struct SessionRow {
     pub created_at: i64,
     /// Expiry.
     pub expires_at: i64,
+    /// The role of the token it was opened with: a session acts with its token's role. Read
+    /// from the token with the session ([`TokenStore::session`]); not stored with it.
+    pub role: TokenRole,
 }
 
 /// A complete storage backend.

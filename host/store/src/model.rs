@@ -407,6 +407,46 @@ pub struct PluginFile {
     pub updated_at: i64,
 }
 
+/// What a token (and a session opened with it) may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    /// Reads only (GET).
+    Read,
+    /// Also creates, cancels, retries and deletes tasks (and uploads their input files).
+    Operate,
+    /// Everything: workers, settings, schedules, cache, cleaning. Tokens made before roles
+    /// existed have it, so they keep working.
+    Admin,
+}
+
+impl TokenRole {
+    /// Every role, weakest first.
+    pub const ALL: [TokenRole; 3] = [TokenRole::Read, TokenRole::Operate, TokenRole::Admin];
+
+    /// The name stored in `s_tokens.role` and shown to people.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenRole::Read => "read",
+            TokenRole::Operate => "operate",
+            TokenRole::Admin => "admin",
+        }
+    }
+
+    /// The role of a stored or typed name (case-insensitive), if it is one.
+    pub fn parse(name: &str) -> Option<TokenRole> {
+        TokenRole::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+impl std::fmt::Display for TokenRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// An API token row (without the secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenRow {
@@ -414,6 +454,8 @@ pub struct TokenRow {
     pub id: i64,
     /// Name given at creation.
     pub name: String,
+    /// What it may do.
+    pub role: TokenRole,
     /// First characters of the token, to recognise it.
     pub prefix: String,
     /// Creation time.

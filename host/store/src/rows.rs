@@ -109,7 +109,8 @@ pub fn expired_lease_from_row(row: &impl RowRead) -> StoreResult<crate::ExpiredL
     })
 }
 
-/// A session from a row of `id_hash, token_id, csrf_token, created_at, expires_at`.
+/// A session from a row of `id_hash, token_id, csrf_token, created_at, expires_at, role` (the
+/// role of its token, [`SESSION_COLUMNS`]).
 pub fn session_from_row(row: &impl RowRead) -> StoreResult<crate::SessionRow> {
     Ok(crate::SessionRow {
         id_hash: row.col(0)?,
@@ -117,8 +118,13 @@ pub fn session_from_row(row: &impl RowRead) -> StoreResult<crate::SessionRow> {
         csrf_token: row.col(2)?,
         created_at: row.col(3)?,
         expires_at: row.col(4)?,
+        role: role_from(row.col(5)?)?,
     })
 }
+
+/// What [`session_from_row`] reads, from `s_sessions s JOIN s_tokens t`.
+pub const SESSION_COLUMNS: &str =
+    "s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at, t.role";
 
 /// A task from a row of [`TASK_COLUMNS`].
 pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
@@ -293,7 +299,7 @@ pub fn error_count_from_row(row: &impl RowRead) -> StoreResult<ErrorCount> {
 }
 
 /// The `s_tokens` columns [`token_from_row`] reads, in its order (never the hash).
-pub const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at";
+pub const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at, role";
 
 /// An API token's row (without its hash) from a row of [`TOKEN_COLUMNS`].
 pub fn token_from_row(row: &impl RowRead) -> StoreResult<TokenRow> {
@@ -304,5 +310,12 @@ pub fn token_from_row(row: &impl RowRead) -> StoreResult<TokenRow> {
         created_at: row.col(3)?,
         last_used_at: row.col(4)?,
         revoked_at: row.col(5)?,
+        role: role_from(row.col(6)?)?,
     })
+}
+
+/// A stored role name; one this version does not know is corrupt data, not "no role".
+fn role_from(name: String) -> StoreResult<crate::model::TokenRole> {
+    crate::model::TokenRole::parse(&name)
+        .ok_or_else(|| crate::StoreError::internal(format!("unknown token role '{name}' stored")))
 }

@@ -169,9 +169,10 @@ impl TokenStore for FaultStore {
         name: &str,
         hash: &str,
         prefix: &str,
+        role: crate::model::TokenRole,
         now: i64,
     ) -> StoreResult<TokenRow> {
-        self.inner.insert_token(name, hash, prefix, now)
+        self.inner.insert_token(name, hash, prefix, role, now)
     }
     fn tokens(&self) -> StoreResult<Vec<TokenRow>> {
         self.inner.tokens()

@@ -1,6 +1,7 @@
 //! Browser sessions: opened for a token, live until they expire or their token is revoked,
 //! ended one by one with the expired ones swept along.
 
+use crate::model::TokenRole;
 use crate::{SessionRow, Store};
 
 /// A session of `token_id` with id hash `id_hash`, created at 100, expiring at `expires_at`.
@@ -11,16 +12,20 @@ fn session(id_hash: &str, token_id: i64, expires_at: i64) -> SessionRow {
         csrf_token: format!("csrf-{id_hash}"),
         created_at: 100,
         expires_at,
+        // Not stored: a session reads back with its token's role.
+        role: TokenRole::Admin,
     }
 }
 
-/// A session reads back with its token and CSRF token while it is live: until its expiry
+/// A session reads back with its token, its token's role and CSRF token while it is live: until its expiry
 /// (exclusive) and while its token is not revoked; an unknown id hash is no session.
 pub fn sessions_live_until_expiry_or_revocation(store: &dyn Store) {
     let token = store
-        .insert_token("web", "hash-web", "stk_web", 50)
+        .insert_token("web", "hash-web", "stk_web", TokenRole::Admin, 50)
         .unwrap();
-    let other = store.insert_token("other", "hash-o", "stk_o", 50).unwrap();
+    let other = store
+        .insert_token("other", "hash-o", "stk_o", TokenRole::Read, 50)
+        .unwrap();
     store
         .insert_session(&session("s1", token.id, 1_000))
         .unwrap();
@@ -46,7 +51,12 @@ pub fn sessions_live_until_expiry_or_revocation(store: &dyn Store) {
         "expired at its expiry"
     );
     assert!(store.session("nope", 500).unwrap().is_none());
-    assert!(store.session("s2", 500).unwrap().is_some());
+    let s2 = store.session("s2", 500).unwrap().expect("live");
+    assert_eq!(
+        (s1.role, s2.role),
+        (TokenRole::Admin, TokenRole::Read),
+        "a session has its token's role"
+    );
     assert!(store.revoke_token("other", 600).unwrap());
     assert!(
         store.session("s2", 700).unwrap().is_none(),
@@ -58,7 +68,7 @@ pub fn sessions_live_until_expiry_or_revocation(store: &dyn Store) {
 /// expired by then.
 pub fn deleting_a_session_drops_the_expired_ones(store: &dyn Store) {
     let token = store
-        .insert_token("web", "hash-web", "stk_web", 50)
+        .insert_token("web", "hash-web", "stk_web", TokenRole::Admin, 50)
         .unwrap();
     for (id_hash, expires_at) in [("old", 200), ("ends", 5_000), ("keeps", 5_000)] {
         store

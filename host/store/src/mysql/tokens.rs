@@ -1,8 +1,24 @@
 //! `TokenStore` for MySQL.
 
 use super::{code, params, MysqlStore, ER_DUP_ENTRY};
-use crate::model::TokenRow;
-use crate::rows::{token_from_row, RowRead, TOKEN_COLUMNS};
+use crate::model::{TokenRole, TokenRow};
+use crate::rows::{token_from_row, RowRead, SESSION_COLUMNS, TOKEN_COLUMNS};
+use std::sync::LazyLock;
+
+/// A live session with its token's role.
+static SESSION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SESSION_COLUMNS} FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
+          WHERE s.id_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL"
+    )
+});
+
+/// Live tokens with a lookup prefix, their hash last.
+static WITH_PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens WHERE prefix = ? AND revoked_at IS NULL"
+    )
+});
 use crate::{SessionRow, StoreError, StoreResult, TokenStore};
 use mysql::prelude::Queryable;
 
@@ -12,14 +28,15 @@ impl TokenStore for MysqlStore {
         name: &str,
         hash: &str,
         prefix: &str,
+        role: TokenRole,
         now: i64,
     ) -> StoreResult<TokenRow> {
         let mut conn = self.conn()?;
         let inserted = conn.exec_drop(
             &*self.sql(
-                "INSERT INTO s_tokens (name, token_hash, prefix, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO s_tokens (name, token_hash, prefix, created_at, role) VALUES (?, ?, ?, ?, ?)",
             ),
-            params![name, hash, prefix, now],
+            params![name, hash, prefix, now, role.name()],
         );
         match inserted {
             Ok(()) => {}
@@ -64,15 +81,11 @@ impl TokenStore for MysqlStore {
     }
 
     fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>> {
-        let rows: Vec<mysql::Row> = self.conn()?.exec(
-            &*self.sql(
-                "SELECT id, name, prefix, created_at, last_used_at, revoked_at, token_hash
-                   FROM s_tokens WHERE prefix = ? AND revoked_at IS NULL",
-            ),
-            params![prefix],
-        )?;
+        let rows: Vec<mysql::Row> = self
+            .conn()?
+            .exec(&*self.sql(&WITH_PREFIX_SQL), params![prefix])?;
         rows.iter()
-            .map(|r| Ok((token_from_row(r)?, r.col(6)?)))
+            .map(|r| Ok((token_from_row(r)?, r.col(7)?)))
             .collect()
     }
 
@@ -102,14 +115,9 @@ impl TokenStore for MysqlStore {
     }
 
     fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
-        let row: Option<mysql::Row> = self.conn()?.exec_first(
-            &*self.sql(
-                "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
-                   FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
-                  WHERE s.id_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL",
-            ),
-            params![id_hash, now],
-        )?;
+        let row: Option<mysql::Row> = self
+            .conn()?
+            .exec_first(&*self.sql(&SESSION_SQL), params![id_hash, now])?;
         row.as_ref().map(crate::rows::session_from_row).transpose()
     }
 

@@ -1,8 +1,24 @@
 //! `TokenStore` for PostgreSQL.
 
 use super::{prepared, PgStore};
-use crate::model::TokenRow;
-use crate::rows::{token_from_row, TOKEN_COLUMNS};
+use crate::model::{TokenRole, TokenRow};
+use crate::rows::{token_from_row, SESSION_COLUMNS, TOKEN_COLUMNS};
+use std::sync::LazyLock;
+
+/// A live session with its token's role.
+static SESSION_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {SESSION_COLUMNS} FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
+          WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL"
+    )
+});
+
+/// Live tokens with a lookup prefix, their hash last.
+static WITH_PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens WHERE prefix = $1 AND revoked_at IS NULL"
+    )
+});
 use crate::{SessionRow, StoreError, StoreResult, TokenStore};
 use postgres::error::SqlState;
 
@@ -12,16 +28,17 @@ impl TokenStore for PgStore {
         name: &str,
         hash: &str,
         prefix: &str,
+        role: TokenRole,
         now: i64,
     ) -> StoreResult<TokenRow> {
         let (name, hash, prefix) = (name.to_owned(), hash.to_owned(), prefix.to_owned());
         self.run(move |conn| {
             let inserted = conn.query_one(
                 &format!(
-                    "INSERT INTO s_tokens (name, token_hash, prefix, created_at)
-                     VALUES ($1, $2, $3, $4) RETURNING {TOKEN_COLUMNS}"
+                    "INSERT INTO s_tokens (name, token_hash, prefix, created_at, role)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
                 ),
-                &[&name, &hash, &prefix, &now],
+                &[&name, &hash, &prefix, &now, &role.name()],
             );
             match inserted {
                 Ok(row) => token_from_row(&row),
@@ -64,16 +81,11 @@ impl TokenStore for PgStore {
         let prefix = prefix.to_owned();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            let stmt = prepared(
-                client,
-                cache,
-                "SELECT id, name, prefix, created_at, last_used_at, revoked_at, token_hash
-                   FROM s_tokens WHERE prefix = $1 AND revoked_at IS NULL",
-            )?;
+            let stmt = prepared(client, cache, &WITH_PREFIX_SQL)?;
             client
                 .query(&stmt, &[&prefix])?
                 .iter()
-                .map(|r| Ok((token_from_row(r)?, r.try_get(6)?)))
+                .map(|r| Ok((token_from_row(r)?, r.try_get(7)?)))
                 .collect()
         })
     }
@@ -110,13 +122,7 @@ impl TokenStore for PgStore {
         let id_hash = id_hash.to_owned();
         self.run(move |conn| {
             let (client, cache) = conn.parts();
-            let stmt = prepared(
-                client,
-                cache,
-                "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
-                   FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
-                  WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
-            )?;
+            let stmt = prepared(client, cache, &SESSION_SQL)?;
             client
                 .query_opt(&stmt, &[&id_hash, &now])?
                 .as_ref()

@@ -1,10 +1,10 @@
 //! `TokenStore` for SQLite.
 
 use super::SqliteStore;
-use crate::model::TokenRow;
-use crate::rows::{token_from_row, TOKEN_COLUMNS};
+use crate::model::{TokenRole, TokenRow};
+use crate::rows::{session_from_row, token_from_row, SESSION_COLUMNS, TOKEN_COLUMNS};
 use crate::{SessionRow, StoreError, StoreResult, TokenStore};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 impl TokenStore for SqliteStore {
     fn insert_token(
@@ -12,12 +12,13 @@ impl TokenStore for SqliteStore {
         name: &str,
         hash: &str,
         prefix: &str,
+        role: TokenRole,
         now: i64,
     ) -> StoreResult<TokenRow> {
         self.write(|conn| {
             let inserted = conn.execute(
-                &self.sql("INSERT INTO s_tokens (name, token_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4)"),
-                params![name, hash, prefix, now],
+                &self.sql("INSERT INTO s_tokens (name, token_hash, prefix, created_at, role) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![name, hash, prefix, now, role.name()],
             );
             match inserted {
                 Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -71,7 +72,7 @@ impl TokenStore for SqliteStore {
                 "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
                   WHERE prefix = ?1 AND revoked_at IS NULL"
             )))?
-            .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(6)?)))?
+            .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(7)?)))?
             .collect()
         })
     }
@@ -107,22 +108,14 @@ impl TokenStore for SqliteStore {
 
     fn session(&self, id_hash: &str, now: i64) -> StoreResult<Option<SessionRow>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(&self.sql(
-                    "SELECT s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at
-                       FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
-                      WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND t.revoked_at IS NULL",
-                ))?
-                .query_row(params![id_hash, now], |r| {
-                    Ok(SessionRow {
-                        id_hash: r.get(0)?,
-                        token_id: r.get(1)?,
-                        csrf_token: r.get(2)?,
-                        created_at: r.get(3)?,
-                        expires_at: r.get(4)?,
-                    })
-                })
-                .optional()?)
+            conn.prepare_cached(&self.prefix.apply(&format!(
+                "SELECT {SESSION_COLUMNS}
+                   FROM s_sessions s JOIN s_tokens t ON t.id = s.token_id
+                  WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND t.revoked_at IS NULL"
+            )))?
+            .query_and_then(params![id_hash, now], |r| session_from_row(r))?
+            .next()
+            .transpose()
         })
     }
 
