@@ -45,6 +45,7 @@ mod worker;
 pub use context::Context;
 pub use interface::INTERFACE_VERSION;
 pub use log_level::LogLevel;
+pub use protocol::{TaskOptions, TaskPriority};
 pub use worker::{ActionInfo, Output, TaskError, Worker, WorkerInfo};
 
 /// Re-exports used by [`export_worker!`]; not part of the public API.

@@ -196,6 +196,11 @@ impl TaskError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Whether the host may retry the task after this error (neither permanent nor a cancel).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
 }
 
 impl fmt::Display for TaskError {
