@@ -74,7 +74,8 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &FinisherInbox) -> bool
         job.attempt,
         job.lease_token,
         worker.label.clone(),
-    ));
+    )
+    .with_services(engine.services.clone()));
     live.set_timeout(timeout_secs);
     live.set_max_attempts(job.max_attempts);
     if rt.early_cancels.lock().remove(&job.id) {
