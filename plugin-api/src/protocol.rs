@@ -304,7 +304,10 @@ mod tests {
             json!({"priority": "high", "delay_ms": 5000, "max_attempts": 2,
                    "unique_key": "import-7-notify", "unique_for": 3600})
         );
-        assert_eq!(serde_json::from_value::<TaskOptions>(value).unwrap(), options);
+        assert_eq!(
+            serde_json::from_value::<TaskOptions>(value).unwrap(),
+            options
+        );
         let at = TaskOptions::default().start_at(1_767_225_600_000);
         assert_eq!(
             serde_json::to_value(&at).unwrap(),

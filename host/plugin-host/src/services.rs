@@ -147,7 +147,10 @@ mod tests {
             args: CreateTaskArgs,
         ) -> Result<CreateTaskAnswer, CallError> {
             if args.identifier == "nope" {
-                return Err(CallError::new(CallErrorKind::Refused, "unknown worker 'nope'"));
+                return Err(CallError::new(
+                    CallErrorKind::Refused,
+                    "unknown worker 'nope'",
+                ));
             }
             let mut seen = self.0.lock();
             seen.push((parent_id, args));
@@ -164,7 +167,11 @@ mod tests {
 
     #[test]
     fn an_unknown_service_names_the_known_ones() {
-        let e = error(HostServices::default().call(1, "files.read", "{}").unwrap_err());
+        let e = error(
+            HostServices::default()
+                .call(1, "files.read", "{}")
+                .unwrap_err(),
+        );
         assert_eq!(e.kind, CallErrorKind::UnknownService);
         assert_eq!(
             e.message,
@@ -178,8 +185,14 @@ mod tests {
         for (args, says) in [
             ("not json", "tasks.create: bad arguments"),
             ("{}", "missing field `identifier`"),
-            (r#"{"identifier":"w","action":"a","options":{"priority":"urgent"}}"#, "urgent"),
-            (r#"{"identifier":"w","action":"a","data":[1]}"#, "data must be a JSON object"),
+            (
+                r#"{"identifier":"w","action":"a","options":{"priority":"urgent"}}"#,
+                "urgent",
+            ),
+            (
+                r#"{"identifier":"w","action":"a","data":[1]}"#,
+                "data must be a JSON object",
+            ),
         ] {
             let e = error(services.call(1, "tasks.create", args).unwrap_err());
             assert_eq!(e.kind, CallErrorKind::BadArguments, "{args}");

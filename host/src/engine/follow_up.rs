@@ -50,9 +50,7 @@ fn new_task(parent_id: i64, args: CreateTaskArgs, now: i64) -> Result<NewTask, C
     let o = args.options;
     let start_at = match (o.start_at, o.delay_ms) {
         (Some(_), Some(_)) => {
-            return Err(refused(
-                "give start_at or delay_ms, not both".to_owned(),
-            ))
+            return Err(refused("give start_at or delay_ms, not both".to_owned()))
         }
         (Some(at), None) if (0..=MAX_START_AT_MS).contains(&at) => Some(at),
         (Some(at), None) => {
@@ -153,7 +151,9 @@ mod tests {
     fn options_out_of_range_are_refused_with_the_reason() {
         for (options, says) in [
             (
-                TaskOptions::default().start_at(5).delay(std::time::Duration::from_millis(1)),
+                TaskOptions::default()
+                    .start_at(5)
+                    .delay(std::time::Duration::from_millis(1)),
                 "not both",
             ),
             (TaskOptions::default().start_at(-1), "start_at must be"),

@@ -5,8 +5,8 @@ use super::error::json_body;
 use super::extract::{ApiQuery, TaskId};
 use super::query::IntParam;
 use super::schema::{
-    ChildrenView, CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
-    TaskPage, TaskQuery,
+    ChildrenView, CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged,
+    TaskCreated, TaskDetail, TaskPage, TaskQuery,
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{human_duration, parse_time};

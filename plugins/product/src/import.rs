@@ -87,7 +87,9 @@ fn notify(ctx: &Context<'_>, address: &str, counts: &Counts, file: &Path) -> Val
         .unique_for_secs(86_400);
     match ctx.create_task(NOTIFY_WORKER.0, NOTIFY_WORKER.1, data, &options) {
         Ok(id) => {
-            ctx.log(&format!("queued the notification to {address} as task {id}"));
+            ctx.log(&format!(
+                "queued the notification to {address} as task {id}"
+            ));
             json!({"notification_task": id})
         }
         Err(e) => {

@@ -275,7 +275,11 @@ pub fn parent_id_round_trips_and_filters_follow_ups(store: &dyn Store) {
     };
     assert_eq!(children(parent, 10, true), (vec![first, second], 2));
     assert_eq!(children(parent, 10, false), (vec![second, first], 2));
-    assert_eq!(children(parent, 1, true), (vec![first], 2), "counted beyond the page");
+    assert_eq!(
+        children(parent, 1, true),
+        (vec![first], 2),
+        "counted beyond the page"
+    );
     assert_eq!(children(other, 10, true), (vec![of_other], 1));
     assert_eq!(children(orphan, 10, true), (vec![], 0));
     let combined = TaskFilter {
