@@ -92,6 +92,19 @@ fn a_follow_up_runs_and_records_its_parent_in_the_host_and_isolated() {
         assert_eq!(listed_children(&d, parent), (vec![child], 1), "{mode}");
         family = (parent, child);
     }
+    // A parent id that is no task id is refused, naming the parameter.
+    for bad in ["0", "x", "-3"] {
+        let r = d.get(&format!("/stask/tasks?parent_id={bad}"));
+        assert_eq!(r.status, 422, "{bad}: {:?}", r.body);
+        assert!(
+            r.body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("parent_id must be a whole number"),
+            "{:?}",
+            r.body
+        );
+    }
     // The CLI shows both sides of the link.
     let (parent, child) = family;
     let shown = home.cli(&["task", "show", &child.to_string()]);
