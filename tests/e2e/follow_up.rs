@@ -206,3 +206,65 @@ fn a_unique_key_follow_up_from_a_retried_run_is_created_once() {
         }
     }
 }
+
+#[test]
+fn a_product_import_with_notify_mails_its_counts_through_a_follow_up() {
+    let home = Home::with_workers(&["product", "email_campaign"]);
+    let uploads = home.storage().join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::write(
+        uploads.join("p.csv"),
+        "sku,name,price,stock,category_id,active\nA-1,Lamp,9.5,3,1,yes\nB-2,Desk,120,1,1,yes\n",
+    )
+    .unwrap();
+    let d = home.serve();
+    let import = d.create(
+        "product",
+        "import",
+        json!({"file": "uploads/p.csv", "notify": "ops@example.com"}),
+    );
+    let done = d.wait_finished(import);
+    assert_eq!(done["status"], "completed", "{done}");
+    let result: Value = serde_json::from_str(done["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["created"], 2, "{result}");
+    let mail = result["notification_task"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the result names the follow-up: {result}"));
+    let sent = d.wait_finished(mail);
+    assert_eq!(sent["status"], "completed", "{sent}");
+    assert_eq!(sent["identifier"], "email_campaign");
+    assert_eq!(sent["parent_id"], import);
+    let outbox = home.storage().join("workers/email_campaign/outbox");
+    let messages: Vec<String> = std::fs::read_dir(&outbox)
+        .unwrap_or_else(|e| panic!("{}: {e}", outbox.display()))
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].contains("ops@example.com"), "{}", messages[0]);
+    assert!(
+        messages[0].contains("2 created, 0 updated"),
+        "the counts: {}",
+        messages[0]
+    );
+    // Without the e-mail worker the import still completes and says why nothing was sent.
+    let home = Home::with_workers(&["product"]);
+    let uploads = home.storage().join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::write(uploads.join("p.csv"), "sku,name,price\nA-1,Lamp,9.5\n").unwrap();
+    let d = home.serve();
+    let import = d.create(
+        "product",
+        "import",
+        json!({"file": "uploads/p.csv", "notify": "ops@example.com"}),
+    );
+    let done = d.wait_finished(import);
+    assert_eq!(done["status"], "completed", "{done}");
+    let result: Value = serde_json::from_str(done["result"].as_str().unwrap()).unwrap();
+    assert!(
+        result["notification_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown worker 'email_campaign'"),
+        "{result}"
+    );
+}
