@@ -87,6 +87,8 @@ pub struct TaskView {
     pub waiting_for: Option<WaitingFor>,
     /// The unique key it was created with (`null` = none).
     pub unique_key: Option<String>,
+    /// The task whose run created this one as a follow-up (`null` = not a follow-up).
+    pub parent_id: Option<i64>,
 }
 
 impl TaskView {
@@ -156,6 +158,7 @@ impl From<&Task> for TaskView {
             waiting_for: (t.status == TaskStatus::Pending && t.run_at > crate::clock::now_ms())
                 .then_some(WaitingFor::Scheduled),
             unique_key: t.unique_key.clone(),
+            parent_id: t.parent_id,
         }
     }
 }

@@ -482,6 +482,7 @@ async function loadDetail() {
     if (seq !== detailSeq || id !== state.detailId) return;
     state.detailTask = data.task;
     renderDetail(data.task, data.log || []);
+    renderFamily(data.task, data.children);
   } catch (e) {
     if (seq !== detailSeq) return;
     showResult('#detail-result-msg', e.message, 'error');
@@ -550,6 +551,27 @@ function renderDetail(task, log) {
   setText('#detail-meta', pretty(task.meta));
   setText('#detail-result', formatResult(task.result));
   renderLog(log);
+}
+
+/** A link that opens task `id` in the detail panel (the click handler knows `a.open-task`). */
+function taskLink(id) {
+  return el('a', { class: 'open-task', href: `#task/${id}`, 'data-task-id': id }, `#${id}`);
+}
+
+/** The task's parent and its follow-ups (`children`: total and the first ids), as links. */
+function renderFamily(task, children) {
+  const parent = $('#detail-parent');
+  parent.replaceChildren(task.parent_id ? taskLink(task.parent_id) : '—');
+  const list = $('#detail-children');
+  const ids = children?.ids || [];
+  const total = Number(children?.total) || 0;
+  if (total === 0) {
+    list.replaceChildren('—');
+    return;
+  }
+  const links = ids.flatMap((id, i) => (i === 0 ? [taskLink(id)] : [', ', taskLink(id)]));
+  const more = total - ids.length;
+  list.replaceChildren(...links, more > 0 ? ` and ${more} more` : '');
 }
 
 /** Pretty JSON when the result is JSON, the text itself otherwise. */

@@ -34,8 +34,10 @@ pub trait HostContext: Send + Sync {
     /// Whether cancellation (by a user or a timeout) was requested for this task.
     fn is_cancelled(&self) -> bool;
 
-    /// Generic JSON call for host services added after this ABI was frozen.
-    /// Unknown methods answer `RErr` with a message.
+    /// Generic JSON call for host services added after this ABI was frozen (the list, with
+    /// each service's argument and answer documents, is in [`crate::protocol`]'s docs).
+    /// A failure answers `RErr` with a [`crate::protocol::CallError`] as JSON; an unknown
+    /// method's names the services the host offers.
     #[sabi(last_prefix_field)]
     fn call(&self, method: RStr<'_>, args_json: RStr<'_>) -> RResult<RString, RString>;
 }

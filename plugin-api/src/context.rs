@@ -1,6 +1,7 @@
 //! What a running task can ask of the host.
 
 use crate::abi::HostContextRef;
+use crate::protocol::{services, CallError, CreateTaskAnswer, CreateTaskArgs, TaskOptions};
 use crate::{LogLevel, TaskError};
 use abi_stable::std_types::RStr;
 use serde::de::DeserializeOwned;
@@ -110,7 +111,9 @@ impl Context<'_> {
         &self.storage_dir
     }
 
-    /// Calls a host service by name with JSON arguments (for services newer than this ABI).
+    /// Calls a host service by name with JSON arguments (the services and their documents
+    /// are listed in [`crate::protocol`]'s docs). A failure keeps the host's kind: a refused
+    /// request or bad arguments are permanent errors, an unavailable service retryable.
     pub fn call(&self, method: &str, args: &Value) -> Result<Value, TaskError> {
         let args = args.to_string();
         match self
@@ -119,7 +122,43 @@ impl Context<'_> {
             .into_result()
         {
             Ok(text) => serde_json::from_str(&text).map_err(TaskError::from),
-            Err(message) => Err(TaskError::new(message.into_string())),
+            Err(text) => Err(call_error(&CallError::from_text(text.as_str()))),
         }
+    }
+
+    /// Queues a follow-up task of `identifier`'s `action` with `data` (a JSON object) and
+    /// returns its id (with a `unique_key` another task holds: the holder's id, and nothing
+    /// is created). The new task records this task as its parent.
+    ///
+    /// The follow-up is committed when this returns: it exists even if this run later fails
+    /// or is retried. A retried run queues it again unless `options` carries a
+    /// `unique_key` (see [`TaskOptions::unique_key`]). An unknown worker or action, or an
+    /// option out of range, is a permanent error; a host that cannot reach its storage
+    /// answers a retryable one.
+    pub fn create_task(
+        &self,
+        identifier: &str,
+        action: &str,
+        data: Value,
+        options: &TaskOptions,
+    ) -> Result<i64, TaskError> {
+        let args = CreateTaskArgs {
+            identifier: identifier.to_owned(),
+            action: action.to_owned(),
+            data,
+            options: options.clone(),
+        };
+        let answer = self.call(services::CREATE_TASK, &serde_json::to_value(&args)?)?;
+        let answer: CreateTaskAnswer = serde_json::from_value(answer)?;
+        Ok(answer.id)
+    }
+}
+
+/// A service's failure as the run's error: permanent unless another attempt may succeed.
+fn call_error(e: &CallError) -> TaskError {
+    if e.is_retryable() {
+        TaskError::new(e.message.clone())
+    } else {
+        TaskError::permanent(e.message.clone())
     }
 }

@@ -32,6 +32,12 @@
 //! - The safe layer ([`Worker`], [`Context`], [`Output`], [`TaskError`], [`WorkerInfo`]): plain
 //!   Rust that plugin authors use; the [`export_worker!`] macro glues it to the ABI, catching
 //!   panics so that a panicking worker fails its task instead of the host.
+//!
+//! A running task can ask the host for services beyond the ABI's four methods through
+//! [`Context::call`]; the typed helpers wrap them, such as [`Context::create_task`], which
+//! queues a follow-up task (with [`TaskOptions`]) that records the running task as its parent.
+//! The list of services with their argument and answer documents is in [`protocol`]'s docs
+//! ([`protocol::services`]).
 #![warn(missing_docs)]
 
 pub mod abi;
@@ -46,6 +52,7 @@ mod worker;
 pub use context::Context;
 pub use interface::INTERFACE_VERSION;
 pub use log_level::LogLevel;
+pub use protocol::{TaskOptions, TaskPriority};
 pub use worker::{ActionInfo, Output, TaskError, Worker, WorkerInfo};
 
 /// Re-exports used by [`export_worker!`]; not part of the public API.

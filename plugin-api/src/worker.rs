@@ -216,6 +216,11 @@ impl TaskError {
     pub fn is_cancelled(&self) -> bool {
         self.kind == ErrorKind::Cancelled
     }
+
+    /// Whether the host may retry the task after this error (neither permanent nor a cancel).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
 }
 
 impl fmt::Display for TaskError {

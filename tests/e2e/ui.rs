@@ -1230,6 +1230,61 @@ async fn html_in_task_data_and_messages_is_shown_as_text_in(kind: Kind) {
 }
 
 in_both_browsers!(
+    the_detail_links_a_task_and_its_follow_ups,
+    firefox_the_detail_links_a_task_and_its_follow_ups,
+    the_detail_links_a_task_and_its_follow_ups_in
+);
+
+async fn the_detail_links_a_task_and_its_follow_ups_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let parent = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "sleep_ms": 0,
+               "follow_up": {"identifier": "demo", "action": "noop"}}),
+    );
+    let done = d.wait_finished(parent);
+    assert_eq!(done["status"], "completed", "{done}");
+    let child: i64 = done["result"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("follow-up "))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("the parent names its follow-up: {done}"));
+    assert_eq!(d.wait_finished(child)["status"], "completed");
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_task_from_list(parent).await;
+    b.wait_text("#detail-children", "lists the follow-up", |t| {
+        t.trim() == format!("#{child}")
+    })
+    .await;
+    assert_eq!(b.count("#detail-parent a").await, 0, "no parent");
+    b.click(&format!(
+        "#detail-children a.open-task[data-task-id=\"{child}\"]"
+    ))
+    .await;
+    b.wait_text("#detail-title", "shows the follow-up", |t| {
+        t.contains(&format!("#{child}"))
+    })
+    .await;
+    b.wait_text("#detail-parent", "links the parent", |t| {
+        t.trim() == format!("#{parent}")
+    })
+    .await;
+    b.click(&format!(
+        "#detail-parent a.open-task[data-task-id=\"{parent}\"]"
+    ))
+    .await;
+    b.wait_text("#detail-title", "shows the parent again", |t| {
+        t.contains(&format!("#{parent}"))
+    })
+    .await;
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
     live_updates_resume_after_the_host_restarts,
     firefox_live_updates_resume_after_the_host_restarts,
     live_updates_resume_after_the_host_restarts_in

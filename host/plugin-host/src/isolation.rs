@@ -6,10 +6,18 @@
 //! `abi_stable` layout checks) and runs the task with a
 //! [`TaskHooks`] that forwards over pipes. One JSON document per line:
 //!
-//! - parent → child (stdin): `{"t":"run","request":{...}}`, later maybe `{"t":"cancel"}`;
+//! - parent → child (stdin): `{"t":"run","request":{...}}`, later maybe `{"t":"cancel"}`, and
+//!   one `{"t":"answer","id":N,"ok":"..."}` (or `"err"`) per host-service call;
 //! - child → parent (the child's original stdout; the plugin's own prints are sent to stderr
-//!   first, so they cannot corrupt the protocol): `progress`, `log`, and at the end `outcome`;
+//!   first, so they cannot corrupt the protocol): `progress`, `log`,
+//!   `{"t":"call","id":N,"method":"tasks.create","args":"..."}` (a host-service call, which
+//!   the parent serves through its own hooks, so the run's task id is the parent's, and
+//!   answers; the plugin thread that called waits for it), and at the end `outcome`;
 //! - the child's stderr goes to the task log as `worker output:` lines.
+//!
+//! The parent reads at most [`MAX_LINE_BYTES`] per line; a longer line, or one that is not a
+//! message of the protocol, ends that run (the child is killed, the task fails with the
+//! reason), never the host.
 //!
 //! Limits: the address space (`RLIMIT_AS`, so an allocation beyond it fails inside the child),
 //! and time: when the task is cancelled or its timeout fires, the child is asked to stop and
@@ -20,7 +28,7 @@
 
 use super::host_context::TaskHooks;
 use serde::{Deserialize, Serialize};
-use stask_plugin_api::protocol::{RunOutcome, RunRequest};
+use stask_plugin_api::protocol::{CallError, CallErrorKind, RunOutcome, RunRequest};
 use stask_plugin_api::LogLevel;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +42,9 @@ use std::time::{Duration, Instant};
 const MAX_OUTPUT_LINES: usize = 200;
 /// Lines of the child's last output quoted when it dies without an outcome.
 const TAIL_LINES: usize = 3;
+/// Longest protocol line the parent reads from the child (bytes, without the newline): a
+/// call's arguments (at most `services::MAX_ARGS_BYTES`) fit, escaped, with room to spare.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 /// What bounds one isolated run.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +70,19 @@ pub struct IsolatedRun {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum ToChild {
-    Run { request: Box<RunRequest> },
+    Run {
+        request: Box<RunRequest>,
+    },
     Cancel,
+    /// The answer to the child's call `id`: exactly one of `ok` (the answer document) and
+    /// `err` (a `CallError` document).
+    Answer {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        err: Option<String>,
+    },
 }
 
 /// Child → parent.
@@ -77,9 +99,77 @@ enum ToParent {
         level: LogLevel,
         line: String,
     },
+    /// A host-service call of the plugin, answered by [`ToChild::Answer`] with the same id.
+    Call {
+        id: u64,
+        method: String,
+        args: String,
+    },
     Outcome {
         outcome: RunOutcome,
     },
+}
+
+/// What the parent's protocol reader hands to the run loop.
+enum Incoming {
+    Message(ToParent),
+    /// The child broke the protocol (the reason): the run ends.
+    Broken(String),
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without its newline): `Ok(false)` at
+/// EOF, an `InvalidData` error for a longer line (what was read of it is discarded).
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let read = std::io::Read::take(&mut *reader, limit).read_until(b'\n', buf)?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if buf.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a protocol line longer than {max} bytes"),
+        ));
+    }
+    Ok(true)
+}
+
+/// The parent's reader of the child's protocol pipe: each line as a message, until EOF or
+/// the first line that breaks the protocol.
+fn read_protocol(input: impl std::io::Read, messages: crossbeam_channel::Sender<Incoming>) {
+    let mut reader = BufReader::new(input);
+    let mut buf = Vec::new();
+    loop {
+        match read_bounded_line(&mut reader, &mut buf, MAX_LINE_BYTES) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => {
+                let _ = messages.send(Incoming::Broken(e.to_string()));
+                return;
+            }
+        }
+        match serde_json::from_slice::<ToParent>(&buf) {
+            Ok(message) => {
+                if messages.send(Incoming::Message(message)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let start: String = String::from_utf8_lossy(&buf).chars().take(80).collect();
+                let _ = messages.send(Incoming::Broken(format!(
+                    "an unreadable protocol line ({e}): {start}"
+                )));
+                return;
+            }
+        }
+    }
 }
 
 /// Sets up the child between fork and exec: it dies with its parent, and its address space is
@@ -169,28 +259,15 @@ pub fn run(
     let _ = send(&mut stdin, &run);
 
     let tail = parking_lot::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
-    let (messages_tx, messages) = crossbeam_channel::unbounded::<ToParent>();
+    let (messages_tx, messages) = crossbeam_channel::unbounded::<Incoming>();
     let mut outcome = None;
+    let mut broken: Option<String> = None;
     let mut killed_after: Option<Duration> = None;
     let mut status = 0;
     // SAFETY: rusage is plain integers and timevals, for which all-zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<ToParent>(&line) {
-                    Ok(message) => {
-                        let _ = messages_tx.send(message);
-                    }
-                    Err(_) => {
-                        let _ = messages_tx.send(ToParent::Log {
-                            level: LogLevel::Warning,
-                            line: format!("worker output: {line}"),
-                        });
-                    }
-                }
-            }
-        });
+        scope.spawn(move || read_protocol(stdout, messages_tx));
         let tail = &tail;
         scope.spawn(move || {
             let mut copied = 0usize;
@@ -210,14 +287,21 @@ pub fn run(
         let mut cancel_sent_at: Option<Instant> = None;
         loop {
             match messages.recv_timeout(Duration::from_millis(20)) {
-                Ok(ToParent::Progress {
-                    percent,
-                    processed,
-                    total,
-                    message,
-                }) => hooks.progress(percent, processed, total, &message),
-                Ok(ToParent::Log { level, line }) => hooks.log(level, &line),
-                Ok(ToParent::Outcome { outcome: o }) => outcome = Some(o),
+                Ok(Incoming::Message(ToParent::Call { id, method, args })) => {
+                    let (ok, err) = match hooks.call(&method, &args) {
+                        Ok(answer) => (Some(answer), None),
+                        Err(error) => (None, Some(error)),
+                    };
+                    let _ = send(&mut stdin, &ToChild::Answer { id, ok, err });
+                }
+                Ok(Incoming::Message(message)) => handle(hooks, message, &mut outcome),
+                Ok(Incoming::Broken(reason)) => {
+                    if broken.is_none() {
+                        // SAFETY: signalling our own child, which we have not reaped yet.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        broken = Some(reason);
+                    }
+                }
                 Err(_) => {}
             }
             if cancel_sent_at.is_none() && hooks.is_cancelled() {
@@ -239,16 +323,13 @@ pub fn run(
         }
         drop(stdin);
         // The readers end at EOF now that the child is gone; take what was still queued.
-        for message in messages.iter() {
-            match message {
-                ToParent::Progress {
-                    percent,
-                    processed,
-                    total,
-                    message,
-                } => hooks.progress(percent, processed, total, &message),
-                ToParent::Log { level, line } => hooks.log(level, &line),
-                ToParent::Outcome { outcome: o } => outcome = Some(o),
+        // A call still queued has no one left to answer it.
+        for incoming in messages.iter() {
+            match incoming {
+                Incoming::Message(message) => handle(hooks, message, &mut outcome),
+                Incoming::Broken(reason) => {
+                    broken.get_or_insert(reason);
+                }
             }
         }
     });
@@ -257,6 +338,13 @@ pub fn run(
         + usage.ru_stime.tv_sec * 1_000
         + usage.ru_stime.tv_usec / 1_000;
     let tail: Vec<String> = tail.into_inner().into_iter().collect();
+    if let Some(reason) = broken {
+        // Whatever it reported before, a child that broke the protocol is not believed.
+        outcome = Some(RunOutcome::Failed {
+            message: format!("the worker process broke the protocol and was killed: {reason}"),
+            retryable: true,
+        });
+    }
     let outcome = outcome.unwrap_or_else(|| {
         let message = match killed_after {
             Some(grace) if hooks.is_cancelled() => format!(
@@ -274,6 +362,22 @@ pub fn run(
         outcome,
         cpu_ms: Some(cpu),
         max_rss_bytes: Some(usage.ru_maxrss * 1024),
+    }
+}
+
+/// A message of the child other than a call, applied to the run.
+fn handle(hooks: &dyn TaskHooks, message: ToParent, outcome: &mut Option<RunOutcome>) {
+    match message {
+        ToParent::Progress {
+            percent,
+            processed,
+            total,
+            message,
+        } => hooks.progress(percent, processed, total, &message),
+        ToParent::Log { level, line } => hooks.log(level, &line),
+        ToParent::Outcome { outcome: o } => *outcome = Some(o),
+        // Answered in the run loop; one that arrives after the child ended waits for nobody.
+        ToParent::Call { .. } => {}
     }
 }
 
@@ -353,21 +457,29 @@ pub fn child_main(library: &Path) -> i32 {
         _ => return 64,
     };
     let cancelled = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(PendingCalls::default());
     let flag = cancelled.clone();
+    let answers = calls.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
-            if let Ok(ToChild::Cancel) = serde_json::from_str(&line) {
-                flag.store(true, Ordering::Relaxed);
+            match serde_json::from_str(&line) {
+                Ok(ToChild::Cancel) => flag.store(true, Ordering::Relaxed),
+                Ok(ToChild::Answer { id, ok, err }) => {
+                    answers.answer(id, ok.ok_or_else(|| err.unwrap_or_default()))
+                }
+                _ => {}
             }
         }
         // The parent closed the pipe: it is gone or done with us.
         flag.store(true, Ordering::Relaxed);
+        answers.close();
     });
     let outcome = match load(library) {
         Ok(worker) => {
             let hooks = ChildHooks {
                 report: &report,
                 cancelled,
+                calls,
             };
             worker.run(&request, &hooks)
         }
@@ -389,6 +501,59 @@ fn load(library: &Path) -> Result<super::loader::LoadedWorker, String> {
 struct ChildHooks<'a> {
     report: &'a (dyn Fn(&ToParent) + Sync),
     cancelled: Arc<AtomicBool>,
+    calls: Arc<PendingCalls>,
+}
+
+/// The child's host-service calls waiting for the parent's answer, by call id. `None` once
+/// the parent closed the pipe: no answer can come any more.
+struct PendingCalls {
+    waiting: parking_lot::Mutex<Option<WaitingCalls>>,
+}
+
+struct WaitingCalls {
+    next_id: u64,
+    by_id: std::collections::HashMap<u64, crossbeam_channel::Sender<Result<String, String>>>,
+}
+
+impl Default for PendingCalls {
+    fn default() -> Self {
+        PendingCalls {
+            waiting: parking_lot::Mutex::new(Some(WaitingCalls {
+                next_id: 1,
+                by_id: std::collections::HashMap::new(),
+            })),
+        }
+    }
+}
+
+impl PendingCalls {
+    /// A new call's id and where its answer arrives; `None` when the parent is gone.
+    fn open(&self) -> Option<(u64, crossbeam_channel::Receiver<Result<String, String>>)> {
+        let mut waiting = self.waiting.lock();
+        let calls = waiting.as_mut()?;
+        let id = calls.next_id;
+        calls.next_id += 1;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        calls.by_id.insert(id, tx);
+        Some((id, rx))
+    }
+
+    /// Hands the parent's answer to the call waiting for it (an unknown id is ignored).
+    fn answer(&self, id: u64, result: Result<String, String>) {
+        if let Some(tx) = self
+            .waiting
+            .lock()
+            .as_mut()
+            .and_then(|calls| calls.by_id.remove(&id))
+        {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// The parent is gone: every waiting call ends (its sender dropped), and so do later ones.
+    fn close(&self) {
+        self.waiting.lock().take();
+    }
 }
 
 impl TaskHooks for ChildHooks<'_> {
@@ -412,8 +577,24 @@ impl TaskHooks for ChildHooks<'_> {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    fn call(&self, method: &str, _args_json: &str) -> Result<String, String> {
-        Err(format!("unknown host service '{method}'"))
+    /// Forwarded to the parent, which serves it as an in-process call of this run would be.
+    fn call(&self, method: &str, args_json: &str) -> Result<String, String> {
+        let gone = || {
+            CallError::new(
+                CallErrorKind::Unavailable,
+                format!("{method}: the host ended the run before answering"),
+            )
+            .to_json()
+        };
+        let Some((id, answer)) = self.calls.open() else {
+            return Err(gone());
+        };
+        (self.report)(&ToParent::Call {
+            id,
+            method: method.to_owned(),
+            args: args_json.to_owned(),
+        });
+        answer.recv().unwrap_or_else(|_| Err(gone()))
     }
 }
 
@@ -469,6 +650,57 @@ mod tests {
             oom.starts_with("the worker process crashed: aborted (signal 6); it ran out of its memory limit of 256 MiB"),
             "{oom}"
         );
+    }
+
+    #[test]
+    fn lines_are_read_up_to_the_bound_and_a_longer_one_is_an_error() {
+        let mut input: &[u8] = b"short\n0123456789\nlast";
+        let mut buf = Vec::new();
+        assert!(read_bounded_line(&mut input, &mut buf, 10).unwrap());
+        assert_eq!(buf, b"short");
+        assert!(read_bounded_line(&mut input, &mut buf, 10).unwrap());
+        assert_eq!(buf, b"0123456789");
+        assert!(read_bounded_line(&mut input, &mut buf, 10).unwrap());
+        assert_eq!(buf, b"last");
+        assert!(!read_bounded_line(&mut input, &mut buf, 10).unwrap());
+        let mut long: &[u8] = b"0123456789A\n";
+        let e = read_bounded_line(&mut long, &mut buf, 10).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_reader_ends_at_the_first_line_that_breaks_the_protocol() {
+        let input: &[u8] = b"{\"t\":\"log\",\"level\":0,\"line\":\"a\"}\nnot json\n{\"t\":\"log\",\"level\":0,\"line\":\"b\"}\n";
+        let (tx, rx) = crossbeam_channel::unbounded();
+        read_protocol(input, tx);
+        let got: Vec<Incoming> = rx.iter().collect();
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0], Incoming::Message(ToParent::Log { line, .. }) if line == "a"));
+        assert!(
+            matches!(&got[1], Incoming::Broken(reason) if reason.contains("not json")),
+            "the bad line is quoted"
+        );
+    }
+
+    #[test]
+    fn a_call_waits_for_its_answer_and_ends_when_the_parent_goes() {
+        let calls = PendingCalls::default();
+        let (id, answer) = calls.open().unwrap();
+        let (other, unanswered) = calls.open().unwrap();
+        assert_ne!(id, other);
+        calls.answer(99, Ok("ignored".into()));
+        calls.answer(id, Ok("{\"id\":5}".into()));
+        assert_eq!(answer.recv().unwrap(), Ok("{\"id\":5}".into()));
+        calls.close();
+        assert!(unanswered.recv().is_err(), "the parent is gone");
+        assert!(calls.open().is_none());
+        let answer = serde_json::to_string(&ToChild::Answer {
+            id: 3,
+            ok: None,
+            err: Some("e".into()),
+        })
+        .unwrap();
+        assert_eq!(answer, r#"{"t":"answer","id":3,"err":"e"}"#);
     }
 
     #[test]

@@ -9,11 +9,13 @@ pub mod isolation;
 pub mod loader;
 pub mod read;
 pub mod registry;
+pub mod services;
 pub mod watch;
 
 pub use host_context::TaskHooks;
 pub use loader::{LoadError, LoadedWorker};
 pub use registry::{ChangeHook, FileLoad, Registry, WorkerChange};
+pub use services::{HostServices, TaskCreator};
 pub use watch::PluginWatcher;
 
 /// The plugin interface version this host is built against; it accepts plugins of the same

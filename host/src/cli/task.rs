@@ -130,6 +130,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 token_id: None,
                 unique_key: unique_key.clone(),
                 unique_for_secs: unique_for,
+                parent_id: None,
             })?;
             if id.duplicate {
                 eprintln!(
@@ -152,6 +153,7 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
                 print_task(&task, &view.message);
+                print_children(&*store, id)?;
                 for line in store.task_logs(id, 20)? {
                     outln!("  log [{}] {}", rfc3339(line.at), line.line);
                 }
@@ -241,6 +243,27 @@ fn paused_workers(store: &dyn crate::store::Store) -> Result<Vec<String>, CliErr
         .collect())
 }
 
+/// The follow-ups of task `id` for people: the first ones' ids and how many in all.
+fn print_children(store: &dyn crate::store::Store, id: i64) -> Result<(), CliError> {
+    let (children, total) = store.tasks(&crate::store::TaskFilter {
+        parent_id: Some(id),
+        limit: crate::engine::MAX_LISTED_CHILDREN,
+        oldest_first: true,
+        ..Default::default()
+    })?;
+    if total > 0 {
+        let ids: Vec<String> = children.iter().map(|t| t.id.to_string()).collect();
+        let more = total - children.len() as i64;
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        outln!("  follow-ups {total}: {}{more}", ids.join(", "));
+    }
+    Ok(())
+}
+
 /// A task for people; `message` is the view's (it says when the worker is paused).
 fn print_task(t: &Task, message: &str) {
     outln!("task {} {}:{}", t.id, t.identifier, t.action);
@@ -254,6 +277,9 @@ fn print_task(t: &Task, message: &str) {
     }
     if let Some(token) = t.token_id {
         outln!("  token     {token}");
+    }
+    if let Some(parent) = t.parent_id {
+        outln!("  parent    {parent}");
     }
     outln!("  created   {}", rfc3339(t.created_at));
     if let Some(at) = t.started_at {

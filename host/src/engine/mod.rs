@@ -7,6 +7,7 @@
 //!   ([`Engine`] keeps it in one field, apart from the public service fields).
 
 pub mod analytics;
+mod follow_up;
 mod hosts;
 mod inserts;
 pub mod monitor;
@@ -50,6 +51,18 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// How many follow-up ids a task's view lists ([`Engine::children`]); the rest are counted.
+pub const MAX_LISTED_CHILDREN: i64 = 50;
+
+/// A task's follow-ups, as its view shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Children {
+    /// Follow-ups in total.
+    pub total: i64,
+    /// The first [`MAX_LISTED_CHILDREN`] ids, oldest first.
+    pub ids: Vec<i64>,
+}
+
 /// Result of an engine operation.
 pub type EngineResult<T> = Result<T, EngineError>;
 
@@ -78,6 +91,8 @@ pub struct Engine {
     pub metrics: crate::metrics::Metrics,
     /// Re-arms the schedules' firing thread when a schedule changes here.
     schedule_wake: schedules::Wake,
+    /// The host services running tasks call (`tasks.create` served by this engine).
+    services: crate::plugins::HostServices,
 }
 
 impl Engine {
@@ -127,7 +142,10 @@ impl Engine {
             config.activate_new_workers,
         ));
         let workers = workers(&registry, &config);
-        Arc::new(Engine {
+        Arc::new_cyclic(|engine| Engine {
+            services: crate::plugins::HostServices::new(Arc::new(follow_up::FollowUps(
+                engine.clone(),
+            ))),
             backoff: Backoff {
                 base_ms: config.retry_base_ms,
                 max_ms: config.retry_max_ms,

@@ -7,7 +7,7 @@
 
 use crate::clock::{human_duration, now_ms, rfc3339};
 use crate::model::LogLine;
-use crate::plugins::TaskHooks;
+use crate::plugins::{HostServices, TaskHooks};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use stask_plugin_api::LogLevel;
@@ -51,6 +51,8 @@ pub struct LiveTask {
     /// up on a run that ignored its timeout ([`LiveTask::claim_outcome`]).
     outcome_claimed: AtomicBool,
     state: Mutex<LiveState>,
+    /// What serves the run's host-service calls (none in unit tests: every call unavailable).
+    services: HostServices,
 }
 
 #[derive(Default)]
@@ -120,7 +122,14 @@ impl LiveTask {
                 message: "Running".into(),
                 ..LiveState::default()
             }),
+            services: HostServices::default(),
         }
+    }
+
+    /// Serves this run's host-service calls with `services` (the engine's).
+    pub fn with_services(mut self, services: HostServices) -> Self {
+        self.services = services;
+        self
     }
 
     /// Sets the worker's timeout for this run (0 = none).
@@ -327,8 +336,9 @@ impl TaskHooks for LiveTask {
         self.cancel.load(Ordering::Relaxed) || self.host_stopping.load(Ordering::Relaxed)
     }
 
-    fn call(&self, method: &str, _args_json: &str) -> Result<String, String> {
-        Err(format!("unknown host service '{method}'"))
+    /// Served for this run's task: a follow-up's parent is always `self.id`.
+    fn call(&self, method: &str, args_json: &str) -> Result<String, String> {
+        self.services.call(self.id, method, args_json)
     }
 }
 

@@ -24,6 +24,21 @@ impl Engine {
         Ok(self.store.tasks(filter)?)
     }
 
+    /// The follow-ups of task `id`: how many, and the first [`super::MAX_LISTED_CHILDREN`]
+    /// ids, oldest first.
+    pub fn children(&self, id: i64) -> EngineResult<super::Children> {
+        let (tasks, total) = self.store.tasks(&TaskFilter {
+            parent_id: Some(id),
+            limit: super::MAX_LISTED_CHILDREN,
+            oldest_first: true,
+            ..TaskFilter::default()
+        })?;
+        Ok(super::Children {
+            total,
+            ids: tasks.iter().map(|t| t.id).collect(),
+        })
+    }
+
     /// Up to `limit` pending tasks in the order they will be claimed, and how many are pending.
     pub fn pending_tasks(&self, limit: i64) -> EngineResult<(Vec<Task>, i64)> {
         Ok(self.store.pending_tasks(limit)?)

@@ -321,11 +321,12 @@ pub(crate) fn parse_task_query(target: &str) -> Result<crate::store::TaskFilter,
 /// Every whole-number query parameter of the API with its range (the OpenAPI document must
 /// declare the same; checked by a unit test in `query`).
 #[cfg(test)]
-pub(crate) fn int_params() -> [query::IntParam; 6] {
+pub(crate) fn int_params() -> [query::IntParam; 7] {
     [
         tasks::PAGE,
         tasks::PER_PAGE,
         tasks::STARTED_BY,
+        tasks::PARENT_ID,
         tasks::PENDING_LIMIT,
         performance::HOURS,
         performance::BUCKETS,

@@ -57,8 +57,19 @@ pub struct TaskDetail {
     pub success: bool,
     /// The task.
     pub task: TaskView,
+    /// The follow-ups its runs created (`GET /stask/tasks?parent_id=` lists them all).
+    pub children: ChildrenView,
     /// Its log (latest 500 lines), oldest first.
     pub log: Vec<LogLineView>,
+}
+
+/// A task's follow-ups: how many, and the first ones' ids.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildrenView {
+    /// Follow-ups in total.
+    pub total: i64,
+    /// The ids of the first 50 of them, oldest first.
+    pub ids: Vec<i64>,
 }
 
 /// A page of tasks.
@@ -110,6 +121,9 @@ pub struct TaskQuery {
     /// Started for this CMS user (a user id, as given at creation).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub started_by: Option<Param>,
+    /// Follow-ups of this task (its id): the tasks its runs created.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub parent_id: Option<Param>,
     /// Page number, 1-1000000 (default 1).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub page: Option<Param>,

@@ -5,8 +5,8 @@ use super::error::json_body;
 use super::extract::{ApiQuery, TaskId};
 use super::query::IntParam;
 use super::schema::{
-    CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged, TaskCreated, TaskDetail,
-    TaskPage, TaskQuery,
+    ChildrenView, CleanAnswer, CleanRequest, PendingQuery, ProgressAnswer, TaskChanged,
+    TaskCreated, TaskDetail, TaskPage, TaskQuery,
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{human_duration, parse_time};
@@ -210,6 +210,7 @@ pub(crate) fn new_task(
         token_id,
         unique_key: controls.unique_key,
         unique_for_secs: controls.unique_for_secs,
+        parent_id: None,
     })
 }
 
@@ -264,9 +265,10 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, log, paused) = blocking(move || {
+    let (task, children, log, paused) = blocking(move || {
         Ok((
             engine.task(id)?,
+            engine.children(id)?,
             engine.task_logs(id, 500)?,
             engine.paused_workers()?,
         ))
@@ -275,6 +277,10 @@ pub async fn detail(
     Ok(Json(TaskDetail {
         success: true,
         task: TaskView::from(&task).with_paused(&paused),
+        children: ChildrenView {
+            total: children.total,
+            ids: children.ids,
+        },
         log: log.into_iter().map(Into::into).collect(),
     }))
 }
@@ -374,6 +380,15 @@ pub(crate) const STARTED_BY: IntParam = IntParam {
     default: 0,
 };
 
+/// `parent_id` of `GET /stask/tasks`: a task id. Read with [`IntParam::read_opt`]: absent is
+/// no filter, so the default is never used.
+pub(crate) const PARENT_ID: IntParam = IntParam {
+    name: "parent_id",
+    min: 1,
+    max: i64::MAX,
+    default: 0,
+};
+
 /// `limit` of `GET /stask/tasks/pending`.
 pub(crate) const PENDING_LIMIT: IntParam = IntParam {
     name: "limit",
@@ -400,6 +415,7 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
         created_to: time_param(&q.to)?,
         search: q.q,
         started_by: STARTED_BY.read_opt(&q.started_by)?,
+        parent_id: PARENT_ID.read_opt(&q.parent_id)?,
         limit: per_page,
         offset: (page_no - 1) * per_page,
         oldest_first: false,

@@ -142,6 +142,7 @@ pub const TABLES: &[Table] = &[
             ("memory_bytes", Int),
             ("token_id", Int),
             ("unique_key", Text),
+            ("parent_id", Int),
         ],
         by_id: true,
     },

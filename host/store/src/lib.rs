@@ -475,6 +475,8 @@ pub struct TaskFilter {
     pub search: Option<String>,
     /// Started for this CMS user (`started_by`).
     pub started_by: Option<i64>,
+    /// Follow-ups of this task (`parent_id`).
+    pub parent_id: Option<i64>,
     /// Page size.
     pub limit: i64,
     /// Rows to skip.

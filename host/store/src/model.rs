@@ -170,6 +170,9 @@ pub struct NewTask {
     /// With `unique_key`: the key is held this many seconds from creation, whatever the
     /// task's status; `None`: held while the task is pending, claimed or running.
     pub unique_for_secs: Option<i64>,
+    /// The task whose run created this one as a follow-up (set by the host from the running
+    /// task, never from a plugin's or client's input); `None` for every other create.
+    pub parent_id: Option<i64>,
 }
 
 /// The largest CMS user id a task's `started_by` takes (the API and the CLI refuse more):
@@ -199,6 +202,8 @@ pub struct Task {
     pub token_id: Option<i64>,
     /// The unique key it was created with, if any.
     pub unique_key: Option<String>,
+    /// The task whose run created this one as a follow-up; `None` = not a follow-up.
+    pub parent_id: Option<i64>,
     /// Task data.
     pub meta: Value,
     /// Result text.

@@ -79,6 +79,9 @@ pub fn filter_sql(filter: &TaskFilter, dialect: &Dialect) -> FilterSql {
     if let Some(v) = filter.started_by {
         clauses.push(format!("started_by = {}", bind(FilterArg::Int(v))));
     }
+    if let Some(v) = filter.parent_id {
+        clauses.push(format!("parent_id = {}", bind(FilterArg::Int(v))));
+    }
     if let Some(v) = filter.created_from {
         clauses.push(format!("created_at >= {}", bind(FilterArg::Time(v))));
     }

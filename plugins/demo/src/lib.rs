@@ -17,9 +17,16 @@
 //!   only with the worker's `isolation` setting at `process`: in the host they end the host):
 //!   `crash` = `segfault`, `abort`, `exit` (code 3), or `leak` (allocates 16 MiB blocks and
 //!   never frees them, up to `leak_mb`, default 8192).
+//!   Follow-ups: `follow_up` (`{"identifier", "action", "data", "options"}`, the options as
+//!   `stask_plugin_api::TaskOptions`) queues that task through `Context::create_task` before
+//!   anything else can fail (so with `fail_attempts` every attempt queues it again, which a
+//!   `unique_key` makes one task); the run's result is then `follow-up <id>` unless `result`
+//!   is given, and a refused create fails the run with the host's message.
 
 use serde_json::Value;
-use stask_plugin_api::{export_worker, Context, Output, TaskError, Worker, WorkerInfo};
+use stask_plugin_api::{
+    export_worker, Context, Output, TaskError, TaskOptions, Worker, WorkerInfo,
+};
 use std::time::Duration;
 
 /// Which build this is: the `v2` feature makes a second version for hot-reload tests.
@@ -77,6 +84,10 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         ctx.attempt(),
         ctx.max_attempts()
     ));
+    let follow_up = match data.get("follow_up") {
+        Some(spec) => Some(create_follow_up(ctx, spec)?),
+        None => None,
+    };
     if u64::from(ctx.attempt()) <= fail_attempts {
         return Err(TaskError::new(format!(
             "planned failure on attempt {}",
@@ -141,10 +152,29 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         }
         return Ok(Output::file(path).with_text(format!("wrote {}", name.to_string_lossy())));
     }
-    match data.get("result").and_then(Value::as_str) {
-        Some(text) => Ok(Output::text(text)),
-        None => Ok(Output::text(format!("done by {VARIANT}"))),
+    match (data.get("result").and_then(Value::as_str), follow_up) {
+        (Some(text), _) => Ok(Output::text(text)),
+        (None, Some(id)) => Ok(Output::text(format!("follow-up {id}"))),
+        (None, None) => Ok(Output::text(format!("done by {VARIANT}"))),
     }
+}
+
+/// Queues the follow-up `spec` describes (see the module docs) and returns its id.
+fn create_follow_up(ctx: &Context<'_>, spec: &Value) -> Result<i64, TaskError> {
+    let text = |key: &str| {
+        spec.get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| TaskError::permanent(format!("follow_up.{key} must be a string")))
+    };
+    let options: TaskOptions = match spec.get("options") {
+        None | Some(Value::Null) => TaskOptions::default(),
+        Some(o) => serde_json::from_value(o.clone())
+            .map_err(|e| TaskError::permanent(format!("follow_up.options: {e}")))?,
+    };
+    let data = spec.get("data").cloned().unwrap_or(Value::Null);
+    let id = ctx.create_task(text("identifier")?, text("action")?, data, &options)?;
+    ctx.log(&format!("queued follow-up task {id}"));
+    Ok(id)
 }
 
 /// Writes `mb` MiB to `path`, one MiB at a time (never the whole file in memory): byte `i` of

@@ -8,7 +8,7 @@ use crate::db::{self, Policy, ProductRow, Upserted};
 use crate::input::{bool_or, opt_str};
 use csv::{ByteRecord, ReaderBuilder, StringRecord};
 use serde_json::{json, Value};
-use stask_plugin_api::{Context, Output, TaskError};
+use stask_plugin_api::{Context, Output, TaskError, TaskOptions};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -29,6 +29,8 @@ struct Options {
     delimiter: u8,
     skip_first_row: bool,
     policy: Policy,
+    /// Where to send the "import finished" e-mail (`notify`), if anywhere.
+    notify: Option<String>,
 }
 
 fn parse_options(data: &Value, storage_dir: &Path) -> Result<Options, TaskError> {
@@ -44,7 +46,57 @@ fn parse_options(data: &Value, storage_dir: &Path) -> Result<Options, TaskError>
             update_existing: bool_or(data, "update_existing", true)?,
             create_new: bool_or(data, "create_new", true)?,
         },
+        notify: match opt_str(data, "notify")?.map(str::trim) {
+            None => None,
+            Some(address) if address.contains('@') && !address.contains(char::is_whitespace) => {
+                Some(address.to_owned())
+            }
+            Some(other) => {
+                return Err(TaskError::permanent(format!(
+                    "notify must be an e-mail address, got '{other}'"
+                )))
+            }
+        },
     })
+}
+
+/// The worker and action that deliver the "import finished" e-mail.
+const NOTIFY_WORKER: (&str, &str) = ("email_campaign", "send");
+
+/// Queues the "import finished" e-mail to `address` as a follow-up of this task (for the
+/// `email_campaign` worker's `send`). Its unique key is this task's, held for a day: a
+/// retried run of the same task does not send the e-mail twice. A refusal (say, no
+/// `email_campaign` worker here) does not undo the import, which is committed: it is logged
+/// and reported in the result.
+fn notify(ctx: &Context<'_>, address: &str, counts: &Counts, file: &Path) -> Value {
+    let body = format!(
+        "The product import of {} finished: {} created, {} updated, {} skipped, {} errors.",
+        file.display(),
+        counts.created,
+        counts.updated,
+        counts.skipped,
+        counts.errors
+    );
+    let data = json!({
+        "subject": format!("Product import {} finished", ctx.task_id()),
+        "body": body,
+        "recipients": [{"email": address}],
+    });
+    let options = TaskOptions::default()
+        .unique_key(format!("product-import-{}-notify", ctx.task_id()))
+        .unique_for_secs(86_400);
+    match ctx.create_task(NOTIFY_WORKER.0, NOTIFY_WORKER.1, data, &options) {
+        Ok(id) => {
+            ctx.log(&format!(
+                "queued the notification to {address} as task {id}"
+            ));
+            json!({"notification_task": id})
+        }
+        Err(e) => {
+            ctx.warn(&format!("cannot queue the notification to {address}: {e}"));
+            json!({"notification_error": e.message()})
+        }
+    }
 }
 
 /// Relative paths name files in the host's storage folder (where uploads land), never in the
@@ -351,12 +403,20 @@ pub fn run(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
         "import done: {} created, {} updated, {} skipped, {} errors",
         counts.created, counts.updated, counts.skipped, counts.errors
     ));
-    Ok(Output::json(&json!({
+    let mut result = json!({
         "created": counts.created,
         "updated": counts.updated,
         "skipped": counts.skipped,
         "errors": counts.errors,
-    })))
+    });
+    if let Some(address) = &options.notify {
+        if let (Value::Object(result), Value::Object(note)) =
+            (&mut result, notify(ctx, address, &counts, &options.path))
+        {
+            result.extend(note);
+        }
+    }
+    Ok(Output::json(&result))
 }
 
 fn line_of(record: &StringRecord) -> Option<u64> {
@@ -385,8 +445,15 @@ mod tests {
                     update_existing: true,
                     create_new: true
                 },
+                notify: None,
             }
         );
+        let notified = parse_options(
+            &json!({"file": "p.csv", "notify": " ops@example.com "}),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(notified.notify.as_deref(), Some("ops@example.com"));
         let absolute = parse_options(&json!({"file": "/tmp/p.csv"}), Path::new("/srv")).unwrap();
         assert_eq!(absolute.path, PathBuf::from("/tmp/p.csv"));
     }
@@ -403,6 +470,9 @@ mod tests {
             json!({"file": "a.csv", "delimiter": "\""}),
             json!({"file": "a.csv", "delimiter": "§"}),
             json!({"file": "a.csv", "create_new": "no"}),
+            json!({"file": "a.csv", "notify": "nobody"}),
+            json!({"file": "a.csv", "notify": "a b@c"}),
+            json!({"file": "a.csv", "notify": 5}),
         ] {
             assert!(parse_options(&data, storage).is_err(), "{data} accepted");
         }

@@ -4,6 +4,8 @@
 //! Actions:
 //! - `import`: reads a CSV file (`file`, `delimiter`, `skip_first_row`, `update_existing`,
 //!   `create_new`) and upserts its rows by SKU. Bad rows are skipped and reported, not fatal.
+//!   With `notify` (an e-mail address), a finished import queues a follow-up task for the
+//!   `email_campaign` worker that mails the counts there (once per task, even when retried).
 //! - `export`: writes the (optionally filtered) table as CSV into the task's output folder
 //!   (`format`, `filters`, `fields`).
 //!
@@ -33,7 +35,8 @@ impl Worker for Product {
             .version(env!("CARGO_PKG_VERSION"))
             .action(
                 "import",
-                "Imports a CSV file: file, delimiter, skip_first_row, update_existing, create_new",
+                "Imports a CSV file: file, delimiter, skip_first_row, update_existing, create_new, \
+                 notify (an e-mail address told when it finished)",
             )
             .action("export", "Exports products as CSV: format, filters, fields")
     }

@@ -237,6 +237,7 @@ pub fn insert_pending(db: &Path, n: usize, action: &str) {
         token_id: None,
         unique_key: None,
         unique_for_secs: None,
+        parent_id: None,
     };
     let batch = vec![task; 1_000];
     let mut left = n;

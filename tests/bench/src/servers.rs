@@ -139,6 +139,7 @@ fn task(action: &str) -> NewTask {
         token_id: None,
         unique_key: None,
         unique_for_secs: None,
+        parent_id: None,
     }
 }
 

@@ -67,14 +67,17 @@ fn run_job(engine: &Arc<Engine>, job: ClaimedTask, done: &FinisherInbox) -> bool
         .get("timeout")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    let live = Arc::new(LiveTask::new(
-        job.id,
-        job.identifier.clone(),
-        job.action.clone(),
-        job.attempt,
-        job.lease_token,
-        worker.label.clone(),
-    ));
+    let live = Arc::new(
+        LiveTask::new(
+            job.id,
+            job.identifier.clone(),
+            job.action.clone(),
+            job.attempt,
+            job.lease_token,
+            worker.label.clone(),
+        )
+        .with_services(engine.services.clone()),
+    );
     live.set_timeout(timeout_secs);
     live.set_max_attempts(job.max_attempts);
     if rt.early_cancels.lock().remove(&job.id) {

@@ -47,6 +47,7 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
         token_id: None,
         unique_key: None,
         unique_for_secs: None,
+        parent_id: None,
     }
 }
 
@@ -375,6 +376,7 @@ macro_rules! driver_tests {
             inserted_tasks_read_back_as_created,
             task_lists_filter_page_and_count,
             started_by_and_token_id_are_stored_apart_and_filtered,
+            parent_id_round_trips_and_filters_follow_ups,
             pending_tasks_in_claim_order,
             next_due_is_the_earliest_future_pending_task,
             progress_is_written_only_under_the_current_lease,

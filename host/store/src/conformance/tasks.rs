@@ -231,6 +231,71 @@ pub fn task_lists_filter_page_and_count(store: &dyn Store) {
     );
 }
 
+/// A follow-up's `parent_id` is stored and read back as given, by `insert_task` and
+/// `insert_tasks` alike (absent for other tasks), and the list filter `parent_id` gives a
+/// task's follow-ups only, oldest first when asked, counted beyond the page.
+pub fn parent_id_round_trips_and_filters_follow_ups(store: &dyn Store) {
+    let child_of = |parent_id: Option<i64>| NewTask {
+        parent_id,
+        ..task("w", Priority::Normal, None)
+    };
+    let parent = store.insert_task(&child_of(None), 100).unwrap();
+    let other = store.insert_task(&child_of(None), 100).unwrap();
+    let first = store.insert_task(&child_of(Some(parent)), 200).unwrap();
+    let ids: Vec<i64> = store
+        .insert_tasks(
+            &[
+                child_of(Some(other)),
+                child_of(Some(parent)),
+                child_of(None),
+            ],
+            300,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let (of_other, second, orphan) = (ids[0], ids[1], ids[2]);
+    let parent_of = |id: i64| store.task(id).unwrap().expect("just created").parent_id;
+    assert_eq!(parent_of(parent), None);
+    assert_eq!(parent_of(first), Some(parent));
+    assert_eq!(parent_of(of_other), Some(other), "not mixed up in a batch");
+    assert_eq!(parent_of(second), Some(parent));
+    assert_eq!(parent_of(orphan), None);
+    let children = |parent_id: i64, limit: i64, oldest_first: bool| {
+        let (page, total) = store
+            .tasks(&TaskFilter {
+                parent_id: Some(parent_id),
+                limit,
+                oldest_first,
+                ..Default::default()
+            })
+            .unwrap();
+        (page.iter().map(|t| t.id).collect::<Vec<_>>(), total)
+    };
+    assert_eq!(children(parent, 10, true), (vec![first, second], 2));
+    assert_eq!(children(parent, 10, false), (vec![second, first], 2));
+    assert_eq!(
+        children(parent, 1, true),
+        (vec![first], 2),
+        "counted beyond the page"
+    );
+    assert_eq!(children(other, 10, true), (vec![of_other], 1));
+    assert_eq!(children(orphan, 10, true), (vec![], 0));
+    let combined = TaskFilter {
+        parent_id: Some(parent),
+        created_from: Some(250),
+        limit: 10,
+        ..Default::default()
+    };
+    let (page, total) = store.tasks(&combined).unwrap();
+    assert_eq!(
+        (page.iter().map(|t| t.id).collect::<Vec<_>>(), total),
+        (vec![second], 1),
+        "with the other filters, all apply"
+    );
+}
+
 /// A task's CMS user (`started_by`) and API token (`token_id`) are two columns: each is
 /// stored and read back as given, by `insert_task` and `insert_tasks` alike (either may be
 /// absent), and the list filters by user alone, never matching a token id.

@@ -25,7 +25,7 @@ pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
          {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
          processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
          lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-         memory_bytes, token_id, unique_key",
+         memory_bytes, token_id, unique_key, parent_id",
         start_at = to_ms("start_at"),
         finished_at = to_ms("finished_at"),
         created_at = to_ms("created_at"),
@@ -55,8 +55,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
                               start_at, run_at, max_attempts, priority, priority_rank,
-                              created_at, updated_at, unique_key)
-         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now}, ?)",
+                              created_at, updated_at, unique_key, parent_id)
+         VALUES (?, ?, {pending}, ?, ?, ?, ?, {start_at}, ?, ?, ?, ?, {now}, {now}, ?, ?)",
         pending = target(Event::Create),
         start_at = from_ms("?"),
         now = from_ms("?"),
@@ -448,6 +448,7 @@ pub(super) fn insert_in(
                 clamp_ms(now),
                 clamp_ms(now),
                 t.unique_key.as_deref(),
+                t.parent_id,
             ],
         )?;
         let id = tx

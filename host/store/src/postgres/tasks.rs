@@ -43,13 +43,15 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
         "
 INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta, start_at,
                      run_at, max_attempts, priority, priority_rank, created_at, updated_at,
-                     unique_key)
+                     unique_key, parent_id)
 SELECT identifier, action, {pending}, message, started_by, token_id, meta, start_at, run_at,
-       max_attempts, priority, priority_rank, $12, $12, unique_key
+       max_attempts, priority, priority_rank, $12, $12, unique_key, parent_id
   FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
-              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $13::text[])
+              $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $13::text[],
+              $14::bigint[])
        WITH ORDINALITY AS t(identifier, action, message, started_by, token_id, meta, start_at,
-                            run_at, max_attempts, priority, priority_rank, unique_key, n)
+                            run_at, max_attempts, priority, priority_rank, unique_key, parent_id,
+                            n)
  ORDER BY n
 RETURNING id",
         pending = target(Event::Create),
@@ -423,6 +425,7 @@ pub(super) struct InsertColumns {
     ranks: Vec<i64>,
     keys: Vec<Option<String>>,
     held_until: Vec<Option<i64>>,
+    parent_ids: Vec<Option<i64>>,
 }
 
 impl InsertColumns {
@@ -448,6 +451,7 @@ impl InsertColumns {
             ranks: tasks.iter().map(|t| t.priority.rank()).collect(),
             keys: tasks.iter().map(|t| t.unique_key.clone()).collect(),
             held_until: tasks.iter().map(|t| unique::held_until(t, now)).collect(),
+            parent_ids: tasks.iter().map(|t| t.parent_id).collect(),
         }
     }
 
@@ -481,6 +485,7 @@ impl InsertColumns {
                 &self.ranks,
                 &now,
                 &self.keys,
+                &self.parent_ids,
             ],
         )?;
         // The ids of one statement's rows come in order of the input (a sequence).

@@ -31,8 +31,8 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO s_tasks (identifier, action, status, message, started_by, token_id, meta,
              start_at, run_at, max_attempts, priority, priority_rank, created_at, updated_at,
-             unique_key)
-         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+             unique_key, parent_id)
+         VALUES (?1, ?2, {pending}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
         pending = target(Event::Create),
     )
 });
@@ -93,6 +93,7 @@ fn insert_row(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -
         task.priority.rank(),
         now,
         task.unique_key,
+        task.parent_id,
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -1,0 +1,6 @@
+-- The task that created this one as a follow-up (`Context::create_task`), set by the host
+-- from the running task; NULL for tasks created over the API, the CLI or a schedule.
+ALTER TABLE s_tasks ADD COLUMN parent_id INTEGER;
+-- A task's follow-ups (`?parent_id=`, the task view's children), oldest first; partial, so
+-- tasks without a parent (most of a queue) cost no index write.
+CREATE INDEX s_tasks_parent ON s_tasks (parent_id, id) WHERE parent_id IS NOT NULL;
