@@ -211,6 +211,8 @@ fn task_of(spec: &ScheduleSpec, slot: i64) -> NewTask {
         token_id: None,
         unique_key: spec.unique_key.clone(),
         unique_for_secs: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     }
 }
 

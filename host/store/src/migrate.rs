@@ -61,6 +61,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -75,6 +76,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
 );
 
 /// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -89,6 +91,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
 );
 
 #[cfg(test)]

@@ -139,6 +139,8 @@ fn task(action: &str) -> NewTask {
         token_id: None,
         unique_key: None,
         unique_for_secs: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     }
 }
 
