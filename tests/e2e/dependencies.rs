@@ -191,6 +191,47 @@ fn a_cancelled_parent_cancels_and_unknown_parents_are_refused() {
 }
 
 #[test]
+fn the_cli_creates_a_dependant_and_refuses_unknown_parents() {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let failing = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "fail_permanent": true, "start_at": now_secs() + 1}),
+    );
+    let out = home.cli(&[
+        "task",
+        "create",
+        "demo",
+        "noop",
+        "--depends-on",
+        &failing.to_string(),
+        "--on-parent-failure",
+        "run",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let child: i64 = out.stdout.trim().parse().unwrap();
+    assert_eq!(d.wait_finished(child)["status"], "completed");
+    let shown = home.cli(&["task", "show", &child.to_string()]);
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("{failing} (failed) (on failure: run)")),
+        "{shown:?}"
+    );
+    let unknown = home.cli(&[
+        "task",
+        "create",
+        "demo",
+        "noop",
+        "--depends-on",
+        "987654321",
+    ]);
+    assert_eq!(unknown.code, 5, "{unknown:?}");
+    assert!(unknown.stderr.contains("987654321"), "{unknown:?}");
+}
+
+#[test]
 fn a_kill_mid_chain_loses_nothing_and_runs_every_task_once() {
     let home = Home::with_workers(&["demo"]);
     let token = home.token();
