@@ -280,3 +280,38 @@ pub fn the_sweep_resolves_what_a_kill_left(store: &dyn Store) {
         "deleted"
     );
 }
+
+/// Eight resolvers at once (threads; connections of their own on the servers, as hosts
+/// would), each passing on the ends of a share of a dependant's 40 parents, some twice: the
+/// dependant is released exactly once, when the last edge was resolved.
+pub fn concurrent_resolutions_release_a_dependant_once(store: &dyn Store) {
+    let parents: Vec<i64> = (0..40)
+        .map(|_| insert(store, task("w", Priority::Normal, None), NOW))
+        .collect();
+    let child = insert(store, dependant(&parents, OnParentFailure::Cancel), NOW);
+    let ends: Vec<(i64, TaskStatus)> = parents
+        .iter()
+        .map(|&p| (p, TaskStatus::Completed))
+        .collect();
+    run_to_end(store, &ends, NOW + 1);
+    let released: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let share: Vec<i64> = parents.iter().copied().skip(i % 4).step_by(4).collect();
+                s.spawn(move || {
+                    store
+                        .resolve_dependencies(&share, NOW + 2)
+                        .unwrap()
+                        .released
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(released, vec![child]);
+    assert_eq!(store.task_dependencies(child).unwrap().waiting_parents, 0);
+    assert_eq!(claimable(store, NOW + 3), vec![child]);
+}

@@ -377,6 +377,10 @@ pub const COVERED: &[(&str, &str)] = &[
         "resolution_is_idempotent_and_finished_parents_count_at_once",
     ),
     (
+        "DependencyStore::resolve_dependencies",
+        "concurrent_resolutions_release_a_dependant_once",
+    ),
+    (
         "DependencyStore::sweep_dependencies",
         "the_sweep_resolves_what_a_kill_left",
     ),
@@ -495,6 +499,7 @@ macro_rules! driver_tests {
             resolution_is_idempotent_and_finished_parents_count_at_once,
             a_waiting_task_is_not_claimed_and_not_next_due,
             the_sweep_resolves_what_a_kill_left,
+            concurrent_resolutions_release_a_dependant_once,
         ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,

@@ -65,11 +65,25 @@ impl DependencyStore for MysqlStore {
         if parents.is_empty() {
             return Ok(Resolution::default());
         }
+        let mut open = Vec::new();
+        let mut conn = self.conn()?;
+        for chunk in parents.chunks(1_000) {
+            let sql = self.dynamic(&dependencies::with_open_edges(&super::marks(chunk.len())));
+            let ids: Vec<i64> = conn.exec(
+                sql,
+                Params::Positional(chunk.iter().map(|&id| Value::from(id)).collect()),
+            )?;
+            open.extend(ids);
+        }
+        drop(conn);
+        if open.is_empty() {
+            return Ok(Resolution::default());
+        }
         self.retrying(|tx| {
             dependencies::resolve(
                 &mut Tx { tx, store: self },
                 statements(Dialect::Mysql),
-                parents,
+                &open,
                 now,
             )
         })

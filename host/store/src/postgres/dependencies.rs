@@ -8,6 +8,11 @@ use crate::dependencies::{
 };
 use crate::StoreResult;
 use postgres::types::ToSql;
+use std::sync::LazyLock;
+
+/// Which of the finished tasks (`$1`, an array) have unresolved edges.
+static OPEN_EDGES_SQL: LazyLock<String> =
+    LazyLock::new(|| dependencies::with_open_edges("SELECT unnest($1::bigint[])"));
 
 /// An open transaction as `crate::dependencies` uses it.
 pub(super) struct Tx<'a, 'b> {
@@ -75,6 +80,15 @@ impl DependencyStore for PgStore {
         }
         let parents = parents.to_vec();
         self.transaction(move |tx, cache| {
+            let open = prepared(tx, cache, &OPEN_EDGES_SQL)?;
+            let parents = tx
+                .query(&open, &[&parents])?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()?;
+            if parents.is_empty() {
+                return Ok(Resolution::default());
+            }
             dependencies::resolve(
                 &mut Tx { tx, cache },
                 statements(Dialect::Postgres),

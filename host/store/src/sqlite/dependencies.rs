@@ -5,7 +5,12 @@ use super::SqliteStore;
 use crate::dependencies::{
     self, statements, Arg, DepTx, DependencyStore, Dialect, Resolution, TaskDependencies,
 };
-use crate::{StoreResult, TablePrefix};
+use crate::{StoreError, StoreResult, TablePrefix};
+use std::sync::LazyLock;
+
+/// Which of the finished tasks (a JSON array) have unresolved edges.
+static OPEN_EDGES_SQL: LazyLock<String> =
+    LazyLock::new(|| dependencies::with_open_edges("SELECT value FROM json_each(?1)"));
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection};
 
@@ -58,6 +63,17 @@ impl DependencyStore for SqliteStore {
         if parents.is_empty() {
             return Ok(Resolution::default());
         }
+        let parents = self.read(|conn| {
+            let ids = serde_json::to_string(parents).map_err(|e| StoreError::database("", e))?;
+            let mut stmt = conn.prepare_cached(&self.prefix.statement(&OPEN_EDGES_SQL))?;
+            let rows = stmt
+                .query_map([ids], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(rows)
+        })?;
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
         let sql = statements(Dialect::Sqlite);
         self.write(|conn| {
             let tx = conn.transaction()?;
@@ -67,7 +83,7 @@ impl DependencyStore for SqliteStore {
                     prefix: &self.prefix,
                 },
                 sql,
-                parents,
+                &parents,
                 now,
             )?;
             tx.commit()?;
@@ -77,16 +93,27 @@ impl DependencyStore for SqliteStore {
 
     fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<Resolution> {
         let sql = statements(Dialect::Sqlite);
+        // Read first: nearly every sweep finds nothing and then takes no write lock.
+        let parents = self.read(|conn| {
+            let mut tx = Tx {
+                conn,
+                prefix: &self.prefix,
+            };
+            dependencies::finished_with_open_edges(&mut tx, sql, limit)
+        })?;
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let done = dependencies::sweep(
+            let done = dependencies::resolve(
                 &mut Tx {
                     conn: &tx,
                     prefix: &self.prefix,
                 },
                 sql,
+                &parents,
                 now,
-                limit,
             )?;
             tx.commit()?;
             Ok(done)
