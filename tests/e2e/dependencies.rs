@@ -183,6 +183,15 @@ fn a_cancelled_parent_cancels_and_unknown_parents_are_refused() {
         let r = d.post("/stask/workers/demo/tasks/noop", &bad);
         assert_eq!(r.status, 422, "{bad}: {:?}", r.body);
     }
+    // The OpenAPI document describes the views (schemathesis checks answers against it).
+    let doc = d.get("/stask/openapi.json").body;
+    for schema in ["DependenciesView", "RelatedTaskView"] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} documented"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"]["properties"]["unknown_ids"].is_object());
     // A parent already completed counts at once.
     let done = d.create("demo", "noop", json!({}));
     d.wait_finished(done);
