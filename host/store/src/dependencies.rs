@@ -9,7 +9,7 @@
 //! status = 10` only up to `run_at <= now`, so waiting tasks cost a claim nothing, and
 //! `next_due` stops below the sentinel ([`crate::task_state::sql::not_waiting`]).
 //!
-//! **Resolution** ([`resolve`], the same code for every driver over [`DepTx`]): for each
+//! **Resolution** (`resolve`, the same code for every driver over `DepTx`): for each
 //! finished parent, its unresolved edges are locked and marked resolved (`resolved = 0` →
 //! `1`, so each edge is resolved once, whoever repeats the call); each child of such an edge
 //! is locked and, if still waiting, either cancelled (`Event::CancelForParent`: the parent
@@ -122,7 +122,7 @@ pub trait DependencyStore: Send + Sync {
 
 /// A bound value of the statements of this module.
 #[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
+pub(crate) enum Arg<'a> {
     /// An integer (ids, counts, times in UNIX ms).
     Int(i64),
     /// Text (a status message).
@@ -131,7 +131,7 @@ pub enum Arg<'a> {
 
 /// One open transaction (or a read connection) of a driver, as this module's code uses it.
 /// Every value read is an integer column, or NULL.
-pub trait DepTx {
+pub(crate) trait DepTx {
     /// Runs a statement; returns the rows it matched.
     fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64>;
     /// Runs a query; returns its rows, each column an integer or NULL.
@@ -140,7 +140,7 @@ pub trait DepTx {
 
 /// The SQL dialects (placeholders, locking clauses, time columns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// `?` placeholders, no row locks (one writer).
     Sqlite,
     /// `$n` placeholders, `FOR SHARE` / `FOR UPDATE`.
@@ -201,7 +201,7 @@ impl Dialect {
 }
 
 /// The statements of this module in one dialect.
-pub struct Statements {
+pub(crate) struct Statements {
     /// A parent's status, locked against a concurrent finish (`?` id).
     parent_status: String,
     /// A new edge (`?` child, `?` parent).
@@ -326,7 +326,7 @@ static POSTGRES: LazyLock<Statements> = LazyLock::new(|| build(Dialect::Postgres
 static MYSQL: LazyLock<Statements> = LazyLock::new(|| build(Dialect::Mysql));
 
 /// The statements of `dialect`, built once (stable text for the prepared-statement caches).
-pub fn statements(dialect: Dialect) -> &'static Statements {
+pub(crate) fn statements(dialect: Dialect) -> &'static Statements {
     match dialect {
         Dialect::Sqlite => &SQLITE,
         Dialect::Postgres => &POSTGRES,
@@ -338,7 +338,7 @@ pub fn statements(dialect: Dialect) -> &'static Statements {
 /// that exists (read locked, so a parent cannot finish unseen before this commits), the
 /// child waiting for them, and the parents already finished resolved at once (a completed
 /// one counts, a failed or cancelled one applies the child's rule now).
-pub fn link(
+pub(crate) fn link(
     tx: &mut dyn DepTx,
     sql: &'static Statements,
     child: i64,
@@ -384,7 +384,7 @@ pub fn link(
 
 /// Passes the end of the finished tasks among `parents` on to their dependants, cascading
 /// through the dependants it cancels (see the module doc). Idempotent.
-pub fn resolve(
+pub(crate) fn resolve(
     tx: &mut dyn DepTx,
     sql: &'static Statements,
     parents: &[i64],
@@ -491,7 +491,7 @@ fn pass_on(
 }
 
 /// [`DependencyStore::sweep_dependencies`] over a driver's transaction.
-pub fn sweep(
+pub(crate) fn sweep(
     tx: &mut dyn DepTx,
     sql: &'static Statements,
     now: i64,
@@ -503,7 +503,7 @@ pub fn sweep(
 
 /// Up to `limit` finished tasks whose edges are not all resolved, lowest id first (what the
 /// sweep resolves; SQLite reads it on a reader connection first, to skip an empty write).
-pub fn finished_with_open_edges(
+pub(crate) fn finished_with_open_edges(
     tx: &mut dyn DepTx,
     sql: &'static Statements,
     limit: usize,
@@ -516,7 +516,7 @@ pub fn finished_with_open_edges(
 }
 
 /// [`DependencyStore::missing_tasks`] over a driver's connection.
-pub fn missing(tx: &mut dyn DepTx, sql: &'static Statements, ids: &[i64]) -> StoreResult<Vec<i64>> {
+pub(crate) fn missing(tx: &mut dyn DepTx, sql: &'static Statements, ids: &[i64]) -> StoreResult<Vec<i64>> {
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -530,7 +530,7 @@ pub fn missing(tx: &mut dyn DepTx, sql: &'static Statements, ids: &[i64]) -> Sto
 }
 
 /// [`DependencyStore::task_dependencies`] over a driver's connection.
-pub fn of_task(
+pub(crate) fn of_task(
     tx: &mut dyn DepTx,
     sql: &'static Statements,
     id: i64,
@@ -565,7 +565,7 @@ pub fn of_task(
 }
 
 /// The refusal of a delete of task `id` whose end was not passed to its dependants yet.
-pub fn delete_refused(id: i64) -> String {
+pub(crate) fn delete_refused(id: i64) -> String {
     format!(
         "task {id} has dependants still waiting for it; delete it once they were released or \
          cancelled (within seconds of its end)"
@@ -575,7 +575,7 @@ pub fn delete_refused(id: i64) -> String {
 /// The ids among a list (`{list}`: a dialect's list expression) that have unresolved edges:
 /// the drivers read it before they open a write transaction, so finishing tasks that nobody
 /// depends on (nearly all) costs one indexed read per batch.
-pub fn with_open_edges(list: &str) -> String {
+pub(crate) fn with_open_edges(list: &str) -> String {
     format!(
         "SELECT DISTINCT depends_on FROM s_task_dependencies WHERE resolved = 0 AND depends_on IN ({list})"
     )
@@ -583,7 +583,7 @@ pub fn with_open_edges(list: &str) -> String {
 
 /// Whether a task has edges whose resolution is still due: it must not be deleted yet (its
 /// dependants would wait for ever). `{id}` is the task's id expression.
-pub fn unresolved_edges_of(id: &str) -> String {
+pub(crate) fn unresolved_edges_of(id: &str) -> String {
     format!(
         "EXISTS (SELECT 1 FROM s_task_dependencies ud WHERE ud.resolved = 0 AND ud.depends_on = {id})"
     )
