@@ -3,6 +3,8 @@
 
 use crate::clock::{human_duration, rfc3339};
 use crate::model::{LogLine, PluginFile, Task, TaskStatus, WorkerRow};
+use crate::store::dependencies::WAITING_RUN_AT;
+use crate::store::TaskDependencies;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -49,7 +51,8 @@ pub struct TaskView {
     pub download_url: Option<String>,
     /// Scheduled start as requested.
     pub start_at: Option<String>,
-    /// When it is (or was) due.
+    /// When it is (or was) due; for a task still waiting for the tasks it depends on (not
+    /// due until they finished), its creation time.
     pub run_at: String,
     /// Creation time.
     pub created_at: String,
@@ -89,9 +92,84 @@ pub struct TaskView {
     pub unique_key: Option<String>,
     /// The task whose run created this one as a follow-up (`null` = not a follow-up).
     pub parent_id: Option<i64>,
+    /// The tasks it depends on and the tasks that depend on it: only in the task's own view
+    /// (`GET /stask/tasks/{id}`, `task show`); `null` in lists.
+    pub dependencies: Option<DependenciesView>,
+}
+
+/// A task's dependencies both ways (`depends_on` at creation, and the tasks created with it in
+/// theirs). Lists stop after the first 50 ids of each, by id; the counts are complete.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DependenciesView {
+    /// Ids of the tasks it depends on.
+    pub depends_on: Vec<i64>,
+    /// How many tasks it depends on.
+    pub depends_on_count: i64,
+    /// Ids of the tasks that depend on it.
+    pub dependants: Vec<i64>,
+    /// How many tasks depend on it.
+    pub dependant_count: i64,
+    /// How many of the tasks it depends on it still waits for.
+    pub waiting_for_count: i64,
+    /// What a failed or cancelled task it depends on does to it: `cancel` (it is cancelled)
+    /// or `run` (it runs once every one finished).
+    pub on_parent_failure: String,
+    /// The same tasks with their statuses, parents first (the UI's dependency chain).
+    pub tasks: Vec<RelatedTaskView>,
+}
+
+/// A task related by a dependency.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RelatedTaskView {
+    /// Its id.
+    pub id: i64,
+    /// `parent` (the viewed task depends on it) or `dependant` (it depends on the viewed task).
+    pub relation: String,
+    /// Its status; `null` when it was deleted.
+    pub status: Option<String>,
+    /// Whether the parent's end was passed to the dependant already.
+    pub resolved: bool,
+}
+
+impl From<&TaskDependencies> for DependenciesView {
+    fn from(d: &TaskDependencies) -> Self {
+        let related = |r: &crate::store::dependencies::Related, relation: &str| RelatedTaskView {
+            id: r.id,
+            relation: relation.into(),
+            status: r.status.map(|s| s.name().into()),
+            resolved: r.resolved,
+        };
+        DependenciesView {
+            depends_on: d.parents.iter().map(|r| r.id).collect(),
+            depends_on_count: d.parent_count,
+            dependants: d.dependants.iter().map(|r| r.id).collect(),
+            dependant_count: d.dependant_count,
+            waiting_for_count: d.waiting_parents,
+            on_parent_failure: d.on_parent_failure.name().into(),
+            tasks: d
+                .parents
+                .iter()
+                .map(|r| related(r, "parent"))
+                .chain(d.dependants.iter().map(|r| related(r, "dependant")))
+                .collect(),
+        }
+    }
 }
 
 impl TaskView {
+    /// Adds the task's dependencies; a task still waiting for some says which ("Waiting for
+    /// task 12 (and 2 more)"). Call before [`TaskView::with_paused`]: a pause is shown first.
+    pub fn with_dependencies(mut self, deps: &TaskDependencies) -> Self {
+        if self.status_code == TaskStatus::Pending.code() && deps.waiting_parents > 0 {
+            self.waiting_for = Some(WaitingFor::Dependencies);
+            if let Some(first) = deps.first_waiting {
+                self.message = crate::task_state::waiting_for_message(first, deps.waiting_parents);
+            }
+        }
+        self.dependencies = Some(deps.into());
+        self
+    }
+
     /// Marks a pending task of a paused worker: `paused` and the waiting message. Derived at
     /// read time from the workers' rows (`paused_workers`), so a pause or resume rewrites no
     /// task row and every host shows the same.
@@ -110,6 +188,8 @@ impl TaskView {
 impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
         let time = |v: Option<i64>| v.map(rfc3339);
+        // Pending at the sentinel due time: waiting for the tasks it depends on.
+        let waiting = t.status == TaskStatus::Pending && t.run_at == WAITING_RUN_AT;
         TaskView {
             id: t.id,
             identifier: t.identifier.clone(),
@@ -137,7 +217,7 @@ impl From<&Task> for TaskView {
                 .as_ref()
                 .map(|_| format!("/stask/tasks/{}/download", t.id)),
             start_at: time(t.start_at),
-            run_at: rfc3339(t.run_at),
+            run_at: rfc3339(if waiting { t.created_at } else { t.run_at }),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
             started_at: time(t.started_at),
@@ -155,10 +235,15 @@ impl From<&Task> for TaskView {
             started_by: t.started_by,
             token_id: t.token_id,
             paused: false,
-            waiting_for: (t.status == TaskStatus::Pending && t.run_at > crate::clock::now_ms())
-                .then_some(WaitingFor::Scheduled),
+            waiting_for: if waiting {
+                Some(WaitingFor::Dependencies)
+            } else {
+                (t.status == TaskStatus::Pending && t.run_at > crate::clock::now_ms())
+                    .then_some(WaitingFor::Scheduled)
+            },
             unique_key: t.unique_key.clone(),
             parent_id: t.parent_id,
+            dependencies: None,
         }
     }
 }

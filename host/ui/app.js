@@ -536,6 +536,7 @@ function renderDetail(task, log) {
   setText('#detail-worker', `${task.identifier}:${task.action}`);
   setText('#detail-priority', task.priority);
   setText('#detail-unique-key', task.unique_key || '—');
+  renderDependencies(task.dependencies);
   setText('#detail-attempts', `${task.attempts} of ${task.max_attempts}`);
   setText('#detail-items', task.total !== null && task.total !== undefined ? `${task.processed ?? 0} / ${task.total}` : '—');
   setText('#detail-created', fmtTime(task.created_at));
@@ -572,6 +573,25 @@ function renderFamily(task, children) {
   const links = ids.flatMap((id, i) => (i === 0 ? [taskLink(id)] : [', ', taskLink(id)]));
   const more = total - ids.length;
   list.replaceChildren(...links, more > 0 ? ` and ${more} more` : '');
+}
+
+/** The task's dependency chain: the tasks it depends on and the tasks that depend on it, each
+ * a link with its status; counts beyond the listed ones are said ("and 150 more"). */
+function renderDependencies(deps) {
+  const chain = (relation, count) => {
+    const tasks = (deps?.tasks || []).filter((t) => t.relation === relation);
+    if (!tasks.length) return [document.createTextNode('—')];
+    const items = tasks.map((t) => el('span', { class: 'dependency' },
+      el('a', { class: 'open-task', href: `#task/${t.id}`, 'data-task-id': t.id }, `#${t.id}`),
+      ' ', statusBadge(t.status ?? 'deleted')));
+    if (count > tasks.length) items.push(el('span', { class: 'muted' }, `and ${count - tasks.length} more`));
+    return items;
+  };
+  $('#detail-depends-on').replaceChildren(...chain('parent', deps?.depends_on_count ?? 0));
+  if (deps?.depends_on_count) {
+    $('#detail-depends-on').append(el('span', { class: 'muted' }, ` (if one fails: ${deps.on_parent_failure})`));
+  }
+  $('#detail-dependants').replaceChildren(...chain('dependant', deps?.dependant_count ?? 0));
 }
 
 /** Pretty JSON when the result is JSON, the text itself otherwise. */

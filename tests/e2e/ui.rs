@@ -1023,6 +1023,45 @@ async fn cancel_a_running_task_from_its_detail_in(kind: Kind) {
 }
 
 in_both_browsers!(
+    the_detail_shows_the_dependency_chain_as_links,
+    firefox_the_detail_shows_the_dependency_chain_as_links,
+    the_detail_shows_the_dependency_chain_as_links_in
+);
+
+/// A task waiting for another shows it, with its status, as a link under "Depends on"; the
+/// link opens the parent, whose "Needed by" names the waiting task.
+async fn the_detail_shows_the_dependency_chain_as_links_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let parent = d.create("demo", "noop", json!({"start_at": "2099-01-01T00:00:00Z"}));
+    let child = d.create("demo", "noop", json!({"depends_on": [parent]}));
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_task_from_list(child).await;
+    b.wait_text("#detail-message", "names the parent", |t| {
+        t.contains(&format!("Waiting for task {parent}"))
+    })
+    .await;
+    b.wait_text(
+        "#detail-depends-on",
+        "links the parent with its status",
+        |t| t.contains(&format!("#{parent}")) && has_word(t, "pending"),
+    )
+    .await;
+    b.click("#detail-depends-on a.open-task").await;
+    b.wait_text("#detail-title", "shows the parent", |t| {
+        t.contains(&format!("#{parent}"))
+    })
+    .await;
+    b.wait_text("#detail-dependants", "links the waiting task", |t| {
+        t.contains(&format!("#{child}"))
+    })
+    .await;
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
     pause_and_resume_a_worker_from_its_card,
     firefox_pause_and_resume_a_worker_from_its_card,
     pause_and_resume_a_worker_from_its_card_in

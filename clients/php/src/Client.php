@@ -90,7 +90,10 @@ class Client
      * @param \DateTimeInterface|string|int|null $startAt Not before this time (a date, RFC 3339 or UNIX seconds).
      * @param int|null $maxAttempts Attempts allowed (1-100; the daemon's default when null).
      * @param array<string, mixed> $options More control keys of the create body, as later
-     *   versions of the API add them; sent as they are.
+     *   versions of the API add them; sent as they are, except `depends_on`: the tasks this
+     *   one waits for (ids or {@see Task} objects, or one of them), and `on_parent_failure`:
+     *   `cancel` (the default: a failed or cancelled one cancels this task) or `run` (it runs
+     *   once every one finished).
      * @param string|null $uniqueKey While a task with this key is pending or running (or for
      *   `$uniqueFor` seconds after its creation), another create with it creates nothing and
      *   returns that task, with `duplicate` true.
@@ -108,12 +111,15 @@ class Client
         ?string $uniqueKey = null,
         ?int $uniqueFor = null,
     ): Task {
-        foreach (['priority', 'start_at', 'max_attempts', 'started_by', 'unique_key', 'unique_for'] as $reserved) {
+        foreach (['priority', 'start_at', 'max_attempts', 'started_by', 'unique_key', 'unique_for', 'depends_on', 'on_parent_failure'] as $reserved) {
             if (array_key_exists($reserved, $data)) {
                 // The API takes these keys out of the body; one in the data would silently
                 // become an option instead of data.
                 throw new InvalidException("data must not contain the control key '$reserved': pass it as its own argument", 0, null, null, null);
             }
+        }
+        if (array_key_exists('depends_on', $options)) {
+            $options['depends_on'] = self::taskIds($options['depends_on']);
         }
         $body = $data + $options + ['priority' => $priority];
         if ($userId !== null) {
@@ -137,6 +143,21 @@ class Client
         $task = $this->task((int) $created['id']);
         $task->duplicate = (bool) ($created['duplicate'] ?? false);
         return $task;
+    }
+
+    /**
+     * Task ids from ids, {@see Task} objects, or a list of them (a create's `depends_on`).
+     *
+     * @param Task|int|array<int, Task|int> $tasks
+     * @return list<int>
+     */
+    private static function taskIds(Task|int|array $tasks): array
+    {
+        $ids = [];
+        foreach (is_array($tasks) ? $tasks : [$tasks] as $task) {
+            $ids[] = $task instanceof Task ? (int) $task->id : $task;
+        }
+        return $ids;
     }
 
     /** One task (`GET /stask/tasks/{id}`), with its log (`$task->log()`). */

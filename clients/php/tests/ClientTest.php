@@ -290,6 +290,35 @@ final class ClientTest extends DaemonTestCase
         $this->assertNotSame($first->id, $after->id);
     }
 
+    public function testADependantWaitsForItsParentsAndAFailureCancelsIt(): void
+    {
+        $parent = $this->client->create(identifier: 'demo', action: 'run', data: ['steps' => 2, 'sleep_ms' => 50]);
+        $child = $this->client->create(identifier: 'demo', action: 'noop', options: ['depends_on' => [$parent]]);
+        $this->assertSame([$parent->id], $child->dependencies['depends_on']);
+        $this->assertSame('cancel', $child->dependencies['on_parent_failure']);
+        $done = $this->client->wait($child->id, 30);
+        $this->assertTrue($done->isCompleted());
+        $this->assertTrue($this->client->task($parent->id)->isCompleted(), 'the parent ran first');
+
+        $failing = $this->client->create(identifier: 'demo', action: 'run', data: ['steps' => 1, 'fail_permanent' => true]);
+        $cancelled = $this->client->create(identifier: 'demo', action: 'noop', options: ['depends_on' => $failing->id]);
+        $anyway = $this->client->create(identifier: 'demo', action: 'noop', options: ['depends_on' => [$failing], 'on_parent_failure' => 'run']);
+        $this->assertSame(Task::CANCELLED, $this->client->wait($cancelled->id, 30)->status);
+        $this->assertSame("Cancelled: task {$failing->id} it depends on failed", $this->client->task($cancelled->id)->message);
+        $this->assertTrue($this->client->wait($anyway->id, 30)->isCompleted());
+    }
+
+    public function testAnUnknownParentIsRefused(): void
+    {
+        try {
+            $this->client->create(identifier: 'demo', action: 'noop', options: ['depends_on' => [999999999]]);
+            $this->fail('an unknown parent was accepted');
+        } catch (\Stask\Exceptions\InvalidException $e) {
+            $this->assertSame(422, $e->getStatus());
+            $this->assertStringContainsString('999999999', $e->getMessage());
+        }
+    }
+
     public function testSchedulesRoundTrip(): void
     {
         $name = 'php-' . bin2hex(random_bytes(4));

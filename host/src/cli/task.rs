@@ -3,7 +3,9 @@
 use super::log_tail::{self, LogTail};
 use super::{engine, open_existing, CliError, CliResult};
 use crate::clock::{human_duration, parse_time, rfc3339};
-use crate::model::{NewTask, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
+use crate::model::{
+    NewTask, OnParentFailure, Priority, Task, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID,
+};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use clap::Subcommand;
@@ -45,6 +47,14 @@ pub enum TaskCommand {
         /// task's status.
         #[arg(long, requires = "unique_key")]
         unique_for: Option<i64>,
+        /// Wait until these tasks finished (task ids, comma-separated); when one fails or is
+        /// cancelled, this task is cancelled (see --on-parent-failure).
+        #[arg(long, value_delimiter = ',', value_parser = super::task_id)]
+        depends_on: Vec<i64>,
+        /// What a failed or cancelled task of --depends-on does: cancel (this task is
+        /// cancelled) or run (it runs once every one finished).
+        #[arg(long, default_value = "cancel")]
+        on_parent_failure: String,
     },
     /// Show one task.
     Show {
@@ -108,7 +118,11 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             user,
             unique_key,
             unique_for,
+            depends_on,
+            on_parent_failure,
         } => {
+            let on_parent_failure: OnParentFailure =
+                on_parent_failure.parse().map_err(|m| CliError::new(5, m))?;
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| CliError::new(5, format!("--data is not valid JSON: {e}")))?;
             let priority: Priority = priority.parse().map_err(|m| CliError::new(5, m))?;
@@ -131,6 +145,8 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 unique_key: unique_key.clone(),
                 unique_for_secs: unique_for,
                 parent_id: None,
+                depends_on,
+                on_parent_failure,
             })?;
             if id.duplicate {
                 eprintln!(
@@ -148,12 +164,16 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
             let paused = paused_workers(&*store)?;
-            let view = TaskView::from(&task).with_paused(&paused);
+            let deps = store.task_dependencies(id)?;
+            let view = TaskView::from(&task)
+                .with_dependencies(&deps)
+                .with_paused(&paused);
             if json {
                 outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
                 print_task(&task, &view.message);
                 print_children(&*store, id)?;
+                print_dependencies(&deps);
                 for line in store.task_logs(id, 20)? {
                     outln!("  log [{}] {}", rfc3339(line.at), line.line);
                 }
@@ -295,6 +315,36 @@ fn print_task(t: &Task, message: &str) {
         outln!("  file      {f} (GET /stask/tasks/{}/download)", t.id);
     }
     outln!("  data      {}", t.meta);
+}
+
+/// The dependency lines of `task show`: each related task with its status.
+fn print_dependencies(deps: &crate::store::TaskDependencies) {
+    let list = |related: &[crate::store::dependencies::Related], count: i64| {
+        let mut items: Vec<String> = related
+            .iter()
+            .map(|r| {
+                let status = r.status.map_or("deleted", TaskStatus::name);
+                format!("{} ({status})", r.id)
+            })
+            .collect();
+        if count > related.len() as i64 {
+            items.push(format!("and {} more", count - related.len() as i64));
+        }
+        items.join(", ")
+    };
+    if deps.parent_count > 0 {
+        outln!(
+            "  depends   {} (on failure: {})",
+            list(&deps.parents, deps.parent_count),
+            deps.on_parent_failure.name()
+        );
+    }
+    if deps.dependant_count > 0 {
+        outln!(
+            "  needed by {}",
+            list(&deps.dependants, deps.dependant_count)
+        );
+    }
 }
 
 /// Polls the task and draws a bar; exits 0 when completed, 6 when failed or cancelled.

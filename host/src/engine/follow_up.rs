@@ -87,6 +87,8 @@ fn new_task(parent_id: i64, args: CreateTaskArgs, now: i64) -> Result<NewTask, C
         unique_key: o.unique_key,
         unique_for_secs: o.unique_for_secs,
         parent_id: Some(parent_id),
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     })
 }
 
@@ -94,9 +96,10 @@ fn new_task(parent_id: i64, args: CreateTaskArgs, now: i64) -> Result<NewTask, C
 /// fails again), the storage's is unavailable (another attempt may succeed).
 fn call_error(e: EngineError) -> CallError {
     let kind = match &e {
-        EngineError::NotFound(_) | EngineError::Conflict(_) | EngineError::Invalid(_) => {
-            CallErrorKind::Refused
-        }
+        EngineError::NotFound(_)
+        | EngineError::Conflict(_)
+        | EngineError::Invalid(_)
+        | EngineError::UnknownParents { .. } => CallErrorKind::Refused,
         EngineError::Store(_) => CallErrorKind::Unavailable,
     };
     CallError::new(kind, e.to_string())

@@ -67,16 +67,22 @@ impl Engine {
     /// Validates and stores a task without blocking the caller's async thread: the check
     /// uses the registry's cached row when it can, the insert is group-committed.
     pub async fn create_task_async(self: &Arc<Self>, task: NewTask) -> EngineResult<Inserted> {
-        match self.validate_cached(&task) {
+        // Parents are checked in the database (they may be anyone's tasks): a create with
+        // `depends_on` always takes the blocking path.
+        match self
+            .validate_cached(&task)
+            .filter(|_| task.depends_on.is_empty())
+        {
             Some(checked) => checked?,
             None => {
                 let engine = self.clone();
                 let probe = task.clone();
-                tokio::task::spawn_blocking(move || engine.validate(&probe).map(|_| ()))
-                    .await
-                    .map_err(|e| {
-                        super::EngineError::Invalid(format!("validation failed: {e}"))
-                    })??;
+                tokio::task::spawn_blocking(move || {
+                    engine.validate(&probe)?;
+                    engine.check_parents(&probe)
+                })
+                .await
+                .map_err(|e| super::EngineError::Invalid(format!("validation failed: {e}")))??;
             }
         }
         let inserter = self.inserter.get_or_init(|| Inserter::start(self.clone()));

@@ -7,6 +7,7 @@
 //!   ([`Engine`] keeps it in one field, apart from the public service fields).
 
 pub mod analytics;
+mod dependencies;
 mod follow_up;
 mod hosts;
 mod inserts;
@@ -46,6 +47,14 @@ pub enum EngineError {
     /// The request itself is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A new task's `depends_on` names tasks that do not exist (answered 422 with the ids).
+    #[error("{message}")]
+    UnknownParents {
+        /// What is wrong, naming the ids.
+        message: String,
+        /// The ids that name no task.
+        ids: Vec<i64>,
+    },
     /// The storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -226,6 +235,7 @@ impl Engine {
     /// held creates nothing and answers the holder (`duplicate`).
     pub fn create_task(&self, task: &NewTask) -> EngineResult<Inserted> {
         self.validate(task)?;
+        self.check_parents(task)?;
         let inserted = self
             .store
             .insert_tasks(std::slice::from_ref(task), now_ms())?
@@ -256,6 +266,7 @@ impl Engine {
         match self.store.cancel(id, now_ms())? {
             CancelResult::Cancelled(task) => {
                 self.publish_finished(&task);
+                self.pass_on_ends(&[id]);
                 Ok(task)
             }
             CancelResult::Requested(task) => {

@@ -212,6 +212,8 @@ fn task_of(spec: &ScheduleSpec, slot: i64) -> NewTask {
         unique_key: spec.unique_key.clone(),
         unique_for_secs: None,
         parent_id: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human message.
     pub message: String,
+    /// For a create whose `depends_on` names unknown tasks: their ids.
+    pub unknown_ids: Option<Vec<i64>>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            unknown_ids: None,
         }
     }
 
@@ -62,6 +65,9 @@ pub struct ErrorBody {
     pub code: u16,
     /// What went wrong, for people (lists valid choices where there are some).
     pub message: String,
+    /// Only on a create whose `depends_on` names tasks that do not exist (422): their ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_ids: Option<Vec<i64>>,
 }
 
 impl IntoResponse for ApiError {
@@ -70,6 +76,7 @@ impl IntoResponse for ApiError {
             success: false,
             code: self.status.as_u16(),
             message: self.message,
+            unknown_ids: self.unknown_ids,
         };
         (self.status, Json(body)).into_response()
     }
@@ -81,6 +88,10 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => ApiError::not_found(m),
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             EngineError::Invalid(m) => ApiError::invalid(m),
+            EngineError::UnknownParents { message, ids } => ApiError {
+                unknown_ids: Some(ids),
+                ..ApiError::invalid(message)
+            },
             EngineError::Store(e) => e.into(),
         }
     }

@@ -148,6 +148,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         success: false,
         code: status,
         message: message.to_owned(),
+        unknown_ids: None,
     })
     .ok()?;
     let mut out = format!(

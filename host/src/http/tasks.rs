@@ -10,7 +10,9 @@ use super::schema::{
 };
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{human_duration, parse_time};
-use crate::model::{NewTask, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID};
+use crate::model::{
+    NewTask, OnParentFailure, Priority, TaskStatus, DEFAULT_MAX_ATTEMPTS, MAX_USER_ID,
+};
 use crate::store::TaskFilter;
 use crate::views::TaskView;
 use axum::body::Bytes;
@@ -31,6 +33,8 @@ struct Controls {
     started_by: Option<i64>,
     unique_key: Option<String>,
     unique_for_secs: Option<i64>,
+    depends_on: Vec<i64>,
+    on_parent_failure: OnParentFailure,
 }
 
 /// Control keys taken out of a create body; everything else is the task data.
@@ -99,6 +103,32 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
             ApiError::invalid(format!("unique_for must be whole seconds, got {v}"))
         })?),
     };
+    let depends_on = match body.remove("depends_on") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|v| v.as_i64().filter(|id| *id >= 1))
+            .collect::<Option<Vec<i64>>>()
+            .ok_or_else(|| {
+                ApiError::invalid("depends_on must be a list of task ids (whole numbers from 1)")
+            })?,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "depends_on must be a list of task ids, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    let on_parent_failure = match body.remove("on_parent_failure") {
+        None | Some(Value::Null) => OnParentFailure::Cancel,
+        Some(Value::String(rule)) => rule.parse().map_err(ApiError::invalid)?,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "on_parent_failure must be \"cancel\" or \"run\", got {}",
+                kind(&other)
+            )))
+        }
+    };
     // Length and range: the engine's check (the CLI's creates get the same).
     crate::store::unique::check(unique_key.as_deref(), unique_for_secs)
         .map_err(ApiError::invalid)?;
@@ -109,6 +139,8 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
         started_by,
         unique_key,
         unique_for_secs,
+        depends_on,
+        on_parent_failure,
     })
 }
 
@@ -130,14 +162,17 @@ fn kind(v: &Value) -> &'static str {
 /// a year): a create whose key another task holds (pending, claimed or running; with
 /// `unique_for`, that long after its creation whatever its status) creates nothing and
 /// answers 200 with that task's id and `"duplicate": true`; decided by the database, so it
-/// holds under concurrent creates on every host. The calling token's id is stored as the
-/// task's `token_id`.
+/// holds under concurrent creates on every host. `depends_on` (a list of existing task ids,
+/// at most 10,000) makes the task wait, pending, until every one of them finished; when one
+/// fails or is cancelled, the task is cancelled with a message naming it, unless
+/// `on_parent_failure` is `"run"` (it then runs once all finished). Unknown ids are refused
+/// with 422 and `unknown_ids`. The calling token's id is stored as the task's `token_id`.
 #[utoipa::path(post, path = "/stask/workers/{identifier}/tasks/{action}", tag = "tasks",
     params(
         ("identifier" = String, Path, description = "Worker identifier"),
         ("action" = String, Path, description = "One of the worker's actions"),
     ),
-    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id), unique_key, unique_for (seconds)"),
+    request_body(content = Object, description = "Task data plus optional priority, start_at, max_attempts, started_by (the CMS user's id), unique_key, unique_for (seconds), depends_on (task ids), on_parent_failure (cancel or run)"),
     responses(
         (status = 200, description = "Not created: a task holding unique_key exists (its id, duplicate true)", body = TaskCreated),
         (status = 201, description = "Created", body = TaskCreated),
@@ -146,7 +181,7 @@ fn kind(v: &Value) -> &'static str {
         (status = 404, description = "Unknown worker or action (the message lists the valid ones)", body = ErrorBody),
         (status = 409, description = "Worker orphaned, failed to load, or inactive", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Invalid options or data", body = ErrorBody),
+        (status = 422, description = "Invalid options or data, or depends_on names unknown tasks (their ids in unknown_ids)", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -211,6 +246,8 @@ pub(crate) fn new_task(
         unique_key: controls.unique_key,
         unique_for_secs: controls.unique_for_secs,
         parent_id: None,
+        depends_on: controls.depends_on,
+        on_parent_failure: controls.on_parent_failure,
     })
 }
 
@@ -265,18 +302,21 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, children, log, paused) = blocking(move || {
+    let (task, children, log, paused, deps) = blocking(move || {
         Ok((
             engine.task(id)?,
             engine.children(id)?,
             engine.task_logs(id, 500)?,
             engine.paused_workers()?,
+            engine.task_dependencies(id)?,
         ))
     })
     .await?;
     Ok(Json(TaskDetail {
         success: true,
-        task: TaskView::from(&task).with_paused(&paused),
+        task: TaskView::from(&task)
+            .with_dependencies(&deps)
+            .with_paused(&paused),
         children: ChildrenView {
             total: children.total,
             ids: children.ids,
@@ -535,7 +575,7 @@ pub async fn retry(
         (status = 401, description = "No permission", body = ErrorBody),
         (status = 403, description = "Session without CSRF token", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
-        (status = 409, description = "Not finished", body = ErrorBody),
+        (status = 409, description = "Not finished, or tasks that depend on it still wait for its end to be passed on", body = ErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,

@@ -143,8 +143,15 @@ pub const TABLES: &[Table] = &[
             ("token_id", Int),
             ("unique_key", Text),
             ("parent_id", Int),
+            ("waiting_parents", Int),
+            ("on_parent_failure", Int),
         ],
         by_id: true,
+    },
+    Table {
+        name: "s_task_dependencies",
+        columns: &[("task_id", Int), ("depends_on", Int), ("resolved", Int)],
+        by_id: false,
     },
     Table {
         name: "s_unique_keys",
@@ -247,12 +254,13 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 9] = [
+pub const CLEARED: [&str; 10] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
     "s_sessions",
     "s_tasks",
+    "s_task_dependencies",
     "s_unique_keys",
     "s_task_logs",
     "s_schedules",
@@ -279,12 +287,12 @@ pub(crate) fn select(
             table.name
         )
     } else {
-        // In the order of the first column (the table's key): every backend reads the same
-        // order, where without it SQLite and PostgreSQL read insertion order and MySQL the
-        // primary key's.
+        // In the order of the first two columns (the table's key, or its start): every
+        // backend reads the same order, where without it SQLite and PostgreSQL read insertion
+        // order and MySQL the primary key's.
         format!(
-            "SELECT {list} FROM {} ORDER BY {}",
-            table.name, table.columns[0].0
+            "SELECT {list} FROM {} ORDER BY {}, {}",
+            table.name, table.columns[0].0, table.columns[1].0
         )
     }
 }
@@ -528,7 +536,7 @@ mod tests {
         tasks[4].unique_key = Some("for-an-hour".into());
         tasks[4].unique_for_secs = Some(3_600);
         let now = 1_700_000_000_000;
-        store.insert_tasks(&tasks, now).unwrap();
+        let inserted = store.insert_tasks(&tasks, now).unwrap();
         let claimed = claim(store, "h", 5, now + 10);
         let finishes: Vec<_> = claimed
             .iter()
@@ -567,6 +575,12 @@ mod tests {
         let mut off = spec("off");
         (off.enabled, off.catch_up, off.unique_key) = (false, false, None);
         store.insert_schedule(&off, 2_000).unwrap();
+        // A dependant (the 26th task) waiting for two pending tasks (s_task_dependencies,
+        // and the waiting columns).
+        let mut dependant = task("a", Priority::Normal, None);
+        dependant.depends_on = vec![inserted[0].id, inserted[2].id];
+        dependant.on_parent_failure = crate::model::OnParentFailure::Run;
+        store.insert_tasks(&[dependant], now + 2).unwrap();
     }
 
     /// SQLite → PostgreSQL → MySQL → SQLite: every cell of every table arrives as it left,
@@ -590,8 +604,13 @@ mod tests {
             "and the held keys"
         );
         assert_eq!(
+            original[at("s_task_dependencies")].len(),
+            2,
+            "and the dependencies"
+        );
+        assert_eq!(
             original[at("s_tasks")].len(),
-            25,
+            26,
             "the tasks are there to copy"
         );
         assert_eq!(
@@ -615,7 +634,7 @@ mod tests {
         let report =
             crate::mysql::copy::copy_into_mysql(Box::new(pg.copy_source().unwrap()), &my, false)
                 .unwrap();
-        assert_eq!(report.tables[at("s_tasks")], ("s_tasks", 25));
+        assert_eq!(report.tables[at("s_tasks")], ("s_tasks", 26));
         assert_eq!(
             everything(&mut my.copy_source().unwrap()),
             original,
@@ -630,7 +649,7 @@ mod tests {
         let refused = copy_into_sqlite(source(), &last, &options, false).unwrap_err();
         assert!(matches!(refused, StoreError::Conflict { .. }), "{refused}");
         let forced = copy_into_sqlite(source(), &last, &options, true).unwrap();
-        assert!(forced.replaced.contains(&("s_tasks", 25)), "{forced:?}");
+        assert!(forced.replaced.contains(&("s_tasks", 26)), "{forced:?}");
     }
 
     /// Opens a source on one store.

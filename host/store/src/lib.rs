@@ -18,6 +18,7 @@ pub mod cluster;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod copy;
+pub mod dependencies;
 mod migrate;
 pub mod model;
 pub mod mysql;
@@ -39,6 +40,7 @@ use serde_json::Value;
 pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
+pub use dependencies::{DependencyStore, Resolution, TaskDependencies};
 pub use migrate::{
     migrations, Backend, Migration, MYSQL_MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
 };
@@ -686,7 +688,7 @@ pub struct SessionRow {
 
 /// A complete storage backend.
 pub trait Store:
-    TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore + ScheduleStore
+    TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore + ScheduleStore + DependencyStore
 {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;

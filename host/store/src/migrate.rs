@@ -61,6 +61,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
 );
@@ -77,6 +78,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
 );
@@ -93,6 +95,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
 );

@@ -143,6 +143,57 @@ impl FromStr for Priority {
     }
 }
 
+/// What a failed or cancelled parent does to a task that depends on it (see
+/// `crate::dependencies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnParentFailure {
+    /// The dependant is cancelled, with a message naming the parent (the default).
+    #[default]
+    Cancel,
+    /// The dependant runs anyway once every parent finished, however they ended.
+    Run,
+}
+
+impl OnParentFailure {
+    /// The code stored in `s_tasks.on_parent_failure`.
+    pub fn code(self) -> i64 {
+        match self {
+            OnParentFailure::Cancel => 0,
+            OnParentFailure::Run => 1,
+        }
+    }
+
+    /// The rule a stored code names (anything unknown reads as cancel).
+    pub fn from_code(code: i64) -> OnParentFailure {
+        match code {
+            1 => OnParentFailure::Run,
+            _ => OnParentFailure::Cancel,
+        }
+    }
+
+    /// The API name (`cancel`, `run`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OnParentFailure::Cancel => "cancel",
+            OnParentFailure::Run => "run",
+        }
+    }
+}
+
+impl FromStr for OnParentFailure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cancel" => Ok(OnParentFailure::Cancel),
+            "run" => Ok(OnParentFailure::Run),
+            other => Err(format!(
+                "unknown on_parent_failure '{other}' (valid: cancel, run)"
+            )),
+        }
+    }
+}
+
 /// A task to create.
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -173,6 +224,10 @@ pub struct NewTask {
     /// The task whose run created this one as a follow-up (set by the host from the running
     /// task, never from a plugin's or client's input); `None` for every other create.
     pub parent_id: Option<i64>,
+    /// The tasks it waits for (see `crate::dependencies`); empty: none.
+    pub depends_on: Vec<i64>,
+    /// What a failed or cancelled task of `depends_on` does to it.
+    pub on_parent_failure: OnParentFailure,
 }
 
 /// The largest CMS user id a task's `started_by` takes (the API and the CLI refuse more):

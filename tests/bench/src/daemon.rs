@@ -238,6 +238,8 @@ pub fn insert_pending(db: &Path, n: usize, action: &str) {
         unique_key: None,
         unique_for_secs: None,
         parent_id: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     };
     let batch = vec![task; 1_000];
     let mut left = n;

@@ -140,6 +140,8 @@ fn task(action: &str) -> NewTask {
         unique_key: None,
         unique_for_secs: None,
         parent_id: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     }
 }
 

@@ -66,7 +66,9 @@ class sTask
     }
 
     /**
-     * Creates a task (the seed's signature) and returns it.
+     * Creates a task (the seed's signature) and returns it. `$options` takes the further
+     * control keys, among them `depends_on` (the tasks it waits for: ids or tasks) and
+     * `on_parent_failure` (`cancel` or `run`); see {@see Client::create()}.
      *
      * @param array<string, mixed> $data
      * @param \DateTimeInterface|string|int|null $startAt

@@ -301,6 +301,25 @@ impl crate::store::ScheduleStore for FaultStore {
     }
 }
 
+impl crate::store::DependencyStore for FaultStore {
+    fn missing_tasks(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        self.inner.missing_tasks(ids)
+    }
+    fn resolve_dependencies(
+        &self,
+        parents: &[i64],
+        now: i64,
+    ) -> StoreResult<crate::store::Resolution> {
+        self.inner.resolve_dependencies(parents, now)
+    }
+    fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<crate::store::Resolution> {
+        self.inner.sweep_dependencies(now, limit)
+    }
+    fn task_dependencies(&self, id: i64) -> StoreResult<crate::store::TaskDependencies> {
+        self.inner.task_dependencies(id)
+    }
+}
+
 impl Store for FaultStore {
     fn migrate(&self) -> StoreResult<Vec<String>> {
         self.inner.migrate()

@@ -82,7 +82,7 @@ fn finish_batch(engine: &Engine, done: &Receiver<FinisherMail>, first: FinisherM
             }
         }
     };
-    for ((finish, live), ok) in batch.iter().zip(applied) {
+    for ((finish, live), ok) in batch.iter().zip(applied.iter().copied()) {
         engine.hub.remove(finish.id);
         // A cancel that arrived while the run was between the queue and the hub is moot now.
         engine.runtime_state.early_cancels.lock().remove(&finish.id);
@@ -112,6 +112,15 @@ fn finish_batch(engine: &Engine, done: &Receiver<FinisherMail>, first: FinisherM
             message: finish.message.clone(),
         });
     }
+    // Right after the write that finished them: their dependants are released or cancelled
+    // (a kill in between leaves it to the ticker's sweep).
+    let ended: Vec<i64> = batch
+        .iter()
+        .zip(&applied)
+        .filter(|((f, _), ok)| **ok && f.status.is_finished())
+        .map(|((f, _), _)| f.id)
+        .collect();
+    engine.pass_on_ends(&ended);
     engine.runtime_state.notify_idle();
     engine.wake();
 }

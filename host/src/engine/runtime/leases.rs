@@ -38,7 +38,7 @@ impl Engine {
             .collect();
         let applied = self.store.recover(&finishes, before)?;
         let mut logs = Vec::new();
-        for (f, ok) in finishes.iter().zip(applied) {
+        for (f, ok) in finishes.iter().zip(applied.iter().copied()) {
             if ok {
                 tracing::warn!(task = f.id, status = %f.status, "recovered an interrupted task: {}", f.message);
                 logs.push(LogLine {
@@ -56,6 +56,13 @@ impl Engine {
             }
         }
         self.store.append_logs(&logs)?;
+        let failed: Vec<i64> = finishes
+            .iter()
+            .zip(&applied)
+            .filter(|(f, ok)| **ok && f.status.is_finished())
+            .map(|(f, _)| f.id)
+            .collect();
+        self.pass_on_ends(&failed);
         self.wake();
         Ok(logs.len())
     }

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const JANITOR_EVERY: Duration = Duration::from_secs(60);
+/// How often finished tasks whose end was not passed to their dependants are looked for
+/// (what a kill between a finish and its resolution leaves; see `stask_store::dependencies`).
+const DEPENDENCY_SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Failed snapshot writes of one run in a row between two reminders (a minute of flushes).
 const SNAPSHOT_FAILURE_REMINDER_EVERY: u64 = 240;
 
@@ -34,6 +37,7 @@ pub(super) fn ticker(engine: &Arc<Engine>, abandon: Option<FinisherInbox>) {
     let heartbeat_every = Duration::from_millis((engine.config.lease_ms / 3).max(200) as u64);
     let mut last_heartbeat = Instant::now();
     let mut last_janitor = Instant::now() - JANITOR_EVERY;
+    let mut last_sweep = Instant::now() - DEPENDENCY_SWEEP_EVERY;
     let snapshot_dir = engine.config.snapshot_dir();
     if let Err(e) = std::fs::create_dir_all(&snapshot_dir) {
         tracing::warn!("cannot create {}: {e}", snapshot_dir.display());
@@ -54,6 +58,12 @@ pub(super) fn ticker(engine: &Arc<Engine>, abandon: Option<FinisherInbox>) {
         if last_heartbeat.elapsed() >= heartbeat_every {
             last_heartbeat = Instant::now();
             heartbeat(engine);
+        }
+        if last_sweep.elapsed() >= DEPENDENCY_SWEEP_EVERY && !rt.stopping() {
+            last_sweep = Instant::now();
+            if let Err(e) = engine.sweep_dependencies() {
+                tracing::warn!("cannot look for dependants to release now: {e}");
+            }
         }
         if last_janitor.elapsed() >= JANITOR_EVERY && engine.hub.is_empty() {
             last_janitor = Instant::now();

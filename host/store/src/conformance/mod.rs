@@ -4,7 +4,8 @@
 //!
 //! Every public method of the store traits ([`Store`], [`crate::TaskStore`],
 //! [`crate::WorkerStore`], [`crate::TokenStore`],
-//! [`crate::AnalyticsStore`], [`crate::HostStore`], [`crate::ScheduleStore`]) has at least one property
+//! [`crate::AnalyticsStore`], [`crate::HostStore`], [`crate::ScheduleStore`],
+//! [`crate::DependencyStore`]) has at least one property
 //! here: [`COVERED`] names it, and the test `every_store_method_has_a_property` fails when a
 //! trait gains a method without a row. Where the drivers legitimately differ (one host per
 //! SQLite database, several on PostgreSQL), the property states each driver's documented
@@ -13,6 +14,7 @@
 pub mod analytics;
 pub mod claims;
 pub mod cleanup;
+pub mod dependencies;
 pub mod hosts;
 pub mod lifecycle;
 pub mod pause;
@@ -48,6 +50,8 @@ pub fn task(identifier: &str, priority: Priority, start_at: Option<i64>) -> NewT
         unique_key: None,
         unique_for_secs: None,
         parent_id: None,
+        depends_on: Vec::new(),
+        on_parent_failure: Default::default(),
     }
 }
 
@@ -352,6 +356,43 @@ pub const COVERED: &[(&str, &str)] = &[
         "ScheduleStore::take_slot",
         "a_slot_is_taken_once_under_two_concurrent_takers",
     ),
+    // DependencyStore
+    (
+        "DependencyStore::missing_tasks",
+        "unknown_parents_are_named",
+    ),
+    (
+        "DependencyStore::resolve_dependencies",
+        "a_dependant_runs_after_all_its_parents_completed",
+    ),
+    (
+        "DependencyStore::resolve_dependencies",
+        "a_failed_or_cancelled_parent_cancels_its_dependants_in_cascade",
+    ),
+    (
+        "DependencyStore::resolve_dependencies",
+        "run_anyway_runs_once_every_parent_finished",
+    ),
+    (
+        "DependencyStore::resolve_dependencies",
+        "resolution_is_idempotent_and_finished_parents_count_at_once",
+    ),
+    (
+        "DependencyStore::resolve_dependencies",
+        "concurrent_resolutions_release_a_dependant_once",
+    ),
+    (
+        "DependencyStore::sweep_dependencies",
+        "the_sweep_resolves_what_a_kill_left",
+    ),
+    (
+        "DependencyStore::task_dependencies",
+        "a_dependant_runs_after_all_its_parents_completed",
+    ),
+    (
+        "TaskStore::next_due",
+        "a_waiting_task_is_not_claimed_and_not_next_due",
+    ),
     // Store
     ("Store::migrate", "migrations_apply_once"),
     (
@@ -452,6 +493,16 @@ macro_rules! driver_tests {
             a_slot_creates_one_task,
             a_slot_is_taken_once_under_two_concurrent_takers,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; dependencies: [
+            a_dependant_runs_after_all_its_parents_completed,
+            a_failed_or_cancelled_parent_cancels_its_dependants_in_cascade,
+            run_anyway_runs_once_every_parent_finished,
+            unknown_parents_are_named,
+            resolution_is_idempotent_and_finished_parents_count_at_once,
+            a_waiting_task_is_not_claimed_and_not_next_due,
+            the_sweep_resolves_what_a_kill_left,
+            concurrent_resolutions_release_a_dependant_once,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
             describe_names_the_backend_without_secrets,
@@ -514,6 +565,7 @@ mod tests {
             (include_str!("../analytics.rs"), "AnalyticsStore"),
             (include_str!("../cluster.rs"), "HostStore"),
             (include_str!("../schedules.rs"), "ScheduleStore"),
+            (include_str!("../dependencies.rs"), "DependencyStore"),
         ];
         let mut missing = Vec::new();
         for (source, name) in traits {
@@ -545,6 +597,7 @@ mod tests {
             include_str!("pause.rs"),
             include_str!("unique.rs"),
             include_str!("schedules.rs"),
+            include_str!("dependencies.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

@@ -26,6 +26,7 @@
 
 mod analytics;
 pub mod copy;
+mod dependencies;
 mod hosts;
 mod schedules;
 mod tasks;

@@ -5,10 +5,13 @@
 //! one transaction, and what a statement changed is read from its matched-row count.
 
 use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
+use crate::dependencies::{self, unresolved_edges_of};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_from_row};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
+use crate::task_state::sql::{
+    guard_sql, message, not_waiting, status_in, target, worker_not_paused,
+};
 use crate::task_state::{created_message, rule, Event, STARTED};
 use crate::{
     stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
@@ -208,8 +211,9 @@ fn next_due_sql(identifiers: usize) -> String {
     let one = |rank: i64| {
         format!(
             "(SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = {rank} AND run_at > ?
-                 AND identifier IN ({list}) ORDER BY run_at LIMIT 1)",
+                 AND {real} AND identifier IN ({list}) ORDER BY run_at LIMIT 1)",
             due = guard_sql(Event::Claim),
+            real = not_waiting("run_at"),
             list = marks(identifiers),
         )
     };
@@ -249,7 +253,7 @@ static REQUEST_CANCEL_SQL: LazyLock<String> = LazyLock::new(|| {
 static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = ?,
-                attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                waiting_parents = 0, attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
                 processed = NULL, total = NULL, eta_seconds = NULL, updated_at = {now}
           WHERE id = ? AND {guard}",
         pending = target(Event::Retry),
@@ -263,9 +267,10 @@ static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
 static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT id FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < {cutoff}
-            AND {guard} ORDER BY id FOR UPDATE",
+            AND {guard} AND NOT {unresolved} ORDER BY id FOR UPDATE",
         cutoff = from_ms("?"),
         guard = guard_sql(Event::Delete),
+        unresolved = unresolved_edges_of("s_tasks.id"),
     )
 });
 
@@ -456,6 +461,7 @@ pub(super) fn insert_in(
             .ok_or_else(|| StoreError::internal("the insert returned no id"))?;
         let id = i64::try_from(id).unwrap_or(i64::MAX);
         let Some(key) = &t.unique_key else {
+            link_parents(tx, store, id, t, now)?;
             ids.push(Inserted {
                 id,
                 duplicate: false,
@@ -468,10 +474,13 @@ pub(super) fn insert_in(
             &*take,
             params![key.as_str(), id, unique::held_until(t, now)],
         ) {
-            Ok(()) => ids.push(Inserted {
-                id,
-                duplicate: false,
-            }),
+            Ok(()) => {
+                link_parents(tx, store, id, t, now)?;
+                ids.push(Inserted {
+                    id,
+                    duplicate: false,
+                });
+            }
             Err(e) if super::code(&e) == Some(super::ER_DUP_ENTRY) => {
                 let held: Option<i64> = tx.exec_first(&*holder, params![key.as_str()])?;
                 let held = held.ok_or_else(|| {
@@ -488,6 +497,33 @@ pub(super) fn insert_in(
     }
     Ok(ids)
 }
+
+/// A new task's edges to the tasks it depends on (see `crate::dependencies`).
+fn link_parents(
+    tx: &mut mysql::Transaction<'_>,
+    store: &MysqlStore,
+    id: i64,
+    task: &NewTask,
+    now: i64,
+) -> StoreResult<()> {
+    if task.depends_on.is_empty() {
+        return Ok(());
+    }
+    let sql = dependencies::statements(dependencies::Dialect::Mysql);
+    dependencies::link(
+        &mut super::dependencies::Tx { tx, store },
+        sql,
+        id,
+        &task.depends_on,
+        task.on_parent_failure,
+        now,
+    )?;
+    Ok(())
+}
+
+/// Whether a task's end still has to be passed to its dependants (it is not deleted then).
+static HAS_UNRESOLVED_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {}", unresolved_edges_of("?")));
 
 impl TaskStore for MysqlStore {
     fn insert_task(&self, task: &NewTask, now: i64) -> StoreResult<i64> {
@@ -714,8 +750,17 @@ impl TaskStore for MysqlStore {
                     task.status
                 )));
             }
+            let waiting: Option<bool> =
+                tx.exec_first(&*self.sql(&HAS_UNRESOLVED_SQL), params![id])?;
+            if waiting == Some(true) {
+                return Err(StoreError::conflict(dependencies::delete_refused(id)));
+            }
             tx.exec_drop(
                 &*self.sql("DELETE FROM s_task_logs WHERE task_id = ?"),
+                params![id],
+            )?;
+            tx.exec_drop(
+                &*self.sql("DELETE FROM s_task_dependencies WHERE task_id = ?"),
                 params![id],
             )?;
             tx.exec_drop(&*self.sql("DELETE FROM s_tasks WHERE id = ?"), params![id])?;
@@ -807,6 +852,13 @@ impl TaskStore for MysqlStore {
                 tx.exec_drop(
                     self.dynamic(&format!(
                         "DELETE FROM s_task_logs WHERE task_id IN ({})",
+                        marks(chunk.len())
+                    )),
+                    values(),
+                )?;
+                tx.exec_drop(
+                    self.dynamic(&format!(
+                        "DELETE FROM s_task_dependencies WHERE task_id IN ({})",
                         marks(chunk.len())
                     )),
                     values(),

@@ -91,7 +91,7 @@ pub fn copy_into_postgres(
         // write, after the commit).
         tx.batch_execute(&st.sql(
             "LOCK TABLE s_workers, s_plugin_files, s_tokens, s_sessions, s_tasks, s_task_logs,
-                    s_schedules, s_schedule_slots
+                    s_schedules, s_schedule_slots, s_task_dependencies
                 IN EXCLUSIVE MODE",
         ))?;
         let report = copy_into(source.as_mut(), &mut PgCopy { tx: &mut tx, st }, force)?;

@@ -3,10 +3,13 @@
 //! batches go as arrays in one statement (one round trip instead of one per row).
 
 use super::{prepared, text, PgStore, Statements};
+use crate::dependencies::{self, unresolved_edges_of};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_on, guard_sql, message, status_in, target, worker_not_paused};
+use crate::task_state::sql::{
+    guard_on, guard_sql, message, not_waiting, status_in, target, worker_not_paused,
+};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
     stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
@@ -57,6 +60,10 @@ RETURNING id",
         pending = target(Event::Create),
     )
 });
+
+/// Whether a task's end still has to be passed to its dependants (it is not deleted then).
+static HAS_UNRESOLVED_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {}", unresolved_edges_of("$1")));
 
 /// Frees a key whose row no longer holds (see `crate::unique`): `$1` key, `$2` now.
 static FREE_STALE_SQL: LazyLock<String> = LazyLock::new(|| unique::free_stale("$1", "$2"));
@@ -235,12 +242,16 @@ static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT LEAST(
                    (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 2
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                       AND run_at > $1 AND {real} AND identifier = ANY($2::text[])
+                     ORDER BY run_at LIMIT 1),
                    (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 1
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1),
+                       AND run_at > $1 AND {real} AND identifier = ANY($2::text[])
+                     ORDER BY run_at LIMIT 1),
                    (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 0
-                       AND run_at > $1 AND identifier = ANY($2::text[]) ORDER BY run_at LIMIT 1))",
+                       AND run_at > $1 AND {real} AND identifier = ANY($2::text[])
+                     ORDER BY run_at LIMIT 1))",
         due = guard_sql(Event::Claim),
+        real = not_waiting("run_at"),
     )
 });
 
@@ -271,7 +282,7 @@ static REQUEST_CANCEL_SQL: LazyLock<String> = LazyLock::new(|| {
 static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = $2,
-                        attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
+                        waiting_parents = 0, attempts = 0, finished_at = NULL, cancel_requested = FALSE, progress = 0,
                         processed = NULL, total = NULL, eta_seconds = NULL, updated_at = $2
                   WHERE id = $1 AND {guard}",
         pending = target(Event::Retry),
@@ -284,8 +295,9 @@ static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
 static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < $1
-                       AND {guard} RETURNING id",
+                       AND {guard} AND NOT {unresolved} RETURNING id",
         guard = guard_sql(Event::Delete),
+        unresolved = unresolved_edges_of("s_tasks.id"),
     )
 });
 
@@ -426,6 +438,8 @@ pub(super) struct InsertColumns {
     keys: Vec<Option<String>>,
     held_until: Vec<Option<i64>>,
     parent_ids: Vec<Option<i64>>,
+    depends_on: Vec<Vec<i64>>,
+    rules: Vec<crate::model::OnParentFailure>,
 }
 
 impl InsertColumns {
@@ -452,6 +466,8 @@ impl InsertColumns {
             keys: tasks.iter().map(|t| t.unique_key.clone()).collect(),
             held_until: tasks.iter().map(|t| unique::held_until(t, now)).collect(),
             parent_ids: tasks.iter().map(|t| t.parent_id).collect(),
+            depends_on: tasks.iter().map(|t| t.depends_on.clone()).collect(),
+            rules: tasks.iter().map(|t| t.on_parent_failure).collect(),
         }
     }
 
@@ -526,6 +542,18 @@ impl InsertColumns {
                 "DELETE FROM s_tasks WHERE id = ANY($1::bigint[])",
             )?;
             tx.execute(&delete, &[&duplicates])?;
+        }
+        // The new tasks' edges to the tasks they depend on (see `crate::dependencies`).
+        let sql = dependencies::statements(dependencies::Dialect::Postgres);
+        for (i, parents) in self.depends_on.iter().enumerate() {
+            if parents.is_empty() || inserted[i].duplicate {
+                continue;
+            }
+            let mut deps = super::dependencies::Tx {
+                tx: &mut *tx,
+                cache: &mut *cache,
+            };
+            dependencies::link(&mut deps, sql, inserted[i].id, parents, self.rules[i], now)?;
         }
         Ok(inserted)
     }
@@ -729,8 +757,18 @@ impl TaskStore for PgStore {
                     task.status
                 )));
             }
+            let waiting: bool = tx
+                .query_one(&*st.sql(&HAS_UNRESOLVED_SQL), &[&id])?
+                .try_get(0)?;
+            if waiting {
+                return Err(StoreError::conflict(dependencies::delete_refused(id)));
+            }
             tx.execute(
                 &*st.sql("DELETE FROM s_task_logs WHERE task_id = $1"),
+                &[&id],
+            )?;
+            tx.execute(
+                &*st.sql("DELETE FROM s_task_dependencies WHERE task_id = $1"),
                 &[&id],
             )?;
             tx.execute(&*st.sql("DELETE FROM s_tasks WHERE id = $1"), &[&id])?;
@@ -846,6 +884,10 @@ impl TaskStore for PgStore {
                 .collect::<StoreResult<Vec<i64>>>()?;
             tx.execute(
                 &*st.sql("DELETE FROM s_task_logs WHERE task_id = ANY($1::bigint[])"),
+                &[&ids],
+            )?;
+            tx.execute(
+                &*st.sql("DELETE FROM s_task_dependencies WHERE task_id = ANY($1::bigint[])"),
                 &[&ids],
             )?;
             tx.execute(&*st.sql(&ORPHANED_KEYS_SQL), &[&cutoff])?;

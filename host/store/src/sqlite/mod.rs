@@ -7,6 +7,7 @@
 mod analytics;
 mod checkpoint;
 pub mod copy;
+mod dependencies;
 mod health;
 mod hosts;
 mod schedules;

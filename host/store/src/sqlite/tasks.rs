@@ -2,10 +2,13 @@
 
 use super::starts::StartJournal;
 use super::SqliteStore;
+use crate::dependencies::{self, unresolved_edges_of};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
-use crate::task_state::sql::{guard_sql, message, status_in, target, worker_not_paused};
+use crate::task_state::sql::{
+    guard_sql, message, not_waiting, status_in, target, worker_not_paused,
+};
 use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
 use crate::{
     stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
@@ -46,8 +49,10 @@ pub(super) fn insert_one(
     now: i64,
 ) -> StoreResult<Inserted> {
     let Some(key) = &task.unique_key else {
+        let id = insert_row(tx, p, task, now)?;
+        link_parents(tx, p, id, task, now)?;
         return Ok(Inserted {
-            id: insert_row(tx, p, task, now)?,
+            id,
             duplicate: false,
         });
     };
@@ -70,10 +75,38 @@ pub(super) fn insert_one(
         "INSERT INTO s_unique_keys (unique_key, task_id, held_until) VALUES (?1, ?2, ?3)",
     ))?
     .execute(params![key, id, unique::held_until(task, now)])?;
+    link_parents(tx, p, id, task, now)?;
     Ok(Inserted {
         id,
         duplicate: false,
     })
+}
+
+/// The new task's edges to the tasks it depends on (see `crate::dependencies`).
+fn link_parents(
+    tx: &Transaction<'_>,
+    p: &TablePrefix,
+    id: i64,
+    task: &NewTask,
+    now: i64,
+) -> StoreResult<()> {
+    if task.depends_on.is_empty() {
+        return Ok(());
+    }
+    let mut deps = super::dependencies::Tx {
+        conn: tx,
+        prefix: p,
+    };
+    let sql = dependencies::statements(dependencies::Dialect::Sqlite);
+    dependencies::link(
+        &mut deps,
+        sql,
+        id,
+        &task.depends_on,
+        task.on_parent_failure,
+        now,
+    )?;
+    Ok(())
 }
 
 fn insert_row(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -> StoreResult<i64> {
@@ -233,17 +266,21 @@ static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT MIN(t) FROM (
                    SELECT (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 2
-                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                             AND run_at > ?1 AND {real}
+                             AND identifier IN (SELECT value FROM json_each(?2))
                            ORDER BY run_at LIMIT 1) AS t
                    UNION ALL
                    SELECT (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 1
-                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                             AND run_at > ?1 AND {real}
+                             AND identifier IN (SELECT value FROM json_each(?2))
                            ORDER BY run_at LIMIT 1)
                    UNION ALL
                    SELECT (SELECT run_at FROM s_tasks WHERE {due} AND priority_rank = 0
-                             AND run_at > ?1 AND identifier IN (SELECT value FROM json_each(?2))
+                             AND run_at > ?1 AND {real}
+                             AND identifier IN (SELECT value FROM json_each(?2))
                            ORDER BY run_at LIMIT 1))",
         due = guard_sql(Event::Claim),
+        real = not_waiting("run_at"),
     )
 });
 
@@ -273,7 +310,7 @@ static CANCEL_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
 static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE s_tasks SET status = {pending}, message = {message}, run_at = ?2,
-                        attempts = 0, finished_at = NULL, cancel_requested = 0, progress = 0,
+                        waiting_parents = 0, attempts = 0, finished_at = NULL, cancel_requested = 0, progress = 0,
                         processed = NULL, total = NULL, eta_seconds = NULL, updated_at = ?2
                   WHERE id = ?1 AND {guard}",
         pending = target(Event::Retry),
@@ -281,6 +318,10 @@ static RETRY_SQL: LazyLock<String> = LazyLock::new(|| {
         guard = guard_sql(Event::Retry),
     )
 });
+
+/// Whether a task's end still has to be passed to its dependants (it is not deleted then).
+static HAS_UNRESOLVED_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {}", unresolved_edges_of("?1")));
 
 /// The pending tasks, in claim order, and their count.
 static PENDING_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
@@ -298,8 +339,9 @@ static PENDING_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
 static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM s_tasks WHERE finished_at IS NOT NULL AND finished_at < ?1
-                       AND {guard} RETURNING id",
+                       AND {guard} AND NOT {unresolved} RETURNING id",
         guard = guard_sql(Event::Delete),
+        unresolved = unresolved_edges_of("s_tasks.id"),
     )
 });
 
@@ -643,8 +685,17 @@ impl TaskStore for SqliteStore {
                     task.status
                 )));
             }
+            if tx.query_row(&self.sql(&HAS_UNRESOLVED_SQL), [id], |r| {
+                r.get::<_, bool>(0)
+            })? {
+                return Err(StoreError::conflict(dependencies::delete_refused(id)));
+            }
             tx.execute(
                 &self.sql("DELETE FROM s_task_logs WHERE task_id = ?1"),
+                [id],
+            )?;
+            tx.execute(
+                &self.sql("DELETE FROM s_task_dependencies WHERE task_id = ?1"),
                 [id],
             )?;
             tx.execute(&self.sql("DELETE FROM s_tasks WHERE id = ?1"), [id])?;
@@ -742,8 +793,11 @@ impl TaskStore for SqliteStore {
             {
                 let mut stmt =
                     tx.prepare(&self.sql("DELETE FROM s_task_logs WHERE task_id = ?1"))?;
+                let mut edges =
+                    tx.prepare(&self.sql("DELETE FROM s_task_dependencies WHERE task_id = ?1"))?;
                 for id in &ids {
                     stmt.execute([id])?;
+                    edges.execute([id])?;
                 }
             }
             tx.prepare(&self.sql(&unique::ORPHANED_KEYS))?

@@ -137,6 +137,26 @@ pub fn created_message(start_at: Option<i64>, now: i64) -> String {
     }
 }
 
+/// The message of a dependant cancelled because `parent`, a task it depends on, ended
+/// `status` (failed or cancelled; `Event::CancelForParent`), e.g. "Cancelled: task 12 it
+/// depends on failed".
+pub fn parent_ended_message(parent: i64, status: TaskStatus) -> String {
+    let how = match status {
+        TaskStatus::Cancelled => "was cancelled",
+        _ => "failed",
+    };
+    format!("Cancelled: task {parent} it depends on {how}")
+}
+
+/// What a waiting dependant says while it waits (derived when the task is read): "Waiting
+/// for task 12", "Waiting for task 12 (and 2 more)".
+pub fn waiting_for_message(first: i64, waiting: i64) -> String {
+    match waiting {
+        ..=1 => format!("Waiting for task {first}"),
+        n => format!("Waiting for task {first} (and {} more)", n - 1),
+    }
+}
+
 /// What a pending task of a paused worker says while it waits (derived when the task is read,
 /// not stored: a pause changes one worker row, not every pending task of that worker).
 pub fn paused_message(identifier: &str) -> String {

@@ -16,6 +16,8 @@
 //!                                     completed ◄── finish: completed
 //!                                     failed    ◄── finish / recover: no attempts left,
 //!                                                   permanent error
+//!   release dependant: pending (waiting for its parents) ──► pending (due)
+//!   cancel for parent: pending (waiting, a parent failed or was cancelled) ──► cancelled
 //!   retry (user): failed | cancelled ──► pending (fresh attempts)
 //!   delete (user, retention): completed | failed | cancelled ──► removed
 //! ```
@@ -41,11 +43,11 @@ pub mod sql;
 mod table;
 
 pub use decide::{
-    after_lost_lease, after_run, created_message, paused_message, Backoff, ExpiredLease, Finish,
-    RunEnd,
+    after_lost_lease, after_run, created_message, parent_ended_message, paused_message,
+    waiting_for_message, Backoff, ExpiredLease, Finish, RunEnd,
 };
 pub use table::{
     rule, transition, Event, Message, Outcome, Rule, To, CANCELLED_BEFORE_START, CANCEL_REQUESTED,
     FINISHED, LEASED, RETRYABLE, RETRY_REQUESTED, RULES, RUNNING, STARTED, STARTING,
-    WAITING_TO_RUN,
+    WAITING_FOR_PARENTS, WAITING_TO_RUN,
 };

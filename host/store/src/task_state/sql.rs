@@ -81,6 +81,13 @@ pub fn worker_not_paused(identifier: &str) -> String {
     )
 }
 
+/// `column < 253402300799999`: a due time that is not the sentinel of a task waiting for its
+/// parents ([`crate::dependencies::WAITING_RUN_AT`]). `next_due` adds it to each priority's
+/// range, so the dispatcher never sleeps until year 9999 because of a waiting task.
+pub fn not_waiting(column: &str) -> String {
+    format!("{column} < {}", crate::dependencies::WAITING_RUN_AT)
+}
+
 /// `text` as an SQL string literal (standard SQL quoting, which SQLite and PostgreSQL share).
 pub fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))

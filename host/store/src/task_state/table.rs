@@ -34,11 +34,19 @@ pub enum Event {
     Retry,
     /// A user deletes a finished task, or retention deletes it.
     Delete,
+    /// The last task a waiting dependant depends on finished (completed, or any end with
+    /// `on_parent_failure = run`): it becomes due (`run_at` = its start time or now). Guarded
+    /// by pending and still waiting (`waiting_parents` was above 0), so it applies once.
+    ReleaseDependant,
+    /// A task a waiting dependant depends on failed or was cancelled and the dependant has
+    /// `on_parent_failure = cancel`: it is cancelled, with a message naming that task
+    /// ([`super::parent_ended_message`]). Its own dependants then follow the same rule.
+    CancelForParent,
 }
 
 impl Event {
     /// Every event, in the order of the table.
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 14] = [
         Event::Create,
         Event::Claim,
         Event::GiveBack,
@@ -51,6 +59,8 @@ impl Event {
         Event::Recover,
         Event::Retry,
         Event::Delete,
+        Event::ReleaseDependant,
+        Event::CancelForParent,
     ];
 }
 
@@ -131,6 +141,8 @@ pub const CANCELLED_BEFORE_START: &str = "Cancelled before it started";
 pub const CANCEL_REQUESTED: &str = "Cancel requested";
 /// Message of a task a user asked to run again.
 pub const RETRY_REQUESTED: &str = "Retry requested";
+/// Message of a new task that waits for the tasks it depends on (the task view names them).
+pub const WAITING_FOR_PARENTS: &str = "Waiting for the tasks it depends on";
 
 /// Statuses that hold a lease (a host claimed them): the guard of every write of a run.
 pub const LEASED: &[TaskStatus] = &[TaskStatus::Preparing, TaskStatus::Running];
@@ -146,7 +158,7 @@ pub const FINISHED: &[TaskStatus] = &[
 pub const RETRYABLE: &[TaskStatus] = &[TaskStatus::Failed, TaskStatus::Cancelled];
 
 /// The table, one rule per event in [`Event::ALL`] order.
-pub const RULES: [Rule; 12] = [
+pub const RULES: [Rule; 14] = [
     Rule {
         event: Event::Create,
         from: &[],
@@ -224,6 +236,18 @@ pub const RULES: [Rule; 12] = [
         to: To::Removed,
         message: Message::Gone,
     },
+    Rule {
+        event: Event::ReleaseDependant,
+        from: &[TaskStatus::Pending],
+        to: To::Status(TaskStatus::Pending),
+        message: Message::Decided,
+    },
+    Rule {
+        event: Event::CancelForParent,
+        from: &[TaskStatus::Pending],
+        to: To::Status(TaskStatus::Cancelled),
+        message: Message::Decided,
+    },
 ];
 
 /// The rule of an event.
@@ -283,7 +307,7 @@ mod tests {
         let lost = OneOf(&[Pending, Failed]);
         let fixed = Message::Fixed;
         #[rustfmt::skip]
-        let table: [(Event, [Outcome; 6]); 12] = [
+        let table: [(Event, [Outcome; 6]); 14] = [
             //                     pending                               preparing                               running                                 completed                 failed                                 cancelled
             (Event::Create,        [no,                                  no,                                     no,                                     no,                       no,                                    no]),
             (Event::Claim,         [ok(Status(Preparing), fixed(STARTING)), no,                                  no,                                     no,                       no,                                    no]),
@@ -297,6 +321,8 @@ mod tests {
             (Event::Recover,       [no,                                  ok(lost, Decided),                      ok(lost, Decided),                      no,                       no,                                    no]),
             (Event::Retry,         [no,                                  no,                                     no,                                     no,                       ok(Status(Pending), fixed(RETRY_REQUESTED)), ok(Status(Pending), fixed(RETRY_REQUESTED))]),
             (Event::Delete,        [no,                                  no,                                     no,                                     ok(Removed, Gone),        ok(Removed, Gone),                     ok(Removed, Gone)]),
+            (Event::ReleaseDependant, [ok(Status(Pending), Decided),     no,                                     no,                                     no,                       no,                                    no]),
+            (Event::CancelForParent, [ok(Status(Cancelled), Decided),    no,                                     no,                                     no,                       no,                                    no]),
         ];
         for (event, outcomes) in table {
             for (from, expected) in TaskStatus::ALL.into_iter().zip(outcomes) {
@@ -315,7 +341,8 @@ mod tests {
                 RUNNING,
                 CANCELLED_BEFORE_START,
                 CANCEL_REQUESTED,
-                RETRY_REQUESTED
+                RETRY_REQUESTED,
+                WAITING_FOR_PARENTS,
             ],
             [
                 "Waiting to run",
@@ -323,7 +350,8 @@ mod tests {
                 "Running",
                 "Cancelled before it started",
                 "Cancel requested",
-                "Retry requested"
+                "Retry requested",
+                "Waiting for the tasks it depends on",
             ]
         );
     }

@@ -1,0 +1,117 @@
+//! `DependencyStore` for PostgreSQL: the shared statements of `crate::dependencies` in one
+//! transaction on a connection thread. Parents are read `FOR SHARE` and a parent's edges and
+//! each child `FOR UPDATE`, so two hosts resolving parents of one child count it down in turn.
+
+use super::{prepared, PgStore, Statements};
+use crate::dependencies::{
+    self, statements, Arg, DepTx, DependencyStore, Dialect, Resolution, TaskDependencies,
+};
+use crate::StoreResult;
+use postgres::types::ToSql;
+use std::sync::LazyLock;
+
+/// Which of the finished tasks (`$1`, an array) have unresolved edges.
+static OPEN_EDGES_SQL: LazyLock<String> =
+    LazyLock::new(|| dependencies::with_open_edges("SELECT unnest($1::bigint[])"));
+
+/// An open transaction as `crate::dependencies` uses it.
+pub(super) struct Tx<'a, 'b> {
+    pub(super) tx: &'a mut postgres::Transaction<'b>,
+    pub(super) cache: &'a mut Statements,
+}
+
+/// A bound value as the `postgres` crate takes it.
+enum Owned {
+    Int(i64),
+    Text(String),
+}
+
+fn owned(args: &[Arg<'_>]) -> Vec<Owned> {
+    args.iter()
+        .map(|a| match a {
+            Arg::Int(v) => Owned::Int(*v),
+            Arg::Text(t) => Owned::Text((*t).to_owned()),
+        })
+        .collect()
+}
+
+fn refs(values: &[Owned]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| match v {
+            Owned::Int(i) => i as &(dyn ToSql + Sync),
+            Owned::Text(t) => t as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+impl DepTx for Tx<'_, '_> {
+    fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let stmt = prepared(self.tx, self.cache, sql)?;
+        let values = owned(args);
+        Ok(self.tx.execute(&stmt, &refs(&values))?)
+    }
+
+    fn query(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Vec<Vec<Option<i64>>>> {
+        let stmt = prepared(self.tx, self.cache, sql)?;
+        let values = owned(args);
+        let rows = self.tx.query(&stmt, &refs(&values))?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| Ok(r.try_get::<_, Option<i64>>(i)?))
+                    .collect::<StoreResult<Vec<_>>>()
+            })
+            .collect()
+    }
+}
+
+impl DependencyStore for PgStore {
+    fn missing_tasks(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        let ids = ids.to_vec();
+        self.transaction(move |tx, cache| {
+            dependencies::missing(&mut Tx { tx, cache }, statements(Dialect::Postgres), &ids)
+        })
+    }
+
+    fn resolve_dependencies(&self, parents: &[i64], now: i64) -> StoreResult<Resolution> {
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
+        let parents = parents.to_vec();
+        self.transaction(move |tx, cache| {
+            let open = prepared(tx, cache, &OPEN_EDGES_SQL)?;
+            let parents = tx
+                .query(&open, &[&parents])?
+                .iter()
+                .map(|r| Ok(r.try_get::<_, i64>(0)?))
+                .collect::<StoreResult<Vec<i64>>>()?;
+            if parents.is_empty() {
+                return Ok(Resolution::default());
+            }
+            dependencies::resolve(
+                &mut Tx { tx, cache },
+                statements(Dialect::Postgres),
+                &parents,
+                now,
+            )
+        })
+    }
+
+    fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<Resolution> {
+        self.transaction(move |tx, cache| {
+            dependencies::sweep(
+                &mut Tx { tx, cache },
+                statements(Dialect::Postgres),
+                now,
+                limit,
+            )
+        })
+    }
+
+    fn task_dependencies(&self, id: i64) -> StoreResult<TaskDependencies> {
+        self.transaction(move |tx, cache| {
+            dependencies::of_task(&mut Tx { tx, cache }, statements(Dialect::Postgres), id)
+        })
+    }
+}
