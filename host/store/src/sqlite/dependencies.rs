@@ -74,21 +74,7 @@ impl DependencyStore for SqliteStore {
         if parents.is_empty() {
             return Ok(Resolution::default());
         }
-        let sql = statements(Dialect::Sqlite);
-        self.write(|conn| {
-            let tx = conn.transaction()?;
-            let done = dependencies::resolve(
-                &mut Tx {
-                    conn: &tx,
-                    prefix: &self.prefix,
-                },
-                sql,
-                &parents,
-                now,
-            )?;
-            tx.commit()?;
-            Ok(done)
-        })
+        self.resolve_in_write(&parents, now)
     }
 
     fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<Resolution> {
@@ -104,20 +90,7 @@ impl DependencyStore for SqliteStore {
         if parents.is_empty() {
             return Ok(Resolution::default());
         }
-        self.write(|conn| {
-            let tx = conn.transaction()?;
-            let done = dependencies::resolve(
-                &mut Tx {
-                    conn: &tx,
-                    prefix: &self.prefix,
-                },
-                sql,
-                &parents,
-                now,
-            )?;
-            tx.commit()?;
-            Ok(done)
-        })
+        self.resolve_in_write(&parents, now)
     }
 
     fn task_dependencies(&self, id: i64) -> StoreResult<TaskDependencies> {
@@ -128,6 +101,27 @@ impl DependencyStore for SqliteStore {
                 prefix: &self.prefix,
             };
             dependencies::of_task(&mut tx, sql, id)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Resolves the ends of `parents` in one write transaction.
+    fn resolve_in_write(&self, parents: &[i64], now: i64) -> StoreResult<Resolution> {
+        let sql = statements(Dialect::Sqlite);
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let done = dependencies::resolve(
+                &mut Tx {
+                    conn: &tx,
+                    prefix: &self.prefix,
+                },
+                sql,
+                parents,
+                now,
+            )?;
+            tx.commit()?;
+            Ok(done)
         })
     }
 }
