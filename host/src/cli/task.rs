@@ -146,8 +146,8 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             let task = store
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
-            let paused = paused_workers(&*store)?;
-            let view = TaskView::from(&task).with_paused(&paused);
+            let waiting = crate::engine::waiting_in(&*store)?;
+            let view = TaskView::from(&task).with_waiting(&waiting);
             if json {
                 outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
@@ -185,10 +185,10 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 ..TaskFilter::default()
             })?;
             if json {
-                let paused = paused_workers(&*store)?;
+                let waiting = crate::engine::waiting_in(&*store)?;
                 let list: Vec<TaskView> = tasks
                     .iter()
-                    .map(|t| TaskView::from(t).with_paused(&paused))
+                    .map(|t| TaskView::from(t).with_waiting(&waiting))
                     .collect();
                 outln!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
@@ -231,17 +231,8 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
     }
 }
 
-/// The identifiers of the paused workers (for [`TaskView::with_paused`]).
-fn paused_workers(store: &dyn crate::store::Store) -> Result<Vec<String>, CliError> {
-    Ok(store
-        .workers(&crate::store::WorkerFilter::default())?
-        .into_iter()
-        .filter(|w| w.paused)
-        .map(|w| w.identifier)
-        .collect())
-}
-
-/// A task for people; `message` is the view's (it says when the worker is paused).
+/// A task for people; `message` is the view's (it says when the worker is paused or a limit
+/// holds the task).
 fn print_task(t: &Task, message: &str) {
     outln!("task {} {}:{}", t.id, t.identifier, t.action);
     outln!("  status    {} ({})", t.status.name(), t.status.code());

@@ -61,6 +61,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    11 => "0011_worker_limits.sql",
 );
 
 /// The PostgreSQL migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -75,6 +76,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    11 => "0011_worker_limits.sql",
 );
 
 /// The MySQL/MariaDB migrations, in order; numbered like [`SQLITE_MIGRATIONS`].
@@ -89,6 +91,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     8 => "0008_worker_pause.sql",
     9 => "0009_unique_tasks.sql",
     10 => "0010_schedules.sql",
+    11 => "0011_worker_limits.sql",
 );
 
 #[cfg(test)]

@@ -379,8 +379,10 @@ fn a_cancel_of_a_task_leased_by_another_host_is_not_kept_here() {
             now: crate::clock::now_ms(),
             lease_ms: 60_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 1);
     let task = h.engine.cancel(id).unwrap();
     assert!(task.cancel_requested);
@@ -446,8 +448,10 @@ fn an_outcome_after_the_lease_was_taken_over_is_refused() {
             now: i64::MAX / 4,
             lease_ms: 60_000,
             identifiers: &["b".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(theirs.len(), 1);
     drop(gate);
     h.await_idle();
