@@ -98,8 +98,14 @@ fn a_concurrency_cap_holds_and_other_workers_are_not_held_up() {
 }
 
 /// A rate of 20/s: 60 tasks' recorded starts never put more than 20 + the burst (2) into any
-/// one-second window, and the run takes as long as the rate makes it (58 intervals of 50 ms
-/// after the burst). A held task says it waits for the rate limit.
+/// one-second window, give or take one for the lag of a start behind its claim, and the run
+/// takes as long as the rate makes it (58 intervals of 50 ms after the burst). A held task
+/// says it waits for the rate limit.
+///
+/// The limit is on claims; a start is recorded when a pool thread takes the claimed task, a
+/// little later (on a loaded machine with a debug build, tens of ms, seen up to ~50 ms on
+/// MariaDB). GCRA allows at most `floor(L / 50 ms) + 2` claims in any span `L`; a second of
+/// starts spans at most `1000 + lag` ms of claims, so with a lag under 100 ms: 23.
 #[test]
 fn a_rate_limit_spaces_the_starts() {
     let mut home = Home::with_workers(&["demo"]);
@@ -126,7 +132,7 @@ fn a_rate_limit_spaces_the_starts() {
             .take_while(|&&s| s < from + 1_000)
             .count();
         assert!(
-            in_window <= 22,
+            in_window <= 23,
             "{in_window} starts in the second from {from}: {starts:?}"
         );
     }
