@@ -5,8 +5,10 @@ use crate::clock::{human_duration, rfc3339};
 use crate::model::{LogLine, PluginFile, Task, TaskStatus, WorkerRow};
 use crate::store::dependencies::WAITING_RUN_AT;
 use crate::store::TaskDependencies;
+use crate::store::{Held, HeldReason, LimitUsage, WorkerLimit};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A task as the API shows it. Times are RFC 3339 (UTC).
@@ -185,6 +187,26 @@ impl TaskView {
     }
 }
 
+impl TaskView {
+    /// [`TaskView::with_paused`], then, for a pending task that is due and not held by
+    /// anything else, the limit of its worker (or its action) that holds it now: `waiting_for`
+    /// and the message say which.
+    pub fn with_waiting(self, waiting: &Waiting) -> Self {
+        let mut view = self.with_paused(&waiting.paused);
+        if view.status_code != TaskStatus::Pending.code() || view.waiting_for.is_some() {
+            return view;
+        }
+        let hold = waiting.limits.iter().find(|h| {
+            h.identifier == view.identifier && h.action.as_ref().is_none_or(|a| *a == view.action)
+        });
+        if let Some(hold) = hold {
+            view.waiting_for = Some(hold.waiting_for);
+            view.message = hold.message.clone();
+        }
+        view
+    }
+}
+
 impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
         let time = |v: Option<i64>| v.map(rfc3339);
@@ -318,6 +340,126 @@ pub struct WorkerView {
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
+    /// Its limits (settings `concurrency`, `action_concurrency`, `rate_limit`) and how many of
+    /// its tasks run now; `null` when it has none.
+    pub limits: Option<WorkerLimitsView>,
+}
+
+/// A worker's limits as set, and its tasks running under them (on all hosts).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerLimitsView {
+    /// Most tasks running at once on all hosts (`null`: no cap).
+    pub concurrency: Option<u64>,
+    /// Most tasks of an action running at once, by action.
+    #[schema(value_type = Object)]
+    pub action_concurrency: BTreeMap<String, u64>,
+    /// Most starts per period on all hosts, as `"100/s"` (`null`: no rate limit).
+    pub rate_limit: Option<String>,
+    /// Its tasks preparing or running now (`null` when not read with this answer).
+    pub running: Option<u64>,
+    /// The same per action.
+    #[schema(value_type = Object)]
+    pub running_by_action: BTreeMap<String, u64>,
+}
+
+impl WorkerView {
+    /// Adds how many of its tasks run now (from the store's `limit_usage`).
+    pub fn with_usage(mut self, usage: &[LimitUsage]) -> Self {
+        if let Some(limits) = &mut self.limits {
+            if let Some(u) = usage.iter().find(|u| u.identifier == self.identifier) {
+                limits.running = Some(u.leased);
+                limits.running_by_action = u.leased_by_action.clone();
+            } else {
+                limits.running = Some(0);
+            }
+        }
+        self
+    }
+}
+
+/// A limit that holds a worker's pending tasks now (or one action's), for the task views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHold {
+    /// The worker.
+    pub identifier: String,
+    /// Only this action's tasks (an `action_concurrency` cap); `None`: all its tasks.
+    pub action: Option<String>,
+    /// `ConcurrencyLimit` or `RateLimit`.
+    pub waiting_for: WaitingFor,
+    /// What the task view says.
+    pub message: String,
+}
+
+impl LimitHold {
+    /// The view of a store's [`Held`] under `limit`.
+    pub fn of(held: &Held, limit: &WorkerLimit) -> LimitHold {
+        let who = &held.identifier;
+        let (action, waiting_for, message) = match &held.reason {
+            HeldReason::Concurrency { running, cap } => (
+                None,
+                WaitingFor::ConcurrencyLimit,
+                format!("Waiting: {running} of {cap} tasks of '{who}' running (concurrency limit)"),
+            ),
+            HeldReason::ActionConcurrency {
+                action,
+                running,
+                cap,
+            } => (
+                Some(action.clone()),
+                WaitingFor::ConcurrencyLimit,
+                format!(
+                    "Waiting: {running} of {cap} '{action}' tasks of '{who}' running \
+                     (concurrency limit)"
+                ),
+            ),
+            HeldReason::Rate { .. } => (
+                None,
+                WaitingFor::RateLimit,
+                format!(
+                    "Waiting: rate limit {}",
+                    limit.rate.map(|r| r.to_string()).unwrap_or_default()
+                ),
+            ),
+        };
+        LimitHold {
+            identifier: who.clone(),
+            action,
+            waiting_for,
+            message,
+        }
+    }
+}
+
+/// What holds pending tasks back, read once for a whole answer: the paused workers and the
+/// limits that hold now. Derived at read time; nothing of it is stored in task rows.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting {
+    /// Identifiers of the paused workers.
+    pub paused: Vec<String>,
+    /// The limits holding workers (or actions) now.
+    pub limits: Vec<LimitHold>,
+}
+
+impl Waiting {
+    /// From the worker rows and the limited workers' usage at `now`.
+    pub fn of(workers: &[WorkerRow], usage: &[LimitUsage], now: i64) -> Waiting {
+        let paused = workers
+            .iter()
+            .filter(|w| w.paused)
+            .map(|w| w.identifier.clone())
+            .collect();
+        let mut limits = Vec::new();
+        for w in workers {
+            let Some(limit) = WorkerLimit::from_settings(&w.identifier, &w.settings) else {
+                continue;
+            };
+            let Some(u) = usage.iter().find(|u| u.identifier == w.identifier) else {
+                continue;
+            };
+            limits.extend(u.held(&limit, now).iter().map(|h| LimitHold::of(h, &limit)));
+        }
+        Waiting { paused, limits }
+    }
 }
 
 impl From<&WorkerRow> for WorkerView {
@@ -346,6 +488,15 @@ impl From<&WorkerRow> for WorkerView {
             loaded_at: w.loaded_at.map(rfc3339),
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
+            limits: WorkerLimit::from_settings(&w.identifier, &w.settings).map(|l| {
+                WorkerLimitsView {
+                    concurrency: (l.concurrency > 0).then_some(l.concurrency),
+                    action_concurrency: l.action_concurrency.clone(),
+                    rate_limit: l.rate.map(|r| r.to_string()),
+                    running: None,
+                    running_by_action: BTreeMap::new(),
+                }
+            }),
         }
     }
 }

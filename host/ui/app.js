@@ -266,6 +266,33 @@ function setBar(bar, value) {
   if (label && label.classList.contains('bar-text')) label.textContent = `${n}%`;
 }
 
+/** Why a pending task waits for its worker's limit, as a short label (null when no limit holds it). */
+function limitLabel(task) {
+  if (task.status !== 'pending') return null;
+  if (task.waiting_for === 'concurrency_limit') return 'concurrency limit';
+  if (task.waiting_for === 'rate_limit') return 'rate limit';
+  return null;
+}
+
+/** A flag for a task a limit holds; its title is the server's message (text only). */
+function limitFlag(task) {
+  const label = limitLabel(task);
+  return label ? el('span', { class: 'paused-flag limit-flag', title: task.message || label }, label) : null;
+}
+
+/** A worker's limits and what runs under them, as one line (null without limits). */
+function limitsText(limits) {
+  if (!limits) return null;
+  const parts = [];
+  if (limits.concurrency) parts.push(`concurrency ${limits.concurrency}`);
+  for (const [action, cap] of Object.entries(limits.action_concurrency || {})) {
+    parts.push(`${action}: ${cap}`);
+  }
+  if (limits.rate_limit) parts.push(`rate ${limits.rate_limit}`);
+  if (limits.running !== null && limits.running !== undefined) parts.push(`running now ${limits.running}`);
+  return parts.join(' · ');
+}
+
 /** One table row. `columns` picks cells: id, worker, status, priority, progress, eta, created, message. */
 function taskRow(task, columns) {
   const tr = el('tr', { class: 'task-row', 'data-task-id': task.id });
@@ -275,7 +302,8 @@ function taskRow(task, columns) {
       el('button', { type: 'button', class: 'link-btn open-row', 'aria-label': `Open task ${task.id}` }, `#${task.id}`)),
     worker: () => el('td', { class: 'c-worker' }, `${task.identifier}:${task.action}`),
     status: () => el('td', { class: 'c-status' }, statusBadge(task.status),
-      task.paused ? el('span', { class: 'paused-flag', title: task.message || 'Its worker is paused' }, 'paused') : null),
+      task.paused ? el('span', { class: 'paused-flag', title: task.message || 'Its worker is paused' }, 'paused') : null,
+      limitFlag(task)),
     priority: () => el('td', { class: 'c-priority col-optional' }, task.priority),
     progress: () => el('td', { class: 'c-progress' },
       el('span', { class: 'progress' }, progressBar(task.progress, `Progress of task ${task.id}`),
@@ -512,7 +540,9 @@ function renderDetailLive(task) {
   setText('#detail-progress-text', `${Number(task.progress) || 0}%`);
   setText('#detail-message', task.message || '—');
   setText('#detail-eta', task.eta || '—');
-  setText('#detail-note', task.cancel_requested && ACTIVE_STATUSES.includes(task.status) ? 'cancel requested' : '');
+  setText('#detail-note', task.cancel_requested && ACTIVE_STATUSES.includes(task.status)
+    ? 'cancel requested'
+    : (limitLabel(task) ? `waiting: ${limitLabel(task)}` : ''));
   renderDetailButtons(task);
 }
 
@@ -773,7 +803,8 @@ function workerCard(w) {
       el('dt', {}, 'Scope'), el('dd', { class: 'scope' }, w.scope || '—'),
       el('dt', {}, 'Version'), el('dd', { class: 'version' }, w.version || '—'),
       el('dt', {}, 'Loaded'), el('dd', { class: 'loaded-at' }, fmtTime(w.loaded_at)),
-      el('dt', {}, 'File'), el('dd', { class: 'file' }, w.file || '—')),
+      el('dt', {}, 'File'), el('dd', { class: 'file' }, w.file || '—'),
+      el('dt', {}, 'Limits'), el('dd', { class: 'limits' }, limitsText(w.limits) || 'none')),
     w.load_error ? el('p', { class: 'load-error error' }, `Load error: ${w.load_error}`) : null,
   ]);
 

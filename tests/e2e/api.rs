@@ -549,6 +549,18 @@ fn worker_settings_the_host_reads_are_refused_outside_their_range() {
             json!({"memory_limit_mb": -1}),
             "memory_limit_mb must be a whole number of MiB between 0 and 1048576",
         ),
+        (
+            json!({"concurrency": 1.5}),
+            "concurrency must be a whole number of tasks between 0 and 100000",
+        ),
+        (
+            json!({"action_concurrency": {"import": "1"}}),
+            "action_concurrency must be an object of action names to whole numbers of tasks",
+        ),
+        (
+            json!({"rate_limit": "fast"}),
+            "rate_limit must be null (no limit) or a rate \"N/s\", \"N/min\" or \"N/h\"",
+        ),
     ] {
         let message = assert_error(&put(bad.clone()), 422, &bad.to_string());
         assert!(message.contains(says), "{bad}: {message}");

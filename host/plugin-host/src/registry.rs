@@ -73,6 +73,9 @@ struct Inner {
     /// Cached worker rows (active flag, settings) of the loaded workers. An entry may be
     /// missing (dropped by [`Registry::clear_cache`]): lookups read it again from the store.
     rows: HashMap<String, WorkerRow>,
+    /// Bumped by every change of `rows`: lets readers keep what they derived from the rows
+    /// (the workers' limits) until the rows change.
+    rows_version: u64,
 }
 
 /// Libraries loaded since start past which a warning is logged (and again every as many
@@ -397,6 +400,7 @@ impl Registry {
                 .files
                 .insert(name.to_owned(), (identifier.clone(), sha256));
             inner.rows.insert(identifier.clone(), row);
+            inner.rows_version += 1;
         }
         if reloaded {
             self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -475,6 +479,7 @@ impl Registry {
             if let Some(id) = &served {
                 inner.live.remove(id);
                 inner.rows.remove(id);
+                inner.rows_version += 1;
             }
             served
         };
@@ -578,6 +583,7 @@ impl Registry {
         if !inner.live.contains_key(identifier) {
             return Some(row);
         }
+        inner.rows_version += 1;
         Some(
             inner
                 .rows
@@ -592,6 +598,7 @@ impl Registry {
     pub fn clear_cache(&self, identifier: Option<&str>) -> usize {
         let dropped = {
             let mut inner = self.inner.write();
+            inner.rows_version += 1;
             match identifier {
                 Some(id) => usize::from(inner.rows.remove(id).is_some()),
                 None => std::mem::take(&mut inner.rows).len(),
@@ -640,12 +647,35 @@ impl Registry {
         ids
     }
 
+    /// The limits (`concurrency`, `action_concurrency`, `rate_limit`) the cached rows of the
+    /// loaded workers set, and the version of the cache they were read from: the dispatcher
+    /// keeps them until the version changes, so settings are parsed once per change, not per
+    /// claim.
+    pub fn limits(&self) -> (u64, Vec<stask_store::WorkerLimit>) {
+        let inner = self.inner.read();
+        let mut limits: Vec<_> = inner
+            .rows
+            .values()
+            .filter_map(|row| {
+                stask_store::WorkerLimit::from_settings(&row.identifier, &row.settings)
+            })
+            .collect();
+        limits.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+        (inner.rows_version, limits)
+    }
+
+    /// The version of the cached rows (see [`Registry::limits`]).
+    pub fn rows_version(&self) -> u64 {
+        self.inner.read().rows_version
+    }
+
     /// Re-reads the rows of the loaded workers (after an operator changed `active` or settings,
     /// here or in another process).
     pub fn refresh_rows(&self) -> StoreResult<()> {
         let rows = self.store.workers(&WorkerFilter::default())?;
         let mut inner = self.inner.write();
         let live: Vec<String> = inner.live.keys().cloned().collect();
+        inner.rows_version += 1;
         inner.rows = rows
             .into_iter()
             .filter(|r| live.contains(&r.identifier))

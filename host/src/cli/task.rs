@@ -163,11 +163,11 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
             let task = store
                 .task(id)?
                 .ok_or_else(|| CliError::new(3, format!("task {id} not found")))?;
-            let paused = paused_workers(&*store)?;
+            let waiting = crate::engine::waiting_in(&*store)?;
             let deps = store.task_dependencies(id)?;
             let view = TaskView::from(&task)
                 .with_dependencies(&deps)
-                .with_paused(&paused);
+                .with_waiting(&waiting);
             if json {
                 outln!("{}", serde_json::to_string(&view).unwrap_or_default());
             } else {
@@ -207,10 +207,10 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
                 ..TaskFilter::default()
             })?;
             if json {
-                let paused = paused_workers(&*store)?;
+                let waiting = crate::engine::waiting_in(&*store)?;
                 let list: Vec<TaskView> = tasks
                     .iter()
-                    .map(|t| TaskView::from(t).with_paused(&paused))
+                    .map(|t| TaskView::from(t).with_waiting(&waiting))
                     .collect();
                 outln!("{}", serde_json::json!({"tasks": list, "total": total}));
                 return Ok(());
@@ -253,16 +253,6 @@ pub(super) fn run(home: Option<PathBuf>, cmd: TaskCommand) -> CliResult {
     }
 }
 
-/// The identifiers of the paused workers (for [`TaskView::with_paused`]).
-fn paused_workers(store: &dyn crate::store::Store) -> Result<Vec<String>, CliError> {
-    Ok(store
-        .workers(&crate::store::WorkerFilter::default())?
-        .into_iter()
-        .filter(|w| w.paused)
-        .map(|w| w.identifier)
-        .collect())
-}
-
 /// The follow-ups of task `id` for people: the first ones' ids and how many in all.
 fn print_children(store: &dyn crate::store::Store, id: i64) -> Result<(), CliError> {
     let (children, total) = store.tasks(&crate::store::TaskFilter {
@@ -284,7 +274,8 @@ fn print_children(store: &dyn crate::store::Store, id: i64) -> Result<(), CliErr
     Ok(())
 }
 
-/// A task for people; `message` is the view's (it says when the worker is paused).
+/// A task for people; `message` is the view's (it says when the worker is paused or a limit
+/// holds the task).
 fn print_task(t: &Task, message: &str) {
     outln!("task {} {}:{}", t.id, t.identifier, t.action);
     outln!("  status    {} ({})", t.status.name(), t.status.code());

@@ -22,7 +22,7 @@ mod service;
 mod unflushed;
 mod workers;
 
-pub use workers::validate_settings;
+pub use workers::{validate_settings, waiting_in};
 
 use crate::clock::now_ms;
 use crate::config::Config;

@@ -5,6 +5,7 @@ use crate::clock::now_ms;
 use crate::config::MAX_MEMORY_LIMIT_MB;
 use crate::events::Event;
 use crate::model::WorkerRow;
+use crate::store::{LimitUsage, Store, StoreResult, WorkerLimit};
 use serde_json::Value;
 
 impl Engine {
@@ -54,17 +55,20 @@ impl Engine {
         self.worker(identifier)
     }
 
-    /// The identifiers of the paused workers, for the task views (a pending task of one of
-    /// them says it waits for the resume). Read from the store, not this host's cache, so the
-    /// answer is the same on every host.
-    pub fn paused_workers(&self) -> EngineResult<Vec<String>> {
-        Ok(self
-            .store
-            .workers(&crate::store::WorkerFilter::default())?
-            .into_iter()
-            .filter(|w| w.paused)
-            .map(|w| w.identifier)
-            .collect())
+    /// What holds pending tasks back now (paused workers, limits), for the task views; read
+    /// from the store, so the answer is the same on every host.
+    pub fn waiting(&self) -> EngineResult<crate::views::Waiting> {
+        Ok(waiting_in(&*self.store)?)
+    }
+
+    /// How many tasks of each limited worker among `workers` run now, for the worker views.
+    pub fn limit_usage(&self, workers: &[WorkerRow]) -> EngineResult<Vec<LimitUsage>> {
+        let limited: Vec<String> = workers
+            .iter()
+            .filter(|w| WorkerLimit::from_settings(&w.identifier, &w.settings).is_some())
+            .map(|w| w.identifier.clone())
+            .collect();
+        Ok(self.store.limit_usage(&limited)?)
     }
 
     /// Replaces a worker's settings after checking them (see [`validate_settings`]). The
@@ -89,6 +93,20 @@ impl Engine {
         self.registry.refresh_rows()?;
         Ok(removed)
     }
+}
+
+/// What holds pending tasks back now in `store` (see [`Engine::waiting`]; the CLI reads it
+/// without an engine): one read of the worker rows and one of the limited workers' usage (none
+/// without limits).
+pub fn waiting_in(store: &dyn Store) -> StoreResult<crate::views::Waiting> {
+    let workers = store.workers(&crate::store::WorkerFilter::default())?;
+    let limited: Vec<String> = workers
+        .iter()
+        .filter(|w| WorkerLimit::from_settings(&w.identifier, &w.settings).is_some())
+        .map(|w| w.identifier.clone())
+        .collect();
+    let usage = store.limit_usage(&limited)?;
+    Ok(crate::views::Waiting::of(&workers, &usage, now_ms()))
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -116,6 +134,13 @@ enum Accepts {
     },
     /// One of these strings, in any case (stored lowercase).
     OneOf(&'static [&'static str]),
+    /// An object of action names to whole numbers of tasks up to the maximum (0: no limit).
+    ActionCaps {
+        /// Largest cap.
+        max: u64,
+    },
+    /// `null` (no limit) or a rate `"N/s"`, `"N/min"`, `"N/h"` (see [`crate::store::RateLimit`]).
+    Rate,
 }
 
 /// Every setting the host interprets (the engine's runtime reads exactly these), with its
@@ -141,7 +166,26 @@ const HOST_SETTINGS: &[(&str, Accepts)] = &[
             zero: "no limit",
         },
     ),
+    (
+        "concurrency",
+        Accepts::Whole {
+            min: 0,
+            max: MAX_CONCURRENCY,
+            unit: "tasks",
+            zero: "no limit",
+        },
+    ),
+    (
+        "action_concurrency",
+        Accepts::ActionCaps {
+            max: MAX_CONCURRENCY,
+        },
+    ),
+    ("rate_limit", Accepts::Rate),
 ];
+
+/// Largest `concurrency` (and `action_concurrency` cap).
+pub const MAX_CONCURRENCY: u64 = 100_000;
 
 /// Longest `timeout` setting: a week.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
@@ -163,6 +207,29 @@ fn check_host_setting(key: &str, accepts: Accepts, value: &Value) -> Option<Stri
                 )
             })
         }
+        Accepts::ActionCaps { max } => {
+            let ok = value.as_object().is_some_and(|caps| {
+                caps.values()
+                    .all(|cap| cap.as_u64().is_some_and(|c| c <= max))
+            });
+            (!ok).then(|| {
+                format!(
+                    "{key} must be an object of action names to whole numbers of tasks between \
+                     0 and {max} (0: no limit), got {value}"
+                )
+            })
+        }
+        Accepts::Rate => match value {
+            Value::Null => None,
+            Value::String(text) => text
+                .parse::<crate::store::RateLimit>()
+                .err()
+                .map(|e| format!("{key} must be null (no limit) or {e}")),
+            other => Some(format!(
+                "{key} must be null (no limit) or a rate such as \"100/s\", \"600/min\" or \
+                 \"1000/h\", got {other}"
+            )),
+        },
         Accepts::OneOf(choices) => {
             let ok = value
                 .as_str()
@@ -191,8 +258,8 @@ pub fn normalize_settings(settings: &Value) -> Value {
 }
 
 /// Checks new settings: a JSON object whose keys the plugin declares keep the declared JSON
-/// type, and whose keys the host itself reads (`timeout`, `isolation`, `memory_limit_mb`)
-/// have a value the host accepts.
+/// type, and whose keys the host itself reads (`timeout`, `isolation`, `memory_limit_mb`,
+/// `concurrency`, `action_concurrency`, `rate_limit`) have a value the host accepts.
 pub fn validate_settings(defaults: &Value, settings: &Value) -> Result<(), String> {
     let Some(settings) = settings.as_object() else {
         return Err(format!(
@@ -250,6 +317,12 @@ mod tests {
                 json!({"timeout": 604800}),
                 json!({"isolation": "process", "memory_limit_mb": 256}),
                 json!({"isolation": "In_Process", "memory_limit_mb": 0}),
+                json!({"concurrency": 0}),
+                json!({"concurrency": 3, "action_concurrency": {"import": 1, "other": 0}}),
+                json!({"rate_limit": "100/s"}),
+                json!({"rate_limit": "600/min", "concurrency": 100000}),
+                json!({"rate_limit": "1000/h"}),
+                json!({"rate_limit": null}),
             ] {
                 assert!(validate_settings(&defaults, &ok).is_ok(), "{ok}");
             }
@@ -262,6 +335,13 @@ mod tests {
                 (json!({"isolation": "bogus"}), "isolation must be one of \"in_process\", \"process\", got \"bogus\""),
                 (json!({"isolation": null}), "isolation must be one of \"in_process\", \"process\", got null"),
                 (json!({"memory_limit_mb": -1}), "memory_limit_mb must be a whole number of MiB between 0 and 1048576 (0: no limit), got -1"),
+                (json!({"concurrency": -1}), "concurrency must be a whole number of tasks between 0 and 100000 (0: no limit), got -1"),
+                (json!({"concurrency": 2.5}), "concurrency must be a whole number of tasks between 0 and 100000 (0: no limit), got 2.5"),
+                (json!({"concurrency": "2"}), "concurrency must be a whole number of tasks between 0 and 100000 (0: no limit), got \"2\""),
+                (json!({"action_concurrency": {"import": -1}}), "action_concurrency must be an object of action names to whole numbers of tasks between 0 and 100000 (0: no limit), got {\"import\":-1}"),
+                (json!({"action_concurrency": [1]}), "action_concurrency must be an object of action names to whole numbers of tasks between 0 and 100000 (0: no limit), got [1]"),
+                (json!({"rate_limit": "100/d"}), "rate_limit must be null (no limit) or a rate \"N/s\", \"N/min\" or \"N/h\" (N a whole number from 1 to 1000000), got \"100/d\""),
+                (json!({"rate_limit": 100}), "rate_limit must be null (no limit) or a rate such as \"100/s\", \"600/min\" or \"1000/h\", got 100"),
             ] {
                 let e = validate_settings(&defaults, &bad).unwrap_err();
                 assert_eq!(e, format!("invalid settings: {message}"), "{bad}");

@@ -265,13 +265,13 @@ pub async fn progress(
     TaskId(id): TaskId,
 ) -> Result<Json<ProgressAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let (task, logs, paused) = blocking(move || {
+    let (task, logs, waiting) = blocking(move || {
         let task = engine.task(id)?;
         let logs = engine.task_logs(id, PROGRESS_LOG_LINES)?;
-        Ok((task, logs, engine.paused_workers()?))
+        Ok((task, logs, engine.waiting()?))
     })
     .await?;
-    let view = TaskView::from(&task).with_paused(&paused);
+    let view = TaskView::from(&task).with_waiting(&waiting);
     Ok(Json(ProgressAnswer {
         success: true,
         code: 200,
@@ -302,12 +302,12 @@ pub async fn detail(
     TaskId(id): TaskId,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let engine = state.engine.clone();
-    let (task, children, log, paused, deps) = blocking(move || {
+    let (task, children, log, waiting, deps) = blocking(move || {
         Ok((
             engine.task(id)?,
             engine.children(id)?,
             engine.task_logs(id, 500)?,
-            engine.paused_workers()?,
+            engine.waiting()?,
             engine.task_dependencies(id)?,
         ))
     })
@@ -316,7 +316,7 @@ pub async fn detail(
         success: true,
         task: TaskView::from(&task)
             .with_dependencies(&deps)
-            .with_paused(&paused),
+            .with_waiting(&waiting),
         children: ChildrenView {
             total: children.total,
             ids: children.ids,
@@ -354,9 +354,10 @@ fn time_param(raw: &Option<String>) -> Result<Option<i64>, ApiError> {
         .map_err(ApiError::invalid)
 }
 
-/// A page of tasks, each marked when its worker is paused (see [`TaskView::with_paused`]).
+/// A page of tasks, each marked when its worker is paused or a limit holds it (see
+/// [`TaskView::with_waiting`]).
 fn page(
-    (tasks, total, paused): (Vec<crate::model::Task>, i64, Vec<String>),
+    (tasks, total, waiting): (Vec<crate::model::Task>, i64, crate::views::Waiting),
     page: i64,
     per_page: i64,
 ) -> Json<TaskPage> {
@@ -364,7 +365,7 @@ fn page(
         success: true,
         tasks: tasks
             .iter()
-            .map(|t| TaskView::from(t).with_paused(&paused))
+            .map(|t| TaskView::from(t).with_waiting(&waiting))
             .collect(),
         total,
         page,
@@ -389,7 +390,7 @@ pub async fn list(
     let engine = state.engine.clone();
     let listed = blocking(move || {
         let (tasks, total) = engine.tasks(&filter)?;
-        Ok((tasks, total, engine.paused_workers()?))
+        Ok((tasks, total, engine.waiting()?))
     })
     .await?;
     Ok(page(listed, page_no, per_page))
@@ -478,7 +479,7 @@ pub async fn pending(
     let engine = state.engine.clone();
     let listed = blocking(move || {
         let (tasks, total) = engine.pending_tasks(limit)?;
-        Ok((tasks, total, engine.paused_workers()?))
+        Ok((tasks, total, engine.waiting()?))
     })
     .await?;
     Ok(page(listed, 1, limit))

@@ -43,17 +43,21 @@ pub async fn list(
 ) -> Result<Json<WorkerList>, ApiError> {
     let active = query::boolean("active", &q.active)?;
     let engine = state.engine.clone();
-    let (workers, plugin_files) = blocking(move || {
+    let (workers, plugin_files, usage) = blocking(move || {
         let workers = engine.workers(&WorkerFilter {
             scope: q.scope,
             active,
         })?;
-        Ok((workers, engine.plugin_files()?))
+        let usage = engine.limit_usage(&workers)?;
+        Ok((workers, engine.plugin_files()?, usage))
     })
     .await?;
     Ok(Json(WorkerList {
         success: true,
-        workers: workers.iter().map(WorkerView::from).collect(),
+        workers: workers
+            .iter()
+            .map(|w| WorkerView::from(w).with_usage(&usage))
+            .collect(),
         plugin_files: plugin_files.into_iter().map(Into::into).collect(),
         loaded_copies: state.engine.loaded_copies(),
     }))
@@ -80,8 +84,17 @@ pub async fn detail(
     Path(identifier): Path<String>,
 ) -> Result<Json<WorkerAnswer>, ApiError> {
     let engine = state.engine.clone();
-    let worker = blocking(move || Ok(engine.worker(&identifier)?)).await?;
-    Ok(answer(&worker, None))
+    let (worker, usage) = blocking(move || {
+        let worker = engine.worker(&identifier)?;
+        let usage = engine.limit_usage(std::slice::from_ref(&worker))?;
+        Ok((worker, usage))
+    })
+    .await?;
+    Ok(Json(WorkerAnswer {
+        success: true,
+        message: None,
+        worker: WorkerView::from(&worker).with_usage(&usage),
+    }))
 }
 
 async fn set_active(

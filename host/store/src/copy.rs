@@ -207,6 +207,13 @@ pub const TABLES: &[Table] = &[
         ],
         by_id: false,
     },
+    // The limited workers' rate state (see `crate::limits`): copied so that a rate limit
+    // holds across the move (a missing row is created by the next limited claim).
+    Table {
+        name: "s_worker_limits",
+        columns: &[("identifier", Text), ("rate_tat", Int)],
+        by_id: false,
+    },
 ];
 
 /// One value read from the source.
@@ -254,7 +261,7 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 10] = [
+pub const CLEARED: [&str; 11] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
@@ -265,6 +272,7 @@ pub const CLEARED: [&str; 10] = [
     "s_task_logs",
     "s_schedules",
     "s_schedule_slots",
+    "s_worker_limits",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,

@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod copy;
 pub mod dependencies;
+pub mod limits;
 mod migrate;
 pub mod model;
 pub mod mysql;
@@ -41,6 +42,7 @@ pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use dependencies::{DependencyStore, Resolution, TaskDependencies};
+pub use limits::{Claim, Held, HeldReason, LimitUsage, RateLimit, WorkerLimit};
 pub use migrate::{
     migrations, Backend, Migration, MYSQL_MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS,
 };
@@ -334,7 +336,7 @@ impl From<rusqlite::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A claim of due tasks for one host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClaimRequest<'a> {
     /// Host instance taking the lease.
     pub owner: &'a str,
@@ -346,6 +348,12 @@ pub struct ClaimRequest<'a> {
     pub lease_ms: i64,
     /// Workers this host can run (loaded and active); other tasks stay pending.
     pub identifiers: &'a [String],
+    /// The limits of the workers in `identifiers` that have any (see [`limits`]); empty: the
+    /// plain claim, at no cost for limits.
+    pub limits: &'a [WorkerLimit],
+    /// Free pool slots (`limit` less what would be claimed ahead): limited workers' tasks are
+    /// claimed only up to this many, never ahead.
+    pub slots: usize,
 }
 
 /// A task handed to a host by [`TaskStore::claim`]. Its status is now `preparing`.
@@ -545,8 +553,12 @@ pub trait TaskStore: Send + Sync {
     /// decides, atomically across hosts.
     fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>>;
     /// Atomically moves up to `limit` due pending tasks to `preparing` under a new lease,
-    /// highest priority first, then by due time, then id.
-    fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>>;
+    /// highest priority first, then by due time, then id; tasks of workers in
+    /// `request.limits` only within their limits (on all hosts), and the held workers named.
+    fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Claim>;
+    /// How many tasks of each of these workers are leased now (per action too) and their rate
+    /// state: what the task and worker views show of the limits. A plain read, no lock.
+    fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<LimitUsage>>;
     /// Gives claimed tasks that never started back: pending again (no attempt was counted;
     /// fenced by lease and `preparing`; used at shutdown for tasks claimed ahead).
     fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()>;

@@ -7,6 +7,7 @@
 mod client;
 mod daemon;
 mod peer;
+mod rate;
 mod raw;
 mod report;
 mod scenarios;
@@ -25,9 +26,9 @@ struct Args {
     /// Runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Tasks per throughput run.
-    #[arg(long, default_value_t = 100_000)]
-    tasks: usize,
+    /// Tasks per throughput run (default 100,000; for `rate`, 10,000).
+    #[arg(long)]
+    tasks: Option<usize>,
     /// Seconds per timed HTTP load run.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -38,6 +39,9 @@ struct Args {
     /// Tasks per process-isolation run (`isolation`).
     #[arg(long, default_value_t = 2_000)]
     isolation_tasks: usize,
+    /// The worker's `rate_limit` in the `rate` scenario.
+    #[arg(long, default_value = "100/s")]
+    rate: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -62,18 +66,23 @@ enum What {
     Pg,
     /// (i) what running each task in a child process costs (`--isolation-tasks`).
     Isolation,
+    /// How closely a worker's `rate_limit` is kept (`--rate`, `--tasks`): achieved rate
+    /// and the worst 1 s and 10 s windows. Not part of `all` (it runs as long as the rate
+    /// makes it).
+    Rate,
 }
 
 fn main() {
     let args = Args::parse();
     let all = args.what.contains(&What::All);
     let wants = |w: What| all || args.what.contains(&w);
+    let tasks = args.tasks.unwrap_or(100_000);
     let bin = daemon::build_release();
     let mut report = Report::new(args.runs);
     report.machine();
     if wants(What::Drain) {
-        scenarios::drain(&bin, &mut report, args.tasks);
-        raw::limits(&mut report, args.tasks);
+        scenarios::drain(&bin, &mut report, tasks);
+        raw::limits(&mut report, tasks);
     }
     if wants(What::Peer) {
         peer::huey(&bin, &mut report, 10_000);
@@ -91,10 +100,13 @@ fn main() {
         scenarios::reload(&bin, &mut report);
     }
     if wants(What::Growth) {
-        scenarios::growth(&bin, &mut report, (args.tasks / 2).max(1_000));
+        scenarios::growth(&bin, &mut report, (tasks / 2).max(1_000));
     }
     if wants(What::Pg) {
         servers::scaling(&bin, &mut report, args.pg_tasks);
+    }
+    if args.what.contains(&What::Rate) {
+        rate::rate(&bin, &mut report, args.tasks.unwrap_or(10_000), &args.rate);
     }
     if wants(What::Isolation) {
         scenarios::isolation(&bin, &mut report, args.isolation_tasks);

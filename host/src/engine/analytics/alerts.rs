@@ -198,8 +198,10 @@ mod tests {
                     now,
                     lease_ms,
                     identifiers: &["w".to_owned()],
+                    ..Default::default()
                 })
                 .unwrap()
+                .tasks
         };
         claim(NOW - 50_000, 10_000); // expired 40 s ago
         let running = claim(NOW - 50_000, 20_000).remove(0); // expired 30 s ago

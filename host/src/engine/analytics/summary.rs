@@ -339,8 +339,10 @@ mod tests {
                 now: NOW - 19 * MIN,
                 lease_ms: 1_000,
                 identifiers: &["r".to_owned()],
+                ..Default::default()
             })
             .unwrap()
+            .tasks
             .remove(0);
         let back = crate::store::Finish {
             id,

@@ -9,7 +9,7 @@
 use super::super::Engine;
 use super::leases::renew_leases;
 use crate::clock::now_ms;
-use crate::store::{ClaimRequest, ClaimedTask, Lease};
+use crate::store::{ClaimRequest, ClaimedTask, Held, HeldReason, Lease, WorkerLimit};
 use crossbeam_channel::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,24 +38,42 @@ pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
         let free = capacity.saturating_sub(rt.in_flight()).min(budget);
         let mut claimed = 0;
         let mut sleep = EXTERNAL_POLL_EVERY;
+        let mut rate_held = false;
         if free > 0 {
             let runnable = engine.workers.runnable();
+            let mut held = Vec::new();
             if !runnable.is_empty() {
-                claimed = claim_into(engine, free, &runnable);
+                // Limited workers' tasks only go into free pool slots, never ahead.
+                let slots = engine
+                    .config
+                    .workers
+                    .saturating_sub(rt.in_flight())
+                    .min(free);
+                let limits = engine.workers.limits(&runnable);
+                (claimed, held) = claim_into(engine, free, slots, &runnable, &limits);
                 started += claimed;
             }
             if claimed == free {
                 continue; // the backlog may hold more: claim again without sleeping
             }
-            // Everything due is claimed: sleep until the next scheduled task, if any is sooner.
+            // Everything due is claimed, or held by a limit: sleep until the next scheduled
+            // task of a worker that is not held, or the next start a rate limit allows, if
+            // sooner. A held worker's due tasks never make the dispatcher spin: a local finish
+            // wakes it (`run_left`), a slot freed on another host is seen at the next sweep.
             let now = now_ms();
-            if let Ok(Some(at)) = engine.store.next_due(now, &runnable) {
+            let (due_from, rate_release) = unheld(&runnable, &held);
+            if let Ok(Some(at)) = engine.store.next_due(now, &due_from) {
+                sleep = sleep.min(Duration::from_millis((at - now).max(0) as u64));
+            }
+            if let Some(at) = rate_release {
+                rate_held = true;
                 sleep = sleep.min(Duration::from_millis((at - now).max(0) as u64));
             }
         }
         if let Some(limit) = limit {
             let nothing_running = rt.in_flight() == 0;
-            if nothing_running && (claimed == 0 || started >= limit) {
+            // A rate-limited worker's tasks are not done: they start when the rate allows.
+            if nothing_running && ((claimed == 0 && !rate_held) || started >= limit) {
                 return started;
             }
         }
@@ -86,31 +104,63 @@ pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
     }
 }
 
-/// Claims up to `free` due tasks and queues them for the pool; returns how many.
-fn claim_into(engine: &Engine, free: usize, runnable: &[String]) -> usize {
+/// The runnable workers a claim did not hold as a whole (their scheduled tasks may wake the
+/// dispatcher), and the earliest time a rate limit allows its next start.
+fn unheld(runnable: &[String], held: &[Held]) -> (Vec<String>, Option<i64>) {
+    let whole: Vec<&str> = held
+        .iter()
+        .filter(|h| h.whole_worker())
+        .map(|h| h.identifier.as_str())
+        .collect();
+    let due_from = runnable
+        .iter()
+        .filter(|id| !whole.contains(&id.as_str()))
+        .cloned()
+        .collect();
+    let rate_release = held
+        .iter()
+        .filter_map(|h| match h.reason {
+            HeldReason::Rate { next_at } => Some(next_at),
+            _ => None,
+        })
+        .min();
+    (due_from, rate_release)
+}
+
+/// Claims up to `free` due tasks (limited workers' only into the `slots` free pool slots) and
+/// queues them for the pool; returns how many, and the workers a limit held.
+fn claim_into(
+    engine: &Engine,
+    free: usize,
+    slots: usize,
+    runnable: &[String],
+    limits: &[WorkerLimit],
+) -> (usize, Vec<Held>) {
     let claimed = engine.store.claim(&ClaimRequest {
         owner: &engine.owner,
         limit: free,
         now: now_ms(),
         lease_ms: engine.config.lease_ms,
         identifiers: runnable,
+        limits,
+        slots,
     });
     match claimed {
-        Ok(tasks) => {
-            let n = tasks.len();
+        Ok(claim) => {
+            let n = claim.tasks.len();
             engine.runtime_state.claimed(n);
-            engine.runtime_state.ready.push_all(tasks);
-            n
+            engine.runtime_state.ready.push_all(claim.tasks);
+            (n, claim.held)
         }
         // A storage fault is logged by the store when it starts and ends; the dispatcher
         // retries every round, so logging it here too would repeat it many times a second.
         Err(e) if e.is_storage_fault() => {
             tracing::debug!("claim failed: {e}");
-            0
+            (0, Vec::new())
         }
         Err(e) => {
             tracing::error!("claim failed: {e}");
-            0
+            (0, Vec::new())
         }
     }
 }

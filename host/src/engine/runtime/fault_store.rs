@@ -4,8 +4,8 @@
 
 use crate::model::{LogLine, NewTask, PluginFile, Stats, Task, TokenRow, WorkerRow, WorkerState};
 use crate::store::{
-    AnalyticsStore, CancelResult, ClaimRequest, ClaimedTask, EventsHook, ExpiredLease, Finish,
-    HostRow, HostStore, Inserted, Lease, ProgressWrite, RetryResult, SessionRow, Store, StoreError,
+    AnalyticsStore, CancelResult, ClaimRequest, EventsHook, ExpiredLease, Finish, HostRow,
+    HostStore, Inserted, Lease, ProgressWrite, RetryResult, SessionRow, Store, StoreError,
     StoreResult, TaskFilter, TaskStore, TokenStore, WakeHook, WindowSummary, WorkerFilter,
     WorkerRegistration, WorkerStore, WorkerSummary,
 };
@@ -52,8 +52,11 @@ impl TaskStore for FaultStore {
     fn insert_tasks(&self, tasks: &[NewTask], now: i64) -> StoreResult<Vec<Inserted>> {
         self.inner.insert_tasks(tasks, now)
     }
-    fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+    fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<crate::store::Claim> {
         self.inner.claim(request)
+    }
+    fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<crate::store::LimitUsage>> {
+        self.inner.limit_usage(identifiers)
     }
     fn release(&self, tasks: &[Lease], now: i64) -> StoreResult<()> {
         self.inner.release(tasks, now)

@@ -86,6 +86,14 @@ impl WorkerRunner for FakeWorkers {
         ids
     }
 
+    fn limits(&self, runnable: &[String]) -> Vec<crate::store::WorkerLimit> {
+        let versions = self.versions.lock();
+        runnable
+            .iter()
+            .filter_map(|id| crate::store::WorkerLimit::from_settings(id, &versions.get(id)?.0))
+            .collect()
+    }
+
     fn in_service(&self, identifier: &str) -> Option<InService> {
         if self.inactive.lock().contains(identifier) {
             return None;
@@ -379,8 +387,10 @@ fn a_cancel_of_a_task_leased_by_another_host_is_not_kept_here() {
             now: crate::clock::now_ms(),
             lease_ms: 60_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 1);
     let task = h.engine.cancel(id).unwrap();
     assert!(task.cancel_requested);
@@ -446,8 +456,10 @@ fn an_outcome_after_the_lease_was_taken_over_is_refused() {
             now: i64::MAX / 4,
             lease_ms: 60_000,
             identifiers: &["b".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(theirs.len(), 1);
     drop(gate);
     h.await_idle();
@@ -514,5 +526,49 @@ fn progress_a_failed_flush_kept_is_written_by_the_next_successful_one() {
     assert_eq!((t.progress, t.processed, t.total), (40, Some(4), Some(10)));
     drop(gate);
     assert_eq!(h.await_finished(id), "completed");
+    runtime.shutdown(Duration::from_secs(5));
+}
+
+/// A worker with `concurrency` 1 runs one task at a time even with free pool slots and
+/// prefetch on; its other tasks stay pending (never claimed ahead into the ready queue), and
+/// another worker's tasks behind them run meanwhile.
+#[test]
+fn a_capped_worker_runs_within_its_cap_and_does_not_hold_up_others() {
+    let h = Harness::new(|c| c.workers = 4);
+    short_tasks_seen(&h.engine);
+    let (gate, gated) = crossbeam_channel::bounded::<()>(0);
+    let capped = h
+        .workers
+        .add("c", json!({"concurrency": 1}), blocked_on(gated));
+    h.workers.add("w", json!({}), quick);
+    let c: Vec<i64> = (0..3).map(|_| h.insert("c", Priority::High)).collect();
+    let w: Vec<i64> = (0..2).map(|_| h.insert("w", Priority::Low)).collect();
+    let runtime = h.engine.start();
+    let first = next(&capped);
+    // The other worker's tasks finish (in any order) while the capped one runs.
+    let mut left: HashSet<i64> = w.iter().copied().collect();
+    while !left.is_empty() {
+        let (id, status) = h.finished.recv_timeout(PATIENCE).expect("a finish in time");
+        assert!(
+            left.remove(&id),
+            "only the other worker's tasks finish: {id}"
+        );
+        assert_eq!(status, "completed");
+    }
+    let waiting: Vec<TaskStatus> = c
+        .iter()
+        .filter(|&&id| id != first)
+        .map(|&id| h.status(id).status)
+        .collect();
+    assert_eq!(waiting, [TaskStatus::Pending, TaskStatus::Pending]);
+    assert!(capped.try_recv().is_err(), "a second capped run started");
+    drop(gate);
+    let mut left: HashSet<i64> = c.iter().copied().collect();
+    while !left.is_empty() {
+        let (id, status) = h.finished.recv_timeout(PATIENCE).expect("a finish in time");
+        assert!(left.remove(&id));
+        assert_eq!(status, "completed");
+    }
+    h.await_idle();
     runtime.shutdown(Duration::from_secs(5));
 }

@@ -13,6 +13,8 @@ use crate::config::Config;
 use crate::plugins::isolation;
 use crate::plugins::loader::LoadedWorker;
 use crate::plugins::Registry;
+use crate::store::WorkerLimit;
+use parking_lot::Mutex;
 use stask_plugin_api::protocol::{RunOutcome, RunRequest};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,11 @@ pub trait WorkerRunner: Send + Sync {
     /// The version in service for `identifier` with its settings, if it may run now (loaded
     /// and active); `None` otherwise.
     fn in_service(&self, identifier: &str) -> Option<InService>;
+    /// The limits of the workers in `runnable` that have any (see `stask_store::limits`), for
+    /// the claim. None by default.
+    fn limits(&self, _runnable: &[String]) -> Vec<WorkerLimit> {
+        Vec::new()
+    }
 }
 
 /// A worker version ready to run tasks, with the settings of its row.
@@ -56,6 +63,8 @@ pub trait WorkerVersion: Send + Sync {
 /// [`WorkerRunner`] over the plugin registry.
 pub struct RegistryWorkers {
     registry: Arc<Registry>,
+    /// The limits of the cached rows and the rows' version they were read at.
+    limits: Mutex<(u64, Vec<WorkerLimit>)>,
     isolate_by_default: bool,
     isolation_memory_mb: u64,
 }
@@ -65,6 +74,7 @@ impl RegistryWorkers {
     pub fn new(registry: Arc<Registry>, config: &Config) -> RegistryWorkers {
         RegistryWorkers {
             registry,
+            limits: Mutex::new((u64::MAX, Vec::new())),
             isolate_by_default: config.isolate_by_default,
             isolation_memory_mb: config.isolation_memory_mb,
         }
@@ -92,6 +102,19 @@ impl RegistryWorkers {
 impl WorkerRunner for RegistryWorkers {
     fn runnable(&self) -> Vec<String> {
         self.registry.runnable()
+    }
+
+    fn limits(&self, runnable: &[String]) -> Vec<WorkerLimit> {
+        let mut cached = self.limits.lock();
+        if cached.0 != self.registry.rows_version() {
+            *cached = self.registry.limits();
+        }
+        cached
+            .1
+            .iter()
+            .filter(|l| runnable.contains(&l.identifier))
+            .cloned()
+            .collect()
     }
 
     fn in_service(&self, identifier: &str) -> Option<InService> {

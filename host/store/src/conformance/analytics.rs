@@ -90,8 +90,10 @@ fn claim_of(store: &dyn Store, identifier: &str, limit: usize, now: i64) -> Vec<
             now,
             lease_ms: RUN_LEASE_MS,
             identifiers: &[identifier.to_owned()],
+            ..Default::default()
         })
         .unwrap()
+        .tasks
 }
 
 /// Records `run` through the store API and returns its task id. The caller keeps no other

@@ -17,6 +17,7 @@ pub mod cleanup;
 pub mod dependencies;
 pub mod hosts;
 pub mod lifecycle;
+pub mod limits;
 pub mod pause;
 pub mod schedules;
 pub mod sessions;
@@ -64,8 +65,10 @@ pub fn claim(store: &dyn Store, owner: &str, limit: usize, now: i64) -> Vec<Clai
             now,
             lease_ms: 1_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
         .unwrap()
+        .tasks
 }
 
 /// A finish of the first attempt with `status`, a result `r` and full progress.
@@ -130,6 +133,23 @@ pub const COVERED: &[(&str, &str)] = &[
     ),
     ("TaskStore::claim", "claims_in_priority_then_due_order"),
     ("TaskStore::claim", "claim_respects_the_limit"),
+    (
+        "TaskStore::claim",
+        "a_concurrency_cap_holds_for_one_claimer",
+    ),
+    ("TaskStore::claim", "a_cap_holds_for_two_racing_claimers"),
+    (
+        "TaskStore::claim",
+        "unlimited_tasks_behind_a_capped_workers_are_claimed_in_the_same_call",
+    ),
+    ("TaskStore::claim", "per_action_caps_hold"),
+    (
+        "TaskStore::claim",
+        "a_rate_allows_a_burst_then_one_per_interval",
+    ),
+    ("TaskStore::claim", "limited_tasks_are_not_claimed_ahead"),
+    ("TaskStore::limit_usage", "limit_usage_counts_leased_tasks"),
+    ("TaskStore::limit_usage", "per_action_caps_hold"),
     (
         "TaskStore::release",
         "released_tasks_are_pending_again_without_an_attempt",
@@ -449,6 +469,15 @@ macro_rules! driver_tests {
         $crate::driver_tests!(@area $open, $reopenable; pause: [
             a_paused_workers_tasks_are_skipped_not_waited_on,
         ] reopened: [a_pause_survives_the_process]);
+        $crate::driver_tests!(@area $open, $reopenable; limits: [
+            a_concurrency_cap_holds_for_one_claimer,
+            a_cap_holds_for_two_racing_claimers,
+            unlimited_tasks_behind_a_capped_workers_are_claimed_in_the_same_call,
+            per_action_caps_hold,
+            a_rate_allows_a_burst_then_one_per_interval,
+            limited_tasks_are_not_claimed_ahead,
+            limit_usage_counts_leased_tasks,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; unique: [
             a_key_is_held_until_its_task_finishes,
             unique_for_holds_after_the_finish_until_it_expires,
@@ -595,6 +624,7 @@ mod tests {
             include_str!("cleanup.rs"),
             include_str!("lifecycle.rs"),
             include_str!("pause.rs"),
+            include_str!("limits.rs"),
             include_str!("unique.rs"),
             include_str!("schedules.rs"),
             include_str!("dependencies.rs"),

@@ -20,8 +20,10 @@ fn claim_ids(store: &dyn Store, limit: usize, now: i64) -> Vec<i64> {
             now,
             lease_ms: 1_000,
             identifiers: &identifiers,
+            ..Default::default()
         })
         .unwrap()
+        .tasks
         .iter()
         .map(|c| c.id)
         .collect()

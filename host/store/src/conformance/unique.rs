@@ -46,8 +46,10 @@ fn claim_one(store: &dyn Store, now: i64) -> crate::ClaimedTask {
             now,
             lease_ms: 60_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
         .unwrap()
+        .tasks
         .remove(0)
 }
 

@@ -6,19 +6,22 @@
 
 use super::{clamp_ms, from_ms, marks, params, to_ms, MysqlStore};
 use crate::dependencies::{self, unresolved_edges_of};
+use crate::limits::{self, LimitedClaim};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_from_row};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{
     guard_sql, message, not_waiting, status_in, target, worker_not_paused,
 };
-use crate::task_state::{created_message, rule, Event, STARTED};
+use crate::task_state::{created_message, rule, Event, LEASED, STARTED};
 use crate::{
-    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
-    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, Claim, ClaimRequest, ClaimedTask, ExpiredLease,
+    Finish, Inserted, Lease, LimitUsage, ProgressWrite, RetryResult, StoreError, StoreResult,
+    TaskFilter, TaskStore,
 };
 use mysql::prelude::Queryable;
 use mysql::Value;
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// The columns `task_from_row` reads, with the `DATETIME(3)` ones as UNIX milliseconds.
@@ -77,17 +80,197 @@ const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key
 const DELETE_DUPLICATE_SQL: &str = "DELETE FROM s_tasks WHERE id = ?";
 
 /// The due rows of one priority, locked without waiting for other hosts' claims.
-/// Placeholders: rank, now, limit after the identifiers (`{identifiers}` is filled per call).
-fn claim_select(identifiers: usize) -> String {
+/// Placeholders: rank, now, the identifiers, the actions to leave out (a limited worker's full
+/// actions, see `crate::limits`; none: no such term), limit.
+fn claim_select(identifiers: usize, skip_actions: usize) -> String {
+    let skip = if skip_actions > 0 {
+        format!("AND action NOT IN ({})", marks(skip_actions))
+    } else {
+        String::new()
+    };
     format!(
         "SELECT id FROM s_tasks
           WHERE {due} AND priority_rank = ? AND run_at <= ? AND identifier IN ({list})
-            AND {not_paused}
+            AND {not_paused} {skip}
           ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
         due = guard_sql(Event::Claim),
         not_paused = worker_not_paused("s_tasks.identifier"),
         list = marks(identifiers),
     )
+}
+
+/// Leased tasks per worker and action of the workers named (placeholders: the identifiers).
+fn leased_select(identifiers: usize) -> String {
+    format!(
+        "SELECT identifier, action, COUNT(*) FROM s_tasks
+          WHERE {leased} AND identifier IN ({list})
+          GROUP BY identifier, action",
+        leased = status_in("status", LEASED),
+        list = marks(identifiers),
+    )
+}
+
+/// The limit rows of the workers named; `lock`: locked in identifier order (every claim
+/// locks them in that order, so two claims never wait on each other in a cycle).
+fn limit_rows_select(identifiers: usize, lock: bool) -> String {
+    format!(
+        "SELECT identifier, rate_tat FROM s_worker_limits WHERE identifier IN ({list}){lock}",
+        list = marks(identifiers),
+        lock = if lock {
+            " ORDER BY identifier FOR UPDATE"
+        } else {
+            ""
+        },
+    )
+}
+
+fn strings(items: &[String]) -> Vec<Value> {
+    items.iter().map(|i| Value::from(i.as_str())).collect()
+}
+
+/// Runs the claim statements for `identifiers` (without the tasks of `skip_actions`), up to
+/// `limit` tasks, under the lease `token`, in the open transaction `tx`.
+fn claim_in(
+    store: &MysqlStore,
+    tx: &mut mysql::Transaction<'_>,
+    req: &ClaimRequest<'_>,
+    token: i64,
+    identifiers: &[String],
+    skip_actions: &[String],
+    limit: usize,
+) -> StoreResult<Vec<ClaimedTask>> {
+    if limit == 0 || identifiers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let until = req.now + req.lease_ms;
+    let select = store.dynamic(&claim_select(identifiers.len(), skip_actions.len()));
+    let mut ids: Vec<i64> = Vec::new();
+    for rank in [2i64, 1, 0] {
+        let left = limit - ids.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let mut values: Vec<Value> = vec![rank.into(), req.now.into()];
+        values.extend(strings(identifiers));
+        values.extend(strings(skip_actions));
+        values.push(left.into());
+        ids.extend(tx.exec::<i64, _, _>(&select, mysql::Params::Positional(values))?);
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<Value> = vec![
+        req.now.into(),
+        clamp_ms(req.now).into(),
+        req.owner.into(),
+        token.into(),
+        until.into(),
+    ];
+    values.extend(ids.iter().map(|&id| Value::from(id)));
+    tx.exec_drop(
+        store.dynamic(&claim_update(ids.len())),
+        mysql::Params::Positional(values),
+    )?;
+    let rows: Vec<mysql::Row> = tx.exec(
+        store.dynamic(&claimed_select(ids.len())),
+        mysql::Params::Positional(ids.iter().map(|&id| Value::from(id)).collect()),
+    )?;
+    rows.iter()
+        .map(|r| crate::rows::claimed_from_row(r, token))
+        .collect()
+}
+
+fn leased_in(
+    store: &MysqlStore,
+    conn: &mut impl Queryable,
+    identifiers: &[String],
+) -> StoreResult<Vec<(String, String, u64)>> {
+    let rows: Vec<(String, String, i64)> = conn.exec(
+        store.dynamic(&leased_select(identifiers.len())),
+        mysql::Params::Positional(strings(identifiers)),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, action, n)| (id, action, n.max(0) as u64))
+        .collect())
+}
+
+fn limit_rows(
+    store: &MysqlStore,
+    conn: &mut impl Queryable,
+    identifiers: &[String],
+    lock: bool,
+) -> StoreResult<BTreeMap<String, Option<i64>>> {
+    let rows: Vec<(String, Option<i64>)> = conn.exec(
+        store.dynamic(&limit_rows_select(identifiers.len(), lock)),
+        mysql::Params::Positional(strings(identifiers)),
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// One claim transaction of limited workers (see `crate::limits`).
+struct MysqlLimitedClaim<'t, 'c, 'r> {
+    store: &'t MysqlStore,
+    tx: &'t mut mysql::Transaction<'c>,
+    req: &'t ClaimRequest<'r>,
+    token: i64,
+}
+
+impl LimitedClaim for MysqlLimitedClaim<'_, '_, '_> {
+    fn lock_limits(
+        &mut self,
+        identifiers: &[String],
+    ) -> StoreResult<BTreeMap<String, Option<i64>>> {
+        let rows = limit_rows(self.store, self.tx, identifiers, true)?;
+        if rows.len() == identifiers.len() {
+            return Ok(rows);
+        }
+        // The first claim of a newly limited worker: its row is created, then locked. (Not
+        // `INSERT IGNORE` on every claim: on an existing row it takes a shared lock, and two
+        // claims that both hold it and then ask for the exclusive one deadlock.)
+        let mut sorted = identifiers.to_vec();
+        sorted.sort();
+        let values = vec!["(?)"; sorted.len()].join(", ");
+        self.tx.exec_drop(
+            self.store.dynamic(&format!(
+                "INSERT IGNORE INTO s_worker_limits (identifier) VALUES {values}"
+            )),
+            mysql::Params::Positional(strings(&sorted)),
+        )?;
+        limit_rows(self.store, self.tx, identifiers, true)
+    }
+
+    fn leased(&mut self, identifiers: &[String]) -> StoreResult<Vec<(String, String, u64)>> {
+        leased_in(self.store, self.tx, identifiers)
+    }
+
+    fn claim_some(
+        &mut self,
+        identifiers: &[String],
+        skip_actions: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        claim_in(
+            self.store,
+            self.tx,
+            self.req,
+            self.token,
+            identifiers,
+            skip_actions,
+            limit,
+        )
+    }
+
+    fn set_rate_tat(&mut self, identifier: &str, tat_us: i64) -> StoreResult<()> {
+        self.tx.exec_drop(
+            &*self
+                .store
+                .sql("UPDATE s_worker_limits SET rate_tat = ? WHERE identifier = ?"),
+            (tat_us, identifier),
+        )?;
+        Ok(())
+    }
 }
 
 fn claim_update(ids: usize) -> String {
@@ -542,51 +725,44 @@ impl TaskStore for MysqlStore {
         self.retrying(|tx| insert_in(tx, self, tasks, now))
     }
 
-    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Claim> {
         if req.limit == 0 || req.identifiers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let until = req.now + req.lease_ms;
-        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
-        let select = self.dynamic(&claim_select(req.identifiers.len()));
-        let mut claimed = self.retrying(|tx| {
-            let mut ids: Vec<i64> = Vec::new();
-            for rank in [2i64, 1, 0] {
-                let left = limit - ids.len() as i64;
-                if left <= 0 {
-                    break;
-                }
-                let mut values: Vec<Value> = vec![rank.into(), req.now.into()];
-                values.extend(req.identifiers.iter().map(|i| Value::from(i.as_str())));
-                values.push(left.into());
-                ids.extend(tx.exec::<i64, _, _>(&select, mysql::Params::Positional(values))?);
+        let limited = !limits::limited_in(req).is_empty();
+        let mut claim = self.retrying(|tx| {
+            if limited {
+                let mut claim = MysqlLimitedClaim {
+                    store: self,
+                    tx,
+                    req,
+                    token,
+                };
+                limits::claim_with_limits(&mut claim, req)
+            } else {
+                Ok(Claim {
+                    tasks: claim_in(self, tx, req, token, req.identifiers, &[], req.limit)?,
+                    held: Vec::new(),
+                })
             }
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut values: Vec<Value> = vec![
-                req.now.into(),
-                clamp_ms(req.now).into(),
-                req.owner.into(),
-                token.into(),
-                until.into(),
-            ];
-            values.extend(ids.iter().map(|&id| Value::from(id)));
-            tx.exec_drop(
-                self.dynamic(&claim_update(ids.len())),
-                mysql::Params::Positional(values),
-            )?;
-            let rows: Vec<mysql::Row> = tx.exec(
-                self.dynamic(&claimed_select(ids.len())),
-                mysql::Params::Positional(ids.iter().map(|&id| Value::from(id)).collect()),
-            )?;
-            rows.iter()
-                .map(|r| crate::rows::claimed_from_row(r, token))
-                .collect::<StoreResult<Vec<_>>>()
         })?;
-        claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
-        Ok(claimed)
+        claim
+            .tasks
+            .sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claim)
+    }
+
+    fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<LimitUsage>> {
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn()?;
+        let leased = leased_in(self, &mut conn, identifiers)?;
+        let tats = limit_rows(self, &mut conn, identifiers, false)?;
+        Ok(limits::usage_of(identifiers, leased, &tats)
+            .into_values()
+            .collect())
     }
 
     fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {

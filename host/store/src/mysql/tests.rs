@@ -313,8 +313,10 @@ fn a_row_with_only_the_original_columns_is_claimable_at_once() {
             now,
             lease_ms: 1_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     let run = &claimed[0];
     assert_eq!(
@@ -355,8 +357,10 @@ fn a_row_with_only_the_original_columns_is_claimable_at_once() {
             now: crate::clock::now_ms(),
             lease_ms: 1_000,
             identifiers: &["w".to_owned()],
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .tasks;
     assert_eq!(
         claimed.len(),
         51,

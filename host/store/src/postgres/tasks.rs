@@ -4,19 +4,22 @@
 
 use super::{prepared, text, PgStore, Statements};
 use crate::dependencies::{self, unresolved_edges_of};
+use crate::limits::{self, LimitedClaim};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{narrow, task_columns, task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{
     guard_on, guard_sql, message, not_waiting, status_in, target, worker_not_paused,
 };
-use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
+use crate::task_state::{created_message, rule, Event, FINISHED, LEASED, STARTED};
 use crate::{
-    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
-    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TaskFilter, TaskStore,
+    stats_from_counts, unique, CancelResult, Claim, ClaimRequest, ClaimedTask, ExpiredLease,
+    Finish, Inserted, Lease, LimitUsage, ProgressWrite, RetryResult, StoreError, StoreResult,
+    TaskFilter, TaskStore,
 };
 use postgres::types::ToSql;
 use postgres::GenericClient;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
@@ -81,22 +84,29 @@ const KEY_HOLDER_SQL: &str = "SELECT task_id FROM s_unique_keys WHERE unique_key
 /// Claim: each priority is its own index range of `s_tasks_claim` (`priority_rank = r AND
 /// run_at <= now`), locked with `SKIP LOCKED` so that hosts claiming together take disjoint
 /// rows without waiting for each other. The ranges are read lazily high to low and cut at the
-/// limit, so no more rows are locked than are claimed.
-static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+/// limit, so no more rows are locked than are claimed. With `skip_actions`, tasks of the
+/// actions in `$7` are left out (a limited worker's full actions, see `crate::limits`).
+fn claim_sql(skip_actions: bool) -> String {
+    let skip = if skip_actions {
+        "AND action <> ALL($7::text[])"
+    } else {
+        ""
+    };
+    let range = |rank: i64| {
+        format!(
+            "SELECT id FROM s_tasks
+               WHERE {due} AND priority_rank = {rank} AND run_at <= $1
+                 AND identifier = ANY($5::text[]) AND {not_paused} {skip}
+               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED",
+            due = guard_sql(Event::Claim),
+            not_paused = worker_not_paused("s_tasks.identifier"),
+        )
+    };
     format!(
         "
-WITH high AS (SELECT id FROM s_tasks
-               WHERE {due} AND priority_rank = 2 AND run_at <= $1
-                 AND identifier = ANY($5::text[]) AND {not_paused}
-               ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
-     normal AS (SELECT id FROM s_tasks
-                 WHERE {due} AND priority_rank = 1 AND run_at <= $1
-                   AND identifier = ANY($5::text[]) AND {not_paused}
-                 ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED),
-     low AS (SELECT id FROM s_tasks
-              WHERE {due} AND priority_rank = 0 AND run_at <= $1
-                AND identifier = ANY($5::text[]) AND {not_paused}
-              ORDER BY run_at, id LIMIT $6 FOR UPDATE SKIP LOCKED)
+WITH high AS ({high}),
+     normal AS ({normal}),
+     low AS ({low})
 UPDATE s_tasks
    SET status = {preparing}, started_at = $1, updated_at = $1,
        lease_owner = $2, lease_token = $3, lease_expires_at = $4, cancel_requested = FALSE,
@@ -106,10 +116,203 @@ UPDATE s_tasks
 RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
-        due = guard_sql(Event::Claim),
-        not_paused = worker_not_paused("s_tasks.identifier"),
+        high = range(2),
+        normal = range(1),
+        low = range(0),
+    )
+}
+
+/// The claim statement (see [`claim_sql`]).
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| claim_sql(false));
+
+/// The claim statement that leaves out some actions' tasks.
+static CLAIM_SKIP_SQL: LazyLock<String> = LazyLock::new(|| claim_sql(true));
+
+/// Leased tasks per worker and action, of the workers `$1`.
+static LEASED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT identifier, action, COUNT(*) FROM s_tasks
+          WHERE {leased} AND identifier = ANY($1::text[])
+          GROUP BY identifier, action",
+        leased = status_in("status", LEASED),
     )
 });
+
+/// The limit rows of the workers `$1`, read.
+const LIMIT_ROWS_SQL: &str =
+    "SELECT identifier, rate_tat FROM s_worker_limits WHERE identifier = ANY($1::text[])";
+
+/// The limit rows of the workers `$1`, locked in identifier order (every claim locks them in
+/// that order, so two claims never wait on each other in a cycle).
+const LOCK_LIMIT_ROWS_SQL: &str = "SELECT identifier, rate_tat FROM s_worker_limits
+                                    WHERE identifier = ANY($1::text[])
+                                    ORDER BY identifier FOR UPDATE";
+
+/// Creates the missing limit rows of the workers `$1` (in order, like the locks).
+const CREATE_LIMIT_ROWS_SQL: &str = "INSERT INTO s_worker_limits (identifier)
+                                      SELECT i FROM unnest($1::text[]) AS l(i) ORDER BY i
+                                      ON CONFLICT (identifier) DO NOTHING";
+
+/// A claim request owned by the connection thread's closure.
+struct OwnedClaim {
+    owner: String,
+    limit: usize,
+    now: i64,
+    lease_ms: i64,
+    identifiers: Vec<String>,
+    limits: Vec<crate::WorkerLimit>,
+    slots: usize,
+}
+
+impl OwnedClaim {
+    fn of(req: &ClaimRequest<'_>) -> OwnedClaim {
+        OwnedClaim {
+            owner: req.owner.to_owned(),
+            limit: req.limit,
+            now: req.now,
+            lease_ms: req.lease_ms,
+            identifiers: req.identifiers.to_vec(),
+            limits: req.limits.to_vec(),
+            slots: req.slots,
+        }
+    }
+
+    fn request(&self) -> ClaimRequest<'_> {
+        ClaimRequest {
+            owner: &self.owner,
+            limit: self.limit,
+            now: self.now,
+            lease_ms: self.lease_ms,
+            identifiers: &self.identifiers,
+            limits: &self.limits,
+            slots: self.slots,
+        }
+    }
+}
+
+/// Runs the claim statement for `identifiers` (without the tasks of `skip_actions`), up to
+/// `limit` tasks, under the lease `token`.
+fn claim_in(
+    tx: &mut postgres::Transaction<'_>,
+    cache: &mut Statements,
+    req: &OwnedClaim,
+    token: i64,
+    identifiers: &[String],
+    skip_actions: &[String],
+    limit: usize,
+) -> StoreResult<Vec<ClaimedTask>> {
+    if limit == 0 || identifiers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = req.now + req.lease_ms;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let ids = identifiers.to_vec();
+    let rows = if skip_actions.is_empty() {
+        let stmt = prepared(tx, cache, &CLAIM_SQL)?;
+        tx.query(&stmt, &[&req.now, &req.owner, &token, &until, &ids, &limit])?
+    } else {
+        let skip = skip_actions.to_vec();
+        let stmt = prepared(tx, cache, &CLAIM_SKIP_SQL)?;
+        tx.query(
+            &stmt,
+            &[&req.now, &req.owner, &token, &until, &ids, &limit, &skip],
+        )?
+    };
+    rows.iter()
+        .map(|r| crate::rows::claimed_from_row(r, token))
+        .collect()
+}
+
+fn leased_in(
+    client: &mut impl GenericClient,
+    cache: &mut Statements,
+    identifiers: &[String],
+) -> StoreResult<Vec<(String, String, u64)>> {
+    let ids = identifiers.to_vec();
+    let stmt = prepared(client, cache, &LEASED_SQL)?;
+    client
+        .query(&stmt, &[&ids])?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get::<_, i64>(2)?.max(0) as u64,
+            ))
+        })
+        .collect()
+}
+
+fn limit_rows(
+    client: &mut impl GenericClient,
+    cache: &mut Statements,
+    sql: &'static str,
+    identifiers: &[String],
+) -> StoreResult<BTreeMap<String, Option<i64>>> {
+    let ids = identifiers.to_vec();
+    let stmt = prepared(client, cache, sql)?;
+    client
+        .query(&stmt, &[&ids])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// One claim transaction of limited workers (see `crate::limits`).
+struct PgLimitedClaim<'t, 'c> {
+    tx: &'t mut postgres::Transaction<'c>,
+    cache: &'t mut Statements,
+    req: &'t OwnedClaim,
+    token: i64,
+}
+
+impl LimitedClaim for PgLimitedClaim<'_, '_> {
+    fn lock_limits(
+        &mut self,
+        identifiers: &[String],
+    ) -> StoreResult<BTreeMap<String, Option<i64>>> {
+        let rows = limit_rows(self.tx, self.cache, LOCK_LIMIT_ROWS_SQL, identifiers)?;
+        if rows.len() == identifiers.len() {
+            return Ok(rows);
+        }
+        // The first claim of a newly limited worker: its row is created, then locked.
+        let ids = identifiers.to_vec();
+        let stmt = prepared(self.tx, self.cache, CREATE_LIMIT_ROWS_SQL)?;
+        self.tx.execute(&stmt, &[&ids])?;
+        limit_rows(self.tx, self.cache, LOCK_LIMIT_ROWS_SQL, identifiers)
+    }
+
+    fn leased(&mut self, identifiers: &[String]) -> StoreResult<Vec<(String, String, u64)>> {
+        leased_in(self.tx, self.cache, identifiers)
+    }
+
+    fn claim_some(
+        &mut self,
+        identifiers: &[String],
+        skip_actions: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        claim_in(
+            self.tx,
+            self.cache,
+            self.req,
+            self.token,
+            identifiers,
+            skip_actions,
+            limit,
+        )
+    }
+
+    fn set_rate_tat(&mut self, identifier: &str, tat_us: i64) -> StoreResult<()> {
+        let stmt = prepared(
+            self.tx,
+            self.cache,
+            "UPDATE s_worker_limits SET rate_tat = $2 WHERE identifier = $1",
+        )?;
+        self.tx.execute(&stmt, &[&identifier, &tat_us])?;
+        Ok(())
+    }
+}
 
 /// A run starts: the attempt counts from here (a claim alone does not, see `TaskStore`). Locks
 /// in id order like every write of several leased rows.
@@ -576,24 +779,50 @@ impl TaskStore for PgStore {
         self.transaction(move |tx, cache| columns.insert(tx, cache, now))
     }
 
-    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Claim> {
         if req.limit == 0 || req.identifiers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let (now, owner, until) = (req.now, req.owner.to_owned(), req.now + req.lease_ms);
-        let identifiers = req.identifiers.to_vec();
-        let limit = i64::try_from(req.limit).unwrap_or(i64::MAX);
-        let mut claimed = self.transaction(move |tx, cache| {
-            let stmt = prepared(tx, cache, &CLAIM_SQL)?;
-            let rows = tx.query(&stmt, &[&now, &owner, &token, &until, &identifiers, &limit])?;
-            rows.iter()
-                .map(|r| crate::rows::claimed_from_row(r, token))
-                .collect::<StoreResult<Vec<_>>>()
+        let limited = !limits::limited_in(req).is_empty();
+        let owned = OwnedClaim::of(req);
+        let mut claim = self.transaction(move |tx, cache| {
+            if limited {
+                let mut claim = PgLimitedClaim {
+                    tx,
+                    cache,
+                    req: &owned,
+                    token,
+                };
+                limits::claim_with_limits(&mut claim, &owned.request())
+            } else {
+                let ids = owned.identifiers.clone();
+                Ok(Claim {
+                    tasks: claim_in(tx, cache, &owned, token, &ids, &[], owned.limit)?,
+                    held: Vec::new(),
+                })
+            }
         })?;
         // RETURNING gives no order guarantee: restore claim order for the pool.
-        claimed.sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
-        Ok(claimed)
+        claim
+            .tasks
+            .sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claim)
+    }
+
+    fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<LimitUsage>> {
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = identifiers.to_vec();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let leased = leased_in(client, cache, &ids)?;
+            let tats = limit_rows(client, cache, LIMIT_ROWS_SQL, &ids)?;
+            Ok(limits::usage_of(&ids, leased, &tats)
+                .into_values()
+                .collect())
+        })
     }
 
     fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {

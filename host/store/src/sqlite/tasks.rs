@@ -3,20 +3,22 @@
 use super::starts::StartJournal;
 use super::SqliteStore;
 use crate::dependencies::{self, unresolved_edges_of};
+use crate::limits::{self, LimitedClaim};
 use crate::model::{LogLine, NewTask, Stats, Task};
 use crate::rows::{task_from_row, TASK_COLUMNS};
 use crate::task_filter::{self, filter_sql, FilterArg, FilterSql};
 use crate::task_state::sql::{
     guard_sql, message, not_waiting, status_in, target, worker_not_paused,
 };
-use crate::task_state::{created_message, rule, Event, FINISHED, STARTED};
+use crate::task_state::{created_message, rule, Event, FINISHED, LEASED, STARTED};
 use crate::{
-    stats_from_counts, unique, CancelResult, ClaimRequest, ClaimedTask, ExpiredLease, Finish,
-    Inserted, Lease, ProgressWrite, RetryResult, StoreError, StoreResult, TablePrefix, TaskFilter,
-    TaskStore,
+    stats_from_counts, unique, CancelResult, Claim, ClaimRequest, ClaimedTask, ExpiredLease,
+    Finish, Inserted, Lease, LimitUsage, ProgressWrite, RetryResult, StoreError, StoreResult,
+    TablePrefix, TaskFilter, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 static SELECT_TASK_SQL: LazyLock<String> =
@@ -132,8 +134,26 @@ fn insert_row(tx: &Transaction<'_>, p: &TablePrefix, task: &NewTask, now: i64) -
 }
 
 /// Claim: each priority is read as an index range (`priority_rank = r AND run_at <= now`), so
-/// not-yet-due tasks are never scanned; the three ranges are concatenated high to low.
-static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+/// not-yet-due tasks are never scanned; the three ranges are concatenated high to low. With
+/// `skip_actions`, tasks of the actions in the JSON array `?7` are left out (a limited worker's
+/// full actions, see `crate::limits`).
+fn claim_sql(skip_actions: bool) -> String {
+    let skip = if skip_actions {
+        "AND action NOT IN (SELECT value FROM json_each(?7))"
+    } else {
+        ""
+    };
+    let range = |rank: i64| {
+        format!(
+            "SELECT id FROM (SELECT id FROM s_tasks
+                        WHERE {due} AND priority_rank = {rank} AND run_at <= ?1
+                          AND identifier IN (SELECT value FROM json_each(?5))
+                          AND {not_paused} {skip}
+                        ORDER BY run_at, id LIMIT ?6)",
+            due = guard_sql(Event::Claim),
+            not_paused = worker_not_paused("s_tasks.identifier"),
+        )
+    };
     format!(
         "
 UPDATE s_tasks
@@ -141,31 +161,170 @@ UPDATE s_tasks
        lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, cancel_requested = 0,
        message = {starting}, progress = 0, processed = NULL, total = NULL, eta_seconds = NULL
  WHERE id IN (
-       SELECT id FROM (SELECT id FROM s_tasks
-                        WHERE {due} AND priority_rank = 2 AND run_at <= ?1
-                          AND identifier IN (SELECT value FROM json_each(?5))
-                          AND {not_paused}
-                        ORDER BY run_at, id LIMIT ?6)
+       {high}
        UNION ALL
-       SELECT id FROM (SELECT id FROM s_tasks
-                        WHERE {due} AND priority_rank = 1 AND run_at <= ?1
-                          AND identifier IN (SELECT value FROM json_each(?5))
-                          AND {not_paused}
-                        ORDER BY run_at, id LIMIT ?6)
+       {normal}
        UNION ALL
-       SELECT id FROM (SELECT id FROM s_tasks
-                        WHERE {due} AND priority_rank = 0 AND run_at <= ?1
-                          AND identifier IN (SELECT value FROM json_each(?5))
-                          AND {not_paused}
-                        ORDER BY run_at, id LIMIT ?6)
+       {low}
        LIMIT ?6)
 RETURNING id, identifier, action, meta, attempts + 1, max_attempts, run_at, priority_rank",
         preparing = target(Event::Claim),
         starting = message(Event::Claim),
-        due = guard_sql(Event::Claim),
-        not_paused = worker_not_paused("s_tasks.identifier"),
+        high = range(2),
+        normal = range(1),
+        low = range(0),
+    )
+}
+
+/// The claim statement (see [`claim_sql`]).
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| claim_sql(false));
+
+/// The claim statement that leaves out some actions' tasks.
+static CLAIM_SKIP_SQL: LazyLock<String> = LazyLock::new(|| claim_sql(true));
+
+/// Leased tasks per worker and action, of the workers in the JSON array `?1` (reads the
+/// partial index `s_tasks_lease`).
+static LEASED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT identifier, action, COUNT(*) FROM s_tasks
+          WHERE {leased} AND identifier IN (SELECT value FROM json_each(?1))
+          GROUP BY identifier, action",
+        leased = status_in("status", LEASED),
     )
 });
+
+/// The limit rows of the workers in the JSON array `?1`.
+const LIMIT_ROWS_SQL: &str = "SELECT identifier, rate_tat FROM s_worker_limits
+                               WHERE identifier IN (SELECT value FROM json_each(?1))";
+
+/// One claim transaction of limited workers (see `crate::limits`): the IMMEDIATE transaction
+/// of the single writer is the lock of the limit rows.
+struct SqliteLimitedClaim<'t, 'c> {
+    tx: &'t Transaction<'c>,
+    p: &'t TablePrefix,
+    req: &'t ClaimRequest<'t>,
+    token: i64,
+}
+
+impl LimitedClaim for SqliteLimitedClaim<'_, '_> {
+    fn lock_limits(
+        &mut self,
+        identifiers: &[String],
+    ) -> StoreResult<BTreeMap<String, Option<i64>>> {
+        let list = json_list(identifiers)?;
+        self.tx
+            .prepare_cached(&self.p.statement(
+                "INSERT OR IGNORE INTO s_worker_limits (identifier)
+                 SELECT value FROM json_each(?1)",
+            ))?
+            .execute([&list])?;
+        let rows = self
+            .tx
+            .prepare_cached(&self.p.statement(LIMIT_ROWS_SQL))?
+            .query_map([&list], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<BTreeMap<String, Option<i64>>>>()?;
+        Ok(rows)
+    }
+
+    fn leased(&mut self, identifiers: &[String]) -> StoreResult<Vec<(String, String, u64)>> {
+        leased_in(self.tx, self.p, identifiers)
+    }
+
+    fn claim_some(
+        &mut self,
+        identifiers: &[String],
+        skip_actions: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedTask>> {
+        claim_in(
+            self.tx,
+            self.p,
+            self.req,
+            self.token,
+            identifiers,
+            skip_actions,
+            limit,
+        )
+    }
+
+    fn set_rate_tat(&mut self, identifier: &str, tat_us: i64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                &self
+                    .p
+                    .statement("UPDATE s_worker_limits SET rate_tat = ?2 WHERE identifier = ?1"),
+            )?
+            .execute(params![identifier, tat_us])?;
+        Ok(())
+    }
+}
+
+fn json_list(items: &[String]) -> StoreResult<String> {
+    serde_json::to_string(items).map_err(|e| StoreError::database("", e))
+}
+
+/// Leased tasks of `identifiers`: `(identifier, action, count)`.
+fn leased_in(
+    conn: &Connection,
+    p: &TablePrefix,
+    identifiers: &[String],
+) -> StoreResult<Vec<(String, String, u64)>> {
+    let rows = conn
+        .prepare_cached(&p.statement(&LEASED_SQL))?
+        .query_map([json_list(identifiers)?], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Runs the claim statement for `identifiers` (without the tasks of `skip_actions`), up to
+/// `limit` tasks, under the lease `token`.
+fn claim_in(
+    tx: &Transaction<'_>,
+    p: &TablePrefix,
+    req: &ClaimRequest<'_>,
+    token: i64,
+    identifiers: &[String],
+    skip_actions: &[String],
+    limit: usize,
+) -> StoreResult<Vec<ClaimedTask>> {
+    if limit == 0 || identifiers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = json_list(identifiers)?;
+    let mut values: Vec<SqlValue> = vec![
+        req.now.into(),
+        req.owner.to_owned().into(),
+        token.into(),
+        (req.now + req.lease_ms).into(),
+        list.into(),
+        (limit as i64).into(),
+    ];
+    let sql = if skip_actions.is_empty() {
+        &*CLAIM_SQL
+    } else {
+        values.push(json_list(skip_actions)?.into());
+        &*CLAIM_SKIP_SQL
+    };
+    let mut stmt = tx.prepare_cached(&p.statement(sql))?;
+    let rows = stmt
+        .query_map(params_from_iter(values), |r| {
+            Ok(ClaimedTask {
+                id: r.get(0)?,
+                identifier: r.get(1)?,
+                action: r.get(2)?,
+                meta: r.get(3)?,
+                attempt: r.get(4)?,
+                max_attempts: r.get(5)?,
+                lease_token: token,
+                run_at: r.get(6)?,
+                priority_rank: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
 
 /// A run started (written by the start flush, see `starts`): the attempt counts from here (a
 /// claim alone does not, see `TaskStore`).
@@ -408,51 +567,60 @@ impl TaskStore for SqliteStore {
         })
     }
 
-    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedTask>> {
+    fn claim(&self, req: &ClaimRequest<'_>) -> StoreResult<Claim> {
         if req.limit == 0 || req.identifiers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
-        let identifiers =
-            serde_json::to_string(req.identifiers).map_err(|e| StoreError::database("", e))?;
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let mut claimed = self.write(|conn| {
+        let limited = !limits::limited_in(req).is_empty();
+        let mut claim = self.write(|conn| {
             let tx = conn.transaction()?;
-            let rows = {
-                let mut stmt = tx.prepare_cached(&self.sql(&CLAIM_SQL))?;
-                let rows = stmt.query_map(
-                    params![
-                        req.now,
-                        req.owner,
+            let claim = if limited {
+                let mut limited = SqliteLimitedClaim {
+                    tx: &tx,
+                    p: &self.prefix,
+                    req,
+                    token,
+                };
+                limits::claim_with_limits(&mut limited, req)?
+            } else {
+                Claim {
+                    tasks: claim_in(
+                        &tx,
+                        &self.prefix,
+                        req,
                         token,
-                        req.now + req.lease_ms,
-                        identifiers,
-                        req.limit as i64
-                    ],
-                    |r| {
-                        Ok((
-                            ClaimedTask {
-                                id: r.get(0)?,
-                                identifier: r.get(1)?,
-                                action: r.get(2)?,
-                                meta: r.get(3)?,
-                                attempt: r.get(4)?,
-                                max_attempts: r.get(5)?,
-                                lease_token: token,
-                                run_at: r.get(6)?,
-                                priority_rank: r.get(7)?,
-                            },
-                            r.get::<_, i64>(7)?,
-                        ))
-                    },
-                )?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
+                        req.identifiers,
+                        &[],
+                        req.limit,
+                    )?,
+                    held: Vec::new(),
+                }
             };
             tx.commit()?;
-            Ok(rows)
+            Ok(claim)
         })?;
         // RETURNING gives no order guarantee: restore claim order for the pool.
-        claimed.sort_by_key(|(t, rank)| (-rank, t.run_at, t.id));
-        Ok(claimed.into_iter().map(|(t, _)| t).collect())
+        claim
+            .tasks
+            .sort_by_key(|t| (-t.priority_rank, t.run_at, t.id));
+        Ok(claim)
+    }
+
+    fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<LimitUsage>> {
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| {
+            let leased = leased_in(conn, &self.prefix, identifiers)?;
+            let tats = conn
+                .prepare_cached(&self.prefix.statement(LIMIT_ROWS_SQL))?
+                .query_map([json_list(identifiers)?], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<BTreeMap<String, Option<i64>>>>()?;
+            Ok(limits::usage_of(identifiers, leased, &tats)
+                .into_values()
+                .collect())
+        })
     }
 
     fn release(&self, leases: &[Lease], now: i64) -> StoreResult<()> {
@@ -848,7 +1016,10 @@ mod tests {
         }
         for (sql, index) in [
             (CLAIM_SQL.as_str(), "s_tasks_claim"),
+            (CLAIM_SKIP_SQL.as_str(), "s_tasks_claim"),
             (NEXT_DUE_SQL.as_str(), "s_tasks_claim"),
+            // Either index on the status (the lease index or `s_tasks_status`): no scan.
+            (LEASED_SQL.as_str(), "USING INDEX s_tasks_"),
         ] {
             let plan = plan(&conn, sql);
             assert!(plan.contains(index), "{index} not used:\n{plan}");
