@@ -4,7 +4,7 @@
 //! completes, every task exactly once. On this run's database (`STASK_TEST_DATABASE`).
 
 use serde_json::{json, Value};
-use stask_tests::{now_secs, Daemon, Home};
+use stask_tests::{now_secs, on_server, Daemon, Home};
 use std::time::Duration;
 
 fn create_after(d: &Daemon, action: &str, mut data: Value, parents: &[i64]) -> i64 {
@@ -40,13 +40,15 @@ fn assert_ran_in_order(tasks: &[Value]) {
 fn a_chain_of_100_runs_in_order() {
     let home = Home::with_workers(&["demo"]);
     let d = home.serve();
-    // The root is due in two seconds: the whole chain is created before it runs, so every
-    // link is released by its parent's end (none counts at creation).
-    let mut ids = vec![d.create("demo", "noop", json!({"start_at": now_secs() + 2}))];
+    // The worker is paused while the chain is made: the whole chain exists before its root
+    // runs, so every link is released by its parent's end (none counts at creation).
+    assert_eq!(d.post("/stask/workers/demo/pause", &json!({})).status, 200);
+    let mut ids = vec![d.create("demo", "noop", json!({}))];
     for _ in 1..100 {
         let parent = *ids.last().unwrap();
         ids.push(create_after(&d, "noop", json!({}), &[parent]));
     }
+    assert_eq!(d.post("/stask/workers/demo/resume", &json!({})).status, 200);
     let last = d.wait_finished(*ids.last().unwrap());
     assert_eq!(last["status"], "completed", "{last}");
     let tasks = views(&d, &ids);
@@ -271,9 +273,11 @@ fn a_kill_mid_chain_loses_nothing_and_runs_every_task_once() {
             .filter(|l| l.starts_with(&format!("start {id} ")))
             .count();
         let attempts = t["attempts"].as_u64().unwrap() as usize;
-        assert_eq!(
-            starts, attempts,
-            "task {id}: every start is an attempt\n{runs}"
+        // On a server the start is written before the plugin is called: a kill between the two
+        // counts an attempt whose run never began (ARCHITECTURE.md, attempts), once at most.
+        assert!(
+            starts == attempts || (on_server() && starts + 1 == attempts),
+            "task {id}: {attempts} attempts for {starts} starts\n{runs}"
         );
         assert_eq!(
             runs.lines()
