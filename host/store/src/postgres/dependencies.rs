@@ -8,15 +8,16 @@ use crate::dependencies::{
 };
 use crate::StoreResult;
 use postgres::types::ToSql;
+use postgres::GenericClient;
 use std::sync::LazyLock;
 
 /// Which of the finished tasks (`$1`, an array) have unresolved edges.
 static OPEN_EDGES_SQL: LazyLock<String> =
     LazyLock::new(|| dependencies::with_open_edges("SELECT unnest($1::bigint[])"));
 
-/// An open transaction as `crate::dependencies` uses it.
-pub(super) struct Tx<'a, 'b> {
-    pub(super) tx: &'a mut postgres::Transaction<'b>,
+/// A transaction (or, for reads, a plain client) as `crate::dependencies` uses it.
+pub(super) struct Tx<'a, C: GenericClient> {
+    pub(super) tx: &'a mut C,
     pub(super) cache: &'a mut Statements,
 }
 
@@ -45,7 +46,7 @@ fn refs(values: &[Owned]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-impl DepTx for Tx<'_, '_> {
+impl<C: GenericClient> DepTx for Tx<'_, C> {
     fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
         let stmt = prepared(self.tx, self.cache, sql)?;
         let values = owned(args);
@@ -69,7 +70,8 @@ impl DepTx for Tx<'_, '_> {
 impl DependencyStore for PgStore {
     fn missing_tasks(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
         let ids = ids.to_vec();
-        self.transaction(move |tx, cache| {
+        self.run(move |conn| {
+            let (tx, cache) = conn.parts();
             dependencies::missing(&mut Tx { tx, cache }, statements(Dialect::Postgres), &ids)
         })
     }
@@ -79,16 +81,22 @@ impl DependencyStore for PgStore {
             return Ok(Resolution::default());
         }
         let parents = parents.to_vec();
-        self.transaction(move |tx, cache| {
-            let open = prepared(tx, cache, &OPEN_EDGES_SQL)?;
-            let parents = tx
+        // Read first, outside a transaction: nearly every finisher batch has no dependant,
+        // and then costs one round trip instead of three (resolving is idempotent, so the
+        // read need not be in the writing transaction).
+        let parents = self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let open = prepared(client, cache, &OPEN_EDGES_SQL)?;
+            client
                 .query(&open, &[&parents])?
                 .iter()
                 .map(|r| Ok(r.try_get::<_, i64>(0)?))
-                .collect::<StoreResult<Vec<i64>>>()?;
-            if parents.is_empty() {
-                return Ok(Resolution::default());
-            }
+                .collect::<StoreResult<Vec<i64>>>()
+        })?;
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
+        self.transaction(move |tx, cache| {
             dependencies::resolve(
                 &mut Tx { tx, cache },
                 statements(Dialect::Postgres),
@@ -99,18 +107,23 @@ impl DependencyStore for PgStore {
     }
 
     fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<Resolution> {
+        let sql = statements(Dialect::Postgres);
+        // Read first, as for a resolve: nearly every sweep finds nothing.
+        let parents = self.run(move |conn| {
+            let (tx, cache) = conn.parts();
+            dependencies::finished_with_open_edges(&mut Tx { tx, cache }, sql, limit)
+        })?;
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
         self.transaction(move |tx, cache| {
-            dependencies::sweep(
-                &mut Tx { tx, cache },
-                statements(Dialect::Postgres),
-                now,
-                limit,
-            )
+            dependencies::resolve(&mut Tx { tx, cache }, sql, &parents, now)
         })
     }
 
     fn task_dependencies(&self, id: i64) -> StoreResult<TaskDependencies> {
-        self.transaction(move |tx, cache| {
+        self.run(move |conn| {
+            let (tx, cache) = conn.parts();
             dependencies::of_task(&mut Tx { tx, cache }, statements(Dialect::Postgres), id)
         })
     }
