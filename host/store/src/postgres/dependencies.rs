@@ -1,5 +1,6 @@
-//! `DependencyStore` for PostgreSQL: the shared statements of `crate::dependencies` in one
-//! transaction on a connection thread. Parents are read `FOR SHARE` and a parent's edges and
+//! `DependencyStore` for PostgreSQL: the shared statements of `crate::dependencies` on a
+//! connection thread; a resolve or sweep first reads which parents have open edges (no
+//! transaction), then resolves those in one transaction. Parents are read `FOR SHARE` and a parent's edges and
 //! each child `FOR UPDATE`, so two hosts resolving parents of one child count it down in turn.
 
 use super::{prepared, PgStore, Statements};
