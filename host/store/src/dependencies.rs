@@ -490,19 +490,9 @@ fn pass_on(
     Ok(None)
 }
 
-/// [`DependencyStore::sweep_dependencies`] over a driver's transaction.
-pub(crate) fn sweep(
-    tx: &mut dyn DepTx,
-    sql: &'static Statements,
-    now: i64,
-    limit: usize,
-) -> StoreResult<Resolution> {
-    let parents = finished_with_open_edges(tx, sql, limit)?;
-    resolve(tx, sql, &parents, now)
-}
-
 /// Up to `limit` finished tasks whose edges are not all resolved, lowest id first (what the
-/// sweep resolves; SQLite reads it on a reader connection first, to skip an empty write).
+/// sweep resolves; every driver reads it outside its writing transaction first, so an empty
+/// sweep writes nothing).
 pub(crate) fn finished_with_open_edges(
     tx: &mut dyn DepTx,
     sql: &'static Statements,

@@ -11,10 +11,28 @@ use crate::StoreResult;
 use mysql::prelude::Queryable;
 use mysql::{Params, Value};
 
-/// An open transaction as `crate::dependencies` uses it.
-pub(super) struct Tx<'a, 'b> {
-    pub(super) tx: &'a mut mysql::Transaction<'b>,
+/// A transaction (or, for reads, a pooled connection) as `crate::dependencies` uses it.
+pub(super) struct Tx<'a, Q: Session> {
+    pub(super) tx: &'a mut Q,
     pub(super) store: &'a MysqlStore,
+}
+
+/// What a statement runs on: `affected_rows` is inherent to both kinds, not in `Queryable`.
+pub(super) trait Session: Queryable {
+    /// Rows the last statement matched.
+    fn affected(&self) -> u64;
+}
+
+impl Session for mysql::Transaction<'_> {
+    fn affected(&self) -> u64 {
+        self.affected_rows()
+    }
+}
+
+impl Session for mysql::PooledConn {
+    fn affected(&self) -> u64 {
+        self.affected_rows()
+    }
 }
 
 fn params(args: &[Arg<'_>]) -> Params {
@@ -28,10 +46,10 @@ fn params(args: &[Arg<'_>]) -> Params {
     )
 }
 
-impl DepTx for Tx<'_, '_> {
+impl<Q: Session> DepTx for Tx<'_, Q> {
     fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
         self.tx.exec_drop(&*self.store.sql(sql), params(args))?;
-        Ok(self.tx.affected_rows())
+        Ok(self.tx.affected())
     }
 
     fn query(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Vec<Vec<Option<i64>>>> {
@@ -90,14 +108,20 @@ impl DependencyStore for MysqlStore {
     }
 
     fn sweep_dependencies(&self, now: i64, limit: usize) -> StoreResult<Resolution> {
-        self.retrying(|tx| {
-            dependencies::sweep(
-                &mut Tx { tx, store: self },
-                statements(Dialect::Mysql),
-                now,
-                limit,
-            )
-        })
+        let sql = statements(Dialect::Mysql);
+        // Read first, on a plain connection: nearly every sweep finds nothing.
+        let parents = dependencies::finished_with_open_edges(
+            &mut Tx {
+                tx: &mut self.conn()?,
+                store: self,
+            },
+            sql,
+            limit,
+        )?;
+        if parents.is_empty() {
+            return Ok(Resolution::default());
+        }
+        self.retrying(|tx| dependencies::resolve(&mut Tx { tx, store: self }, sql, &parents, now))
     }
 
     fn task_dependencies(&self, id: i64) -> StoreResult<TaskDependencies> {
