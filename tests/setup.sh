@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs on a fresh machine, installed or started only when missing:
 # Chromium + ChromeDriver and Firefox ESR (Debian), geckodriver (crates.io), PostgreSQL and
-# MariaDB running, PHP with PDO MySQL and curl, PHPUnit and the Laravel components.
+# MariaDB running, faketime, PHP with PDO MySQL and curl, PHPUnit and the Laravel components.
 # README's test command and .ci/run both call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +55,14 @@ if ! mysql_tcp 'SELECT 1' >/dev/null 2>&1; then
     CREATE DATABASE IF NOT EXISTS test;"
 fi
 mysql_tcp 'SELECT VERSION()'
+
+
+echo "== faketime for the clock-skew tests (Debian's libfaketime, preloaded into a daemon)"
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq faketime >/dev/null
+fi
 
 
 echo "== PHP for the PHP tests (Debian's php-cli with PDO MySQL and curl, phpunit, php-laravel-framework)"

@@ -43,6 +43,10 @@ pub struct HostList {
     pub hosts: Vec<HostView>,
     /// How many of them are live.
     pub live: usize,
+    /// How far the database's clock is ahead of the answering host's own clock, in ms
+    /// (negative: behind), as measured at its latest heartbeat: every host keeps the
+    /// database's time, so a host whose clock is off shows it here. 0 with SQLite.
+    pub clock_offset_ms: i64,
 }
 
 /// The hosts sharing this queue, with their liveness and load.
@@ -74,5 +78,6 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<HostList>, ApiEr
         success: true,
         live: hosts.iter().filter(|h| h.live).count(),
         hosts,
+        clock_offset_ms: crate::clock::database_offset_ms(),
     }))
 }

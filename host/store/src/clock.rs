@@ -1,10 +1,98 @@
 //! Time as the store keeps it (UNIX milliseconds) and as people read it.
+//!
+//! One clock for every host of a queue: where several hosts share a database, leases, due
+//! times and schedule slots written by one are compared by the others, so every process keeps
+//! the database server's time. [`sync_to_database`] measures how far this host's clock is from
+//! the server's (at open, and again on every heartbeat); [`now_ms`] is this host's clock moved
+//! by that offset. A host whose clock is minutes off then neither takes live leases nor runs
+//! tasks early. With SQLite the database is a file of this host and the offset stays 0.
 
+use crate::{HostStore, StoreResult};
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Now, in UNIX milliseconds.
+/// How far the database server's clock is ahead of this host's, in ms (negative: behind).
+/// One per process: a process works for one queue (tests that open several stores open them
+/// on this machine's servers, whose clock is this host's).
+static DATABASE_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// A new measurement moves the offset only when it differs by more than this: the readings
+/// jitter by their round trip, and time should not step back and forth by a few ms.
+const OFFSET_STEP_MS: i64 = 50;
+
+/// Now, in UNIX milliseconds, by the database's clock (see the module's doc).
 pub fn now_ms() -> i64 {
+    host_clock_ms() + database_offset_ms()
+}
+
+/// Now by this host's own clock, unmoved: for what only this host reads (its log lines).
+pub fn host_clock_ms() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+/// How far the database's clock is ahead of this host's, in ms, as last measured.
+pub fn database_offset_ms() -> i64 {
+    DATABASE_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// One measurement of the database's clock against this host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    /// The database's clock minus this host's, in ms.
+    pub offset_ms: i64,
+    /// The round trip of the reading, in ms: the offset is right to within half of it.
+    pub round_trip_ms: i64,
+    /// Whether this reading moved the offset [`now_ms`] uses.
+    pub moved: bool,
+}
+
+/// Reads the database's clock (the best of three round trips) and moves [`now_ms`] to it;
+/// `None` for a database without a clock of its own (SQLite), whose offset stays 0.
+pub fn sync_to_database(store: &dyn HostStore) -> StoreResult<Option<ClockReading>> {
+    let mut best: Option<(i64, i64)> = None;
+    for _ in 0..3 {
+        let before = host_clock_ms();
+        let Some(database) = store.database_clock_ms()? else {
+            return Ok(None);
+        };
+        let after = host_clock_ms();
+        let round_trip = after - before;
+        // The server read its clock somewhere within the round trip: assume the middle.
+        let offset = database - (before + round_trip / 2);
+        if best.is_none_or(|(_, rt)| round_trip < rt) {
+            best = Some((offset, round_trip));
+        }
+    }
+    let (offset_ms, round_trip_ms) = best.expect("three readings");
+    let moved = (offset_ms - database_offset_ms()).abs() > OFFSET_STEP_MS;
+    if moved {
+        DATABASE_OFFSET_MS.store(offset_ms, Ordering::Relaxed);
+    }
+    Ok(Some(ClockReading {
+        offset_ms,
+        round_trip_ms,
+        moved,
+    }))
+}
+
+/// Tells the operator when a reading moved this host's time by more than a second: its own
+/// clock is off (NTP would fix it), and sTask keeps the database's time meanwhile.
+pub fn report(reading: &ClockReading) {
+    if reading.moved && reading.offset_ms.abs() >= 1_000 {
+        let (seconds, way) = (
+            reading.offset_ms.abs() as f64 / 1000.0,
+            if reading.offset_ms > 0 {
+                "behind"
+            } else {
+                "ahead of"
+            },
+        );
+        tracing::warn!(
+            offset_ms = reading.offset_ms,
+            "this host's clock is {seconds:.1} s {way} the database's; sTask keeps the \
+             database's time (leases, due times, schedules)"
+        );
+    }
 }
 
 /// RFC 3339 in UTC with millisecond precision (`2025-01-16T10:30:00.000Z`).

@@ -62,6 +62,14 @@ pub trait HostStore: Send + Sync {
     /// when true, only expired leases may be recovered, whatever the start.
     fn shared_by_hosts(&self) -> bool;
 
+    /// The database server's clock now, in UNIX milliseconds, for a database several hosts
+    /// share: their leases, due times and schedule slots are compared across hosts, so they
+    /// keep the database's time, not each host's ([`crate::clock::sync_to_database`]).
+    /// `None` where the database is a file of this host (SQLite: its clock is this host's).
+    fn database_clock_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
+
     /// Registers a host or refreshes its row (name is the key; a refresh keeps the stored
     /// `started_at`); forgets hosts unseen for [`FORGET_HOSTS_AFTER_MS`] and hosts stopped
     /// more than [`FORGET_STOPPED_AFTER_MS`] ago.

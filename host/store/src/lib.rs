@@ -821,7 +821,7 @@ impl DatabaseUrl {
 
 /// [`open`] with the options the configuration chose.
 pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
-    Ok(match DatabaseUrl::of(url)? {
+    let store: std::sync::Arc<dyn Store> = match DatabaseUrl::of(url)? {
         DatabaseUrl::Sqlite(path) => {
             std::sync::Arc::new(sqlite::SqliteStore::open_with(&path, options)?)
         }
@@ -831,7 +831,12 @@ pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc
         DatabaseUrl::Mysql(url) => {
             std::sync::Arc::new(mysql::MysqlStore::open_with(&url, options)?)
         }
-    })
+    };
+    // Before anything reads the time: every process of a shared queue keeps its clock.
+    if let Some(reading) = clock::sync_to_database(&*store)? {
+        clock::report(&reading);
+    }
+    Ok(store)
 }
 
 /// The plugin's defaults with the operator's values on top; keys the plugin no longer declares

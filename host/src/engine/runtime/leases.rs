@@ -85,9 +85,15 @@ pub(super) fn renew_leases(engine: &Engine) {
     }
 }
 
-/// Heartbeat (leases and the hosts registry), then recovery of leases that expired on any
+/// Heartbeat (the clock, leases and the hosts registry), then recovery of leases that expired on any
 /// host.
 pub(super) fn heartbeat(engine: &Engine) {
+    // First the clock: the lease this heartbeat writes is compared by the other hosts.
+    match crate::clock::sync_to_database(&*engine.store) {
+        Ok(Some(reading)) => crate::clock::report(&reading),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot read the database's clock: {e}"),
+    }
     renew_leases(engine);
     engine.refresh_host();
     // A host lists a worker it loaded from its next heartbeat on: a lease is always longer.

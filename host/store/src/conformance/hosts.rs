@@ -47,6 +47,29 @@ pub fn recovery_never_takes_a_live_lease(store: &dyn Store) {
     assert_eq!(store.task(id).unwrap().unwrap().lease_expires_at, None);
 }
 
+/// A database several hosts share answers its own clock (this machine's servers: this host's
+/// to within a second), and [`crate::clock::sync_to_database`] measures it within its round
+/// trip; a database of this host has no clock of its own and leaves the offset alone.
+pub fn a_shared_database_keeps_the_clock(store: &dyn Store) {
+    use crate::clock::{host_clock_ms, sync_to_database};
+    let before = host_clock_ms();
+    let read = store.database_clock_ms().unwrap();
+    let after = host_clock_ms();
+    let reading = sync_to_database(store).unwrap();
+    if !store.shared_by_hosts() {
+        assert_eq!((read, reading), (None, None));
+        return;
+    }
+    let read = read.expect("a shared database has a clock");
+    assert!(
+        (before - 1_000..=after + 1_000).contains(&read),
+        "the server's clock {read} is this machine's ({before}..{after})"
+    );
+    let reading = reading.expect("a reading");
+    assert!(reading.round_trip_ms >= 0, "{reading:?}");
+    assert!(reading.offset_ms.abs() <= 1_000, "{reading:?}");
+}
+
 /// The hosts registry: registration, refresh by heartbeat, clean stop, and forgetting hosts
 /// unseen for a day.
 pub fn hosts_register_refresh_and_stop(store: &dyn Store) {

@@ -327,6 +327,10 @@ pub const COVERED: &[(&str, &str)] = &[
     ("HostStore::hosts", "hosts_register_refresh_and_stop"),
     ("HostStore::recover", "recovery_never_takes_a_live_lease"),
     (
+        "HostStore::database_clock_ms",
+        "a_shared_database_keeps_the_clock",
+    ),
+    (
         "HostStore::on_new_work",
         "listening_hosts_hear_new_work_and_events",
     ),
@@ -498,6 +502,7 @@ macro_rules! driver_tests {
         $crate::driver_tests!(@area $open, $reopenable; hosts: [
             recovery_never_takes_a_live_lease,
             hosts_register_refresh_and_stop,
+            a_shared_database_keeps_the_clock,
             listening_hosts_hear_new_work_and_events,
         ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; analytics: [

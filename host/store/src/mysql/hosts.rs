@@ -16,6 +16,15 @@ impl HostStore for MysqlStore {
         true
     }
 
+    fn database_clock_ms(&self) -> StoreResult<Option<i64>> {
+        // `SYSDATE(3)`, not `NOW(3)`: the time of this read, not of the statement's start.
+        // The session's time zone is UTC (set at connect), so the epoch is the server's.
+        let ms: Option<i64> = self
+            .conn()?
+            .query_first("SELECT CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(3)) * 1000) AS SIGNED)")?;
+        Ok(ms)
+    }
+
     fn upsert_host(&self, h: &HostRow) -> StoreResult<()> {
         let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
         // Retried: hosts starting together register at once, and the clean-up scan of one can

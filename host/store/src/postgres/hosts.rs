@@ -12,6 +12,19 @@ impl HostStore for PgStore {
         true
     }
 
+    fn database_clock_ms(&self) -> StoreResult<Option<i64>> {
+        self.run(|conn| {
+            let (client, _) = conn.parts();
+            // `clock_timestamp()`, not `now()`: the time of this read, not of a transaction's
+            // start.
+            let row = client.query_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+                &[],
+            )?;
+            Ok(Some(row.get::<_, i64>(0)))
+        })
+    }
+
     fn upsert_host(&self, host: &HostRow) -> StoreResult<()> {
         let h = host.clone();
         let workers = serde_json::to_string(&h.workers).unwrap_or_else(|_| "[]".into());
