@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs on a fresh machine, installed or started only when missing:
 # Chromium + ChromeDriver and Firefox ESR (Debian), geckodriver (crates.io), PostgreSQL and
-# MariaDB running, faketime, PHP with PDO MySQL and curl, PHPUnit and the Laravel components.
+# MariaDB running, faketime, iproute2 and nftables, PHP with PDO MySQL and curl, PHPUnit and the Laravel components.
 # README's test command and .ci/run both call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +62,14 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq faketime >/dev/null
+fi
+
+
+echo "== iproute2 and nftables for the network-fault tests (hosts in namespaces of their own)"
+if ! command -v ip >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq iproute2 nftables >/dev/null
 fi
 
 

@@ -5,6 +5,7 @@
 //! never a fixed sleep.
 
 mod mysql;
+pub mod netns;
 
 pub use crate::mysql::{mysql_url, MysqlDatabase, PrivateMariadb};
 use serde_json::Value;
@@ -335,6 +336,10 @@ pub struct Home {
     pub env: Vec<(String, String)>,
     /// The server database it uses, when not on its SQLite file.
     server: Option<ServerDatabase>,
+    /// The network namespace its daemons run in (`ip netns exec`), if not the test's.
+    namespace: Option<String>,
+    /// The address its daemons listen on.
+    bind_ip: String,
 }
 
 /// Output of a CLI run.
@@ -407,7 +412,13 @@ impl Home {
         if let Some(database) = &server {
             env.push(("STASK_DATABASE_URL".into(), database.url()));
         }
-        let home = Home { dir, env, server };
+        let home = Home {
+            dir,
+            env,
+            server,
+            namespace: None,
+            bind_ip: "127.0.0.1".into(),
+        };
         for w in workers {
             home.install_worker(w);
         }
@@ -541,8 +552,39 @@ impl Home {
         self.env.push((key.into(), value.into()));
     }
 
+    /// Moves this home's daemons and commands into `link`'s network namespace: they reach
+    /// the database through a relay on the link (so the link's faults are theirs) and listen
+    /// on the link's address.
+    pub fn behind(&mut self, link: &netns::Link) {
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "STASK_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("a home on a server database");
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (user, rest) = rest.split_once('@').expect("a user in the URL");
+        let (host_port, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let target: std::net::SocketAddr = host_port.parse().expect("an IP address and port");
+        let relay = link.relay_to(target);
+        self.set_env(
+            "STASK_DATABASE_URL",
+            &format!("{scheme}://{user}@{relay}{path}"),
+        );
+        self.namespace = Some(link.namespace().to_owned());
+        self.bind_ip = link.host_ip().to_owned();
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = Command::new(stask_bin());
+        let mut cmd = match &self.namespace {
+            Some(ns) => {
+                // `ip netns exec` execs the program: the child's pid is the daemon's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(stask_bin());
+                cmd
+            }
+            None => Command::new(stask_bin()),
+        };
         cmd.arg("--home").arg(self.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -580,7 +622,7 @@ impl Home {
 
     /// Starts `stask serve` with a known token.
     pub fn serve_with_token(&self, token: String) -> Daemon {
-        self.serve_on(token, "127.0.0.1:0")
+        self.serve_on(token, &format!("{}:0", self.bind_ip))
     }
 
     /// Starts `stask serve` with a known token on `bind`: a restart on the address of an

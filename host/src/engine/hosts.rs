@@ -31,6 +31,11 @@ impl Engine {
         }
     }
 
+    /// Whether this host lost contact with the database since it started, and when.
+    pub fn contact_report(&self) -> super::runtime::ContactReport {
+        self.runtime_state.contact.report()
+    }
+
     /// Marks this host stopped in the registry.
     pub(crate) fn host_stopped(&self) {
         if let Err(e) = self.store.host_stopped(&self.owner, now_ms()) {

@@ -186,6 +186,21 @@ impl LiveTask {
         }
     }
 
+    /// Asks the task to stop because this host lost contact with the database and cannot
+    /// prove its lease: as at a host's stop, a run that stops early goes back to pending
+    /// without using an attempt (a write fenced by the lease, so a task another host took
+    /// over is left to it).
+    pub fn lost_contact(&self) {
+        if !self.host_stopping.swap(true, Ordering::SeqCst) {
+            self.push_log(
+                LogLevel::Warning,
+                "host: lost contact with the database, so the lease cannot be proven; asked the \
+                 task to stop (another host takes it over)"
+                    .into(),
+            );
+        }
+    }
+
     /// Seconds since the run started.
     pub fn elapsed_secs(&self) -> u64 {
         self.started.elapsed().as_secs()

@@ -47,6 +47,36 @@ pub struct HostList {
     /// (negative: behind), as measured at its latest heartbeat: every host keeps the
     /// database's time, so a host whose clock is off shows it here. 0 with SQLite.
     pub clock_offset_ms: i64,
+    /// The answering host's contact with the database: when it could not prove its leases
+    /// (cut off from the database, or the database down), it stopped its runs.
+    pub contact: ContactView,
+}
+
+/// The times the answering host lost contact with the database since it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactView {
+    /// Whether it is out of contact now.
+    pub lost: bool,
+    /// Episodes since it started (the one in progress included).
+    pub episodes: u64,
+    /// When the latest episode began: its runs were stopped then (RFC 3339).
+    pub last_lost_at: Option<String>,
+    /// When the latest episode ended: a lease renewal succeeded again (RFC 3339).
+    pub last_regained_at: Option<String>,
+    /// Runs the latest episode stopped.
+    pub last_runs_stopped: usize,
+}
+
+impl From<crate::engine::runtime::ContactReport> for ContactView {
+    fn from(r: crate::engine::runtime::ContactReport) -> Self {
+        ContactView {
+            lost: r.last.is_some_and(|e| e.regained_at.is_none()),
+            episodes: r.episodes,
+            last_lost_at: r.last.map(|e| rfc3339(e.lost_at)),
+            last_regained_at: r.last.and_then(|e| e.regained_at).map(rfc3339),
+            last_runs_stopped: r.last.map_or(0, |e| e.runs_stopped),
+        }
+    }
 }
 
 /// The hosts sharing this queue, with their liveness and load.
@@ -79,5 +109,6 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<HostList>, ApiEr
         live: hosts.iter().filter(|h| h.live).count(),
         hosts,
         clock_offset_ms: crate::clock::database_offset_ms(),
+        contact: state.engine.contact_report().into(),
     }))
 }

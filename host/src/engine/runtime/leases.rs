@@ -70,9 +70,11 @@ impl Engine {
 
 /// Extends this host's leases and applies cancel requests stored by other processes.
 pub(super) fn renew_leases(engine: &Engine) {
+    let began = std::time::Instant::now();
     let until = now_ms() + engine.config.lease_ms;
     match engine.store.heartbeat(&engine.owner, until) {
         Ok(cancelled) => {
+            engine.runtime_state.contact.proved(began);
             for id in cancelled {
                 // The heartbeat names only tasks leased by this host: one not running yet
                 // waits in the ready queue, and its pool thread finds the flag at start.

@@ -18,6 +18,7 @@
 //! run in the hub") and on channels, never on a sleep loop.
 
 mod abandon;
+mod contact;
 mod dispatcher;
 mod finisher;
 mod leases;
@@ -37,6 +38,7 @@ pub use workers::{InService, RegistryWorkers, WorkerRunner, WorkerVersion};
 use super::progress::LiveTask;
 use super::Engine;
 use crate::task_state::RunEnd;
+pub use contact::{ContactEpisode, ContactReport};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use stask_plugin_api::protocol::RunOutcome;
 use std::sync::Arc;
@@ -86,6 +88,10 @@ impl Engine {
         let engine = self.clone();
         threads.push(spawn("stask-ticker".into(), move || {
             ticker::ticker(&engine, Some(done))
+        }));
+        let engine = self.clone();
+        threads.push(spawn("stask-lease-guard".into(), move || {
+            contact::guard(&engine)
         }));
         let engine = self.clone();
         threads.push(spawn("stask-alerts".into(), move || {

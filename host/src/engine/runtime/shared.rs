@@ -47,6 +47,8 @@ pub(crate) struct RuntimeState {
     pub(super) unflushed: Mutex<Unflushed>,
     /// CPU and memory cost of runs (see [`super::super::resources`]).
     pub(crate) meter: RunMeter,
+    /// Whether this host can prove its leases (see [`super::contact`]).
+    pub(crate) contact: super::contact::Contact,
     /// Signalled whenever a run leaves (`in_flight` drops or the hub loses a task).
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -69,6 +71,7 @@ impl Default for RuntimeState {
             early_cancels: Mutex::new(HashSet::new()),
             unflushed: Mutex::new(Unflushed::default()),
             meter: RunMeter::default(),
+            contact: super::contact::Contact::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }

@@ -187,9 +187,15 @@ pub struct MysqlStore {
     temporary_database: Option<(String, Opts)>,
 }
 
+/// How long sent data may stay unacknowledged before a connection counts as broken.
+const TCP_USER_TIMEOUT_MS: u32 = 10_000;
+
 /// The session every connection starts with (see the module doc).
 const SESSION_INIT: [&str; 3] = [
-    "SET time_zone = '+00:00'",
+    // And on MariaDB (the `/*M!` part, a comment to MySQL): a host cut off mid-transaction
+    // holds its row locks no longer than 10 s (other hosts then recover its tasks); our own
+    // transactions never wait on their client for more than milliseconds.
+    "SET time_zone = '+00:00' /*M! , SESSION idle_transaction_timeout = 10 */",
     // PostgreSQL's default: no gap locks, so claims never block inserts of new tasks.
     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
     "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_TRANS_TABLES', \
@@ -232,6 +238,10 @@ impl MysqlStore {
         let opts: Opts = OptsBuilder::from_opts(opts)
             .init(SESSION_INIT.to_vec())
             .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+            // A link that silently drops everything (a partition) fails the calls on it after
+            // 10 s instead of the kernel's ~15 minutes of retransmissions; the pool then
+            // opens a new connection, so a host goes back to work soon after the link heals.
+            .tcp_user_timeout_ms(Some(TCP_USER_TIMEOUT_MS))
             .stmt_cache_size(256)
             // Connect where the URL says: the client would otherwise switch a local TCP
             // connection to the server's Unix socket behind the operator's back.

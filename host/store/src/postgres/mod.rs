@@ -48,6 +48,12 @@ const DEFAULT_CONNECTIONS: usize = 4;
 
 /// How long a new connection may take before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long sent data may stay unacknowledged before the connection counts as broken.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server lets a transaction of ours wait for its next statement: a host cut off
+/// mid-transaction holds its row locks no longer than this (other hosts then recover its
+/// tasks), while our own transactions never wait on their client for more than milliseconds.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 
 /// A PostgreSQL error shown as the server's message (and its detail, for statements), not
 /// as the client library's `db error: ERROR: ...`; the library's error is its source.
@@ -246,10 +252,17 @@ type Job = Box<dyn FnOnce(StoreResult<&mut Conn>) -> bool + Send>;
 const VALID_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn connect(config: &postgres::Config, what: &str) -> StoreResult<Client> {
-    config.connect(NoTls).map_err(|e| StoreError::Connection {
+    let failed = |e| StoreError::Connection {
         context: format!("cannot connect to PostgreSQL at {what}"),
         source: SharedError::new(PgMessage::message_only(e)),
-    })
+    };
+    let mut client = config.connect(NoTls).map_err(failed)?;
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'"
+        ))
+        .map_err(failed)?;
+    Ok(client)
 }
 
 /// A connection thread: runs jobs until the store is dropped (the channel closes).
@@ -360,6 +373,12 @@ impl PgStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("stask");
+        }
+        // A link that silently drops everything (a partition) fails the calls on it after
+        // this long instead of the kernel's ~15 minutes of retransmissions; the connection
+        // thread then reconnects, so a host goes back to work soon after the link heals.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let first = connect(&config, &what)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();

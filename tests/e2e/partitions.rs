@@ -1,0 +1,165 @@
+//! Hosts cut off from their database while they run: three `stask serve` hosts, each in a
+//! network namespace of the test's own with a veth link to the database's (see
+//! `stask_tests::netns`), share one PostgreSQL or MariaDB database. One host is cut off (the
+//! kernel drops all its packets) while it runs tasks longer than a lease; the others take
+//! them over, the cut-off host stops those runs itself, and once healed it stores nothing for
+//! them, reports the episode, and goes back to work. Every task completes exactly once, and
+//! every re-run is a run the cut-off host stopped.
+//!
+//! Needs root, iproute2 and nftables (`tests/setup.sh` installs them) and the local servers;
+//! chooses its databases itself (CI runs it once, in the workspace step).
+
+use serde_json::{json, Value};
+use stask_tests::netns::Link;
+use stask_tests::{wait_until, Daemon, Home, MysqlDatabase, PgSchema, ServerDatabase};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[test]
+fn a_host_cut_off_from_postgres_stops_its_runs_and_the_others_take_them_over() {
+    a_host_cut_off(ServerDatabase::Postgres(PgSchema::create()));
+}
+
+#[test]
+fn a_host_cut_off_from_mariadb_stops_its_runs_and_the_others_take_them_over() {
+    a_host_cut_off(ServerDatabase::Mysql(MysqlDatabase::create()));
+}
+
+/// `(kind, task id) → count` of the demo ledger's lines.
+fn ledger(path: &std::path::Path) -> BTreeMap<(String, i64), usize> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let mut parts = line.split_whitespace();
+        let kind = parts.next().expect("kind").to_owned();
+        let id: i64 = parts.next().and_then(|v| v.parse().ok()).expect("id");
+        *counts.entry((kind, id)).or_default() += 1;
+    }
+    counts
+}
+
+fn this_host(d: &Daemon) -> Value {
+    let r = d.get("/stask/hosts");
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let me = r.body["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["this_host"] == true)
+        .cloned()
+        .expect("the host lists itself");
+    json!({"row": me, "contact": r.body["contact"]})
+}
+
+/// Task ids the daemon's log says it stopped for want of a provable lease.
+fn stopped_runs(d: &Daemon) -> BTreeSet<i64> {
+    d.log
+        .text()
+        .lines()
+        .filter(|l| l.contains("stopping the run: its lease cannot be proven"))
+        .filter_map(|l| {
+            l.split("task=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|id| id.parse().ok())
+        })
+        .collect()
+}
+
+fn a_host_cut_off(database: ServerDatabase) {
+    let scratch = tempfile::tempdir().unwrap();
+    let ledger_path = scratch.path().join("ledger.txt");
+    let links: Vec<Link> = (0..3).map(|_| Link::create()).collect();
+    let homes: Vec<Home> = links
+        .iter()
+        .map(|link| {
+            let mut home = Home::on_server_database(&["demo"], database.clone());
+            home.set_env("STASK_LEASE_MS", "3000");
+            home.set_env("STASK_WORKERS", "2");
+            home.behind(link);
+            home
+        })
+        .collect();
+    let daemons: Vec<Daemon> = homes.iter().map(Home::serve).collect();
+    let (a, cut_off) = (&daemons[0], &daemons[2]);
+
+    // Tasks of 6 s (two leases) on all hosts.
+    let data = json!({"steps": 12, "sleep_ms": 500, "ledger": ledger_path.to_str().unwrap()});
+    let ids: Vec<i64> = (0..12)
+        .map(|i| daemons[i % 3].create("demo", "run", data.clone()))
+        .collect();
+    // The host to cut off runs some of them (its heartbeat says so).
+    wait_until(
+        "the host to cut off runs tasks",
+        Duration::from_secs(30),
+        || this_host(cut_off)["row"]["busy_slots"].as_i64() >= Some(1),
+    );
+
+    links[2].cut();
+    // It notices within a lease and stops its runs; the others take them over.
+    cut_off
+        .log
+        .wait_for(Duration::from_secs(30), |l| {
+            l.contains("can no longer prove its leases")
+        })
+        .unwrap_or_else(|| panic!("the cut-off host did not notice:\n{}", cut_off.log.text()));
+    for &id in &ids {
+        let t = a.wait_task(id, Duration::from_secs(120), |t| {
+            matches!(
+                t["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        });
+        assert_eq!(t["status"], "completed", "{t}");
+    }
+
+    links[2].heal();
+    cut_off
+        .log
+        .wait_for(Duration::from_secs(60), |l| {
+            l.contains("back in contact with the database")
+        })
+        .unwrap_or_else(|| panic!("the healed host did not say so:\n{}", cut_off.log.text()));
+    let contact = this_host(cut_off)["contact"].clone();
+    assert_eq!(contact["lost"], false, "{contact}");
+    assert_eq!(contact["episodes"], 1, "{contact}");
+    assert!(!contact["last_regained_at"].is_null(), "{contact}");
+    let stopped = stopped_runs(cut_off);
+    assert!(
+        !stopped.is_empty(),
+        "it stopped its runs:\n{}",
+        cut_off.log.text()
+    );
+    assert_eq!(contact["last_runs_stopped"], stopped.len(), "{contact}");
+
+    // Stored once each: every task completed; every re-run is one the cut-off host stopped,
+    // and each start the ledger shows is an attempt the task counts.
+    let counts = ledger(&ledger_path);
+    for &id in &ids {
+        let t = a.task(id);
+        assert_eq!(t["status"], "completed", "{t}");
+        let starts = counts.get(&("start".into(), id)).copied().unwrap_or(0);
+        assert!(starts >= 1, "task {id} ran: {counts:?}");
+        if starts > 1 {
+            assert!(
+                stopped.contains(&id),
+                "task {id} ran {starts} times but the cut-off host did not stop it: {stopped:?}"
+            );
+        }
+        assert_eq!(
+            t["attempts"].as_u64(),
+            Some(starts as u64),
+            "task {id}: every start counted once: {t}"
+        );
+    }
+
+    // Back to work: alone, it runs new tasks.
+    let mut daemons = daemons;
+    let cut_off = daemons.pop().unwrap();
+    drop(daemons);
+    let more: Vec<i64> = (0..4)
+        .map(|_| cut_off.create("demo", "run", json!({"steps": 1, "sleep_ms": 1})))
+        .collect();
+    for id in more {
+        assert_eq!(cut_off.wait_finished(id)["status"], "completed");
+    }
+}
