@@ -6,6 +6,8 @@
 
 mod mysql;
 pub mod netns;
+mod postgres_server;
+pub use crate::postgres_server::PrivatePostgres;
 
 pub use crate::mysql::{mysql_url, MysqlDatabase, PrivateMariadb};
 use serde_json::Value;

@@ -115,6 +115,13 @@ impl From<StoreError> for ApiError {
             | StoreError::FilesReplaced(_)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            // The server restarts or the link is down; the next call reconnects. (A write whose
+            // connection broke after its commit may be stored all the same: a create with a
+            // `unique_key` is safe to send again.)
+            e @ StoreError::Connection { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the database cannot be reached now; retry shortly ({e})"),
+            ),
             other => ApiError::internal(other.to_string()),
         }
     }

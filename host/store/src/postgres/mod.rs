@@ -113,7 +113,19 @@ const BUSY_STATES: [SqlState; 3] = [
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        if e.is_closed() {
+        // Class 08 (connection exception) and the server going away (57P01 terminated by a
+        // shutdown, 57P02 crash of another backend, 57P03 starting up or shutting down): the
+        // server is out of reach for now, as when the socket closes.
+        let unreachable = e.code().is_some_and(|code| {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        });
+        if e.is_closed() || unreachable {
             return StoreError::Connection {
                 context: "the connection to PostgreSQL was lost (it is re-opened for the next \
                           call)"
