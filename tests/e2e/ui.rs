@@ -1573,3 +1573,68 @@ async fn a_workers_card_deactivates_activates_and_saves_its_settings_in(kind: Ki
     b.assert_no_script_errors().await;
     b.close().await;
 }
+
+in_both_browsers!(
+    an_import_uploads_its_file_from_the_workers_form,
+    firefox_an_import_uploads_its_file_from_the_workers_form,
+    an_import_uploads_its_file_from_the_workers_form_in
+);
+
+/// The product worker's import form has a file input: the file is uploaded first, the task is
+/// created with the upload's path as its `file`, and the import completes with its row count.
+async fn an_import_uploads_its_file_from_the_workers_form_in(kind: Kind) {
+    let home = Home::with_workers(&["product", "demo"]);
+    let d = home.serve();
+    let csv_dir = tempfile::tempdir().unwrap();
+    let csv = csv_dir.path().join("three-products.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,price,stock,category_id,active\n\
+         U-1,Upload one,1.5,10,1,yes\nU-2,Upload two,2.5,20,1,yes\nU-3,Upload three,3,30,2,no\n",
+    )
+    .unwrap();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+    let form = ".worker[data-identifier=\"product\"] form.run-action[data-action=\"import\"]";
+    b.wait_visible(&format!("{form} input.run-file")).await;
+    // Only actions that read a file offer one.
+    assert!(b
+        .probe(".worker[data-identifier=\"demo\"] input.run-file")
+        .await
+        .is_none());
+    b.c.find(Locator::Css(&format!("{form} input.run-file")))
+        .await
+        .expect("the file input")
+        .send_keys(&csv.to_string_lossy())
+        .await
+        .expect("choosing the file");
+    b.click(&format!("{form} button.run-submit")).await;
+    let said = b
+        .wait_text(&format!("{form} .run-result"), "names the task", |t| {
+            t.contains("created")
+        })
+        .await;
+    let id: i64 = said
+        .split('#')
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no task id in {said:?}"));
+    let task = d.wait_finished(id);
+    assert_eq!(task["status"], "completed", "{task}");
+    let file = task["meta"]["file"]
+        .as_str()
+        .expect("the upload's path as file");
+    assert!(file.ends_with(".csv"), "{file}");
+    assert!(home.storage().join(file).is_file(), "{file} is stored");
+    let result: Value = serde_json::from_str(task["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["created"], 3, "{result}");
+    assert_eq!(task["processed"], 3, "{task}");
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
