@@ -44,22 +44,21 @@ fn worker(home: &Home, identifier: &str) -> Option<Value> {
 #[test]
 fn an_idle_host_removes_old_progress_snapshots_and_keeps_the_rest() {
     let mut home = Home::with_workers(&["demo"]);
-    home.set_env("STASK_SNAPSHOT_MAX_AGE_SECS", "3600");
+    // Ten hours, not the default hour: a two-hour-old snapshot must stay.
+    home.set_env("STASK_SNAPSHOT_MAX_AGE_SECS", "36000");
     let dir = home.storage().join("stask");
     std::fs::create_dir_all(&dir).unwrap();
-    let two_hours_ago = SystemTime::now() - Duration::from_secs(7_200);
-    let plant = |name: &str, old: bool| {
+    let hours_ago = |h: u64| SystemTime::now() - Duration::from_secs(h * 3_600);
+    let plant = |name: &str, age_hours: u64| {
         let path = dir.join(name);
         std::fs::write(&path, b"{\"status\":\"completed\"}").unwrap();
-        if old {
-            let file = std::fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(two_hours_ago).unwrap();
-        }
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(hours_ago(age_hours)).unwrap();
         path
     };
-    let old = [plant("900001.json", true), plant("900002.json", true)];
-    let young = plant("900003.json", false);
-    let not_a_snapshot = plant("notes.json", true);
+    let old = [plant("900001.json", 20), plant("900002.json", 11)];
+    let young = plant("900003.json", 2);
+    let not_a_snapshot = plant("notes.json", 20);
 
     let daemon = home.serve();
     wait_until("the old snapshots to go", Duration::from_secs(30), || {
@@ -76,7 +75,10 @@ fn an_idle_host_removes_old_progress_snapshots_and_keeps_the_rest() {
     let own = dir.join(format!("{id}.json"));
     // The daemon's stop joins its ticker: any cleanup pass has finished when it returns.
     assert_eq!(daemon.terminate(), 0);
-    assert!(young.exists(), "a snapshot younger than the age is kept");
+    assert!(
+        young.exists(),
+        "a snapshot younger than the set age is kept"
+    );
     assert!(
         not_a_snapshot.exists(),
         "a file that is no snapshot is kept"
