@@ -178,7 +178,9 @@ async function api(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (!['GET', 'HEAD'].includes(method) && state.csrf) headers['X-CSRF-TOKEN'] = state.csrf;
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart: the browser writes the Content-Type with its boundary
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
   }
@@ -711,10 +713,14 @@ async function loadWorkers() {
  * triggered by a live event does not throw away an edited task body or settings.
  */
 function saveWorkerEdits(list) {
-  const saved = { values: new Map(), results: new Map(), focus: null };
+  const saved = { values: new Map(), results: new Map(), files: new Map(), focus: null };
   for (const card of $$('.worker', list)) {
     for (const node of $$('[data-key]', card)) {
       const key = `${card.dataset.identifier}\n${node.dataset.key}`;
+      if (node.type === 'file') {
+        if (node.files?.length) saved.files.set(key, node);
+        continue;
+      }
       if (node.dataset.dirty === '1') saved.values.set(key, node.value);
       if (node.classList.contains('result') && node.childNodes.length) {
         saved.results.set(key, { nodes: Array.from(node.childNodes, (n) => n.cloneNode(true)), cls: node.className });
@@ -731,6 +737,10 @@ function restoreWorkerEdits(list, saved) {
   for (const card of $$('.worker', list)) {
     for (const node of $$('[data-key]', card)) {
       const key = `${card.dataset.identifier}\n${node.dataset.key}`;
+      if (saved.files.has(key)) {
+        node.replaceWith(saved.files.get(key));
+        continue;
+      }
       if (saved.values.has(key)) {
         node.value = saved.values.get(key);
         node.dataset.dirty = '1';
@@ -836,10 +846,21 @@ function actionForm(worker, action, id) {
     el('label', { for: id }, `Task data for ${name} (JSON object)`),
     el('textarea', { id, class: 'run-data', rows: 3, spellcheck: 'false', 'data-key': `run-data\n${name}`, value: '{}' }),
     action?.schema ? el('details', { class: 'schema' }, el('summary', {}, 'Data schema'), el('pre', { class: 'code' }, pretty(action.schema))) : null,
+    readsFile(action) ? el('label', { for: `${id}-file` }, 'File to upload (its stored path becomes the data\'s "file")') : null,
+    readsFile(action) ? el('input', { id: `${id}-file`, type: 'file', class: 'run-file', 'data-key': `run-file\n${name}` }) : null,
     el('div', { class: 'row' },
       el('button', { type: 'submit', class: 'btn btn-primary run-submit', 'data-key': `run-submit\n${name}` }, `Run ${name}`)),
     el('p', { class: 'run-result result', 'aria-live': 'polite', 'data-key': `run-result\n${name}` }));
   return form;
+}
+
+/**
+ * Whether an action takes a file (an import): its name says so or its description names a
+ * `file`. Its form then offers an upload (POST /stask/uploads) whose path goes into `file`.
+ */
+function readsFile(action) {
+  const name = String(action?.name ?? '');
+  return name === 'import' || /\bfile\b/i.test(String(action?.description ?? ''));
 }
 
 /** Parses a textarea as a JSON object, or returns an error message. */
@@ -867,9 +888,19 @@ async function runAction(form) {
     showResult(out, parsed.error, 'error');
     return;
   }
+  const fileInput = $('.run-file', form);
+  const chosen = fileInput?.files?.[0];
   await withBusy($('.run-submit', form), async () => {
     try {
-      const r = await api(`/stask/workers/${enc(identifier)}/tasks/${enc(action)}`, { method: 'POST', body: text });
+      let body = text;
+      if (chosen) {
+        const upload = new FormData();
+        upload.append('file', chosen, chosen.name);
+        const stored = await api('/stask/uploads', { method: 'POST', body: upload });
+        body = JSON.stringify({ ...parsed.value, file: stored.path });
+        fileInput.value = '';
+      }
+      const r = await api(`/stask/workers/${enc(identifier)}/tasks/${enc(action)}`, { method: 'POST', body });
       out.classList.remove('is-error');
       out.classList.add('is-ok');
       out.replaceChildren(`Task #${r.id} created `,

@@ -1456,3 +1456,185 @@ async fn the_schedules_tab_lists_creates_disables_and_deletes_in(kind: Kind) {
     b.assert_no_script_errors().await;
     b.close().await;
 }
+
+in_both_browsers!(
+    filters_change_the_task_list_and_a_failed_task_is_retried,
+    firefox_filters_change_the_task_list_and_a_failed_task_is_retried,
+    filters_change_the_task_list_and_a_failed_task_is_retried_in
+);
+
+/// The tasks tab's filters change what the list shows (status, free text, reset), and the
+/// detail's Retry button runs a failed task again.
+async fn filters_change_the_task_list_and_a_failed_task_is_retried_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let done = d.create("demo", "noop", json!({}));
+    assert_eq!(d.wait_finished(done)["status"], "completed");
+    let failed = d.create(
+        "demo",
+        "run",
+        json!({"steps": 1, "sleep_ms": 1, "fail_permanent": true, "max_attempts": 1,
+               "label": "needle-in-the-data"}),
+    );
+    assert_eq!(d.wait_finished(failed)["status"], "failed");
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("tasks").await;
+    let row = |id: i64| format!("#tasks-table tbody tr[data-task-id=\"{id}\"]");
+    b.wait_visible(&row(done)).await;
+    b.wait_visible(&row(failed)).await;
+
+    // Status: only the failed one is left.
+    b.c.find(Locator::Css("#f-status"))
+        .await
+        .expect("#f-status")
+        .select_by_value("failed")
+        .await
+        .expect("choosing a status");
+    b.wait_hidden(&row(done)).await;
+    b.wait_visible(&row(failed)).await;
+    // Reset, then free text matching the task data.
+    b.click("#f-reset").await;
+    b.wait_visible(&row(done)).await;
+    b.type_into("#f-q", "needle-in-the-data").await;
+    b.click("#f-apply").await;
+    b.wait_hidden(&row(done)).await;
+    b.wait_visible(&row(failed)).await;
+    b.click("#f-reset").await;
+    b.wait_visible(&row(done)).await;
+
+    // Retry from the detail: the task runs again (a second first attempt in its log).
+    b.open_task_from_list(failed).await;
+    b.wait_text("#detail-status", "says failed", |t| has_word(t, "failed"))
+        .await;
+    b.click("#btn-retry").await;
+    let runs = |d: &Daemon| {
+        let detail = d.get(&format!("/stask/tasks/{failed}")).body;
+        detail["log"]
+            .as_array()
+            .map(|l| l.iter().filter(|l| l["line"] == "attempt 1 of 1").count())
+            .unwrap_or(0)
+    };
+    stask_tests::wait_until("the retried run", WAIT, || runs(&d) == 2);
+    assert_eq!(d.wait_finished(failed)["status"], "failed");
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
+    a_workers_card_deactivates_activates_and_saves_its_settings,
+    firefox_a_workers_card_deactivates_activates_and_saves_its_settings,
+    a_workers_card_deactivates_activates_and_saves_its_settings_in
+);
+
+/// A worker card's Deactivate/Activate button changes the worker, and its settings form stores
+/// a valid value and shows the server's reason for a refused one.
+async fn a_workers_card_deactivates_activates_and_saves_its_settings_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+    let demo = ".worker[data-identifier=\"demo\"]";
+    let toggle = format!("{demo} button.toggle-active");
+    b.wait_text(&toggle, "offers Deactivate", |t| t == "Deactivate")
+        .await;
+    b.click(&toggle).await;
+    b.wait_text(&toggle, "offers Activate", |t| t == "Activate")
+        .await;
+    assert_eq!(d.get("/stask/workers/demo").body["worker"]["active"], false);
+    b.click(&toggle).await;
+    b.wait_text(&toggle, "offers Deactivate", |t| t == "Deactivate")
+        .await;
+    assert_eq!(d.get("/stask/workers/demo").body["worker"]["active"], true);
+
+    let settings = format!("{demo} textarea.settings");
+    let result = format!("{demo} .settings-result");
+    b.type_into(&settings, r#"{"timeout": 7}"#).await;
+    b.click(&format!("{demo} button.save-settings")).await;
+    stask_tests::wait_until("the settings stored", WAIT, || {
+        d.get("/stask/workers/demo/settings").body["settings"]["timeout"] == 7
+    });
+    // A refused value: the form shows the 422's message, and nothing changes.
+    let bad = r#"{"timeout": 1.5}"#;
+    let refused = d.request("PUT", "/stask/workers/demo/settings", Some(bad));
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let message = refused.body["message"].as_str().unwrap().to_owned();
+    b.type_into(&settings, bad).await;
+    b.click(&format!("{demo} button.save-settings")).await;
+    b.wait_text(&result, "shows the server's reason", |t| {
+        t.contains(&message)
+    })
+    .await;
+    assert_eq!(
+        d.get("/stask/workers/demo/settings").body["settings"]["timeout"],
+        7
+    );
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
+
+in_both_browsers!(
+    an_import_uploads_its_file_from_the_workers_form,
+    firefox_an_import_uploads_its_file_from_the_workers_form,
+    an_import_uploads_its_file_from_the_workers_form_in
+);
+
+/// The product worker's import form has a file input: the file is uploaded first, the task is
+/// created with the upload's path as its `file`, and the import completes with its row count.
+async fn an_import_uploads_its_file_from_the_workers_form_in(kind: Kind) {
+    let home = Home::with_workers(&["product", "demo"]);
+    let d = home.serve();
+    let csv_dir = tempfile::tempdir().unwrap();
+    let csv = csv_dir.path().join("three-products.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,price,stock,category_id,active\n\
+         U-1,Upload one,1.5,10,1,yes\nU-2,Upload two,2.5,20,1,yes\nU-3,Upload three,3,30,2,no\n",
+    )
+    .unwrap();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("workers").await;
+    let form = ".worker[data-identifier=\"product\"] form.run-action[data-action=\"import\"]";
+    b.wait_visible(&format!("{form} input.run-file")).await;
+    // Only actions that read a file offer one.
+    assert!(b
+        .probe(".worker[data-identifier=\"demo\"] input.run-file")
+        .await
+        .is_none());
+    b.c.find(Locator::Css(&format!("{form} input.run-file")))
+        .await
+        .expect("the file input")
+        .send_keys(&csv.to_string_lossy())
+        .await
+        .expect("choosing the file");
+    b.click(&format!("{form} button.run-submit")).await;
+    let said = b
+        .wait_text(&format!("{form} .run-result"), "names the task", |t| {
+            t.contains("created")
+        })
+        .await;
+    let id: i64 = said
+        .split('#')
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no task id in {said:?}"));
+    let task = d.wait_finished(id);
+    assert_eq!(task["status"], "completed", "{task}");
+    let file = task["meta"]["file"]
+        .as_str()
+        .expect("the upload's path as file");
+    assert!(file.ends_with(".csv"), "{file}");
+    assert!(home.storage().join(file).is_file(), "{file} is stored");
+    let result: Value = serde_json::from_str(task["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["created"], 3, "{result}");
+    assert_eq!(task["processed"], 3, "{task}");
+    b.assert_no_script_errors().await;
+    b.close().await;
+}
