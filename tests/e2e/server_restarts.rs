@@ -98,9 +98,9 @@ fn three_hosts_ride_out(url: &str, stop: impl FnOnce(), start: impl FnOnce()) {
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
         let s = stats(&daemons[0]);
-        if s.as_ref().is_some_and(|s| {
-            s["pending"] == 0 && s["preparing"] == 0 && s["running"] == 0
-        }) {
+        if s.as_ref()
+            .is_some_and(|s| s["pending"] == 0 && s["preparing"] == 0 && s["running"] == 0)
+        {
             break;
         }
         assert!(
@@ -127,6 +127,11 @@ fn three_hosts_ride_out(url: &str, stop: impl FnOnce(), start: impl FnOnce()) {
     let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "attempts started twice: {twice:?}");
     for d in &daemons {
-        assert_eq!(d.log.count(|l| l.contains("panicked")), 0, "{}", d.log.text());
+        assert_eq!(
+            d.log.count(|l| l.contains("panicked")),
+            0,
+            "{}",
+            d.log.text()
+        );
     }
 }

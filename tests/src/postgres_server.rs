@@ -44,9 +44,21 @@ impl PrivatePostgres {
         let data = dir.path().join("data");
         let out = as_postgres(
             &bin.join("initdb"),
-            &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
         );
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -64,7 +76,13 @@ impl PrivatePostgres {
     fn pg_ctl(&self, args: &[&str]) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("server.log");
-        let mut all = vec!["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w"];
+        let mut all = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+        ];
         all.extend_from_slice(args);
         let out = as_postgres(&self.bin.join("pg_ctl"), &all);
         assert!(
@@ -97,7 +115,14 @@ impl Drop for PrivatePostgres {
         let data = self.dir.path().join("data");
         let _ = as_postgres(
             &self.bin.join("pg_ctl"),
-            &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         );
     }
 }

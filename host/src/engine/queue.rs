@@ -89,6 +89,11 @@ impl ReadyQueue {
         taken.into_iter().map(|r| r.0).collect()
     }
 
+    /// The ids of the tasks waiting.
+    pub fn ids(&self) -> Vec<i64> {
+        self.state.lock().heap.iter().map(|r| r.0.id).collect()
+    }
+
     /// Takes every task still waiting (at shutdown, to give them back).
     pub fn drain(&self) -> Vec<ClaimedTask> {
         let mut state = self.state.lock();

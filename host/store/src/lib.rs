@@ -590,6 +590,10 @@ pub trait TaskStore: Send + Sync {
     fn heartbeat(&self, owner: &str, lease_until: i64) -> StoreResult<Vec<i64>>;
     /// Running or preparing tasks whose lease expired before `now`, whoever held it.
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>>;
+    /// Every lease `owner` holds now, expired or not, with the facts a recovery decides from:
+    /// a host compares them with the runs it knows, to find leases it holds without knowing
+    /// (a claim or a start committed on a connection that broke before the answer came).
+    fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>>;
     /// Earliest future `run_at` of a pending task of these workers, to sleep until then.
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>>;
     /// Cancels a pending task at once, or flags a running one.

@@ -86,6 +86,9 @@ impl TaskStore for FaultStore {
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
         self.inner.expired_leases(now)
     }
+    fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>> {
+        self.inner.leases_of(owner)
+    }
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
         self.inner.next_due(now, identifiers)
     }

@@ -69,10 +69,15 @@ fn finish_batch(engine: &Engine, done: &Receiver<FinisherMail>, first: FinisherM
         }
     }
     let finishes: Vec<Finish> = batch.iter().map(|(f, _)| f.clone()).collect();
+    let mut failed_before = false;
     let applied = loop {
         match engine.store.finish(&finishes) {
+            Ok(applied) if failed_before => {
+                break stored_by_earlier_tries(engine, &finishes, applied)
+            }
             Ok(applied) => break applied,
             Err(e) => {
+                failed_before = true;
                 // Never drop an outcome: keep trying (the database may be locked for a while).
                 tracing::error!(
                     "cannot store {} task outcomes, retrying: {e}",
@@ -123,6 +128,20 @@ fn finish_batch(engine: &Engine, done: &Receiver<FinisherMail>, first: FinisherM
     engine.pass_on_ends(&ended);
     engine.runtime_state.notify_idle();
     engine.wake();
+}
+
+/// After a failed try, a finish refused now may be one the failed try stored (its connection
+/// broke after the commit): the row then shows this very finish (status and time).
+fn stored_by_earlier_tries(engine: &Engine, finishes: &[Finish], applied: Vec<bool>) -> Vec<bool> {
+    finishes
+        .iter()
+        .zip(applied)
+        .map(|(f, ok)| {
+            ok || engine.store.task(f.id).ok().flatten().is_some_and(|t| {
+                t.status == f.status && t.updated_at == f.at && t.lease_owner.is_none()
+            })
+        })
+        .collect()
 }
 
 /// The state machine's decision for one run, with the last progress counts of the run.

@@ -28,7 +28,11 @@ impl Engine {
     }
 
     /// Re-queues (or fails) tasks whose lease expired before `before`.
-    fn apply_recoveries(&self, leases: &[ExpiredLease], before: i64) -> StoreResult<usize> {
+    pub(super) fn apply_recoveries(
+        &self,
+        leases: &[ExpiredLease],
+        before: i64,
+    ) -> StoreResult<usize> {
         if leases.is_empty() {
             return Ok(0);
         }
@@ -97,6 +101,9 @@ pub(super) fn heartbeat(engine: &Engine) {
         Err(e) => tracing::warn!("cannot read the database's clock: {e}"),
     }
     renew_leases(engine);
+    if engine.store.shared_by_hosts() {
+        super::orphans::recover_orphans(engine);
+    }
     engine.refresh_host();
     // A host lists a worker it loaded from its next heartbeat on: a lease is always longer.
     if let Err(e) = engine

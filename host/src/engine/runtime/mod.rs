@@ -22,6 +22,7 @@ mod contact;
 mod dispatcher;
 mod finisher;
 mod leases;
+mod orphans;
 mod pool;
 mod shared;
 mod ticker;

@@ -205,6 +205,13 @@ fn record_start(engine: &Engine, job: &ClaimedTask) -> bool {
                 }
                 return true;
             }
+            Ok(_) if failing && started_by_an_earlier_try(engine, job) => {
+                tracing::info!(
+                    task = job.id,
+                    "the start of the task was stored by a try whose answer was lost; it runs"
+                );
+                return true;
+            }
             Ok(_) => {
                 tracing::warn!(
                     task = job.id,
@@ -236,6 +243,15 @@ fn record_start(engine: &Engine, job: &ClaimedTask) -> bool {
             }
         }
     }
+}
+
+/// Whether the store shows the run started under this claim's lease: a try that failed with a
+/// broken connection may have committed before the answer was lost.
+fn started_by_an_earlier_try(engine: &Engine, job: &ClaimedTask) -> bool {
+    engine.store.leases_of(&engine.owner).is_ok_and(|held| {
+        held.iter()
+            .any(|l| l.id == job.id && l.lease_token == job.lease_token && l.started)
+    })
 }
 
 /// The worker's result file as a path relative to the results folder, if it lies inside the

@@ -49,6 +49,8 @@ pub(crate) struct RuntimeState {
     pub(crate) meter: RunMeter,
     /// Whether this host can prove its leases (see [`super::contact`]).
     pub(crate) contact: super::contact::Contact,
+    /// Leases of this host it did not know at the latest heartbeat (see [`super::orphans`]).
+    pub(super) orphans: super::orphans::Orphans,
     /// Signalled whenever a run leaves (`in_flight` drops or the hub loses a task).
     idle_lock: Mutex<()>,
     idle: Condvar,
@@ -72,6 +74,7 @@ impl Default for RuntimeState {
             unflushed: Mutex::new(Unflushed::default()),
             meter: RunMeter::default(),
             contact: super::contact::Contact::default(),
+            orphans: super::orphans::Orphans::default(),
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         }

@@ -14,6 +14,15 @@ pub fn recovery_never_takes_a_live_lease(store: &dyn Store) {
         .insert_task(&task("w", Priority::Normal, None), 0)
         .unwrap();
     let run = claim(store, "slow-host", 1, 10).remove(0); // lease until 1 010
+                                                          // The host's own view of what it holds, expired or not; nobody else's.
+    let held = store.leases_of("slow-host").unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|l| (l.id, l.lease_token, l.started))
+            .collect::<Vec<_>>(),
+        vec![(id, run.lease_token, false)]
+    );
+    assert!(store.leases_of("another-host").unwrap().is_empty());
     let expired = store.expired_leases(2_000).unwrap();
     assert_eq!(expired.len(), 1);
     let mut back = finish(id, run.lease_token, TaskStatus::Pending, 2_000);

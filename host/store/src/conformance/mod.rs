@@ -325,6 +325,7 @@ pub const COVERED: &[(&str, &str)] = &[
     ("HostStore::upsert_host", "hosts_register_refresh_and_stop"),
     ("HostStore::host_stopped", "hosts_register_refresh_and_stop"),
     ("HostStore::hosts", "hosts_register_refresh_and_stop"),
+    ("TaskStore::leases_of", "recovery_never_takes_a_live_lease"),
     ("HostStore::recover", "recovery_never_takes_a_live_lease"),
     (
         "HostStore::database_clock_ms",

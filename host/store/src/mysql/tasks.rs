@@ -388,6 +388,16 @@ static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Every lease of one owner (`TaskStore::leases_of`).
+static LEASES_OF_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+           FROM s_tasks WHERE {guard} AND lease_owner = ? ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
 /// The next not-yet-due claimable task: one index range per priority, as in the claim.
 /// (MySQL's `LEAST` is `NULL` when any argument is: `MIN` over a union instead.)
 fn next_due_sql(identifiers: usize) -> String {
@@ -854,6 +864,15 @@ impl TaskStore for MysqlStore {
         let rows: Vec<mysql::Row> = self
             .conn()?
             .exec(&*self.sql(EXPIRED_SQL.as_str()), params![now])?;
+        rows.iter()
+            .map(crate::rows::expired_lease_from_row)
+            .collect()
+    }
+
+    fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>> {
+        let rows: Vec<mysql::Row> = self
+            .conn()?
+            .exec(&*self.sql(LEASES_OF_SQL.as_str()), params![owner])?;
         rows.iter()
             .map(crate::rows::expired_lease_from_row)
             .collect()

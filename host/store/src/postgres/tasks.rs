@@ -440,6 +440,16 @@ static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Every lease of one owner (`TaskStore::leases_of`).
+static LEASES_OF_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+                   FROM s_tasks WHERE {guard} AND lease_owner = $1 ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
 /// The next not-yet-due claimable task: one index range per priority, as in the claim.
 static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -927,6 +937,19 @@ impl TaskStore for PgStore {
             let stmt = prepared(client, cache, &EXPIRED_SQL)?;
             client
                 .query(&stmt, &[&now])?
+                .iter()
+                .map(crate::rows::expired_lease_from_row)
+                .collect()
+        })
+    }
+
+    fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>> {
+        let owner = owner.to_owned();
+        self.run(move |conn| {
+            let (client, cache) = conn.parts();
+            let stmt = prepared(client, cache, &LEASES_OF_SQL)?;
+            client
+                .query(&stmt, &[&owner])?
                 .iter()
                 .map(crate::rows::expired_lease_from_row)
                 .collect()

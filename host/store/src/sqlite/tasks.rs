@@ -420,6 +420,16 @@ static EXPIRED_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Every lease of one owner (`TaskStore::leases_of`).
+static LEASES_OF_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id, lease_token, attempts, max_attempts, lease_owner, {started}
+                   FROM s_tasks WHERE {guard} AND lease_owner = ?1 ORDER BY id",
+        started = status_in("status", STARTED),
+        guard = guard_sql(Event::Recover),
+    )
+});
+
 /// The next not-yet-due claimable task, one index range per priority as in the claim.
 static NEXT_DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -780,6 +790,26 @@ impl TaskStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&self.sql(&EXPIRED_SQL))?;
             let rows = stmt
                 .query_map(params![now], |r| {
+                    Ok(ExpiredLease {
+                        id: r.get(0)?,
+                        lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        attempts: r.get(2)?,
+                        max_attempts: r.get(3)?,
+                        owner: r.get(4)?,
+                        started: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        mark_journal_starts(&self.starts, rows)
+    }
+
+    fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>> {
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql(&LEASES_OF_SQL))?;
+            let rows = stmt
+                .query_map(params![owner], |r| {
                     Ok(ExpiredLease {
                         id: r.get(0)?,
                         lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
