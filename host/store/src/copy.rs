@@ -102,6 +102,7 @@ pub const TABLES: &[Table] = &[
             ("last_used_at", Int),
             ("revoked_at", Int),
             ("role", Text),
+            ("workers", Text),
         ],
         by_id: true,
     },
@@ -214,6 +215,25 @@ pub const TABLES: &[Table] = &[
         columns: &[("identifier", Text), ("rate_tat", Int)],
         by_id: false,
     },
+    // The audit log (migration 0016): who changed what over the API is kept across a move.
+    Table {
+        name: "s_audit",
+        columns: &[
+            ("id", Int),
+            ("recorded_at", Int),
+            ("token_id", Int),
+            ("token_name", Text),
+            ("role", Text),
+            ("via_session", Bool),
+            ("method", Text),
+            ("route", Text),
+            ("target", Text),
+            ("created_ids", Text),
+            ("status", Int),
+            ("client_addr", Text),
+        ],
+        by_id: true,
+    },
 ];
 
 /// One value read from the source.
@@ -261,7 +281,7 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 11] = [
+pub const CLEARED: [&str; 12] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
@@ -273,6 +293,7 @@ pub const CLEARED: [&str; 11] = [
     "s_schedules",
     "s_schedule_slots",
     "s_worker_limits",
+    "s_audit",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,
