@@ -1,5 +1,6 @@
 //! Task endpoints.
 
+use super::audit::AuditCreated;
 use super::auth::Caller;
 use super::error::json_body;
 use super::extract::{ApiQuery, TaskId};
@@ -188,7 +189,7 @@ pub async fn create(
     Path((identifier, action)): Path<(String, String)>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditCreated>, Json<TaskCreated>), ApiError> {
     // A session is opened with a token: its calls carry that token's id (see `auth`).
     let task = new_task(identifier, action, Some(caller.token_id), body)?;
     let inserted = state.engine.create_task_async(task).await?;
@@ -196,6 +197,7 @@ pub async fn create(
         // Nothing was created: 200 (not 201) with the task that holds the key.
         return Ok((
             StatusCode::OK,
+            Extension(AuditCreated(Vec::new())),
             Json(TaskCreated {
                 success: true,
                 id: inserted.id,
@@ -206,6 +208,7 @@ pub async fn create(
     }
     Ok((
         StatusCode::CREATED,
+        Extension(AuditCreated(vec![inserted.id])),
         Json(TaskCreated {
             success: true,
             id: inserted.id,
@@ -383,9 +386,12 @@ fn page(
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let filter = task_filter(query)?;
+    let mut filter = task_filter(query)?;
+    // A token restricted to workers sees only their tasks.
+    filter.identifiers = caller.workers.unwrap_or_default();
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
     let listed = blocking(move || {
@@ -445,6 +451,7 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
     Ok(TaskFilter {
         statuses: statuses(q.status.as_deref())?,
         identifier: q.identifier.filter(|s| !s.is_empty()),
+        identifiers: Vec::new(),
         action: q.action.filter(|s| !s.is_empty()),
         priority: q
             .priority
