@@ -9,7 +9,8 @@
 //! entry goes to the engine's audit writer ([`crate::engine::audit`]) without waiting.
 
 use super::extract::ApiQuery;
-use super::query::{IntParam, Param};
+use super::query::Param;
+use super::tasks::{PAGE, PER_PAGE};
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{now_ms, parse_time, rfc3339};
 use crate::model::TokenRole;
@@ -105,10 +106,10 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// Recorded before.
     pub until: Option<String>,
-    /// Page number, 1-1000000 (default 1).
+    /// Page number, 1-1000000 (default 1), as the task list's.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub page: Option<Param>,
-    /// Page size, 1-500 (default 50).
+    /// Page size, 1-500 (default 50), as the task list's.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     pub per_page: Option<Param>,
 }
@@ -181,22 +182,6 @@ pub struct AuditPage {
     /// Page size.
     pub per_page: i64,
 }
-
-/// `page` of `GET /stask/audit`.
-const PAGE: IntParam = IntParam {
-    name: "page",
-    min: 1,
-    max: 1_000_000,
-    default: 1,
-};
-
-/// `per_page` of `GET /stask/audit`.
-const PER_PAGE: IntParam = IntParam {
-    name: "per_page",
-    min: 1,
-    max: 500,
-    default: 50,
-};
 
 /// The audit log: every state-changing request (refused ones and failed logins included),
 /// newest first, filtered and paginated. Admin only.

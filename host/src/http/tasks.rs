@@ -179,6 +179,7 @@ fn kind(v: &Value) -> &'static str {
         (status = 201, description = "Created", body = TaskCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "The token's role is below operate, a session without CSRF token, or a token restricted to other workers (`worker` names this one)", body = ErrorBody),
         (status = 404, description = "Unknown worker or action (the message lists the valid ones)", body = ErrorBody),
         (status = 409, description = "Worker orphaned, failed to load, or inactive", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -536,7 +537,7 @@ fn changed(id: i64, status: Option<TaskStatus>, message: &str) -> Json<TaskChang
         (status = 200, description = "Cancelled or cancel requested", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
     ))]
@@ -561,7 +562,7 @@ pub async fn cancel(
         (status = 200, description = "Queued", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Not failed or cancelled", body = ErrorBody),
     ))]
@@ -581,7 +582,7 @@ pub async fn retry(
         (status = 200, description = "Deleted", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Not finished, or tasks that depend on it still wait for its end to be passed on", body = ErrorBody),
     ))]
