@@ -224,6 +224,9 @@ fn a_token_restricted_to_workers_cannot_touch_another_workers_task() {
         );
     }
     assert_eq!(d.task(other)["status"], "completed", "untouched");
+    // Reads by id of another worker's task are refused too.
+    let read = d.request_as(Some(&site), "GET", &format!("/stask/tasks/{other}"), None);
+    assert_eq!((read.status, &read.body["worker"]), (403, &json!("system")));
     let mine = as_site("POST", "/stask/workers/demo/tasks/run");
     assert_eq!(mine.status, 201, "{}", mine.body);
     d.wait_finished(mine.body["id"].as_i64().unwrap());

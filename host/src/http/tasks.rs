@@ -262,6 +262,7 @@ pub(crate) fn new_task(
         (status = 200, description = "Progress", body = ProgressAnswer),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ))]
 pub async fn progress(
@@ -299,6 +300,7 @@ pub async fn progress(
         (status = 200, description = "The task", body = TaskDetail),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ))]
 pub async fn detail(

@@ -547,6 +547,41 @@ mod tests {
             .insert_token("old", "h2", "p2", crate::model::TokenRole::Operate, 1_001)
             .unwrap();
         store.revoke_token("old", 1_002).unwrap();
+        let ci = store.tokens().unwrap()[0].id;
+        store
+            .restrict_token(ci, Some(&["a".to_owned(), "ü".to_owned()]))
+            .unwrap();
+        // Audit entries, a session one and an anonymous one (every kind of cell).
+        store
+            .insert_audit(&[
+                crate::AuditEntry {
+                    recorded_at: 1_001,
+                    token_id: Some(ci),
+                    token_name: Some("ci".into()),
+                    role: Some("admin".into()),
+                    via_session: true,
+                    method: "POST".into(),
+                    route: "/stask/workers/{identifier}/tasks/{action}".into(),
+                    target: Some("identifier=a action=run".into()),
+                    created_ids: Some("1".into()),
+                    status: 201,
+                    client_addr: Some("[::1]:5000".into()),
+                },
+                crate::AuditEntry {
+                    recorded_at: 1_002,
+                    token_id: None,
+                    token_name: None,
+                    role: None,
+                    via_session: false,
+                    method: "POST".into(),
+                    route: "/stask/login".into(),
+                    target: None,
+                    created_ids: None,
+                    status: 401,
+                    client_addr: None,
+                },
+            ])
+            .unwrap();
         let mut tasks: Vec<_> = (0..23)
             .map(|i| {
                 let mut t = task("a", Priority::High, None);
