@@ -227,6 +227,12 @@ fn a_token_restricted_to_workers_cannot_touch_another_workers_task() {
     // Reads by id of another worker's task are refused too.
     let read = d.request_as(Some(&site), "GET", &format!("/stask/tasks/{other}"), None);
     assert_eq!((read.status, &read.body["worker"]), (403, &json!("system")));
+    let worker = d.request_as(Some(&site), "GET", "/stask/workers/system", None);
+    assert_eq!(
+        worker.status, 200,
+        "a worker's description is not a task: {}",
+        worker.body
+    );
     let mine = as_site("POST", "/stask/workers/demo/tasks/run");
     assert_eq!(mine.status, 201, "{}", mine.body);
     d.wait_finished(mine.body["id"].as_i64().unwrap());

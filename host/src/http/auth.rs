@@ -181,7 +181,8 @@ async fn check(
             .await
             .ok();
         request = Request::from_parts(parts, body);
-        if let Err(e) = check_workers(state, allowed, &path, params.as_ref()).await {
+        let change = changes_state(request.method());
+        if let Err(e) = check_workers(state, allowed, &path, change, params.as_ref()).await {
             return (who, Err(e));
         }
     }
@@ -189,14 +190,17 @@ async fn check(
     (who, Ok(request))
 }
 
-/// A token restricted to `allowed` workers may reach a route naming a worker (`{identifier}`)
-/// only for one of them, and a task route (`/stask/tasks/{id}...`) only for a task of one of
-/// them (an unknown task is left to the handler's 404). Routes naming neither are not
-/// narrowed here (task lists are, by their handler).
+/// A token restricted to `allowed` workers may change something on a route naming a worker
+/// (`{identifier}`: creates, the worker's own changes) only for one of them (reading a
+/// worker's description is not a task's business), and reach a task route
+/// (`/stask/tasks/{id}...`, reads included) only for a task of one of them (an unknown task
+/// is left to the handler's 404). Routes naming neither are not narrowed here (task lists
+/// are, by their handler).
 async fn check_workers(
     state: &AppState,
     allowed: &[String],
     path: &str,
+    change: bool,
     params: Option<&RawPathParams>,
 ) -> Result<(), ApiError> {
     let param = |name: &str| {
@@ -214,7 +218,7 @@ async fn check_workers(
         .with_worker(worker)
     };
     if let Some(worker) = param("identifier") {
-        if !allowed.contains(&worker) {
+        if change && !allowed.contains(&worker) {
             return Err(refuse(&worker, format!("{path} for '{worker}'")));
         }
         return Ok(());
