@@ -90,6 +90,8 @@ pub fn open_session(store: &dyn Store, token: &TokenRow, now: i64) -> StoreResul
         created_at: now,
         expires_at,
         role: token.role,
+        token_name: token.name.clone(),
+        workers: token.workers.clone(),
     })?;
     Ok(NewSession {
         id,

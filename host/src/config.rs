@@ -50,6 +50,9 @@ pub struct Config {
     /// Seconds a request may take, reading its body included, before it is answered with
     /// 408 (`STASK_REQUEST_TIMEOUT_SECS`, default 120). Event streams are not limited by it.
     pub request_timeout_secs: u64,
+    /// Days the audit log keeps an entry (`STASK_AUDIT_KEEP_DAYS`, default 90; 0 keeps
+    /// every entry), cleaned by the janitor tick.
+    pub audit_keep_days: u32,
     /// Health alerts: thresholds, how often they are checked, where they are sent.
     pub alerts: AlertsConfig,
     /// Run tasks in a child process by default (`STASK_ISOLATION=process`; default
@@ -181,7 +184,7 @@ macro_rules! whole_numbers {
         }
     )*};
 }
-whole_numbers!(usize, u64, i64);
+whole_numbers!(usize, u32, u64, i64);
 
 impl ConfigValue for f64 {
     const ACCEPTS: &'static str = "a number";
@@ -371,6 +374,7 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
+    audit_keep_days: Option<u32>,
     alerts: Option<FileAlerts>,
     isolation: Option<String>,
     isolation_memory_mb: Option<u64>,
@@ -635,6 +639,9 @@ impl Config {
             request_timeout_secs: env_parse("STASK_REQUEST_TIMEOUT_SECS")?
                 .or(file.request_timeout_secs)
                 .unwrap_or(120),
+            audit_keep_days: env_parse("STASK_AUDIT_KEEP_DAYS")?
+                .or(file.audit_keep_days)
+                .unwrap_or(90),
             alerts: AlertsConfig::load(file.alerts.unwrap_or_default())?,
             isolate_by_default: parse_isolation(
                 env_parse::<String>("STASK_ISOLATION")?.or(file.isolation),
@@ -830,6 +837,7 @@ mod tests {
             shutdown_grace_secs,
             header_timeout_secs,
             request_timeout_secs,
+            audit_keep_days,
             alerts,
             isolation,
             isolation_memory_mb,
@@ -858,6 +866,7 @@ mod tests {
             shutdown_grace_secs.is_some(),
             header_timeout_secs.is_some(),
             request_timeout_secs.is_some(),
+            audit_keep_days.is_some(),
             isolation.is_some(),
             isolation_memory_mb.is_some(),
             secure_cookies.is_some(),

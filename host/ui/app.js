@@ -30,7 +30,7 @@ const state = {
   timeline: null, // latest timeline answer, redrawn on resize
 };
 
-const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'schedules', 'performance'];
+const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'schedules', 'performance', 'audit'];
 const ACTIVE_STATUSES = ['pending', 'preparing', 'running'];
 const FINISHED_STATUSES = ['completed', 'failed', 'cancelled'];
 const TIMELINE_BUCKETS = { 1: 12, 6: 24, 24: 24, 168: 28 };
@@ -1272,6 +1272,54 @@ async function scheduleCommand(button) {
   });
 }
 
+/* ------------------------------------------------------------------ audit log */
+
+/** A datetime-local value as RFC 3339 (the browser's time zone), or '' when empty. */
+function localToIso(value) {
+  if (!value) return '';
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? '' : d.toISOString();
+}
+
+async function loadAudit() {
+  const q = new URLSearchParams({ per_page: '100' });
+  const add = (key, value) => { if (value) q.set(key, value); };
+  add('token', $('#a-token').value.trim());
+  add('route', $('#a-route').value.trim());
+  add('status', $('#a-status').value);
+  add('since', localToIso($('#a-since').value));
+  add('until', localToIso($('#a-until').value));
+  let data;
+  try {
+    data = await api(`/stask/audit?${q}`);
+  } catch (e) {
+    showResult('#audit-result', e.message, 'error');
+    return;
+  }
+  $('#audit-result').replaceChildren();
+  renderAudit(data.entries || [], data.total || 0);
+}
+
+function renderAudit(entries, total) {
+  const tbody = $('#audit-table tbody');
+  setText('#audit-count', `${entries.length} of ${total} entries, newest first`);
+  if (!entries.length) {
+    tbody.replaceChildren(el('tr', {}, el('td', { colspan: '7', class: 'empty' }, 'No entries match.')));
+    return;
+  }
+  tbody.replaceChildren(...entries.map((e) => {
+    const created = (e.created_ids || []).length ? ` created ${e.created_ids.join(', ')}` : '';
+    return el('tr', { 'data-audit-id': String(e.id) },
+      el('td', {}, fmtTime(e.at)),
+      el('td', { class: 'audit-who' }, e.via_session ? `${e.who} (session)` : e.who),
+      el('td', { class: 'col-optional' }, e.role || '—'),
+      el('td', { class: 'audit-request' }, el('code', {}, `${e.method} ${e.route}`)),
+      el('td', {}, `${e.target || ''}${created}`.trim() || '—'),
+      el('td', { class: `audit-status status-${token(String(e.status)[0])}xx` }, String(e.status)),
+      el('td', { class: 'col-optional' }, e.client || '—'));
+  }));
+}
+
 /* ------------------------------------------------------------------ refresh scheduling */
 
 // One entry per tab. Live events only mark the visible tab for a refresh, throttled to one
@@ -1282,6 +1330,7 @@ const areas = {
   workers: { load: loadWorkers, every: 500 },
   schedules: { load: loadSchedules, every: 1000 },
   performance: { load: loadPerformance, every: 10000 },
+  audit: { load: loadAudit, every: 2000 },
 };
 for (const a of Object.values(areas)) Object.assign(a, { last: 0, timer: null, running: null, again: false });
 
@@ -1642,6 +1691,10 @@ function wire() {
   $('#btn-clean-orphaned').addEventListener('click', (e) => cleanOrphaned(e.currentTarget));
 
   $('#schedule-form').addEventListener('submit', createSchedule);
+  $('#audit-filter').addEventListener('submit', (e) => {
+    e.preventDefault();
+    refreshNow('audit');
+  });
   $('#perf-hours').addEventListener('change', () => refreshNow('performance'));
   $('#perf-refresh').addEventListener('click', () => refreshNow('performance'));
   $('#cache-clear').addEventListener('click', (e) => clearCache(e.currentTarget));

@@ -1638,3 +1638,60 @@ async fn an_import_uploads_its_file_from_the_workers_form_in(kind: Kind) {
     b.assert_no_script_errors().await;
     b.close().await;
 }
+
+in_both_browsers!(
+    the_audit_tab_lists_and_filters_changes_for_admins_only,
+    firefox_the_audit_tab_lists_and_filters_changes_for_admins_only,
+    the_audit_tab_lists_and_filters_changes_for_admins_only_in
+);
+
+async fn the_audit_tab_lists_and_filters_changes_for_admins_only_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let created = d.create("demo", "run", json!({"steps": 1}));
+    let refused = d.request_as(None, "POST", "/stask/login", Some(r#"{"token":"nope"}"#));
+    assert_eq!(refused.status, 401);
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_tab("audit").await;
+    // The create, the failed login and this session's own login (newest first).
+    b.wait_text(
+        "#audit-table tbody",
+        "lists the create and the failed login",
+        |t| {
+            t.contains("/stask/workers/{identifier}/tasks/{action}")
+                && t.contains(&format!("created {created}"))
+                && t.contains("anonymous")
+                && t.contains("401")
+        },
+    )
+    .await;
+    b.screenshot("audit").await;
+    b.js(
+        "document.querySelector('#a-status').value = '4xx';",
+        Vec::new(),
+    )
+    .await;
+    b.click("#a-apply").await;
+    b.wait_text("#audit-count", "counts only the refusal", |t| {
+        t.starts_with("1 of 1 ")
+    })
+    .await;
+    b.wait_text("#audit-table tbody", "shows only the refusal", |t| {
+        t.contains("anonymous") && !t.contains("tasks/{action}")
+    })
+    .await;
+    b.assert_no_script_errors().await;
+    b.click("#logout").await;
+    b.wait_visible("form#login").await;
+
+    // A read token's session has no Audit tab.
+    let out = home.cli(&["token", "create", "--name", "viewer", "--role", "read"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    b.login_with(out.stdout.lines().last().unwrap().trim())
+        .await;
+    b.wait_text("#session-info", "names the role", |t| t.contains("(read)"))
+        .await;
+    b.wait_hidden("#tabbtn-audit").await;
+    b.close().await;
+}

@@ -201,6 +201,10 @@ pub enum TokenCommand {
         /// delete tasks, upload files) or `admin` (everything).
         #[arg(long, default_value = "admin", value_parser = parse_role)]
         role: TokenRole,
+        /// Restrict it to the tasks of these workers (identifiers, comma-separated): it may
+        /// create, cancel, retry or delete only their tasks, and lists only theirs.
+        #[arg(long, value_delimiter = ',')]
+        workers: Option<Vec<String>>,
     },
     /// List tokens (never the secrets).
     List,
@@ -220,11 +224,30 @@ fn parse_role(raw: &str) -> Result<TokenRole, String> {
 pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
     let (_, store) = open_existing(home)?;
     match cmd {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create {
+            name,
+            role,
+            workers,
+        } => {
             crate::auth::validate_name(&name).map_err(|m| CliError::new(5, m))?;
+            let workers: Option<Vec<String>> = workers.map(|w| {
+                w.into_iter()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            });
+            if workers.as_ref().is_some_and(Vec::is_empty) {
+                return Err(CliError::new(5, "--workers needs at least one identifier"));
+            }
             let (row, secret) = crate::auth::create_token(store.as_ref(), &name, role, now_ms())?;
+            if let Some(w) = &workers {
+                store.restrict_token(row.id, Some(w))?;
+            }
+            let only = workers.map_or_else(String::new, |w| {
+                format!(", only the tasks of {}", w.join(", "))
+            });
             eprintln!(
-                "created token '{}' (id {}, role {}); store it now, it is not shown again:",
+                "created token '{}' (id {}, role {}{only}); store it now, it is not shown again:",
                 row.name, row.id, row.role
             );
             outln!("{secret}");
@@ -232,12 +255,13 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
         }
         TokenCommand::List => {
             outln!(
-                "{:<5} {:<24} {:<8} {:<14} {:<26} STATE",
+                "{:<5} {:<24} {:<8} {:<14} {:<26} {:<20} STATE",
                 "ID",
                 "NAME",
                 "ROLE",
                 "PREFIX",
-                "CREATED"
+                "CREATED",
+                "WORKERS"
             );
             for t in store.tokens()? {
                 let state = match (t.revoked_at, t.last_used_at) {
@@ -245,13 +269,15 @@ pub(super) fn token(home: Option<PathBuf>, cmd: TokenCommand) -> CliResult {
                     (None, Some(at)) => format!("last used {}", rfc3339(at)),
                     (None, None) => "never used".into(),
                 };
+                let workers = t.workers.as_ref().map_or("all".into(), |w| w.join(","));
                 outln!(
-                    "{:<5} {:<24} {:<8} {:<14} {:<26} {state}",
+                    "{:<5} {:<24} {:<8} {:<14} {:<26} {:<20} {state}",
                     t.id,
                     t.name,
                     t.role.name(),
                     t.prefix,
-                    rfc3339(t.created_at)
+                    rfc3339(t.created_at),
+                    workers
                 );
             }
             Ok(())

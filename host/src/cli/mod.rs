@@ -10,6 +10,7 @@
 mod output;
 
 mod admin;
+mod audit;
 mod dev;
 mod discover;
 mod log_tail;
@@ -82,6 +83,8 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(admin::TokenCommand),
+    /// The audit log: state-changing API requests, newest first.
+    Audit(audit::AuditArgs),
     /// Print the version.
     Version,
     /// Create a worker crate (a plugin) in a new folder, with unit tests, ready to build.
@@ -288,6 +291,7 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Token(cmd) => admin::token(cli.home, cmd),
+        Command::Audit(args) => audit::audit(cli.home, args),
         Command::IsolatedRun { library } => {
             std::process::exit(crate::plugins::isolation::child_main(&library))
         }

@@ -107,6 +107,8 @@ pub(crate) fn serve(home: Option<PathBuf>, args: ServeArgs) -> CliResult {
         let served = serve_http(engine.clone(), listener, signals).await;
         Ok::<_, CliError>((runtime, served))
     })?;
+    // Every request was answered: what the audit log queued is stored before the store closes.
+    engine.close_audit();
     let grace = Duration::from_secs(engine.config.shutdown_grace_secs);
     runtime.shutdown(grace);
     // After the last outcome is stored: SQLite folds its WAL into the database and empties it.
@@ -150,7 +152,7 @@ async fn serve_http(
     let stop_signal = signals.recv();
     tokio::pin!(stop_signal);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -165,7 +167,11 @@ async fn serve_http(
                 break;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for the audit log.
+        let service = TowerToHyperService::new(tower::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(peer)),
+            app.clone(),
+        ));
         // hyper's own answers to unparsable requests get the JSON error body on their way out.
         let stream = crate::http::protocol_errors::JsonProtocolErrors::new(stream);
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));

@@ -7,6 +7,7 @@
 //!   ([`Engine`] keeps it in one field, apart from the public service fields).
 
 pub mod analytics;
+pub mod audit;
 mod dependencies;
 mod follow_up;
 mod hosts;
@@ -102,6 +103,8 @@ pub struct Engine {
     schedule_wake: schedules::Wake,
     /// The host services running tasks call (`tasks.create` served by this engine).
     services: crate::plugins::HostServices,
+    /// The audit log's writer, started by the first entry.
+    audit: std::sync::OnceLock<audit::AuditLog>,
 }
 
 impl Engine {
@@ -170,7 +173,46 @@ impl Engine {
             runtime_state: runtime::RuntimeState::default(),
             metrics: crate::metrics::Metrics::new(),
             schedule_wake: schedules::Wake::default(),
+            audit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Queues an audit entry; the writer thread stores it with the others queued meanwhile.
+    pub fn record_audit(&self, entry: crate::store::AuditEntry) {
+        self.audit
+            .get_or_init(|| audit::AuditLog::start(self.store.clone()))
+            .record(entry);
+    }
+
+    /// Stores every queued audit entry and stops the writer (at a clean stop, after the
+    /// last request was answered).
+    pub fn close_audit(&self) {
+        if let Some(log) = self.audit.get() {
+            log.close();
+        }
+    }
+
+    /// A page of the audit log, newest first, with the total matching `filter`.
+    pub fn audit_entries(
+        &self,
+        filter: &crate::store::AuditFilter,
+    ) -> EngineResult<(Vec<crate::store::AuditRow>, i64)> {
+        Ok(self.store.audit_entries(filter)?)
+    }
+
+    /// Deletes audit entries older than `STASK_AUDIT_KEEP_DAYS` (none when it is 0).
+    pub fn clean_audit(&self) -> EngineResult<u64> {
+        let days = self.config.audit_keep_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let cutoff = now_ms() - i64::from(days) * 86_400_000;
+        Ok(self.store.delete_audit_before(cutoff)?)
+    }
+
+    /// The worker of task `id`, if it exists (a worker-restricted token's check).
+    pub fn task_worker(&self, id: i64) -> EngineResult<Option<String>> {
+        Ok(self.store.task(id)?.map(|t| t.identifier))
     }
 
     /// The Prometheus exposition of this host, with the queue read from the store now.

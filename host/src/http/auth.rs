@@ -2,15 +2,16 @@
 //! requests repeat the session's CSRF token; then the caller's role must cover the route
 //! ([`super::roles`]).
 
+use super::audit::AuditWho;
 use super::session::COOKIE;
 use super::{ApiError, AppState};
 use crate::auth::{hash_token, secrets_match};
 use crate::clock::now_ms;
 use crate::model::TokenRole;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// Last-used times are written at most this often per token.
 const TOUCH_EVERY_MS: i64 = 60_000;
@@ -20,10 +21,26 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 pub struct Caller {
     /// Token id (directly, or the one the session was opened with).
     pub token_id: i64,
+    /// That token's name.
+    pub token_name: String,
     /// The session's id hash, when the call came with a session cookie.
     pub session: Option<String>,
     /// What the token (or the session's token) may do.
     pub role: TokenRole,
+    /// The workers whose tasks the token may act on; `None`: every worker.
+    pub workers: Option<Vec<String>>,
+}
+
+impl Caller {
+    /// Who this is, as the audit log records it.
+    pub fn audit_who(&self) -> AuditWho {
+        AuditWho {
+            token_id: self.token_id,
+            token_name: self.token_name.clone(),
+            role: self.role,
+            via_session: self.session.is_some(),
+        }
+    }
 }
 
 /// The value of one cookie.
@@ -53,13 +70,32 @@ fn changes_state(method: &Method) -> bool {
 }
 
 /// Rejects requests without the `stask` permission (401), session requests that change
-/// state without the right CSRF token (403), and requests the caller's role does not cover
-/// (403 naming the role needed).
+/// state without the right CSRF token (403), requests the caller's role does not cover
+/// (403 naming the role needed), and requests of a token restricted to workers on another
+/// worker's tasks (403 naming the worker). Every answer carries who called ([`AuditWho`],
+/// in the response's extensions) when that is known, for the audit log.
 pub async fn require_permission(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let (who, checked) = check(&state, request).await;
+    let mut response = match checked {
+        Ok(request) => next.run(request).await,
+        Err(e) => e.into_response(),
+    };
+    if let Some(who) = who {
+        response.extensions_mut().insert(who);
+    }
+    response
+}
+
+/// The checks of [`require_permission`]: the request to run (with its [`Caller`]) or the
+/// refusal, and who called if known.
+async fn check(
+    state: &AppState,
+    mut request: Request,
+) -> (Option<AuditWho>, Result<Request, ApiError>) {
     let headers = request.headers();
     let token = bearer(headers);
     let session = cookie(headers, COOKIE);
@@ -80,11 +116,16 @@ pub async fn require_permission(
             if row.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY_MS) {
                 engine.touch_token(row.id, now)?;
             }
-            return Ok(Caller {
-                token_id: row.id,
-                session: None,
-                role: row.role,
-            });
+            return Ok((
+                Caller {
+                    token_id: row.id,
+                    token_name: row.name,
+                    session: None,
+                    role: row.role,
+                    workers: row.workers,
+                },
+                true,
+            ));
         }
         let Some(session_id) = session else {
             return Err(ApiError::unauthorized(
@@ -95,17 +136,31 @@ pub async fn require_permission(
         let row = engine
             .session(&id_hash, now_ms())?
             .ok_or_else(|| ApiError::unauthorized("session expired or logged out; log in again"))?;
-        if state_change && !csrf.is_some_and(|c| secrets_match(&c, &row.csrf_token)) {
-            return Err(ApiError::forbidden(
+        let csrf_ok = !state_change || csrf.is_some_and(|c| secrets_match(&c, &row.csrf_token));
+        Ok::<_, ApiError>((
+            Caller {
+                token_id: row.token_id,
+                token_name: row.token_name,
+                session: Some(id_hash),
+                role: row.role,
+                workers: row.workers,
+            },
+            csrf_ok,
+        ))
+    })();
+    let (caller, csrf_ok) = match caller {
+        Ok(found) => found,
+        Err(e) => return (None, Err(e)),
+    };
+    let who = Some(caller.audit_who());
+    if !csrf_ok {
+        return (
+            who,
+            Err(ApiError::forbidden(
                 "missing or wrong X-CSRF-TOKEN header for this session",
-            ));
-        }
-        Ok::<_, ApiError>(Caller {
-            token_id: row.token_id,
-            session: Some(id_hash),
-            role: row.role,
-        })
-    })()?;
+            )),
+        );
+    }
     // The middleware runs after routing (`route_layer`), so the template is known.
     let path = request.extensions().get::<MatchedPath>().map_or_else(
         || request.uri().path().to_owned(),
@@ -113,14 +168,73 @@ pub async fn require_permission(
     );
     let needed = super::roles::required_role(request.method(), &path);
     if caller.role < needed {
-        return Err(ApiError::forbidden(format!(
+        let message = format!(
             "{} {path} needs the '{needed}' role; this token has '{}'",
             request.method(),
             caller.role
-        )));
+        );
+        return (who, Err(ApiError::forbidden(message)));
+    }
+    if let Some(allowed) = &caller.workers {
+        let (mut parts, body) = request.into_parts();
+        let params = RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .ok();
+        request = Request::from_parts(parts, body);
+        let change = changes_state(request.method());
+        if let Err(e) = check_workers(state, allowed, &path, change, params.as_ref()).await {
+            return (who, Err(e));
+        }
     }
     request.extensions_mut().insert(caller);
-    Ok(next.run(request).await)
+    (who, Ok(request))
+}
+
+/// A token restricted to `allowed` workers may change something on a route naming a worker
+/// (`{identifier}`: creates, the worker's own changes) only for one of them (reading a
+/// worker's description is not a task's business), and reach a task route
+/// (`/stask/tasks/{id}...`, reads included) only for a task of one of them (an unknown task
+/// is left to the handler's 404). Routes naming neither are not narrowed here (task lists
+/// are, by their handler).
+async fn check_workers(
+    state: &AppState,
+    allowed: &[String],
+    path: &str,
+    change: bool,
+    params: Option<&RawPathParams>,
+) -> Result<(), ApiError> {
+    let param = |name: &str| {
+        params.and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let refuse = |worker: &str, what: String| {
+        ApiError::forbidden(format!(
+            "{what} belongs to the worker '{worker}'; this token may act only on the tasks of {}",
+            allowed.join(", ")
+        ))
+        .with_worker(worker)
+    };
+    if let Some(worker) = param("identifier") {
+        if change && !allowed.contains(&worker) {
+            return Err(refuse(&worker, format!("{path} for '{worker}'")));
+        }
+        return Ok(());
+    }
+    if path.starts_with("/stask/tasks/{id}") {
+        let Some(id) = param("id").and_then(|v| v.parse::<i64>().ok()) else {
+            // The handler's extractor answers 400 for an id that is not one.
+            return Ok(());
+        };
+        let engine = state.engine.clone();
+        let worker = super::blocking(move || Ok(engine.task_worker(id)?)).await?;
+        if let Some(worker) = worker.filter(|w| !allowed.contains(w)) {
+            return Err(refuse(&worker, format!("task {id}")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

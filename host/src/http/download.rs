@@ -31,6 +31,7 @@ use tower_http::services::ServeFile;
         (status = 304, description = "The client's copy (its `If-None-Match`) is current"),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task or no file", body = ErrorBody),
         (status = 409, description = "Not completed", body = ErrorBody),
         (status = 416, description = "The range is outside the file", body = ErrorBody),

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// For a create whose `depends_on` names unknown tasks: their ids.
     pub unknown_ids: Option<Vec<i64>>,
+    /// For a token restricted to workers refused another worker's task: that worker.
+    pub worker: Option<String>,
 }
 
 impl ApiError {
@@ -27,7 +29,14 @@ impl ApiError {
             status,
             message: message.into(),
             unknown_ids: None,
+            worker: None,
         }
+    }
+
+    /// The same error, naming the worker it is about (`worker` in the body).
+    pub fn with_worker(mut self, worker: &str) -> Self {
+        self.worker = Some(worker.to_owned());
+        self
     }
 
     /// 400.
@@ -68,6 +77,10 @@ pub struct ErrorBody {
     /// Only on a create whose `depends_on` names tasks that do not exist (422): their ids.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_ids: Option<Vec<i64>>,
+    /// Only when a token restricted to workers is refused another worker's task (403):
+    /// that worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -77,6 +90,7 @@ impl IntoResponse for ApiError {
             code: self.status.as_u16(),
             message: self.message,
             unknown_ids: self.unknown_ids,
+            worker: self.worker,
         };
         (self.status, Json(body)).into_response()
     }

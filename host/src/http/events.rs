@@ -64,6 +64,7 @@ pub async fn all(
         (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
     ))]
 pub async fn task(
     State(state): State<AppState>,

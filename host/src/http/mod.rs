@@ -5,6 +5,7 @@
 //! `auth::require_permission` (a bearer token, or a session cookie plus CSRF token). Every
 //! error is an [`ApiError`], rendered as `{"success":false,"code":N,"message":"..."}`.
 
+mod audit;
 mod auth;
 mod download;
 mod error;
@@ -135,6 +136,7 @@ fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<
         .routes(routes!(performance::cache_stats))
         .routes(routes!(performance::cache_clear))
         .routes(routes!(system::openapi))
+        .routes(routes!(audit::list))
         .routes(routes!(session::current))
         .routes(routes!(session::logout));
     let public = OpenApiRouter::new()
@@ -160,13 +162,24 @@ pub fn router(engine: Arc<Engine>, shutdown: tokio::sync::watch::Receiver<bool>)
         shutdown,
     };
     let (protected, public) = routers(uploads::body_limit(engine.config.max_upload_bytes));
-    let protected: Router<AppState> = Router::from(protected).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), auth::require_permission),
+    // The audit layer wraps the permission check (a later `route_layer` is the outer one),
+    // so refusals are recorded too; on the public routes it records logins.
+    let protected: Router<AppState> = Router::from(protected)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_permission,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ));
+    let public: Router<AppState> = Router::from(public).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), audit::record),
     );
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(protected)
-        .merge(Router::from(public))
+        .merge(public)
         .merge(ui::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -3,7 +3,7 @@
 //! answer that fits it.
 //!
 //! - `read`: every `GET`/`HEAD` (task lists, events, figures, workers, the OpenAPI document),
-//!   and ending one's own session.
+//!   and ending one's own session; except the reads of [`ADMIN_READS`] (the audit log).
 //! - `operate`: what a CMS site or an operator does to tasks: create, cancel, retry, delete,
 //!   and upload an input file.
 //! - `admin`: everything else that changes state: workers, settings, schedules, cache,
@@ -21,9 +21,15 @@ const OPERATE: &[(Method, &str)] = &[
     (Method::POST, "/stask/uploads"),
 ];
 
+/// The reads only an admin may make, as path templates: who did what is not for every reader.
+pub const ADMIN_READS: &[&str] = &["/stask/audit"];
+
 /// The role a request needs, from its method and matched path template.
 pub fn required_role(method: &Method, path: &str) -> TokenRole {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if ADMIN_READS.contains(&path) {
+            return TokenRole::Admin;
+        }
         return TokenRole::Read;
     }
     // Anyone who may log in may log out.
@@ -50,7 +56,9 @@ mod tests {
             for method in item.as_object().unwrap().keys() {
                 let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
                 let role = required_role(&m, path);
-                let expected = if m == Method::GET || path == "/stask/logout" {
+                let expected = if ADMIN_READS.contains(&path.as_str()) {
+                    TokenRole::Admin
+                } else if m == Method::GET || path == "/stask/logout" {
                     TokenRole::Read
                 } else if path.starts_with("/stask/tasks")
                     || path == "/stask/uploads"

@@ -55,17 +55,26 @@ pub async fn login(
     let request: LoginRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid(format!("send {{\"token\": \"...\"}}: {e}")))?;
     let engine = state.engine.clone();
-    let (session, name, role) = blocking(move || {
+    let (session, row) = blocking(move || {
         let row = engine
             .verify_token(&request.token)?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
         let session = engine.open_session(&row, now_ms())?;
-        Ok((session, row.name, row.role))
+        Ok((session, row))
     })
     .await?;
+    let (name, role) = (row.name.clone(), row.role);
+    // The audit log records the login as the token's.
+    let who = super::audit::AuditWho {
+        token_id: row.id,
+        token_name: row.name,
+        role: row.role,
+        via_session: false,
+    };
     let max_age = crate::auth::SESSION_TTL_MS / 1000;
     let cookie = set_cookie(&session.id, max_age, secure(&state, &headers));
     Ok((
+        Extension(who),
         AppendHeaders([(header::SET_COOKIE, cookie)]),
         Json(SessionAnswer {
             success: true,

@@ -1,5 +1,6 @@
 //! Task endpoints.
 
+use super::audit::AuditCreated;
 use super::auth::Caller;
 use super::error::json_body;
 use super::extract::{ApiQuery, TaskId};
@@ -178,6 +179,7 @@ fn kind(v: &Value) -> &'static str {
         (status = 201, description = "Created", body = TaskCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "The token's role is below operate, a session without CSRF token, or a token restricted to other workers (`worker` names this one)", body = ErrorBody),
         (status = 404, description = "Unknown worker or action (the message lists the valid ones)", body = ErrorBody),
         (status = 409, description = "Worker orphaned, failed to load, or inactive", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -188,7 +190,7 @@ pub async fn create(
     Path((identifier, action)): Path<(String, String)>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<TaskCreated>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditCreated>, Json<TaskCreated>), ApiError> {
     // A session is opened with a token: its calls carry that token's id (see `auth`).
     let task = new_task(identifier, action, Some(caller.token_id), body)?;
     let inserted = state.engine.create_task_async(task).await?;
@@ -196,6 +198,7 @@ pub async fn create(
         // Nothing was created: 200 (not 201) with the task that holds the key.
         return Ok((
             StatusCode::OK,
+            Extension(AuditCreated(Vec::new())),
             Json(TaskCreated {
                 success: true,
                 id: inserted.id,
@@ -206,6 +209,7 @@ pub async fn create(
     }
     Ok((
         StatusCode::CREATED,
+        Extension(AuditCreated(vec![inserted.id])),
         Json(TaskCreated {
             success: true,
             id: inserted.id,
@@ -258,6 +262,7 @@ pub(crate) fn new_task(
         (status = 200, description = "Progress", body = ProgressAnswer),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ))]
 pub async fn progress(
@@ -295,6 +300,7 @@ pub async fn progress(
         (status = 200, description = "The task", body = TaskDetail),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
+        (status = 403, description = "A token restricted to workers, and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ))]
 pub async fn detail(
@@ -383,9 +389,12 @@ fn page(
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let filter = task_filter(query)?;
+    let mut filter = task_filter(query)?;
+    // A token restricted to workers sees only their tasks.
+    filter.identifiers = caller.workers.unwrap_or_default();
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
     let listed = blocking(move || {
@@ -445,6 +454,7 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
     Ok(TaskFilter {
         statuses: statuses(q.status.as_deref())?,
         identifier: q.identifier.filter(|s| !s.is_empty()),
+        identifiers: Vec::new(),
         action: q.action.filter(|s| !s.is_empty()),
         priority: q
             .priority
@@ -529,7 +539,7 @@ fn changed(id: i64, status: Option<TaskStatus>, message: &str) -> Json<TaskChang
         (status = 200, description = "Cancelled or cancel requested", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
     ))]
@@ -554,7 +564,7 @@ pub async fn cancel(
         (status = 200, description = "Queued", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Not failed or cancelled", body = ErrorBody),
     ))]
@@ -574,7 +584,7 @@ pub async fn retry(
         (status = 200, description = "Deleted", body = TaskChanged),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, the role is below operate, or a token restricted to workers and the task is another worker's (`worker` names it)", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "Not finished, or tasks that depend on it still wait for its end to be passed on", body = ErrorBody),
     ))]

@@ -102,6 +102,7 @@ pub const TABLES: &[Table] = &[
             ("last_used_at", Int),
             ("revoked_at", Int),
             ("role", Text),
+            ("workers", Text),
         ],
         by_id: true,
     },
@@ -214,6 +215,25 @@ pub const TABLES: &[Table] = &[
         columns: &[("identifier", Text), ("rate_tat", Int)],
         by_id: false,
     },
+    // The audit log (migration 0016): who changed what over the API is kept across a move.
+    Table {
+        name: "s_audit",
+        columns: &[
+            ("id", Int),
+            ("recorded_at", Int),
+            ("token_id", Int),
+            ("token_name", Text),
+            ("role", Text),
+            ("via_session", Bool),
+            ("method", Text),
+            ("route", Text),
+            ("target", Text),
+            ("created_ids", Text),
+            ("status", Int),
+            ("client_addr", Text),
+        ],
+        by_id: true,
+    },
 ];
 
 /// One value read from the source.
@@ -261,7 +281,7 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 11] = [
+pub const CLEARED: [&str; 12] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
@@ -273,6 +293,7 @@ pub const CLEARED: [&str; 11] = [
     "s_schedules",
     "s_schedule_slots",
     "s_worker_limits",
+    "s_audit",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,
@@ -526,6 +547,41 @@ mod tests {
             .insert_token("old", "h2", "p2", crate::model::TokenRole::Operate, 1_001)
             .unwrap();
         store.revoke_token("old", 1_002).unwrap();
+        let ci = store.tokens().unwrap()[0].id;
+        store
+            .restrict_token(ci, Some(&["a".to_owned(), "ü".to_owned()]))
+            .unwrap();
+        // Audit entries, a session one and an anonymous one (every kind of cell).
+        store
+            .insert_audit(&[
+                crate::AuditEntry {
+                    recorded_at: 1_001,
+                    token_id: Some(ci),
+                    token_name: Some("ci".into()),
+                    role: Some("admin".into()),
+                    via_session: true,
+                    method: "POST".into(),
+                    route: "/stask/workers/{identifier}/tasks/{action}".into(),
+                    target: Some("identifier=a action=run".into()),
+                    created_ids: Some("1".into()),
+                    status: 201,
+                    client_addr: Some("[::1]:5000".into()),
+                },
+                crate::AuditEntry {
+                    recorded_at: 1_002,
+                    token_id: None,
+                    token_name: None,
+                    role: None,
+                    via_session: false,
+                    method: "POST".into(),
+                    route: "/stask/login".into(),
+                    target: None,
+                    created_ids: None,
+                    status: 401,
+                    client_addr: None,
+                },
+            ])
+            .unwrap();
         let mut tasks: Vec<_> = (0..23)
             .map(|i| {
                 let mut t = task("a", Priority::High, None);

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytics;
+pub mod audit;
 pub mod clock;
 pub mod cluster;
 /// The properties every driver must pass, with helpers other crates' tests use (feature `testing`).
@@ -40,6 +41,7 @@ use serde_json::Value;
 /// The state machine's decisions, which the drivers apply; defined beside the transition table.
 pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
+pub use audit::{AuditEntry, AuditFilter, AuditRow, AuditStore};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use dependencies::{DependencyStore, Resolution, TaskDependencies};
 pub use limits::{Claim, Held, HeldReason, LimitUsage, RateLimit, WorkerLimit};
@@ -473,6 +475,9 @@ pub struct TaskFilter {
     pub statuses: Vec<TaskStatus>,
     /// Worker identifier.
     pub identifier: Option<String>,
+    /// Any of these worker identifiers (a token restricted to workers lists only theirs);
+    /// empty: every worker.
+    pub identifiers: Vec<String>,
     /// Action.
     pub action: Option<String>,
     /// Priority.
@@ -676,6 +681,9 @@ pub trait TokenStore: Send + Sync {
     fn live_tokens_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(TokenRow, String)>>;
     /// Records a use (throttled by the caller).
     fn touch_token(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Restricts a token (and its sessions) to acting on the tasks of these workers; `None`
+    /// lifts the restriction. False if no token has that id.
+    fn restrict_token(&self, id: i64, workers: Option<&[String]>) -> StoreResult<bool>;
     /// Stores a browser session (by the hash of its id) for a token.
     fn insert_session(&self, session: &SessionRow) -> StoreResult<()>;
     /// The live session with this id hash whose token is not revoked.
@@ -700,11 +708,22 @@ pub struct SessionRow {
     /// The role of the token it was opened with: a session acts with its token's role. Read
     /// from the token with the session ([`TokenStore::session`]); not stored with it.
     pub role: TokenRole,
+    /// The name of the token it was opened with (read like `role`).
+    pub token_name: String,
+    /// The workers its token is restricted to (read like `role`); `None`: every worker.
+    pub workers: Option<Vec<String>>,
 }
 
 /// A complete storage backend.
 pub trait Store:
-    TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore + ScheduleStore + DependencyStore
+    TaskStore
+    + WorkerStore
+    + TokenStore
+    + AnalyticsStore
+    + HostStore
+    + ScheduleStore
+    + DependencyStore
+    + AuditStore
 {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;

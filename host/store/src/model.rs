@@ -524,4 +524,7 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// Revocation time.
     pub revoked_at: Option<i64>,
+    /// The workers whose tasks it may act on (`stask token create --workers`); `None`: every
+    /// worker.
+    pub workers: Option<Vec<String>>,
 }

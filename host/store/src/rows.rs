@@ -119,12 +119,14 @@ pub fn session_from_row(row: &impl RowRead) -> StoreResult<crate::SessionRow> {
         created_at: row.col(3)?,
         expires_at: row.col(4)?,
         role: role_from(row.col(5)?)?,
+        token_name: row.col(6)?,
+        workers: workers_from(row.col(7)?)?,
     })
 }
 
 /// What [`session_from_row`] reads, from `s_sessions s JOIN s_tokens t`.
 pub const SESSION_COLUMNS: &str =
-    "s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at, t.role";
+    "s.id_hash, s.token_id, s.csrf_token, s.created_at, s.expires_at, t.role, t.name, t.workers";
 
 /// A task from a row of [`TASK_COLUMNS`].
 pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
@@ -300,7 +302,8 @@ pub fn error_count_from_row(row: &impl RowRead) -> StoreResult<ErrorCount> {
 }
 
 /// The `s_tokens` columns [`token_from_row`] reads, in its order (never the hash).
-pub const TOKEN_COLUMNS: &str = "id, name, prefix, created_at, last_used_at, revoked_at, role";
+pub const TOKEN_COLUMNS: &str =
+    "id, name, prefix, created_at, last_used_at, revoked_at, role, workers";
 
 /// An API token's row (without its hash) from a row of [`TOKEN_COLUMNS`].
 pub fn token_from_row(row: &impl RowRead) -> StoreResult<TokenRow> {
@@ -312,7 +315,24 @@ pub fn token_from_row(row: &impl RowRead) -> StoreResult<TokenRow> {
         last_used_at: row.col(4)?,
         revoked_at: row.col(5)?,
         role: role_from(row.col(6)?)?,
+        workers: workers_from(row.col(7)?)?,
     })
+}
+
+/// A token's stored worker list (a JSON array of identifiers); NULL: every worker.
+fn workers_from(text: Option<String>) -> StoreResult<Option<Vec<String>>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what: "a token's worker list".into(),
+            source: crate::SharedError::new(e),
+        })
+    })
+    .transpose()
+}
+
+/// A token's worker list as stored ([`workers_from`] reads it back).
+pub fn workers_text(workers: Option<&[String]>) -> Option<String> {
+    workers.map(|w| serde_json::Value::from(w.to_vec()).to_string())
 }
 
 /// A stored role name; one this version does not know is corrupt data, not "no role".

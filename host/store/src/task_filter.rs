@@ -67,6 +67,14 @@ pub fn filter_sql(filter: &TaskFilter, dialect: &Dialect) -> FilterSql {
     if let Some(v) = &filter.identifier {
         clauses.push(format!("identifier = {}", bind(FilterArg::Text(v.clone()))));
     }
+    if !filter.identifiers.is_empty() {
+        let marks: Vec<String> = filter
+            .identifiers
+            .iter()
+            .map(|v| bind(FilterArg::Text(v.clone())))
+            .collect();
+        clauses.push(format!("identifier IN ({})", marks.join(", ")));
+    }
     if let Some(v) = &filter.action {
         clauses.push(format!("action = {}", bind(FilterArg::Text(v.clone()))));
     }

@@ -192,6 +192,9 @@ impl TokenStore for FaultStore {
     fn touch_token(&self, id: i64, now: i64) -> StoreResult<()> {
         self.inner.touch_token(id, now)
     }
+    fn restrict_token(&self, id: i64, workers: Option<&[String]>) -> StoreResult<bool> {
+        self.inner.restrict_token(id, workers)
+    }
     fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
         self.inner.insert_session(session)
     }
@@ -253,6 +256,21 @@ impl HostStore for FaultStore {
     }
     fn on_events(&self, hook: EventsHook) {
         self.inner.on_events(hook)
+    }
+}
+
+impl crate::store::AuditStore for FaultStore {
+    fn insert_audit(&self, entries: &[crate::store::AuditEntry]) -> StoreResult<()> {
+        self.inner.insert_audit(entries)
+    }
+    fn audit_entries(
+        &self,
+        filter: &crate::store::AuditFilter,
+    ) -> StoreResult<(Vec<crate::store::AuditRow>, i64)> {
+        self.inner.audit_entries(filter)
+    }
+    fn delete_audit_before(&self, cutoff: i64) -> StoreResult<u64> {
+        self.inner.delete_audit_before(cutoff)
     }
 }
 

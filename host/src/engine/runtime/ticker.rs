@@ -37,6 +37,7 @@ pub(super) fn ticker(engine: &Arc<Engine>, abandon: Option<FinisherInbox>) {
     let heartbeat_every = Duration::from_millis((engine.config.lease_ms / 3).max(200) as u64);
     let mut last_heartbeat = Instant::now();
     let mut last_janitor = Instant::now() - JANITOR_EVERY;
+    let mut last_audit_clean = Instant::now() - JANITOR_EVERY;
     let mut last_sweep = Instant::now() - DEPENDENCY_SWEEP_EVERY;
     let snapshot_dir = engine.config.snapshot_dir();
     if let Err(e) = std::fs::create_dir_all(&snapshot_dir) {
@@ -68,6 +69,16 @@ pub(super) fn ticker(engine: &Arc<Engine>, abandon: Option<FinisherInbox>) {
         if last_janitor.elapsed() >= JANITOR_EVERY && engine.hub.is_empty() {
             last_janitor = Instant::now();
             clean_snapshots(engine);
+        }
+        // Apart from the snapshots' janitor, which waits for an idle pool: a busy host
+        // keeps its audit log within its retention too.
+        if last_audit_clean.elapsed() >= JANITOR_EVERY && !rt.stopping() {
+            last_audit_clean = Instant::now();
+            match engine.clean_audit() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "old audit entries deleted"),
+                Err(e) => tracing::warn!("cannot delete old audit entries now: {e}"),
+            }
         }
         if rt.stopping() && engine.hub.is_empty() {
             flush_progress(engine);

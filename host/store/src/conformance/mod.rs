@@ -5,13 +5,14 @@
 //! Every public method of the store traits ([`Store`], [`crate::TaskStore`],
 //! [`crate::WorkerStore`], [`crate::TokenStore`],
 //! [`crate::AnalyticsStore`], [`crate::HostStore`], [`crate::ScheduleStore`],
-//! [`crate::DependencyStore`]) has at least one property
+//! [`crate::DependencyStore`], [`crate::AuditStore`]) has at least one property
 //! here: [`COVERED`] names it, and the test `every_store_method_has_a_property` fails when a
 //! trait gains a method without a row. Where the drivers legitimately differ (one host per
 //! SQLite database, several on PostgreSQL), the property states each driver's documented
 //! contract, told apart by [`crate::HostStore::shared_by_hosts`].
 
 pub mod analytics;
+pub mod audit;
 pub mod claims;
 pub mod cleanup;
 pub mod dependencies;
@@ -418,6 +419,23 @@ pub const COVERED: &[(&str, &str)] = &[
         "TaskStore::next_due",
         "a_waiting_task_is_not_claimed_and_not_next_due",
     ),
+    // AuditStore
+    (
+        "AuditStore::insert_audit",
+        "audit_entries_are_stored_filtered_and_paged_newest_first",
+    ),
+    (
+        "AuditStore::audit_entries",
+        "audit_entries_are_stored_filtered_and_paged_newest_first",
+    ),
+    (
+        "AuditStore::delete_audit_before",
+        "old_audit_entries_are_deleted",
+    ),
+    (
+        "TokenStore::restrict_token",
+        "a_token_restricted_to_workers_keeps_its_list",
+    ),
     // Store
     ("Store::migrate", "migrations_apply_once"),
     (
@@ -538,6 +556,11 @@ macro_rules! driver_tests {
             the_sweep_resolves_what_a_kill_left,
             concurrent_resolutions_release_a_dependant_once,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; audit: [
+            audit_entries_are_stored_filtered_and_paged_newest_first,
+            old_audit_entries_are_deleted,
+            a_token_restricted_to_workers_keeps_its_list,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
             describe_names_the_backend_without_secrets,
@@ -601,6 +624,7 @@ mod tests {
             (include_str!("../cluster.rs"), "HostStore"),
             (include_str!("../schedules.rs"), "ScheduleStore"),
             (include_str!("../dependencies.rs"), "DependencyStore"),
+            (include_str!("../audit.rs"), "AuditStore"),
         ];
         let mut missing = Vec::new();
         for (source, name) in traits {
@@ -634,6 +658,7 @@ mod tests {
             include_str!("unique.rs"),
             include_str!("schedules.rs"),
             include_str!("dependencies.rs"),
+            include_str!("audit.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

@@ -14,6 +14,8 @@ fn session(id_hash: &str, token_id: i64, expires_at: i64) -> SessionRow {
         expires_at,
         // Not stored: a session reads back with its token's role.
         role: TokenRole::Admin,
+        token_name: String::new(),
+        workers: None,
     }
 }
 

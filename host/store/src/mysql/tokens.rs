@@ -85,7 +85,7 @@ impl TokenStore for MysqlStore {
             .conn()?
             .exec(&*self.sql(&WITH_PREFIX_SQL), params![prefix])?;
         rows.iter()
-            .map(|r| Ok((token_from_row(r)?, r.col(7)?)))
+            .map(|r| Ok((token_from_row(r)?, r.col(8)?)))
             .collect()
     }
 
@@ -95,6 +95,18 @@ impl TokenStore for MysqlStore {
             params![now, id],
         )?;
         Ok(())
+    }
+
+    fn restrict_token(&self, id: i64, workers: Option<&[String]>) -> StoreResult<bool> {
+        let text = crate::rows::workers_text(workers);
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            &*self.sql("UPDATE s_tokens SET workers = ? WHERE id = ?"),
+            params![text, id],
+        )?;
+        // Matched rows are counted (the session's CLIENT_FOUND_ROWS), so an unchanged list
+        // still answers true.
+        Ok(conn.affected_rows() > 0)
     }
 
     fn insert_session(&self, s: &SessionRow) -> StoreResult<()> {

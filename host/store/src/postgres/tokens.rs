@@ -85,7 +85,7 @@ impl TokenStore for PgStore {
             client
                 .query(&stmt, &[&prefix])?
                 .iter()
-                .map(|r| Ok((token_from_row(r)?, r.try_get(7)?)))
+                .map(|r| Ok((token_from_row(r)?, r.try_get(8)?)))
                 .collect()
         })
     }
@@ -97,6 +97,17 @@ impl TokenStore for PgStore {
                 &[&id, &now],
             )?;
             Ok(())
+        })
+    }
+
+    fn restrict_token(&self, id: i64, workers: Option<&[String]>) -> StoreResult<bool> {
+        let text = crate::rows::workers_text(workers);
+        self.run(move |conn| {
+            let n = conn.execute(
+                "UPDATE s_tokens SET workers = $2 WHERE id = $1",
+                &[&id, &text],
+            )?;
+            Ok(n > 0)
         })
     }
 

@@ -72,7 +72,7 @@ impl TokenStore for SqliteStore {
                 "SELECT {TOKEN_COLUMNS}, token_hash FROM s_tokens
                   WHERE prefix = ?1 AND revoked_at IS NULL"
             )))?
-            .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(7)?)))?
+            .query_and_then([prefix], |r| Ok((token_from_row(r)?, r.get(8)?)))?
             .collect()
         })
     }
@@ -84,6 +84,17 @@ impl TokenStore for SqliteStore {
                 params![id, now],
             )?;
             Ok(())
+        })
+    }
+
+    fn restrict_token(&self, id: i64, workers: Option<&[String]>) -> StoreResult<bool> {
+        let text = crate::rows::workers_text(workers);
+        self.write(|conn| {
+            let n = conn.execute(
+                &self.sql("UPDATE s_tokens SET workers = ?2 WHERE id = ?1"),
+                params![id, text],
+            )?;
+            Ok(n > 0)
         })
     }
 
