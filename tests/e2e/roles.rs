@@ -16,6 +16,8 @@ fn needed(method: &str, path: &str) -> &'static str {
         ("delete", "/stask/tasks/{id}"),
         ("post", "/stask/workers/{identifier}/tasks/{action}"),
         ("post", "/stask/uploads"),
+        ("post", "/stask/batches"),
+        ("post", "/stask/batches/{id}/cancel"),
     ];
     if method == "get" || (method, path) == ("post", "/stask/logout") {
         "read"

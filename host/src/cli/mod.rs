@@ -120,7 +120,9 @@ impl From<EngineError> for CliError {
         let code = match &e {
             EngineError::NotFound(_) => 3,
             EngineError::Conflict(_) => 4,
-            EngineError::Invalid(_) | EngineError::UnknownParents { .. } => 5,
+            EngineError::Invalid(_)
+            | EngineError::UnknownParents { .. }
+            | EngineError::BatchTask { .. } => 5,
             EngineError::Store(StoreError::Conflict { .. }) => 4,
             EngineError::Store(StoreError::Config { .. }) => 5,
             EngineError::Store(_) => 1,

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// For a create whose `depends_on` names unknown tasks: their ids.
     pub unknown_ids: Option<Vec<i64>>,
+    /// For a batch refused for one of its tasks: that task's index, from 0.
+    pub index: Option<usize>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             status,
             message: message.into(),
             unknown_ids: None,
+            index: None,
         }
     }
 
@@ -68,6 +71,10 @@ pub struct ErrorBody {
     /// Only on a create whose `depends_on` names tasks that do not exist (422): their ids.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_ids: Option<Vec<i64>>,
+    /// Only on a batch refused for one of its tasks (422): that task's index in `tasks`,
+    /// from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 impl IntoResponse for ApiError {
@@ -77,6 +84,7 @@ impl IntoResponse for ApiError {
             code: self.status.as_u16(),
             message: self.message,
             unknown_ids: self.unknown_ids,
+            index: self.index,
         };
         (self.status, Json(body)).into_response()
     }
@@ -92,6 +100,18 @@ impl From<EngineError> for ApiError {
                 unknown_ids: Some(ids),
                 ..ApiError::invalid(message)
             },
+            EngineError::BatchTask { index, error } => {
+                let message = format!("tasks[{index}]: {error}");
+                let unknown_ids = match *error {
+                    EngineError::UnknownParents { ids, .. } => Some(ids),
+                    _ => None,
+                };
+                ApiError {
+                    unknown_ids,
+                    index: Some(index),
+                    ..ApiError::invalid(message)
+                }
+            }
             EngineError::Store(e) => e.into(),
         }
     }

@@ -149,6 +149,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         code: status,
         message: message.to_owned(),
         unknown_ids: None,
+        index: None,
     })
     .ok()?;
     let mut out = format!(

@@ -5,7 +5,7 @@
 //! - `read`: every `GET`/`HEAD` (task lists, events, figures, workers, the OpenAPI document),
 //!   and ending one's own session.
 //! - `operate`: what a CMS site or an operator does to tasks: create, cancel, retry, delete,
-//!   and upload an input file.
+//!   create and cancel batches, and upload an input file.
 //! - `admin`: everything else that changes state: workers, settings, schedules, cache,
 //!   cleaning.
 
@@ -19,6 +19,8 @@ const OPERATE: &[(Method, &str)] = &[
     (Method::DELETE, "/stask/tasks/{id}"),
     (Method::POST, "/stask/workers/{identifier}/tasks/{action}"),
     (Method::POST, "/stask/uploads"),
+    (Method::POST, "/stask/batches"),
+    (Method::POST, "/stask/batches/{id}/cancel"),
 ];
 
 /// The role a request needs, from its method and matched path template.
@@ -53,6 +55,7 @@ mod tests {
                 let expected = if m == Method::GET || path == "/stask/logout" {
                     TokenRole::Read
                 } else if path.starts_with("/stask/tasks")
+                    || path.starts_with("/stask/batches")
                     || path == "/stask/uploads"
                     || path.ends_with("/tasks/{action}")
                 {

@@ -145,6 +145,7 @@ pub const TABLES: &[Table] = &[
             ("parent_id", Int),
             ("waiting_parents", Int),
             ("on_parent_failure", Int),
+            ("batch_id", Int),
         ],
         by_id: true,
     },
@@ -214,6 +215,20 @@ pub const TABLES: &[Table] = &[
         columns: &[("identifier", Text), ("rate_tat", Int)],
         by_id: false,
     },
+    // Batches (see `crate::batches`): their tasks name them by `s_tasks.batch_id`.
+    Table {
+        name: "s_batches",
+        columns: &[
+            ("id", Int),
+            ("name", Text),
+            ("created_at", Int),
+            ("created_by", Int),
+            ("total", Int),
+            ("on_complete_task_id", Int),
+            ("cancelled_at", Int),
+        ],
+        by_id: true,
+    },
 ];
 
 /// One value read from the source.
@@ -261,7 +276,7 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 11] = [
+pub const CLEARED: [&str; 12] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
@@ -273,6 +288,7 @@ pub const CLEARED: [&str; 11] = [
     "s_schedules",
     "s_schedule_slots",
     "s_worker_limits",
+    "s_batches",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,

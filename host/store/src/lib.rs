@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytics;
+pub mod batches;
 pub mod clock;
 pub mod cluster;
 /// The properties every driver must pass, with helpers other crates' tests use (feature `testing`).
@@ -40,6 +41,7 @@ use serde_json::Value;
 /// The state machine's decisions, which the drivers apply; defined beside the transition table.
 pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
+pub use batches::{Batch, BatchCancel, BatchCounts, BatchCreated, BatchRow, BatchStore, NewBatch};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use dependencies::{DependencyStore, Resolution, TaskDependencies};
 pub use limits::{Claim, Held, HeldReason, LimitUsage, RateLimit, WorkerLimit};
@@ -487,6 +489,8 @@ pub struct TaskFilter {
     pub started_by: Option<i64>,
     /// Follow-ups of this task (`parent_id`).
     pub parent_id: Option<i64>,
+    /// Tasks of this batch (`batch_id`).
+    pub batch_id: Option<i64>,
     /// Page size.
     pub limit: i64,
     /// Rows to skip.
@@ -700,7 +704,14 @@ pub struct SessionRow {
 
 /// A complete storage backend.
 pub trait Store:
-    TaskStore + WorkerStore + TokenStore + AnalyticsStore + HostStore + ScheduleStore + DependencyStore
+    TaskStore
+    + WorkerStore
+    + TokenStore
+    + AnalyticsStore
+    + HostStore
+    + ScheduleStore
+    + DependencyStore
+    + BatchStore
 {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;

@@ -12,6 +12,7 @@
 //! contract, told apart by [`crate::HostStore::shared_by_hosts`].
 
 pub mod analytics;
+pub mod batches;
 pub mod claims;
 pub mod cleanup;
 pub mod dependencies;
@@ -413,6 +414,24 @@ pub const COVERED: &[(&str, &str)] = &[
         "TaskStore::next_due",
         "a_waiting_task_is_not_claimed_and_not_next_due",
     ),
+    // BatchStore
+    (
+        "BatchStore::insert_batch",
+        "a_batch_is_created_whole_and_counted",
+    ),
+    (
+        "BatchStore::insert_batch",
+        "on_complete_runs_once_after_every_task_with_the_counts",
+    ),
+    ("BatchStore::batch", "a_batch_is_created_whole_and_counted"),
+    (
+        "BatchStore::batches",
+        "a_batch_is_created_whole_and_counted",
+    ),
+    (
+        "BatchStore::cancel_batch",
+        "cancelling_a_batch_cancels_pending_and_flags_leased",
+    ),
     // Store
     ("Store::migrate", "migrations_apply_once"),
     (
@@ -532,6 +551,11 @@ macro_rules! driver_tests {
             the_sweep_resolves_what_a_kill_left,
             concurrent_resolutions_release_a_dependant_once,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; batches: [
+            a_batch_is_created_whole_and_counted,
+            on_complete_runs_once_after_every_task_with_the_counts,
+            cancelling_a_batch_cancels_pending_and_flags_leased,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
             describe_names_the_backend_without_secrets,
@@ -595,6 +619,7 @@ mod tests {
             (include_str!("../cluster.rs"), "HostStore"),
             (include_str!("../schedules.rs"), "ScheduleStore"),
             (include_str!("../dependencies.rs"), "DependencyStore"),
+            (include_str!("../batches.rs"), "BatchStore"),
         ];
         let mut missing = Vec::new();
         for (source, name) in traits {
@@ -628,6 +653,7 @@ mod tests {
             include_str!("unique.rs"),
             include_str!("schedules.rs"),
             include_str!("dependencies.rs"),
+            include_str!("batches.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

@@ -25,6 +25,7 @@
 //! ([`wake`]), since MySQL has no `LISTEN`.
 
 mod analytics;
+mod batches;
 pub mod copy;
 mod dependencies;
 mod hosts;

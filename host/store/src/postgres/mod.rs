@@ -16,6 +16,7 @@
 //! [`TaskStore::external_change_counter`].
 
 mod analytics;
+mod batches;
 pub mod copy;
 mod dependencies;
 mod hosts;

@@ -5,6 +5,7 @@
 //! small set of their own connections, which WAL lets run beside the writer.
 
 mod analytics;
+mod batches;
 mod checkpoint;
 pub mod copy;
 mod dependencies;
