@@ -265,3 +265,50 @@ fn bad_batches_are_refused_whole_with_422_naming_the_task() {
     assert!(doc["components"]["schemas"]["ErrorBody"]["properties"]["index"].is_object());
     assert!(doc["components"]["schemas"]["BatchView"].is_object());
 }
+
+#[test]
+fn the_cli_creates_a_batch_from_a_file_and_shows_it() {
+    let home = Home::with_workers(&["demo"]);
+    // The daemon registers the workers the CLI checks the tasks against.
+    let d = home.serve();
+    let file = home.path().join("batch.json");
+    let body = json!({
+        "name": "from the CLI",
+        "tasks": [
+            {"identifier": "demo", "action": "noop", "start_at": "2099-01-01T00:00:00Z"},
+            {"identifier": "demo", "action": "noop", "start_at": "2099-01-01T00:00:00Z"},
+        ],
+        "on_complete": {"identifier": "demo", "action": "noop"},
+    });
+    std::fs::write(&file, body.to_string()).unwrap();
+    let out = home.cli(&[
+        "batch",
+        "create",
+        "--file",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let created: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["task_ids"].as_array().unwrap().len(), 2);
+    let shown = home.cli(&["batch", "show", &id.to_string()]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert!(shown.stdout.contains("from the CLI"), "{shown:?}");
+    assert!(shown.stdout.contains("pending 2"), "{shown:?}");
+    let json = home.cli(&["batch", "show", &id.to_string(), "--json"]);
+    let view: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(view["on_complete_task_id"], created["on_complete_task_id"]);
+    // A bad task refuses the file whole (exit code 5, naming it).
+    std::fs::write(
+        &file,
+        json!({"tasks": [{"identifier": "demo", "action": "noop"}, {"identifier": "nope", "action": "noop"}]})
+            .to_string(),
+    )
+    .unwrap();
+    let bad = home.cli(&["batch", "create", "--file", file.to_str().unwrap()]);
+    assert_eq!(bad.code, 5, "{bad:?}");
+    assert!(bad.stderr.contains("tasks[1]"), "{bad:?}");
+    assert_eq!(home.cli(&["batch", "show", "987654"]).code, 3);
+    assert_eq!(batch(&d, id)["name"], "from the CLI");
+}

@@ -10,6 +10,7 @@
 mod output;
 
 mod admin;
+mod batch;
 mod dev;
 mod discover;
 mod log_tail;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Create and inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Create batches of tasks from a JSON file and show them.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
     /// Manage workers.
     #[command(subcommand)]
     Workers(admin::WorkersCommand),
@@ -280,6 +284,7 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::MigrateTo(args) => migrate_to::migrate_to(cli.home, args),
         Command::Task(cmd) => task::run(cli.home, cmd),
+        Command::Batch(cmd) => batch::run(cli.home, cmd),
         Command::Workers(cmd) => admin::workers(cli.home, cmd),
         Command::Schedules(cmd) => schedules::schedules(cli.home, cmd),
         Command::Stats { json } => admin::stats(cli.home, json),

@@ -193,7 +193,7 @@ pub struct BatchQuery {
 }
 
 /// One task of a batch body (`what` names it in messages).
-fn task_of(what: &str, value: Value, token_id: i64) -> Result<NewTask, ApiError> {
+fn task_of(what: &str, value: Value, token_id: Option<i64>) -> Result<NewTask, ApiError> {
     let Value::Object(mut item) = value else {
         return Err(ApiError::invalid(format!(
             "{what} must be an object {{identifier, action, data?, ...}}, got {}",
@@ -227,12 +227,21 @@ fn task_of(what: &str, value: Value, token_id: i64) -> Result<NewTask, ApiError>
             "{what}: unknown key '{key}' (task data goes in data)"
         )));
     }
-    Ok(controls.into_task(identifier, action, Value::Object(data), Some(token_id)))
+    Ok(controls.into_task(identifier, action, Value::Object(data), token_id))
 }
 
 /// The batch a create body asks for.
 fn new_batch(body: Result<Bytes, BytesRejection>, token_id: i64) -> Result<NewBatch, ApiError> {
-    let Some(Value::Object(mut body)) = json_body(body)? else {
+    parse_batch(json_body(body)?, Some(token_id))
+}
+
+/// The batch a create body (`POST /stask/batches`, `stask batch create --file`) asks for;
+/// `token_id` is the caller's token (`None` from the CLI).
+pub(crate) fn parse_batch(
+    body: Option<Value>,
+    token_id: Option<i64>,
+) -> Result<NewBatch, ApiError> {
+    let Some(Value::Object(mut body)) = body else {
         return Err(ApiError::invalid(
             "send the batch as a JSON object {tasks: [...], on_complete?, name?}",
         ));
@@ -272,7 +281,7 @@ fn new_batch(body: Result<Bytes, BytesRejection>, token_id: i64) -> Result<NewBa
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NewBatch {
         name,
-        created_by: Some(token_id),
+        created_by: token_id,
         tasks,
         on_complete,
     })

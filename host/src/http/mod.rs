@@ -6,7 +6,7 @@
 //! error is an [`ApiError`], rendered as `{"success":false,"code":N,"message":"..."}`.
 
 mod auth;
-mod batches;
+pub(crate) mod batches;
 mod download;
 mod error;
 mod events;
