@@ -218,3 +218,29 @@ pub fn cancelling_a_batch_cancels_pending_and_flags_leased(store: &dyn Store) {
         .unwrap()
         .is_none());
 }
+
+/// What a kill between the last task's finish and its resolution leaves is released by the
+/// sweep, once, with the figures in the on_complete task's data (the sweep releases through
+/// the same code).
+pub fn the_sweep_releases_on_complete_with_its_figures_once(store: &dyn Store) {
+    let created = store.insert_batch(&batch_of(2, true), NOW).unwrap();
+    let last = created.on_complete_task_id.unwrap();
+    let claimed = claim(store, "h", 10, NOW);
+    assert_eq!(claimed.len(), 2);
+    let finishes: Vec<_> = claimed
+        .iter()
+        .map(|c| finish(c.id, c.lease_token, TaskStatus::Completed, NOW))
+        .collect();
+    // Finished, never resolved: as after a kill right after the finisher's write.
+    assert!(store.finish(&finishes).unwrap().iter().all(|ok| *ok));
+    assert_eq!(store.task(last).unwrap().unwrap().meta.get("batch"), None);
+    let swept = store.sweep_dependencies(NOW + 1, 1_000).unwrap();
+    assert_eq!(swept.released, vec![last]);
+    assert!(store.sweep_dependencies(NOW + 2, 1_000).unwrap().is_empty());
+    let b = &store.task(last).unwrap().unwrap().meta["batch"];
+    assert_eq!(
+        (&b["completed"], &b["total"]),
+        (&json!(2), &json!(2)),
+        "{b}"
+    );
+}

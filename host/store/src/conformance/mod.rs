@@ -423,6 +423,10 @@ pub const COVERED: &[(&str, &str)] = &[
         "BatchStore::insert_batch",
         "on_complete_runs_once_after_every_task_with_the_counts",
     ),
+    (
+        "BatchStore::insert_batch",
+        "the_sweep_releases_on_complete_with_its_figures_once",
+    ),
     ("BatchStore::batch", "a_batch_is_created_whole_and_counted"),
     (
         "BatchStore::batches",
@@ -555,6 +559,7 @@ macro_rules! driver_tests {
             a_batch_is_created_whole_and_counted,
             on_complete_runs_once_after_every_task_with_the_counts,
             cancelling_a_batch_cancels_pending_and_flags_leased,
+            the_sweep_releases_on_complete_with_its_figures_once,
         ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
