@@ -94,6 +94,8 @@ pub struct TaskView {
     pub unique_key: Option<String>,
     /// The task whose run created this one as a follow-up (`null` = not a follow-up).
     pub parent_id: Option<i64>,
+    /// The batch it was created in (`GET /stask/batches/{id}`); null when created alone.
+    pub batch_id: Option<i64>,
     /// The tasks it depends on and the tasks that depend on it: only in the task's own view
     /// (`GET /stask/tasks/{id}`, `task show`); `null` in lists.
     pub dependencies: Option<DependenciesView>,
@@ -265,6 +267,7 @@ impl From<&Task> for TaskView {
             },
             unique_key: t.unique_key.clone(),
             parent_id: t.parent_id,
+            batch_id: t.batch_id,
             dependencies: None,
         }
     }

@@ -28,9 +28,10 @@ const state = {
   detailTask: null,
   workers: [], // latest GET /stask/workers answer, for the filter list and the count
   timeline: null, // latest timeline answer, redrawn on resize
+  batchId: null, // batch shown in #batch-detail
 };
 
-const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'schedules', 'performance', 'audit'];
+const TAB_NAMES = ['dashboard', 'tasks', 'workers', 'batches', 'schedules', 'performance', 'audit'];
 const ACTIVE_STATUSES = ['pending', 'preparing', 'running'];
 const FINISHED_STATUSES = ['completed', 'failed', 'cancelled'];
 const TIMELINE_BUCKETS = { 1: 12, 6: 24, 24: 24, 168: 28 };
@@ -595,6 +596,7 @@ function taskLink(id) {
 function renderFamily(task, children) {
   const parent = $('#detail-parent');
   parent.replaceChildren(task.parent_id ? taskLink(task.parent_id) : '—');
+  $('#detail-batch').replaceChildren(task.batch_id ? batchLink(task.batch_id) : '—');
   const list = $('#detail-children');
   const ids = children?.ids || [];
   const total = Number(children?.total) || 0;
@@ -1195,6 +1197,89 @@ function drawTimeline(data) {
   svg.replaceChildren(...nodes);
 }
 
+/* ------------------------------------------------------------------ batches */
+
+/** A link that opens batch `id` in the Batches tab (the click handler knows `a.open-batch`). */
+function batchLink(id) {
+  return el('a', { class: 'open-batch', href: `#batch/${id}`, 'data-batch-id': id }, `Batch #${id}`);
+}
+
+async function loadBatches() {
+  const data = await api('/stask/batches?per_page=50');
+  renderBatches(data.batches || []);
+  if (state.batchId) await loadBatch();
+}
+
+function renderBatches(batches) {
+  const tbody = $('#batches-table tbody');
+  if (!batches.length) {
+    tbody.replaceChildren(el('tr', {}, el('td', { colspan: '6', class: 'empty' }, 'No batches yet: POST /stask/batches creates one.')));
+    return;
+  }
+  tbody.replaceChildren(...batches.map((b) => el('tr', { 'data-batch-id': String(b.id) },
+    el('td', {}, batchLink(b.id)),
+    el('td', {}, b.name || '—'),
+    el('td', {}, fmtTime(b.created_at)),
+    el('td', {}, String(b.total)),
+    el('td', {}, progressBar(b.progress, `Batch ${b.id} progress`), el('span', { class: 'bar-text' }, `${Math.round(b.progress)}%`)),
+    el('td', { class: 'col-optional' }, `${b.counts.completed} / ${b.counts.failed} / ${b.counts.cancelled}`),
+  )));
+}
+
+async function openBatch(id) {
+  state.batchId = Number(id);
+  history.replaceState(null, '', `#batch/${state.batchId}`);
+  if (state.tab !== 'batches') showTab('batches');
+  await loadBatch().catch(reportError);
+}
+
+async function loadBatch() {
+  const id = state.batchId;
+  const data = await api(`/stask/batches/${id}`);
+  if (state.batchId !== id) return;
+  renderBatch(data.batch);
+}
+
+function renderBatch(b) {
+  $('#batch-detail').hidden = false;
+  setText('#batch-title', `Batch #${b.id}`);
+  setBar($('#batch-bar'), b.progress);
+  setText('#batch-name', b.name || '—');
+  setText('#batch-created', fmtTime(b.created_at));
+  setText('#batch-total', String(b.total));
+  setText('#batch-finished', `${b.finished} of ${b.total}${b.done ? ' (done)' : ''}`);
+  setText('#batch-eta', b.eta_seconds == null ? '—' : fmtSeconds(b.eta_seconds));
+  $('#batch-on-complete').replaceChildren(b.on_complete_task_id ? taskLink(b.on_complete_task_id) : '—');
+  setText('#batch-cancelled', b.cancelled_at ? fmtTime(b.cancelled_at) : '—');
+  const counts = ['pending', 'preparing', 'running', 'completed', 'failed', 'cancelled'];
+  $('#batch-counts').replaceChildren(...counts.map((name) => el('li', { class: `batch-count batch-count-${name}`, 'data-status': name },
+    statusBadge(name), ' ', el('span', { class: 'count' }, String(b.counts[name] ?? 0)))));
+  $('#batch-tasks-link').setAttribute('href', `#tasks`);
+  $('#batch-tasks-link').dataset.batchId = String(b.id);
+  $('#batch-cancel').disabled = b.done;
+}
+
+async function cancelBatch(button) {
+  const id = state.batchId;
+  if (!id) return;
+  await withBusy(button, async () => {
+    try {
+      const data = await api(`/stask/batches/${id}/cancel`, { method: 'POST', body: {} });
+      showResult('#batch-result', `Cancelled ${data.cancelled} pending tasks; ${data.requested} running tasks asked to stop.`);
+      renderBatch(data.batch);
+    } catch (e) {
+      showResult('#batch-result', e.message, 'error');
+    }
+  });
+}
+
+/** The Tasks tab filtered to one batch's tasks. */
+function showBatchTasks(id) {
+  state.filters = { batch_id: String(id) };
+  state.page = 1;
+  showTab('tasks');
+}
+
 /* ------------------------------------------------------------------ schedules */
 
 async function loadSchedules() {
@@ -1328,6 +1413,7 @@ const areas = {
   dashboard: { load: loadDashboard, every: 500 },
   tasks: { load: loadTasks, every: 500 },
   workers: { load: loadWorkers, every: 500 },
+  batches: { load: loadBatches, every: 1000 },
   schedules: { load: loadSchedules, every: 1000 },
   performance: { load: loadPerformance, every: 10000 },
   audit: { load: loadAudit, every: 2000 },
@@ -1540,7 +1626,12 @@ function onTabKey(event) {
 function routeFromHash() {
   const hash = location.hash.replace(/^#/, '');
   const task = /^task\/(\d+)$/.exec(hash);
-  if (task) {
+  const batch = /^batch\/(\d+)$/.exec(hash);
+  if (batch) {
+    state.batchId = Number(batch[1]);
+    showTab('batches');
+    history.replaceState(null, '', `#batch/${state.batchId}`);
+  } else if (task) {
     showTab('tasks');
     openTask(Number(task[1]), { focus: false });
   } else {
@@ -1630,6 +1721,23 @@ function onClick(event) {
   if (link) {
     event.preventDefault();
     openTask(link.dataset.taskId);
+    return;
+  }
+  const batchOpen = target.closest('a.open-batch');
+  if (batchOpen) {
+    event.preventDefault();
+    openBatch(batchOpen.dataset.batchId);
+    return;
+  }
+  const batchTasks = target.closest('#batch-tasks-link');
+  if (batchTasks) {
+    event.preventDefault();
+    showBatchTasks(batchTasks.dataset.batchId);
+    return;
+  }
+  const batchCancel = target.closest('#batch-cancel');
+  if (batchCancel) {
+    cancelBatch(batchCancel);
     return;
   }
   const row = target.closest('tr[data-task-id]');

@@ -100,6 +100,11 @@ fn the_seeds_task_statistics_and_cleanup_samples_through_the_facade() {
 }
 
 #[test]
+fn batches_are_created_followed_and_cancelled_through_the_client_and_facade() {
+    run("BatchesTest.php");
+}
+
+#[test]
 fn errors_are_typed_exceptions_with_the_servers_message() {
     run("ErrorsTest.php");
 }

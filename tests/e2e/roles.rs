@@ -16,6 +16,8 @@ fn needed(method: &str, path: &str) -> &'static str {
         ("delete", "/stask/tasks/{id}"),
         ("post", "/stask/workers/{identifier}/tasks/{action}"),
         ("post", "/stask/uploads"),
+        ("post", "/stask/batches"),
+        ("post", "/stask/batches/{id}/cancel"),
     ];
     // Who did what is for admins only, though it is read with a GET.
     if path == "/stask/audit" {

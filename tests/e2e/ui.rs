@@ -43,7 +43,14 @@ impl Kind {
         }
     }
 }
-const TABS: [&str; 5] = ["dashboard", "tasks", "workers", "schedules", "performance"];
+const TABS: [&str; 6] = [
+    "dashboard",
+    "tasks",
+    "workers",
+    "batches",
+    "schedules",
+    "performance",
+];
 
 /// At most two browsers at a time: the machine has two cores and the progress test needs to
 /// see a two-second task half-way.
@@ -1693,5 +1700,74 @@ async fn the_audit_tab_lists_and_filters_changes_for_admins_only_in(kind: Kind) 
     b.wait_text("#session-info", "names the role", |t| t.contains("(read)"))
         .await;
     b.wait_hidden("#tabbtn-audit").await;
+    b.close().await;
+}
+
+in_both_browsers!(
+    a_batch_is_reached_from_its_task_shows_its_counts_and_is_cancelled,
+    firefox_a_batch_is_reached_from_its_task_shows_its_counts_and_is_cancelled,
+    a_batch_is_reached_from_its_task_shows_its_counts_and_is_cancelled_in
+);
+
+/// A batch task's detail links its batch; the batch view shows its counts and progress bar,
+/// the batches list lists it, and its Cancel button cancels the unfinished tasks (the bar
+/// then shows 100 %: every task finished).
+async fn a_batch_is_reached_from_its_task_shows_its_counts_and_is_cancelled_in(kind: Kind) {
+    let home = Home::with_workers(&["demo"]);
+    let d = home.serve();
+    let later = "2099-01-01T00:00:00Z";
+    let r = d.post(
+        "/stask/batches",
+        &json!({
+            "name": "ui batch",
+            "tasks": (0..3).map(|_| json!({"identifier": "demo", "action": "noop", "start_at": later}))
+                .collect::<Vec<_>>(),
+            "on_complete": {"identifier": "demo", "action": "noop"},
+        }),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let first = r.body["task_ids"][0].as_i64().unwrap();
+    let b = Browser::open_with(&d, kind).await;
+    b.login(&d).await;
+    b.open_task_from_list(first).await;
+    b.wait_text("#detail-batch", "links the batch", |t| {
+        t.contains(&format!("Batch #{id}"))
+    })
+    .await;
+    b.click("#detail-batch a.open-batch").await;
+    b.wait_visible("#tab-batches").await;
+    b.wait_visible("#batch-detail").await;
+    b.wait_text("#batch-title", "shows the batch", |t| {
+        t.contains(&format!("#{id}"))
+    })
+    .await;
+    b.wait_text("#batch-name", "shows its name", |t| t.contains("ui batch"))
+        .await;
+    b.wait_text(
+        "#batch-counts [data-status=\"pending\"] .count",
+        "counts 3 pending",
+        |t| number(t) == Some(3),
+    )
+    .await;
+    b.wait_visible(&format!("#batches-table tbody tr[data-batch-id=\"{id}\"]"))
+        .await;
+    b.screenshot("batch").await;
+    b.click("#batch-cancel").await;
+    b.wait_text(
+        "#batch-counts [data-status=\"cancelled\"] .count",
+        "counts 3 cancelled",
+        |t| number(t) == Some(3),
+    )
+    .await;
+    b.wait_text("#batch-result", "says what was cancelled", |t| {
+        t.contains("Cancelled 3")
+    })
+    .await;
+    let bar = d.get(&format!("/stask/batches/{id}")).body;
+    assert_eq!(bar["batch"]["done"], true, "{bar}");
+    b.wait_text("#batch-bar-text", "a full bar", |t| t.contains("100"))
+        .await;
+    b.assert_no_script_errors().await;
     b.close().await;
 }

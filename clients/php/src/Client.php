@@ -462,6 +462,80 @@ class Client
     }
 
     /**
+     * Creates many tasks in one transaction under one batch (`POST /stask/batches`): all or
+     * nothing (a task the API would refuse alone refuses the batch with an
+     * {@see InvalidException}, whose message starts with `tasks[N]: `).
+     *
+     * @param list<array<string, mixed>> $tasks Each `['identifier' => ..., 'action' => ...,
+     *   'data' => [...]]` plus a single create's options (`priority`, `start_at`,
+     *   `max_attempts`, `started_by`, `unique_key`, `unique_for`, `depends_on`,
+     *   `on_parent_failure`).
+     * @param array<string, mixed>|null $onComplete A task (`identifier`, `action`, `data`)
+     *   that runs once after every task of the batch finished, whatever their ends; its data
+     *   then holds `batch`: `id`, `total`, `completed`, `failed`, `cancelled`, `task_ids`.
+     * @param string|null $name A name for people.
+     * @return array{id: int, task_ids: list<int>, on_complete_task_id: int|null, duplicates: int}
+     */
+    public function createBatch(array $tasks, ?array $onComplete = null, ?string $name = null): array
+    {
+        foreach ($tasks as $i => $task) {
+            if (array_key_exists('depends_on', $task)) {
+                $tasks[$i]['depends_on'] = self::taskIds($task['depends_on']);
+            }
+        }
+        $body = ['tasks' => array_values($tasks)];
+        if ($onComplete !== null) {
+            $body['on_complete'] = $onComplete;
+        }
+        if ($name !== null) {
+            $body['name'] = $name;
+        }
+        $created = $this->http->json('POST', '/stask/batches', body: $body);
+        return [
+            'id' => (int) $created['id'],
+            'task_ids' => array_map('intval', $created['task_ids']),
+            'on_complete_task_id' => isset($created['on_complete_task_id']) ? (int) $created['on_complete_task_id'] : null,
+            'duplicates' => (int) ($created['duplicates'] ?? 0),
+        ];
+    }
+
+    /**
+     * One batch (`GET /stask/batches/{id}`): `counts` per status, `finished`, `progress`
+     * (0-100), `eta_seconds`, `done`, `on_complete_task_id`, `cancelled_at`.
+     *
+     * @return array<string, mixed>
+     */
+    public function batch(int $id): array
+    {
+        return $this->http->json('GET', '/stask/batches/' . $id)['batch'];
+    }
+
+    /**
+     * Recent batches, newest first (`GET /stask/batches`).
+     *
+     * @return array{batches: list<array<string, mixed>>, total: int, page: int, per_page: int}
+     */
+    public function batches(int $page = 1, int $perPage = 50): array
+    {
+        $answer = $this->http->json('GET', '/stask/batches', ['page' => $page, 'per_page' => $perPage]);
+        unset($answer['success']);
+        return $answer;
+    }
+
+    /**
+     * Cancels every unfinished task of a batch (`POST /stask/batches/{id}/cancel`): pending
+     * ones at once, running ones are asked to stop; its on_complete task still runs.
+     *
+     * @return array{cancelled: int, requested: int, batch: array<string, mixed>}
+     */
+    public function cancelBatch(int $id): array
+    {
+        $answer = $this->http->json('POST', '/stask/batches/' . $id . '/cancel');
+        unset($answer['success']);
+        return $answer;
+    }
+
+    /**
      * Every schedule (`GET /stask/schedules`), by name.
      *
      * @return list<array<string, mixed>>

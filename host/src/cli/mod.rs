@@ -11,6 +11,7 @@ mod output;
 
 mod admin;
 mod audit;
+mod batch;
 mod dev;
 mod discover;
 mod log_tail;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Create and inspect tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Create batches of tasks from a JSON file and show them.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
     /// Manage workers.
     #[command(subcommand)]
     Workers(admin::WorkersCommand),
@@ -123,7 +127,9 @@ impl From<EngineError> for CliError {
         let code = match &e {
             EngineError::NotFound(_) => 3,
             EngineError::Conflict(_) => 4,
-            EngineError::Invalid(_) | EngineError::UnknownParents { .. } => 5,
+            EngineError::Invalid(_)
+            | EngineError::UnknownParents { .. }
+            | EngineError::BatchTask { .. } => 5,
             EngineError::Store(StoreError::Conflict { .. }) => 4,
             EngineError::Store(StoreError::Config { .. }) => 5,
             EngineError::Store(_) => 1,
@@ -281,6 +287,7 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::MigrateTo(args) => migrate_to::migrate_to(cli.home, args),
         Command::Task(cmd) => task::run(cli.home, cmd),
+        Command::Batch(cmd) => batch::run(cli.home, cmd),
         Command::Workers(cmd) => admin::workers(cli.home, cmd),
         Command::Schedules(cmd) => schedules::schedules(cli.home, cmd),
         Command::Stats { json } => admin::stats(cli.home, json),

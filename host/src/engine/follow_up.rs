@@ -99,7 +99,8 @@ fn call_error(e: EngineError) -> CallError {
         EngineError::NotFound(_)
         | EngineError::Conflict(_)
         | EngineError::Invalid(_)
-        | EngineError::UnknownParents { .. } => CallErrorKind::Refused,
+        | EngineError::UnknownParents { .. }
+        | EngineError::BatchTask { .. } => CallErrorKind::Refused,
         EngineError::Store(_) => CallErrorKind::Unavailable,
     };
     CallError::new(kind, e.to_string())

@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod audit;
+mod batches;
 mod dependencies;
 mod follow_up;
 mod hosts;
@@ -23,6 +24,7 @@ mod service;
 mod unflushed;
 mod workers;
 
+pub use batches::check_size as check_batch_size;
 pub use workers::{validate_settings, waiting_in};
 
 use crate::clock::now_ms;
@@ -55,6 +57,16 @@ pub enum EngineError {
         message: String,
         /// The ids that name no task.
         ids: Vec<i64>,
+    },
+    /// One task of a batch is refused (answered 422 naming its index); the batch created
+    /// nothing.
+    #[error("tasks[{index}]: {error}")]
+    BatchTask {
+        /// The task's position in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        #[source]
+        error: Box<EngineError>,
     },
     /// The storage failed.
     #[error(transparent)]

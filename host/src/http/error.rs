@@ -20,6 +20,8 @@ pub struct ApiError {
     pub unknown_ids: Option<Vec<i64>>,
     /// For a token restricted to workers refused another worker's task: that worker.
     pub worker: Option<String>,
+    /// For a batch refused for one of its tasks: that task's index, from 0.
+    pub index: Option<usize>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             message: message.into(),
             unknown_ids: None,
             worker: None,
+            index: None,
         }
     }
 
@@ -81,6 +84,10 @@ pub struct ErrorBody {
     /// that worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// Only on a batch refused for one of its tasks (422): that task's index in `tasks`,
+    /// from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 impl IntoResponse for ApiError {
@@ -91,6 +98,7 @@ impl IntoResponse for ApiError {
             message: self.message,
             unknown_ids: self.unknown_ids,
             worker: self.worker,
+            index: self.index,
         };
         (self.status, Json(body)).into_response()
     }
@@ -106,6 +114,18 @@ impl From<EngineError> for ApiError {
                 unknown_ids: Some(ids),
                 ..ApiError::invalid(message)
             },
+            EngineError::BatchTask { index, error } => {
+                let message = format!("tasks[{index}]: {error}");
+                let unknown_ids = match *error {
+                    EngineError::UnknownParents { ids, .. } => Some(ids),
+                    _ => None,
+                };
+                ApiError {
+                    unknown_ids,
+                    index: Some(index),
+                    ..ApiError::invalid(message)
+                }
+            }
             EngineError::Store(e) => e.into(),
         }
     }

@@ -61,6 +61,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ScheduleId {
     }
 }
 
+/// The batch id of a route's single path parameter (`/stask/batches/{id}/...`): a positive
+/// integer, else 400 `invalid batch id '...': expected a positive integer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for BatchId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = path_segment(parts, state).await?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(BatchId)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid batch id '{raw}': expected a positive integer"
+                ))
+            })
+    }
+}
+
 /// The single path parameter, percent-decoded. axum refuses a segment that is not UTF-8 once
 /// decoded (`/stask/tasks/%FF`): its status and text are kept, in the JSON error body every
 /// other error has (the same answer `json_errors` in `http/mod.rs` gives other rejections).

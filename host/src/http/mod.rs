@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+pub(crate) mod batches;
 mod download;
 mod error;
 mod events;
@@ -105,6 +106,9 @@ fn routers(upload_body_limit: usize) -> (OpenApiRouter<AppState>, OpenApiRouter<
         .routes(routes!(download::download))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
+        .routes(routes!(batches::create, batches::list))
+        .routes(routes!(batches::detail))
+        .routes(routes!(batches::cancel))
         .routes(routes!(events::task))
         .routes(routes!(events::all))
         .merge(uploads)
@@ -334,12 +338,13 @@ pub(crate) fn parse_task_query(target: &str) -> Result<crate::store::TaskFilter,
 /// Every whole-number query parameter of the API with its range (the OpenAPI document must
 /// declare the same; checked by a unit test in `query`).
 #[cfg(test)]
-pub(crate) fn int_params() -> [query::IntParam; 7] {
+pub(crate) fn int_params() -> [query::IntParam; 8] {
     [
         tasks::PAGE,
         tasks::PER_PAGE,
         tasks::STARTED_BY,
         tasks::PARENT_ID,
+        tasks::BATCH_ID,
         tasks::PENDING_LIMIT,
         performance::HOURS,
         performance::BUCKETS,

@@ -150,6 +150,7 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         message: message.to_owned(),
         unknown_ids: None,
         worker: None,
+        index: None,
     })
     .ok()?;
     let mut out = format!(

@@ -5,7 +5,7 @@
 //! - `read`: every `GET`/`HEAD` (task lists, events, figures, workers, the OpenAPI document),
 //!   and ending one's own session; except the reads of [`ADMIN_READS`] (the audit log).
 //! - `operate`: what a CMS site or an operator does to tasks: create, cancel, retry, delete,
-//!   and upload an input file.
+//!   create and cancel batches, and upload an input file.
 //! - `admin`: everything else that changes state: workers, settings, schedules, cache,
 //!   cleaning.
 
@@ -19,6 +19,8 @@ const OPERATE: &[(Method, &str)] = &[
     (Method::DELETE, "/stask/tasks/{id}"),
     (Method::POST, "/stask/workers/{identifier}/tasks/{action}"),
     (Method::POST, "/stask/uploads"),
+    (Method::POST, "/stask/batches"),
+    (Method::POST, "/stask/batches/{id}/cancel"),
 ];
 
 /// The reads only an admin may make, as path templates: who did what is not for every reader.
@@ -61,6 +63,7 @@ mod tests {
                 } else if m == Method::GET || path == "/stask/logout" {
                     TokenRole::Read
                 } else if path.starts_with("/stask/tasks")
+                    || path.starts_with("/stask/batches")
                     || path == "/stask/uploads"
                     || path.ends_with("/tasks/{action}")
                 {

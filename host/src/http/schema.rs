@@ -124,6 +124,9 @@ pub struct TaskQuery {
     /// Follow-ups of this task (its id): the tasks its runs created.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub parent_id: Option<Param>,
+    /// Tasks of this batch (its id).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub batch_id: Option<Param>,
     /// Page number, 1-1000000 (default 1).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub page: Option<Param>,

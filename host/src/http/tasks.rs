@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 const PROGRESS_LOG_LINES: i64 = 20;
 
 /// The control keys of a create body.
-struct Controls {
+pub(crate) struct Controls {
     priority: Priority,
     start_at: Option<i64>,
     max_attempts: u32,
@@ -39,7 +39,7 @@ struct Controls {
 }
 
 /// Control keys taken out of a create body; everything else is the task data.
-fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
+pub(crate) fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
     let priority = match body.remove("priority") {
         None | Some(Value::Null) => Priority::Normal,
         Some(Value::String(p)) => p.parse().map_err(ApiError::invalid)?,
@@ -145,7 +145,8 @@ fn take_controls(body: &mut Map<String, Value>) -> Result<Controls, ApiError> {
     })
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages.
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Array(_) => "an array",
         Value::String(_) => "a string",
@@ -238,21 +239,34 @@ pub(crate) fn new_task(
         }
     };
     let controls = take_controls(&mut data)?;
-    Ok(NewTask {
-        identifier,
-        action,
-        data: Value::Object(data),
-        priority: controls.priority,
-        start_at: controls.start_at,
-        max_attempts: controls.max_attempts,
-        started_by: controls.started_by,
-        token_id,
-        unique_key: controls.unique_key,
-        unique_for_secs: controls.unique_for_secs,
-        parent_id: None,
-        depends_on: controls.depends_on,
-        on_parent_failure: controls.on_parent_failure,
-    })
+    Ok(controls.into_task(identifier, action, Value::Object(data), token_id))
+}
+
+impl Controls {
+    /// The task these options create with `data`, for the caller's `token_id`.
+    pub(crate) fn into_task(
+        self,
+        identifier: String,
+        action: String,
+        data: Value,
+        token_id: Option<i64>,
+    ) -> NewTask {
+        NewTask {
+            identifier,
+            action,
+            data,
+            priority: self.priority,
+            start_at: self.start_at,
+            max_attempts: self.max_attempts,
+            started_by: self.started_by,
+            token_id,
+            unique_key: self.unique_key,
+            unique_for_secs: self.unique_for_secs,
+            parent_id: None,
+            depends_on: self.depends_on,
+            on_parent_failure: self.on_parent_failure,
+        }
+    }
 }
 
 /// Progress of a task (the seed's keys), with the latest log lines.
@@ -439,6 +453,15 @@ pub(crate) const PARENT_ID: IntParam = IntParam {
     default: 0,
 };
 
+/// `batch_id` of `GET /stask/tasks`: a batch id. Read with [`IntParam::read_opt`]: absent is
+/// no filter, so the default is never used.
+pub(crate) const BATCH_ID: IntParam = IntParam {
+    name: "batch_id",
+    min: 1,
+    max: i64::MAX,
+    default: 0,
+};
+
 /// `limit` of `GET /stask/tasks/pending`.
 pub(crate) const PENDING_LIMIT: IntParam = IntParam {
     name: "limit",
@@ -467,6 +490,7 @@ pub(crate) fn task_filter(q: TaskQuery) -> Result<TaskFilter, ApiError> {
         search: q.q,
         started_by: STARTED_BY.read_opt(&q.started_by)?,
         parent_id: PARENT_ID.read_opt(&q.parent_id)?,
+        batch_id: BATCH_ID.read_opt(&q.batch_id)?,
         limit: per_page,
         offset: (page_no - 1) * per_page,
         oldest_first: false,

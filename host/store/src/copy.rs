@@ -146,6 +146,7 @@ pub const TABLES: &[Table] = &[
             ("parent_id", Int),
             ("waiting_parents", Int),
             ("on_parent_failure", Int),
+            ("batch_id", Int),
         ],
         by_id: true,
     },
@@ -234,6 +235,20 @@ pub const TABLES: &[Table] = &[
         ],
         by_id: true,
     },
+    // Batches (see `crate::batches`): their tasks name them by `s_tasks.batch_id`.
+    Table {
+        name: "s_batches",
+        columns: &[
+            ("id", Int),
+            ("name", Text),
+            ("created_at", Int),
+            ("created_by", Int),
+            ("total", Int),
+            ("on_complete_task_id", Int),
+            ("cancelled_at", Int),
+        ],
+        by_id: true,
+    },
 ];
 
 /// One value read from the source.
@@ -294,6 +309,7 @@ pub const CLEARED: [&str; 12] = [
     "s_schedule_slots",
     "s_worker_limits",
     "s_audit",
+    "s_batches",
 ];
 
 /// The statement a source reads `table` with: each column as `column(name, kind)` writes it,

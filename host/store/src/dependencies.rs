@@ -136,6 +136,12 @@ pub(crate) trait DepTx {
     fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64>;
     /// Runs a query; returns its rows, each column an integer or NULL.
     fn query(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Vec<Vec<Option<i64>>>>;
+    /// Runs a query whose first column is text (a name, a task's data); returns it per row.
+    fn query_text(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Option<String>>>;
 }
 
 /// The SQL dialects (placeholders, locking clauses, time columns).
@@ -150,7 +156,7 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    fn share(self) -> &'static str {
+    pub(crate) fn share(self) -> &'static str {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR SHARE",
@@ -158,7 +164,7 @@ impl Dialect {
         }
     }
 
-    fn update(self) -> &'static str {
+    pub(crate) fn update(self) -> &'static str {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
@@ -166,7 +172,7 @@ impl Dialect {
     }
 
     /// A seed time column (`start_at`, `finished_at`, `updated_at`) written from ms.
-    fn time_in(self, placeholder: &str) -> String {
+    pub(crate) fn time_in(self, placeholder: &str) -> String {
         match self {
             Dialect::Mysql => crate::mysql::from_ms(placeholder),
             _ => placeholder.to_owned(),
@@ -174,7 +180,7 @@ impl Dialect {
     }
 
     /// A seed time column read as ms.
-    fn time_out(self, column: &str) -> String {
+    pub(crate) fn time_out(self, column: &str) -> String {
         match self {
             Dialect::Mysql => crate::mysql::to_ms(column),
             _ => column.to_owned(),
@@ -182,7 +188,7 @@ impl Dialect {
     }
 
     /// `sql` with its `?` placeholders as the dialect writes them (`$1, $2, ...`).
-    fn placeholders(self, sql: String) -> String {
+    pub(crate) fn placeholders(self, sql: String) -> String {
         if self != Dialect::Postgres {
             return sql;
         }
@@ -202,6 +208,13 @@ impl Dialect {
 
 /// The statements of this module in one dialect.
 pub(crate) struct Statements {
+    /// Whose statements these are (the batch statements a release reads, `crate::batches`).
+    pub(crate) dialect: Dialect,
+    /// Edges from a batch's `on_complete` task to every task of the batch, in one statement
+    /// (`?` child, `?` batch id).
+    link_batch: String,
+    /// The finished tasks of a batch (`?` batch id).
+    finished_in_batch: String,
     /// A parent's status, locked against a concurrent finish (`?` id).
     parent_status: String,
     /// A new edge (`?` child, `?` parent).
@@ -241,6 +254,15 @@ fn build(d: Dialect) -> Statements {
     let pending = status_in("status", &[TaskStatus::Pending]);
     let finished = status_in("t.status", FINISHED);
     Statements {
+        dialect: d,
+        link_batch: p(
+            "INSERT INTO s_task_dependencies (task_id, depends_on, resolved)
+             SELECT ?, id, 0 FROM s_tasks WHERE batch_id = ?"
+                .into(),
+        ),
+        finished_in_batch: p(format!(
+            "SELECT t.id FROM s_tasks t WHERE t.batch_id = ? AND {finished} ORDER BY t.id"
+        )),
         parent_status: p(format!(
             "SELECT status FROM s_tasks WHERE id = ?{}",
             d.share()
@@ -382,6 +404,43 @@ pub(crate) fn link(
     resolve(tx, sql, &finished, now)
 }
 
+/// Links a batch's `on_complete` task `child` to every task of batch `batch_id` in its
+/// insert transaction: one set-based statement (`INSERT ... SELECT`) whatever the batch's
+/// size, the child waiting for them all with `on_parent_failure = run`, and the tasks already
+/// finished (a batch task cancelled at creation for a failed parent of its own) resolved at
+/// once. Returns how many edges it made (0: the child waits for nothing) and what resolved.
+pub(crate) fn link_batch(
+    tx: &mut dyn DepTx,
+    sql: &'static Statements,
+    child: i64,
+    batch_id: i64,
+    now: i64,
+) -> StoreResult<(u64, Resolution)> {
+    let linked = tx.execute(&sql.link_batch, &[Arg::Int(child), Arg::Int(batch_id)])?;
+    let rule = OnParentFailure::Run;
+    if linked == 0 {
+        tx.execute(
+            &sql.set_failure_rule,
+            &[Arg::Int(rule.code()), Arg::Int(child)],
+        )?;
+        return Ok((0, Resolution::default()));
+    }
+    tx.execute(
+        &sql.mark_waiting,
+        &[
+            Arg::Int(linked as i64),
+            Arg::Int(rule.code()),
+            Arg::Int(child),
+        ],
+    )?;
+    let finished: Vec<i64> = tx
+        .query(&sql.finished_in_batch, &[Arg::Int(batch_id)])?
+        .into_iter()
+        .filter_map(|r| r[0])
+        .collect();
+    Ok((linked, resolve(tx, sql, &finished, now)?))
+}
+
 /// Passes the end of the finished tasks among `parents` on to their dependants, cascading
 /// through the dependants it cancels (see the module doc). Idempotent.
 pub(crate) fn resolve(
@@ -485,6 +544,9 @@ fn pass_on(
         ],
     )?;
     if n == 1 {
+        // In the releasing transaction: a batch's on_complete gets the batch's counts in its
+        // data exactly when it becomes due, once (the release applies once).
+        crate::batches::on_release(tx, sql.dialect, child)?;
         done.released.push(child);
     }
     Ok(None)

@@ -13,6 +13,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod batches;
 pub mod clock;
 pub mod cluster;
 /// The properties every driver must pass, with helpers other crates' tests use (feature `testing`).
@@ -42,6 +43,7 @@ use serde_json::Value;
 pub use crate::task_state::{ExpiredLease, Finish};
 pub use analytics::{AnalyticsStore, ErrorCount, WindowSummary, WorkerSummary};
 pub use audit::{AuditEntry, AuditFilter, AuditRow, AuditStore};
+pub use batches::{Batch, BatchCancel, BatchCounts, BatchCreated, BatchRow, BatchStore, NewBatch};
 pub use cluster::{EventsHook, HostRow, HostStore, WakeHook};
 pub use dependencies::{DependencyStore, Resolution, TaskDependencies};
 pub use limits::{Claim, Held, HeldReason, LimitUsage, RateLimit, WorkerLimit};
@@ -492,6 +494,8 @@ pub struct TaskFilter {
     pub started_by: Option<i64>,
     /// Follow-ups of this task (`parent_id`).
     pub parent_id: Option<i64>,
+    /// Tasks of this batch (`batch_id`).
+    pub batch_id: Option<i64>,
     /// Page size.
     pub limit: i64,
     /// Rows to skip.
@@ -724,6 +728,7 @@ pub trait Store:
     + ScheduleStore
     + DependencyStore
     + AuditStore
+    + BatchStore
 {
     /// Applies pending migrations; returns the names applied.
     fn migrate(&self) -> StoreResult<Vec<String>>;

@@ -65,6 +65,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite":
     12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
+    15 => "0015_batches.sql",
     16 => "0016_audit.sql",
 );
 
@@ -84,6 +85,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = migrations!("postgres":
     12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
+    15 => "0015_batches.sql",
     16 => "0016_audit.sql",
 );
 
@@ -103,6 +105,7 @@ pub const MYSQL_MIGRATIONS: &[Migration] = migrations!("mysql":
     12 => "0012_task_dependencies.sql",
     13 => "0013_task_parent.sql",
     14 => "0014_token_roles.sql",
+    15 => "0015_batches.sql",
     16 => "0016_audit.sql",
 );
 

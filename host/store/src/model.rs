@@ -259,6 +259,8 @@ pub struct Task {
     pub unique_key: Option<String>,
     /// The task whose run created this one as a follow-up; `None` = not a follow-up.
     pub parent_id: Option<i64>,
+    /// The batch it was created in (see `crate::batches`); `None` = created alone.
+    pub batch_id: Option<i64>,
     /// Task data.
     pub meta: Value,
     /// Result text.

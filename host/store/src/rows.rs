@@ -71,7 +71,7 @@ macro_rules! task_columns {
          start_at, run_at, finished_at, attempts, max_attempts, priority, progress, processed, \
          total, eta_seconds, created_at, updated_at, started_at, lease_owner, lease_expires_at, \
          cancel_requested, worker_version, last_error, duration_ms, cpu_ms, memory_bytes, token_id, \
-         unique_key, parent_id"
+         unique_key, parent_id, batch_id"
     };
 }
 pub(crate) use task_columns;
@@ -167,6 +167,7 @@ pub fn task_from_row(row: &impl RowRead) -> StoreResult<Task> {
         token_id: row.col(30)?,
         unique_key: row.col(31)?,
         parent_id: row.col(32)?,
+        batch_id: row.col(33)?,
     })
 }
 

@@ -90,6 +90,9 @@ pub fn filter_sql(filter: &TaskFilter, dialect: &Dialect) -> FilterSql {
     if let Some(v) = filter.parent_id {
         clauses.push(format!("parent_id = {}", bind(FilterArg::Int(v))));
     }
+    if let Some(v) = filter.batch_id {
+        clauses.push(format!("batch_id = {}", bind(FilterArg::Int(v))));
+    }
     if let Some(v) = filter.created_from {
         clauses.push(format!("created_at >= {}", bind(FilterArg::Time(v))));
     }

@@ -4,6 +4,7 @@
 //! plugin), runs every scenario `--runs` times and prints a table of median, min and max with the
 //! machine and configuration. See BENCHMARKS.md for recorded figures.
 
+mod batch;
 mod client;
 mod daemon;
 mod peer;
@@ -39,6 +40,9 @@ struct Args {
     /// Tasks per process-isolation run (`isolation`).
     #[arg(long, default_value_t = 2_000)]
     isolation_tasks: usize,
+    /// Tasks per batch in the `batch` scenario.
+    #[arg(long, default_value_t = 10_000)]
+    batch_tasks: usize,
     /// The worker's `rate_limit` in the `rate` scenario.
     #[arg(long, default_value = "100/s")]
     rate: String,
@@ -66,6 +70,9 @@ enum What {
     Pg,
     /// (i) what running each task in a child process costs (`--isolation-tasks`).
     Isolation,
+    /// One `POST /stask/batches` of `--batch-tasks` tasks (with on_complete) against as many
+    /// single creates, over HTTP.
+    Batch,
     /// How closely a worker's `rate_limit` is kept (`--rate`, `--tasks`): achieved rate
     /// and the worst 1 s and 10 s windows. Not part of `all` (it runs as long as the rate
     /// makes it).
@@ -110,6 +117,9 @@ fn main() {
     }
     if wants(What::Isolation) {
         scenarios::isolation(&bin, &mut report, args.isolation_tasks);
+    }
+    if wants(What::Batch) {
+        batch::batch(&bin, &mut report, args.batch_tasks);
     }
     report.print();
 }

@@ -344,6 +344,25 @@ impl crate::store::DependencyStore for FaultStore {
     }
 }
 
+impl crate::store::BatchStore for FaultStore {
+    fn insert_batch(
+        &self,
+        batch: &crate::store::NewBatch,
+        now: i64,
+    ) -> StoreResult<crate::store::BatchCreated> {
+        self.inner.insert_batch(batch, now)
+    }
+    fn batch(&self, id: i64) -> StoreResult<Option<crate::store::Batch>> {
+        self.inner.batch(id)
+    }
+    fn batches(&self, limit: i64, offset: i64) -> StoreResult<(Vec<crate::store::Batch>, i64)> {
+        self.inner.batches(limit, offset)
+    }
+    fn cancel_batch(&self, id: i64, now: i64) -> StoreResult<Option<crate::store::BatchCancel>> {
+        self.inner.cancel_batch(id, now)
+    }
+}
+
 impl Store for FaultStore {
     fn migrate(&self) -> StoreResult<Vec<String>> {
         self.inner.migrate()

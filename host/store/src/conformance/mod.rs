@@ -13,6 +13,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod batches;
 pub mod claims;
 pub mod cleanup;
 pub mod dependencies;
@@ -436,6 +437,28 @@ pub const COVERED: &[(&str, &str)] = &[
         "TokenStore::restrict_token",
         "a_token_restricted_to_workers_keeps_its_list",
     ),
+    // BatchStore
+    (
+        "BatchStore::insert_batch",
+        "a_batch_is_created_whole_and_counted",
+    ),
+    (
+        "BatchStore::insert_batch",
+        "on_complete_runs_once_after_every_task_with_the_counts",
+    ),
+    (
+        "BatchStore::insert_batch",
+        "the_sweep_releases_on_complete_with_its_figures_once",
+    ),
+    ("BatchStore::batch", "a_batch_is_created_whole_and_counted"),
+    (
+        "BatchStore::batches",
+        "a_batch_is_created_whole_and_counted",
+    ),
+    (
+        "BatchStore::cancel_batch",
+        "cancelling_a_batch_cancels_pending_and_flags_leased",
+    ),
     // Store
     ("Store::migrate", "migrations_apply_once"),
     (
@@ -561,6 +584,12 @@ macro_rules! driver_tests {
             old_audit_entries_are_deleted,
             a_token_restricted_to_workers_keeps_its_list,
         ] reopened: []);
+        $crate::driver_tests!(@area $open, $reopenable; batches: [
+            a_batch_is_created_whole_and_counted,
+            on_complete_runs_once_after_every_task_with_the_counts,
+            cancelling_a_batch_cancels_pending_and_flags_leased,
+            the_sweep_releases_on_complete_with_its_figures_once,
+        ] reopened: []);
         $crate::driver_tests!(@area $open, $reopenable; lifecycle: [
             migrations_apply_once,
             describe_names_the_backend_without_secrets,
@@ -625,6 +654,7 @@ mod tests {
             (include_str!("../schedules.rs"), "ScheduleStore"),
             (include_str!("../dependencies.rs"), "DependencyStore"),
             (include_str!("../audit.rs"), "AuditStore"),
+            (include_str!("../batches.rs"), "BatchStore"),
         ];
         let mut missing = Vec::new();
         for (source, name) in traits {
@@ -659,6 +689,7 @@ mod tests {
             include_str!("schedules.rs"),
             include_str!("dependencies.rs"),
             include_str!("audit.rs"),
+            include_str!("batches.rs"),
         ];
         for (method, property) in COVERED {
             assert!(

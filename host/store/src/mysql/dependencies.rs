@@ -70,6 +70,26 @@ impl<Q: Session> DepTx for Tx<'_, Q> {
             })
             .collect()
     }
+
+    fn query_text(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let rows: Vec<mysql::Row> = self.tx.exec(&*self.store.sql(sql), params(args))?;
+        rows.into_iter()
+            .map(|row| {
+                let value: Option<Value> = row.get(0);
+                Ok(match value {
+                    None | Some(Value::NULL) => None,
+                    Some(v) => Some(
+                        mysql::from_value_opt::<String>(v)
+                            .map_err(|e| crate::StoreError::database("reading a text column", e))?,
+                    ),
+                })
+            })
+            .collect()
+    }
 }
 
 impl DependencyStore for MysqlStore {

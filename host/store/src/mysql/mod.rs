@@ -26,6 +26,7 @@
 
 mod analytics;
 mod audit;
+mod batches;
 pub mod copy;
 mod dependencies;
 mod hosts;

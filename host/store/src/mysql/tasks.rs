@@ -31,7 +31,7 @@ pub(super) static TASK_COLUMNS: LazyLock<String> = LazyLock::new(|| {
          {start_at}, run_at, {finished_at}, attempts, max_attempts, priority, progress, \
          processed, total, eta_seconds, {created_at}, {updated_at}, started_at, lease_owner, \
          lease_expires_at, cancel_requested, worker_version, last_error, duration_ms, cpu_ms, \
-         memory_bytes, token_id, unique_key, parent_id",
+         memory_bytes, token_id, unique_key, parent_id, batch_id",
         start_at = to_ms("start_at"),
         finished_at = to_ms("finished_at"),
         created_at = to_ms("created_at"),

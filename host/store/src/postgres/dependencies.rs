@@ -66,6 +66,19 @@ impl<C: GenericClient> DepTx for Tx<'_, C> {
             })
             .collect()
     }
+
+    fn query_text(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let stmt = prepared(self.tx, self.cache, sql)?;
+        let values = owned(args);
+        let rows = self.tx.query(&stmt, &refs(&values))?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, Option<String>>(0)?))
+            .collect()
+    }
 }
 
 impl DependencyStore for PgStore {

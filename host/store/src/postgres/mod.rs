@@ -17,6 +17,7 @@
 
 mod analytics;
 mod audit;
+mod batches;
 pub mod copy;
 mod dependencies;
 mod hosts;

@@ -45,6 +45,20 @@ impl DepTx for Tx<'_> {
             .collect::<rusqlite::Result<Vec<Vec<Option<i64>>>>>()?;
         Ok(rows)
     }
+
+    fn query_text(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let mut stmt = self.conn.prepare_cached(&self.prefix.statement(sql))?;
+        let rows = stmt
+            .query_map(params_from_iter(values(args)), |r| {
+                r.get::<_, Option<String>>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<Option<String>>>>()?;
+        Ok(rows)
+    }
 }
 
 impl DependencyStore for SqliteStore {

@@ -6,6 +6,7 @@
 
 mod analytics;
 mod audit;
+mod batches;
 mod checkpoint;
 pub mod copy;
 mod dependencies;
