@@ -268,3 +268,60 @@ fn a_token_restricted_to_workers_cannot_touch_another_workers_task() {
     let logged_in = one(&all, "POST", "/stask/login", 200);
     assert_eq!(logged_in["who"], "site");
 }
+
+/// Batches name their workers in the body: a token restricted to workers creates a batch only
+/// of its workers' tasks, cancels only the batches it created, and the audit entry of a batch
+/// names every task it created.
+#[test]
+fn a_restricted_token_creates_and_cancels_only_batches_of_its_workers() {
+    let home = Home::with_workers(&["demo", "system"]);
+    let d = home.serve();
+    let site = token(
+        &home,
+        &["--name", "site", "--role", "operate", "--workers", "demo"],
+    );
+    let later = "2100-01-01T00:00:00Z";
+    let batch = |tasks: Value| json!({"tasks": tasks}).to_string();
+    let as_site =
+        |method: &str, path: &str, body: &str| d.request_as(Some(&site), method, path, Some(body));
+
+    let mixed = batch(json!([
+        {"identifier": "demo", "action": "run", "start_at": later},
+        {"identifier": "system", "action": "clean_cache", "start_at": later}
+    ]));
+    let refused = as_site("POST", "/stask/batches", &mixed);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.body["worker"], "system", "{}", refused.body);
+    assert_eq!(d.get("/stask/batches").body["total"], 0, "nothing created");
+
+    let own = batch(json!([
+        {"identifier": "demo", "action": "run", "start_at": later},
+        {"identifier": "demo", "action": "run", "start_at": later}
+    ]));
+    let created = as_site("POST", "/stask/batches", &own);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let own_id = created.body["id"].as_i64().unwrap();
+    let task_ids = created.body["task_ids"].clone();
+
+    // The admin's batch of the same worker is not the site's to cancel; its own is.
+    let r = d.post(
+        "/stask/batches",
+        &json!({"tasks": [{"identifier": "demo", "action": "run", "start_at": later}]}),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let admins = r.body["id"].as_i64().unwrap();
+    let r = as_site("POST", &format!("/stask/batches/{admins}/cancel"), "{}");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = as_site("POST", &format!("/stask/batches/{own_id}/cancel"), "{}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["cancelled"], 2, "{}", r.body);
+
+    let all = entries(&d, 5);
+    let logged: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["route"] == "/stask/batches" && e["status"] == 201 && e["who"] == "site")
+        .collect();
+    assert_eq!(logged.len(), 1, "{all:#?}");
+    assert_eq!(logged[0]["created_ids"], task_ids, "{}", logged[0]);
+    assert_eq!(one(&all, "POST", "/stask/batches", 403)["who"], "site");
+}

@@ -1,6 +1,7 @@
 //! Batch endpoints: create many tasks in one transaction, follow and cancel them as one (see
 //! `stask_store::batches`).
 
+use super::audit::AuditCreated;
 use super::auth::Caller;
 use super::error::json_body;
 use super::extract::{ApiQuery, BatchId};
@@ -298,7 +299,7 @@ pub(crate) fn parse_batch(
         (status = 201, description = "Created", body = BatchCreatedAnswer),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token, or a role below operate", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, a role below operate, or a token restricted to workers and a task of another (`worker` names it)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "No tasks, more than 10,000, or a task refused (index names it; unknown_ids for unknown depends_on)", body = ErrorBody),
     ))]
@@ -306,13 +307,41 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<BatchCreatedAnswer>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        Extension<AuditCreated>,
+        Json<BatchCreatedAnswer>,
+    ),
+    ApiError,
+> {
     let batch = new_batch(body, caller.token_id)?;
+    // A token restricted to workers creates only their tasks (the permission layer cannot
+    // tell: the workers are in the body).
+    if let Some(allowed) = &caller.workers {
+        let named = batch.tasks.iter().chain(batch.on_complete.as_ref());
+        if let Some(other) = named.map(|t| &t.identifier).find(|w| !allowed.contains(w)) {
+            return Err(ApiError::forbidden(format!(
+                "the batch has a task of the worker '{other}'; this token may act only on the \
+                 tasks of {}",
+                allowed.join(", ")
+            ))
+            .with_worker(other));
+        }
+    }
     let engine = state.engine.clone();
     let created = blocking(move || Ok(engine.create_batch(&batch)?)).await?;
     let duplicates = created.tasks.iter().filter(|t| t.duplicate).count();
+    let mut ids: Vec<i64> = created
+        .tasks
+        .iter()
+        .filter(|t| !t.duplicate)
+        .map(|t| t.id)
+        .collect();
+    ids.extend(created.on_complete_task_id);
     Ok((
         StatusCode::CREATED,
+        Extension(AuditCreated(ids)),
         Json(BatchCreatedAnswer {
             success: true,
             id: created.id,
@@ -384,15 +413,25 @@ pub async fn detail(
         (status = 200, description = "Cancelled (counts of what changed)", body = BatchCancelAnswer),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "No permission", body = ErrorBody),
-        (status = 403, description = "Session without CSRF token, or a role below operate", body = ErrorBody),
+        (status = 403, description = "Session without CSRF token, a role below operate, or a token restricted to workers and a batch it did not create", body = ErrorBody),
         (status = 404, description = "No such batch", body = ErrorBody),
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     BatchId(id): BatchId,
 ) -> Result<Json<BatchCancelAnswer>, ApiError> {
     let engine = state.engine.clone();
+    let restricted = caller.workers.is_some();
     let (done, batch) = blocking(move || {
+        // A token restricted to workers cancels only batches it created: those hold only its
+        // workers' tasks (checked at creation); another's may hold anyone's.
+        if restricted && engine.batch(id)?.row.created_by != Some(caller.token_id) {
+            return Err(ApiError::forbidden(format!(
+                "batch {id} was not created by this token, which may act only on the tasks of \
+                 its workers"
+            )));
+        }
         let done = engine.cancel_batch(id)?;
         Ok((done, engine.batch(id)?))
     })

@@ -296,7 +296,7 @@ pub trait CopyTarget {
 }
 
 /// The tables a copy clears in the target, sessions included.
-pub const CLEARED: [&str; 12] = [
+pub const CLEARED: [&str; 13] = [
     "s_workers",
     "s_plugin_files",
     "s_tokens",
