@@ -65,6 +65,15 @@ fn stopped_runs(d: &Daemon) -> BTreeSet<i64> {
         .collect()
 }
 
+/// Partition rounds per run: 1 in CI; `STASK_PARTITION_ROUNDS=N` for a longer run (each
+/// round cuts the next host of the three off, so every host is cut off in turn).
+fn rounds() -> usize {
+    std::env::var("STASK_PARTITION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 fn a_host_cut_off(database: ServerDatabase) {
     let scratch = tempfile::tempdir().unwrap();
     let ledger_path = scratch.path().join("ledger.txt");
@@ -79,70 +88,93 @@ fn a_host_cut_off(database: ServerDatabase) {
             home
         })
         .collect();
-    let daemons: Vec<Daemon> = homes.iter().map(Home::serve).collect();
-    let (a, cut_off) = (&daemons[0], &daemons[2]);
-
+    let mut daemons: Vec<Daemon> = homes.iter().map(Home::serve).collect();
     // Tasks of 6 s (two leases) on all hosts.
     let data = json!({"steps": 12, "sleep_ms": 500, "ledger": ledger_path.to_str().unwrap()});
-    let ids: Vec<i64> = (0..12)
-        .map(|i| daemons[i % 3].create("demo", "run", data.clone()))
-        .collect();
-    // The host to cut off runs some of them (its heartbeat says so).
-    wait_until(
-        "the host to cut off runs tasks",
-        Duration::from_secs(30),
-        || this_host(cut_off)["row"]["busy_slots"].as_i64() >= Some(1),
-    );
+    let mut ids: Vec<i64> = Vec::new();
+    let mut stopped: BTreeSet<i64> = BTreeSet::new();
+    let rounds = rounds();
+    for round in 0..rounds {
+        let k = 2 - round % 3;
+        let (cut_off, other) = (&daemons[k], &daemons[(k + 1) % 3]);
+        let batch: Vec<i64> = (0..12)
+            .map(|i| daemons[i % 3].create("demo", "run", data.clone()))
+            .collect();
+        ids.extend(&batch);
+        // The host to cut off runs some of them (its heartbeat says so).
+        wait_until(
+            "the host to cut off runs tasks",
+            Duration::from_secs(30),
+            || this_host(cut_off)["row"]["busy_slots"].as_i64() >= Some(1),
+        );
 
-    links[2].cut();
-    // It notices within a lease and stops its runs; the others take them over.
-    cut_off
-        .log
-        .wait_for(Duration::from_secs(30), |l| {
-            l.contains("can no longer prove its leases")
-        })
-        .unwrap_or_else(|| panic!("the cut-off host did not notice:\n{}", cut_off.log.text()));
-    for &id in &ids {
-        let t = a.wait_task(id, Duration::from_secs(120), |t| {
-            matches!(
-                t["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            )
-        });
-        assert_eq!(t["status"], "completed", "{t}");
+        links[k].cut();
+        // It notices within a lease and stops its runs; the others take them over.
+        let noticed = |n: usize| {
+            cut_off.log.wait_count(Duration::from_secs(30), n, |l| {
+                l.contains("can no longer prove its leases")
+            }) >= n
+        };
+        let episodes_before = episodes(cut_off);
+        assert!(
+            noticed(episodes_before + 1),
+            "the cut-off host did not notice:\n{}",
+            cut_off.log.text()
+        );
+        for &id in &batch {
+            let t = other.wait_task(id, Duration::from_secs(120), |t| {
+                matches!(
+                    t["status"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                )
+            });
+            assert_eq!(t["status"], "completed", "{t}");
+        }
+
+        links[k].heal();
+        let back = cut_off
+            .log
+            .wait_count(Duration::from_secs(60), episodes_before + 1, |l| {
+                l.contains("back in contact with the database")
+            });
+        assert_eq!(
+            back,
+            episodes_before + 1,
+            "the healed host did not say so:\n{}",
+            cut_off.log.text()
+        );
+        let contact = this_host(cut_off)["contact"].clone();
+        assert_eq!(contact["lost"], false, "{contact}");
+        assert_eq!(contact["episodes"], episodes_before + 1, "{contact}");
+        assert!(!contact["last_regained_at"].is_null(), "{contact}");
+        let now_stopped = stopped_runs(cut_off);
+        let this_round: BTreeSet<i64> = now_stopped
+            .iter()
+            .copied()
+            .filter(|id| batch.contains(id))
+            .collect();
+        assert!(
+            !this_round.is_empty(),
+            "it stopped its runs:\n{}",
+            cut_off.log.text()
+        );
+        stopped.extend(this_round);
     }
 
-    links[2].heal();
-    cut_off
-        .log
-        .wait_for(Duration::from_secs(60), |l| {
-            l.contains("back in contact with the database")
-        })
-        .unwrap_or_else(|| panic!("the healed host did not say so:\n{}", cut_off.log.text()));
-    let contact = this_host(cut_off)["contact"].clone();
-    assert_eq!(contact["lost"], false, "{contact}");
-    assert_eq!(contact["episodes"], 1, "{contact}");
-    assert!(!contact["last_regained_at"].is_null(), "{contact}");
-    let stopped = stopped_runs(cut_off);
-    assert!(
-        !stopped.is_empty(),
-        "it stopped its runs:\n{}",
-        cut_off.log.text()
-    );
-    assert_eq!(contact["last_runs_stopped"], stopped.len(), "{contact}");
-
-    // Stored once each: every task completed; every re-run is one the cut-off host stopped,
+    // Stored once each: every task completed; every re-run is one a cut-off host stopped,
     // and each start the ledger shows is an attempt the task counts.
     let counts = ledger(&ledger_path);
+    let mut reruns = 0;
     for &id in &ids {
-        let t = a.task(id);
+        let t = daemons[0].task(id);
         assert_eq!(t["status"], "completed", "{t}");
         let starts = counts.get(&("start".into(), id)).copied().unwrap_or(0);
         assert!(starts >= 1, "task {id} ran: {counts:?}");
         if starts > 1 {
+            reruns += starts - 1;
             assert!(
                 stopped.contains(&id),
-                "task {id} ran {starts} times but the cut-off host did not stop it: {stopped:?}"
+                "task {id} ran {starts} times but no cut-off host stopped it: {stopped:?}"
             );
         }
         assert_eq!(
@@ -151,17 +183,28 @@ fn a_host_cut_off(database: ServerDatabase) {
             "task {id}: every start counted once: {t}"
         );
     }
+    eprintln!(
+        "{rounds} partitions survived, {} tasks checked, {reruns} re-runs, each of a run a \
+         cut-off host stopped ({} stopped)",
+        ids.len(),
+        stopped.len()
+    );
 
-    // Back to work: alone, it runs new tasks.
-    let mut daemons = daemons;
-    let cut_off = daemons.pop().unwrap();
+    // Back to work: alone, the host cut off last runs new tasks.
+    let last = daemons.remove(2 - (rounds - 1) % 3);
     drop(daemons);
     let more: Vec<i64> = (0..4)
-        .map(|_| cut_off.create("demo", "run", json!({"steps": 1, "sleep_ms": 1})))
+        .map(|_| last.create("demo", "run", json!({"steps": 1, "sleep_ms": 1})))
         .collect();
     for id in more {
-        assert_eq!(cut_off.wait_finished(id)["status"], "completed");
+        assert_eq!(last.wait_finished(id)["status"], "completed");
     }
+}
+
+/// The episodes a host's log shows so far.
+fn episodes(d: &Daemon) -> usize {
+    d.log
+        .count(|l| l.contains("can no longer prove its leases"))
 }
 
 #[test]

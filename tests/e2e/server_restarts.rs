@@ -41,8 +41,8 @@ fn three_hosts_ride_out(url: &str, stop: impl FnOnce(), start: impl FnOnce()) {
         .map(|i| {
             let mut home = Home::unmigrated(&["demo"], None);
             home.set_env("STASK_DATABASE_URL", url);
-            // Longer than an outage: the hosts keep their leases through it.
-            home.set_env("STASK_LEASE_MS", "10000");
+            // The default lease, longer than an outage: the hosts keep their leases through it.
+            home.set_env("STASK_LEASE_MS", "30000");
             home.set_env("STASK_WORKERS", "2");
             if i == 0 {
                 let out = home.cli(&["migrate"]);

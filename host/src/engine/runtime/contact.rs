@@ -10,6 +10,9 @@
 //! so a task another host took over keeps that host's run. When a renewal succeeds again the
 //! episode ends: it is logged and kept for `GET /stask/hosts`.
 //!
+//! Only when another host was live at the latest heartbeat: alone on a database, nobody would
+//! take the tasks over, and a stall of the database must not stop work.
+//!
 //! Invariants: the guard runs on its own thread and never calls the store (every store call
 //! may hang on a cut-off link); an episode begins once and ends once.
 
@@ -36,6 +39,10 @@ struct ContactState {
     lost: Option<(i64, usize)>,
     episodes: u64,
     last: Option<ContactEpisode>,
+    /// Whether another host was live at the latest heartbeat: only then may anyone take this
+    /// host's tasks over, and only then are its runs stopped (alone on a database, a stall
+    /// must not stop work that nobody else would do).
+    others_live: bool,
 }
 
 /// One time this host could not prove its leases, as `GET /stask/hosts` shows it.
@@ -66,6 +73,7 @@ impl Default for Contact {
                 lost: None,
                 episodes: 0,
                 last: None,
+                others_live: false,
             }),
         }
     }
@@ -94,11 +102,19 @@ impl Contact {
         }
     }
 
-    /// Begins an episode if the latest proof is older than most of `lease`; returns whether
-    /// one began now.
+    /// Whether another host was live at the latest heartbeat (see `others_live`).
+    pub(super) fn set_others_live(&self, others_live: bool) {
+        self.state.lock().others_live = others_live;
+    }
+
+    /// Begins an episode if the latest proof is older than most of `lease` and another host
+    /// could take the tasks over; returns whether one began now.
     fn lapsed(&self, lease: Duration) -> bool {
         let mut s = self.state.lock();
-        if s.lost.is_some() || s.proved.elapsed() < lease.mul_f64(STOP_AT_LEASE_SHARE) {
+        if s.lost.is_some()
+            || !s.others_live
+            || s.proved.elapsed() < lease.mul_f64(STOP_AT_LEASE_SHARE)
+        {
             return false;
         }
         s.lost = Some((now_ms(), 0));

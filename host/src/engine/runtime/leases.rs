@@ -101,10 +101,18 @@ pub(super) fn heartbeat(engine: &Engine) {
         Err(e) => tracing::warn!("cannot read the database's clock: {e}"),
     }
     renew_leases(engine);
+    engine.refresh_host();
     if engine.store.shared_by_hosts() {
         super::orphans::recover_orphans(engine);
+        match engine.store.hosts() {
+            Ok(hosts) => {
+                let now = now_ms();
+                let others = hosts.iter().any(|h| h.name != engine.owner && h.live(now));
+                engine.runtime_state.contact.set_others_live(others);
+            }
+            Err(e) => tracing::warn!("cannot read the hosts registry: {e}"),
+        }
     }
-    engine.refresh_host();
     // A host lists a worker it loaded from its next heartbeat on: a lease is always longer.
     if let Err(e) = engine
         .registry
