@@ -65,6 +65,22 @@ fn stopped_runs(d: &Daemon) -> BTreeSet<i64> {
         .collect()
 }
 
+/// Three homes on one database, each with its daemons in a network namespace of its own.
+fn three_hosts_behind_links(database: &ServerDatabase, lease_ms: &str) -> (Vec<Link>, Vec<Home>) {
+    let links: Vec<Link> = (0..3).map(|_| Link::create()).collect();
+    let homes = links
+        .iter()
+        .map(|link| {
+            let mut home = Home::on_server_database(&["demo"], database.clone());
+            home.set_env("STASK_LEASE_MS", lease_ms);
+            home.set_env("STASK_WORKERS", "2");
+            home.behind(link);
+            home
+        })
+        .collect();
+    (links, homes)
+}
+
 /// Partition rounds per run: 1 in CI; `STASK_PARTITION_ROUNDS=N` for a longer run (each
 /// round cuts the next host of the three off, so every host is cut off in turn).
 fn rounds() -> usize {
@@ -77,17 +93,7 @@ fn rounds() -> usize {
 fn a_host_cut_off(database: ServerDatabase) {
     let scratch = tempfile::tempdir().unwrap();
     let ledger_path = scratch.path().join("ledger.txt");
-    let links: Vec<Link> = (0..3).map(|_| Link::create()).collect();
-    let homes: Vec<Home> = links
-        .iter()
-        .map(|link| {
-            let mut home = Home::on_server_database(&["demo"], database.clone());
-            home.set_env("STASK_LEASE_MS", "3000");
-            home.set_env("STASK_WORKERS", "2");
-            home.behind(link);
-            home
-        })
-        .collect();
+    let (links, homes) = three_hosts_behind_links(&database, "3000");
     let mut daemons: Vec<Daemon> = homes.iter().map(Home::serve).collect();
     // Tasks of 6 s (two leases) on all hosts.
     let data = json!({"steps": 12, "sleep_ms": 500, "ledger": ledger_path.to_str().unwrap()});
@@ -224,17 +230,7 @@ fn a_slow_lossy_link_to_mariadb_runs_each_task_once_and_keeps_its_leases() {
 fn a_slow_lossy_link(database: ServerDatabase) {
     let scratch = tempfile::tempdir().unwrap();
     let ledger_path = scratch.path().join("ledger.txt");
-    let links: Vec<Link> = (0..3).map(|_| Link::create()).collect();
-    let homes: Vec<Home> = links
-        .iter()
-        .map(|link| {
-            let mut home = Home::on_server_database(&["demo"], database.clone());
-            home.set_env("STASK_LEASE_MS", "30000");
-            home.set_env("STASK_WORKERS", "2");
-            home.behind(link);
-            home
-        })
-        .collect();
+    let (links, homes) = three_hosts_behind_links(&database, "30000");
     let daemons: Vec<Daemon> = homes.iter().map(Home::serve).collect();
     let data = json!({"steps": 3, "sleep_ms": 100, "ledger": ledger_path.to_str().unwrap()});
     let drain = |label: &str| -> Vec<i64> {

@@ -100,7 +100,7 @@ impl Link {
         link.exec(&["ip", "link", "set", "lo", "up"]);
         // The fault table: empty chains on both hooks, loopback always let through.
         link.exec(&["nft", "add", "table", "inet", "stask_faults"]);
-        for (chain, hook, dev) in [("out", "output", "oif"), ("in", "input", "iif")] {
+        for (chain, hook) in [("out", "output"), ("in", "input")] {
             link.exec(&[
                 "nft",
                 "add",
@@ -110,18 +110,8 @@ impl Link {
                 chain,
                 &format!("{{ type filter hook {hook} priority 0; }}"),
             ]);
-            link.exec(&[
-                "nft",
-                "add",
-                "rule",
-                "inet",
-                "stask_faults",
-                chain,
-                dev,
-                "lo",
-                "accept",
-            ]);
         }
+        link.set_rules(None);
         link
     }
 

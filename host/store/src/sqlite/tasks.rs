@@ -518,6 +518,25 @@ static RETENTION_SQL: LazyLock<String> = LazyLock::new(|| {
 /// the process died): started, with its attempt counted. The ring is read only if such a row
 /// exists: at recovery at start (a live process's own leases expire only while their renewal
 /// fails, and the engine leaves them alone).
+impl SqliteStore {
+    /// The leases one of the lease queries (`EXPIRED_SQL`, `LEASES_OF_SQL`) selects, with the
+    /// starts the journal holds and the table not yet.
+    fn leases_where(
+        &self,
+        sql: &'static str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> StoreResult<Vec<ExpiredLease>> {
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql(sql))?;
+            let rows = stmt
+                .query_and_then(params, |r| crate::rows::expired_lease_from_row(r))?
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(rows)
+        })?;
+        mark_journal_starts(&self.starts, rows)
+    }
+}
+
 fn mark_journal_starts(
     journal: &StartJournal,
     mut leases: Vec<ExpiredLease>,
@@ -786,43 +805,11 @@ impl TaskStore for SqliteStore {
     }
 
     fn expired_leases(&self, now: i64) -> StoreResult<Vec<ExpiredLease>> {
-        let rows = self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.sql(&EXPIRED_SQL))?;
-            let rows = stmt
-                .query_map(params![now], |r| {
-                    Ok(ExpiredLease {
-                        id: r.get(0)?,
-                        lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                        attempts: r.get(2)?,
-                        max_attempts: r.get(3)?,
-                        owner: r.get(4)?,
-                        started: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })?;
-        mark_journal_starts(&self.starts, rows)
+        self.leases_where(&EXPIRED_SQL, params![now])
     }
 
     fn leases_of(&self, owner: &str) -> StoreResult<Vec<ExpiredLease>> {
-        let rows = self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.sql(&LEASES_OF_SQL))?;
-            let rows = stmt
-                .query_map(params![owner], |r| {
-                    Ok(ExpiredLease {
-                        id: r.get(0)?,
-                        lease_token: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                        attempts: r.get(2)?,
-                        max_attempts: r.get(3)?,
-                        owner: r.get(4)?,
-                        started: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })?;
-        mark_journal_starts(&self.starts, rows)
+        self.leases_where(&LEASES_OF_SQL, params![owner])
     }
 
     fn next_due(&self, now: i64, identifiers: &[String]) -> StoreResult<Option<i64>> {
