@@ -46,11 +46,16 @@ pub struct ClockReading {
     pub moved: bool,
 }
 
-/// Reads the database's clock (the best of three round trips) and moves [`now_ms`] to it;
-/// `None` for a database without a clock of its own (SQLite), whose offset stays 0.
-pub fn sync_to_database(store: &dyn HostStore) -> StoreResult<Option<ClockReading>> {
+/// Reads the database's clock `readings` times (at least once), keeps the reading of the
+/// shortest round trip, and moves [`now_ms`] to it; `None` for a database without a clock of
+/// its own (SQLite), whose offset stays 0. At open a few readings find the offset; a heartbeat
+/// takes one, enough to follow a drift or a jump of this host's clock.
+pub fn sync_to_database(
+    store: &dyn HostStore,
+    readings: usize,
+) -> StoreResult<Option<ClockReading>> {
     let mut best: Option<(i64, i64)> = None;
-    for _ in 0..3 {
+    for _ in 0..readings.max(1) {
         let before = host_clock_ms();
         let Some(database) = store.database_clock_ms()? else {
             return Ok(None);
@@ -63,7 +68,7 @@ pub fn sync_to_database(store: &dyn HostStore) -> StoreResult<Option<ClockReadin
             best = Some((offset, round_trip));
         }
     }
-    let (offset_ms, round_trip_ms) = best.expect("three readings");
+    let (offset_ms, round_trip_ms) = best.expect("at least one reading");
     let moved = (offset_ms - database_offset_ms()).abs() > OFFSET_STEP_MS;
     if moved {
         DATABASE_OFFSET_MS.store(offset_ms, Ordering::Relaxed);

@@ -861,7 +861,7 @@ pub fn open_with(url: &str, options: &OpenOptions) -> StoreResult<std::sync::Arc
         }
     };
     // Before anything reads the time: every process of a shared queue keeps its clock.
-    if let Some(reading) = clock::sync_to_database(&*store)? {
+    if let Some(reading) = clock::sync_to_database(&*store, 3)? {
         clock::report(&reading);
     }
     Ok(store)

@@ -27,8 +27,9 @@ pub(super) fn recover_orphans(engine: &Engine) {
             return;
         }
     };
-    // Read after the store: a run that ends in between leaves the hub first, then the
-    // database, so it is at worst seen once.
+    // Read after the store: a run that ends in between leaves the database first, then the
+    // hub, and a claim that lands in between reaches the ready queue a moment after its
+    // commit; either is unknown at one check at most, never at two.
     let mut known: HashSet<i64> = engine.hub.all().iter().map(|t| t.id).collect();
     known.extend(engine.hub.abandoned().iter().map(|t| t.id));
     known.extend(engine.runtime_state.ready.ids());

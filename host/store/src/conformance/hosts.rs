@@ -64,7 +64,7 @@ pub fn a_shared_database_keeps_the_clock(store: &dyn Store) {
     let before = host_clock_ms();
     let read = store.database_clock_ms().unwrap();
     let after = host_clock_ms();
-    let reading = sync_to_database(store).unwrap();
+    let reading = sync_to_database(store, 3).unwrap();
     if !store.shared_by_hosts() {
         assert_eq!((read, reading), (None, None));
         return;
