@@ -43,12 +43,13 @@ pub(super) fn audit(home: Option<PathBuf>, args: AuditArgs) -> CliResult {
     let status_class = args
         .status
         .as_deref()
-        .map(|s| match s.trim_end_matches("xx") {
-            c @ ("2" | "3" | "4" | "5") => Ok(c.parse::<i64>().unwrap_or(0)),
-            _ => Err(CliError::new(
-                5,
-                format!("--status must be 2xx, 3xx, 4xx or 5xx, not '{s}'"),
-            )),
+        .map(|s| {
+            crate::store::audit::status_class(s.trim()).ok_or_else(|| {
+                CliError::new(
+                    5,
+                    format!("--status must be 2xx, 3xx, 4xx or 5xx, not '{s}'"),
+                )
+            })
         })
         .transpose()?;
     let filter = AuditFilter {

@@ -46,8 +46,14 @@ impl AuditLog {
             tracing::warn!(route = %entry.route, "audit entry after the audit log closed; not stored");
             return;
         };
-        if let Err(TrySendError::Full(e)) = tx.try_send(entry) {
-            tracing::warn!(route = %e.route, "audit queue full (the store fails?); entry dropped");
+        match tx.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(e)) => {
+                tracing::warn!(route = %e.route, "audit queue full (the store fails?); entry dropped")
+            }
+            Err(TrySendError::Disconnected(e)) => {
+                tracing::error!(route = %e.route, "the audit writer has stopped; entry dropped")
+            }
         }
     }
 

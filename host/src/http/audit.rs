@@ -14,6 +14,7 @@ use super::tasks::{PAGE, PER_PAGE};
 use super::{blocking, ApiError, AppState, ErrorBody};
 use crate::clock::{now_ms, parse_time, rfc3339};
 use crate::model::TokenRole;
+use crate::store::audit::status_class;
 use crate::store::{AuditEntry, AuditFilter, AuditRow};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::Method;
@@ -230,13 +231,4 @@ pub async fn list(
         page,
         per_page,
     }))
-}
-
-/// `2xx` (or `2`) → 2, up to `5xx`.
-fn status_class(s: &str) -> Option<i64> {
-    let digit = s.strip_suffix("xx").unwrap_or(s);
-    match digit {
-        "2" | "3" | "4" | "5" => digit.parse().ok(),
-        _ => None,
-    }
 }

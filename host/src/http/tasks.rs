@@ -407,12 +407,18 @@ pub async fn list(
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
     let mut filter = task_filter(query)?;
-    // A token restricted to workers sees only their tasks.
+    // A token restricted to workers sees only their tasks; restricted to none, none (an
+    // empty `identifiers` would mean every worker).
+    let restricted_to_none = caller.workers.as_ref().is_some_and(Vec::is_empty);
     filter.identifiers = caller.workers.unwrap_or_default();
     let (page_no, per_page) = (filter.offset / filter.limit + 1, filter.limit);
     let engine = state.engine.clone();
     let listed = blocking(move || {
-        let (tasks, total) = engine.tasks(&filter)?;
+        let (tasks, total) = if restricted_to_none {
+            (Vec::new(), 0)
+        } else {
+            engine.tasks(&filter)?
+        };
         Ok((tasks, total, engine.waiting()?))
     })
     .await?;
