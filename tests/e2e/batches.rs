@@ -246,6 +246,9 @@ fn bad_batches_are_refused_whole_with_422_naming_the_task() {
     refused(json!({}));
     refused(json!({"tasks": [ok], "extra": true}));
     refused(json!({"tasks": [ok], "name": 5}));
+    // A NUL in the name: PostgreSQL's text cannot hold it, so it is refused before the store.
+    let r = refused(json!({"tasks": [ok], "name": "a\u{0}b"}));
+    assert!(r["message"].as_str().unwrap().contains("control"), "{r}");
     refused(
         json!({"tasks": [ok], "on_complete": {"identifier": "demo", "action": "noop",
                                                     "depends_on": [1]}}),

@@ -32,14 +32,19 @@ impl Engine {
             })?;
         }
         let created = self.store.insert_batch(batch, now_ms())?;
-        for (inserted, task) in created.tasks.iter().zip(&batch.tasks) {
-            if !inserted.duplicate {
-                self.events.publish(Event::TaskCreated {
-                    id: inserted.id,
-                    identifier: task.identifier.clone(),
-                    action: task.action.clone(),
-                });
-            }
+        let new_tasks = created
+            .tasks
+            .iter()
+            .zip(&batch.tasks)
+            .filter(|(inserted, _)| !inserted.duplicate)
+            .map(|(inserted, task)| (inserted.id, task));
+        let on_complete = created.on_complete_task_id.zip(batch.on_complete.as_ref());
+        for (id, task) in new_tasks.chain(on_complete) {
+            self.events.publish(Event::TaskCreated {
+                id,
+                identifier: task.identifier.clone(),
+                action: task.action.clone(),
+            });
         }
         self.wake();
         Ok(created)
@@ -65,14 +70,14 @@ impl Engine {
             .store
             .cancel_batch(id, now_ms())?
             .ok_or_else(|| EngineError::NotFound(format!("no batch {id}")))?;
+        let message = crate::task_state::rule(crate::task_state::Event::CancelPending)
+            .fixed_message()
+            .unwrap_or_default();
         for task in &done.cancelled {
             self.events.publish(Event::TaskFinished {
                 id: *task,
                 status: TaskStatus::Cancelled.name().into(),
-                message: crate::task_state::rule(crate::task_state::Event::CancelPending)
-                    .fixed_message()
-                    .unwrap_or_default()
-                    .into(),
+                message: message.into(),
             });
         }
         self.pass_on_ends(&done.cancelled);

@@ -254,10 +254,15 @@ pub(crate) fn parse_batch(
     crate::engine::check_batch_size(tasks.len()).map_err(ApiError::from)?;
     let name = match body.remove("name") {
         None | Some(Value::Null) => None,
-        Some(Value::String(n)) if n.chars().count() <= MAX_NAME_CHARS => Some(n),
+        // No control characters (PostgreSQL's text cannot hold NUL; nor can a name be shown).
+        Some(Value::String(n))
+            if n.chars().count() <= MAX_NAME_CHARS && !n.chars().any(char::is_control) =>
+        {
+            Some(n)
+        }
         Some(_) => {
             return Err(ApiError::invalid(format!(
-                "name must be a string of at most {MAX_NAME_CHARS} characters"
+                "name must be a string of at most {MAX_NAME_CHARS} characters, without control characters"
             )))
         }
     };

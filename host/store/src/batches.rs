@@ -194,10 +194,16 @@ fn build(d: Dialect) -> Statements {
     let ids = vec!["?"; ASSIGN_CHUNK].join(", ");
     let finished_at = d.time_out("finished_at");
     Statements {
+        // MySQL has no `RETURNING` (MariaDB has): the id comes from `LAST_INSERT_ID()`.
         open: p(format!(
             "INSERT INTO s_batches (name, created_at, created_by, total)
-             VALUES (NULLIF(?, ''), ?, NULLIF({by}, 0), 0) RETURNING id",
+             VALUES (NULLIF(?, ''), ?, NULLIF({by}, 0), 0){returning}",
             by = int("?"),
+            returning = if d == Dialect::Mysql {
+                ""
+            } else {
+                " RETURNING id"
+            },
         )),
         assign: p(format!(
             "UPDATE s_tasks SET batch_id = ? WHERE id IN ({ids})"
@@ -288,17 +294,20 @@ pub(crate) fn open(tx: &mut dyn DepTx, d: Dialect, batch: &NewBatch, now: i64) -
     let sql = statements(d);
     // `Arg` has no NULL: an empty name and a token id 0 are written as NULL (`NULLIF`).
     let name = batch.name.as_deref().unwrap_or("");
-    tx.query(
-        &sql.open,
-        &[
-            Arg::Text(name),
-            Arg::Int(now),
-            Arg::Int(batch.created_by.unwrap_or(0)),
-        ],
-    )?
-    .first()
-    .and_then(|r| r[0])
-    .ok_or_else(|| crate::StoreError::internal("the batch insert returned no id"))
+    let args = [
+        Arg::Text(name),
+        Arg::Int(now),
+        Arg::Int(batch.created_by.unwrap_or(0)),
+    ];
+    let rows = if d == Dialect::Mysql {
+        tx.execute(&sql.open, &args)?;
+        tx.query("SELECT CAST(LAST_INSERT_ID() AS SIGNED)", &[])?
+    } else {
+        tx.query(&sql.open, &args)?
+    };
+    rows.first()
+        .and_then(|r| r[0])
+        .ok_or_else(|| crate::StoreError::internal("the batch insert returned no id"))
 }
 
 /// After the tasks were inserted in the same transaction: their `batch_id`, the batch's

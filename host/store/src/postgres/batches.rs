@@ -16,11 +16,7 @@ impl BatchStore for PgStore {
         let batch = batch.clone();
         self.transaction(move |tx, cache| {
             let id = batches::open(&mut Tx { tx, cache }, D, &batch, now)?;
-            let tasks = if batch.tasks.is_empty() {
-                Vec::new()
-            } else {
-                InsertColumns::of(&batch.tasks, now).insert(tx, cache, now)?
-            };
+            let tasks = InsertColumns::of(&batch.tasks, now).insert(tx, cache, now)?;
             let on_complete = match &batch.on_complete {
                 Some(t) => InsertColumns::of(std::slice::from_ref(t), now)
                     .insert(tx, cache, now)?
