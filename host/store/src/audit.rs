@@ -151,6 +151,16 @@ pub fn filter_sql(filter: &AuditFilter, dialect: &Dialect) -> (String, Vec<Filte
     (where_sql, args, page)
 }
 
+/// A status class as people write it, `2xx` (or `2`) up to `5xx`, as its digit; the one
+/// reading of the API's `status` filter and the CLI's `--status`.
+pub fn status_class(s: &str) -> Option<i64> {
+    let digit = s.strip_suffix("xx").unwrap_or(s);
+    match digit {
+        "2" | "3" | "4" | "5" => digit.parse().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,15 +200,5 @@ mod tests {
             &crate::task_filter::SQLITE,
         );
         assert_eq!(w, "WHERE token_id = ?1");
-    }
-}
-
-/// A status class as people write it, `2xx` (or `2`) up to `5xx`, as its digit; the one
-/// reading of the API's `status` filter and the CLI's `--status`.
-pub fn status_class(s: &str) -> Option<i64> {
-    let digit = s.strip_suffix("xx").unwrap_or(s);
-    match digit {
-        "2" | "3" | "4" | "5" => digit.parse().ok(),
-        _ => None,
     }
 }
