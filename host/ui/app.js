@@ -25,6 +25,7 @@ const state = {
   filters: {},
   detailId: null, // task shown in #task-detail
   detailLog: [], // its log lines as shown: the detail's, then the task_log events since
+  detailLogTask: null, // the task detailLog belongs to
   detailTask: null,
   workers: [], // latest GET /stask/workers answer, for the filter list and the count
   timeline: null, // latest timeline answer, redrawn on resize
@@ -477,6 +478,8 @@ async function openTask(id, { focus = true } = {}) {
   if (state.tab !== 'tasks') showTab('tasks');
   state.detailId = taskId;
   state.detailTask = null;
+  state.detailLog = [];
+  state.detailLogTask = taskId;
   history.replaceState(null, '', `#task/${taskId}`);
   for (const tr of $$('tr.selected')) tr.classList.remove('selected');
   for (const tr of $$('#tasks-table tr[data-task-id]')) {
@@ -584,7 +587,7 @@ function renderDetail(task, log) {
   setText('#detail-file', task.result_file || '—');
   setText('#detail-meta', pretty(task.meta));
   setText('#detail-result', formatResult(task.result));
-  renderLog(log);
+  renderLog(log, task.id);
 }
 
 /** A link that opens task `id` in the detail panel (the click handler knows `a.open-task`). */
@@ -651,12 +654,38 @@ function logItem(l) {
     el('span', { class: 'log-line' }, l.line));
 }
 
-function renderLog(lines) {
+/**
+ * What tells two log lines apart without an id: an event carries at most the line's first
+ * 2,000 characters, so the key takes fewer.
+ */
+function logKey(l) {
+  return `${l.attempt}|${l.at}|${l.level}|${String(l.line).slice(0, 200)}`;
+}
+
+/**
+ * Shows the log the detail fetched. A task_log event that came while the fetch was on its way
+ * may be newer than what the fetch read: it stays, after the fetched lines, unless the fetch had
+ * it too (events are sent once a line is stored, so either order happens).
+ */
+function renderLog(lines, taskId) {
   const list = $('#detail-log');
-  state.detailLog = lines.slice(-MAX_SHOWN_LOG_LINES);
+  const fetchedKeys = new Map();
+  for (const l of lines) fetchedKeys.set(logKey(l), (fetchedKeys.get(logKey(l)) || 0) + 1);
+  const evented = new Map(); // fetched lines whose event came already
+  const carried = [];
+  for (const l of state.detailLogTask === taskId ? state.detailLog : []) {
+    if (l.fetched) continue;
+    const key = logKey(l);
+    if (takeKey(fetchedKeys, key)) evented.set(key, (evented.get(key) || 0) + 1);
+    else carried.push(l);
+  }
+  // The other fetched lines await their event, which is then not shown twice.
+  const fetched = lines.map((l) => ({ ...l, fetched: true, awaited: !takeKey(evented, logKey(l)) }));
+  state.detailLog = fetched.concat(carried).slice(-MAX_SHOWN_LOG_LINES);
+  state.detailLogTask = taskId;
   // Keep following the end of the log only if the reader was already there.
   const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-  if (!lines.length) {
+  if (!state.detailLog.length) {
     list.replaceChildren(el('li', { class: 'empty' }, 'No log lines'));
     return;
   }
@@ -664,12 +693,30 @@ function renderLog(lines) {
   if (atEnd) list.scrollTop = list.scrollHeight;
 }
 
+/** Takes one `key` from a count map; false if none was left. */
+function takeKey(counts, key) {
+  const n = counts.get(key) || 0;
+  if (!n) return false;
+  counts.set(key, n - 1);
+  return true;
+}
+
 /** A line the shown task just logged (a task_log event), appended to its tail. */
 function appendLogLine(line) {
   const list = $('#detail-log');
+  if (state.detailLogTask !== line.id) {
+    state.detailLog = [];
+    state.detailLogTask = line.id;
+  }
+  const key = logKey(line);
+  const known = state.detailLog.find((l) => l.awaited && logKey(l) === key);
+  if (known) {
+    known.awaited = false; // the fetch had it already
+    return;
+  }
   const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   if (!state.detailLog.length) list.replaceChildren();
-  state.detailLog.push(line);
+  state.detailLog.push({ ...line, fetched: false });
   list.append(logItem(line));
   while (state.detailLog.length > MAX_SHOWN_LOG_LINES) {
     state.detailLog.shift();
