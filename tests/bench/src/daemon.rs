@@ -14,11 +14,20 @@ pub struct Binaries {
     pub demo: PathBuf,
 }
 
-fn workspace() -> PathBuf {
+/// The workspace root (where `target/` lives).
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("workspace")
+}
+
+/// `target/<name>`: where a peer is installed at run time (never part of the product).
+pub fn bench_dir(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join(name)
 }
 
 /// Builds the release daemon and demo plugin.

@@ -1,4 +1,4 @@
-//! `stask-bench`: reproducible figures for the sTask pipeline, its SQLite limit and a peer.
+//! `stask-bench`: reproducible figures for the sTask pipeline, its SQLite limit and its peers.
 //!
 //! `cargo run --release -p stask-bench -- all` builds what it needs (the release daemon and demo
 //! plugin), runs every scenario `--runs` times and prints a table of median, min and max with the
@@ -7,7 +7,7 @@
 mod batch;
 mod client;
 mod daemon;
-mod peer;
+mod peers;
 mod rate;
 mod raw;
 mod report;
@@ -27,7 +27,7 @@ struct Args {
     /// Runs per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Tasks per throughput run (default 100,000; for `rate`, 10,000).
+    /// Tasks per throughput run (default 100,000; for `rate` and the `peers` drain, 10,000).
     #[arg(long)]
     tasks: Option<usize>,
     /// Seconds per timed HTTP load run.
@@ -63,8 +63,12 @@ enum What {
     Reload,
     /// (g) throughput with 10^4, 10^5 and 10^6 finished tasks in the table.
     Growth,
-    /// The peer (huey with SQLite) on the same workload.
-    Peer,
+    /// Every peer side by side (ours at NORMAL and FULL, huey, BullMQ, graphile-worker,
+    /// apalis) on the same workload, with the ratio table. Installs the peers from PyPI and
+    /// npm into `target/`; needs the local Redis and PostgreSQL for BullMQ and
+    /// graphile-worker (a missing one is a "not run" row). `peer` is the old name.
+    #[value(alias = "peer")]
+    Peers,
     /// (h) PostgreSQL and MariaDB with 1, 2 and 3 hosts against SQLite with one (`--pg-tasks`),
     /// and the pickup latency with two hosts.
     Pg,
@@ -91,8 +95,9 @@ fn main() {
         scenarios::drain(&bin, &mut report, tasks);
         raw::limits(&mut report, tasks);
     }
-    if wants(What::Peer) {
-        peer::huey(&bin, &mut report, 10_000);
+    if wants(What::Peers) {
+        let w = peers::workload(args.tasks.unwrap_or(10_000), args.seconds);
+        peers::compare(&bin, &mut report, &w);
     }
     if wants(What::Sustained) {
         scenarios::sustained(&bin, &mut report, args.seconds);

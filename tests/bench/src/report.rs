@@ -30,6 +30,7 @@ pub struct Report {
     pub runs: usize,
     figures: Vec<Figure>,
     notes: Vec<String>,
+    headlines: Vec<String>,
 }
 
 impl Report {
@@ -39,6 +40,7 @@ impl Report {
             runs: runs.max(1),
             figures: Vec::new(),
             notes: Vec::new(),
+            headlines: Vec::new(),
         }
     }
 
@@ -60,6 +62,11 @@ impl Report {
     pub fn note(&mut self, line: String) {
         eprintln!("  {line}");
         self.notes.push(line);
+    }
+
+    /// Adds a markdown block printed above the figure table (e.g. the peers' ratio table).
+    pub fn headline(&mut self, block: String) {
+        self.headlines.push(block);
     }
 
     /// Prints the machine description.
@@ -96,6 +103,10 @@ impl Report {
 
     /// Prints everything.
     pub fn print(&self) {
+        for block in &self.headlines {
+            println!();
+            print!("{block}");
+        }
         println!();
         println!("| figure | median | min - max | unit | configuration |");
         println!("|---|---:|---:|---|---|");

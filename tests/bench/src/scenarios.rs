@@ -10,7 +10,7 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// Waits until `completed` reaches `n`; returns the seconds since the daemon was ready and the
 /// peak RSS seen meanwhile (KiB).
-fn drain_time(d: &Daemon, n: i64) -> (f64, u64) {
+pub(crate) fn drain_time(d: &Daemon, n: i64) -> (f64, u64) {
     let mut conn = d.connect();
     let mut peak = 0;
     loop {
@@ -115,7 +115,12 @@ pub fn sustained(bin: &Binaries, report: &mut Report, seconds: u64) {
 
 /// Runs `clients` keep-alive connections creating `demo/noop` tasks with `body` for `duration`;
 /// returns tasks created and the seconds measured.
-fn hammer(d: &Daemon, clients: usize, duration: Duration, body: &'static str) -> (u64, f64) {
+pub(crate) fn hammer(
+    d: &Daemon,
+    clients: usize,
+    duration: Duration,
+    body: &'static str,
+) -> (u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -159,35 +164,43 @@ pub fn latency(bin: &Binaries, report: &mut Report, n: usize) {
     for _ in 0..report.runs {
         let home = Home::new(bin);
         let d = home.serve(&[]);
-        let mut conn = d.connect();
-        let mut sent = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t0 = now_micros();
-            let (status, body) = conn.request("POST", "/stask/workers/demo/tasks/stamp", "{}");
-            assert_eq!(status, 201);
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            sent.push((v["id"].as_i64().unwrap(), t0));
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut lat: Vec<f64> = Vec::with_capacity(n);
-        for (id, t0) in sent {
-            let task = loop {
-                let t = conn.get_json(&format!("/stask/tasks/{id}"));
-                if t["task"]["status"] == "completed" {
-                    break t;
-                }
-                std::thread::sleep(POLL);
-            };
-            let start: i128 = task["task"]["result"].as_str().unwrap().parse().unwrap();
-            lat.push((start - t0) as f64 / 1000.0);
-        }
-        lat.sort_by(f64::total_cmp);
-        p50s.push(lat[lat.len() / 2]);
-        p99s.push(lat[lat.len() * 99 / 100]);
+        let (p50, p99) = latency_once(&d, n, Duration::from_millis(1));
+        p50s.push(p50);
+        p99s.push(p99);
     }
     let config = format!("{n} tasks, 1 client, 1 ms apart, pool {}", workers());
     report.add("(c) create-to-start latency p50", "ms", &config, p50s);
     report.add("(c) create-to-start latency p99", "ms", &config, p99s);
+}
+
+/// Creates `n` `stamp` tasks over one connection, `gap` apart; returns the create-to-start
+/// latency's p50 and p99 in ms (the worker's start stamp minus the time just before the
+/// request was sent).
+pub(crate) fn latency_once(d: &Daemon, n: usize, gap: Duration) -> (f64, f64) {
+    let mut conn = d.connect();
+    let mut sent = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = now_micros();
+        let (status, body) = conn.request("POST", "/stask/workers/demo/tasks/stamp", "{}");
+        assert_eq!(status, 201);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        sent.push((v["id"].as_i64().unwrap(), t0));
+        std::thread::sleep(gap);
+    }
+    let mut lat: Vec<f64> = Vec::with_capacity(n);
+    for (id, t0) in sent {
+        let task = loop {
+            let t = conn.get_json(&format!("/stask/tasks/{id}"));
+            if t["task"]["status"] == "completed" {
+                break t;
+            }
+            std::thread::sleep(POLL);
+        };
+        let start: i128 = task["task"]["result"].as_str().unwrap().parse().unwrap();
+        lat.push((start - t0) as f64 / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
 /// (d): HTTP create requests per second (tasks scheduled an hour ahead, so that only the API
