@@ -4,10 +4,12 @@
 //! plugin), runs every scenario `--runs` times and prints a table of median, min and max with the
 //! machine and configuration. See BENCHMARKS.md for recorded figures.
 
+mod apalis_mode;
 mod batch;
 mod client;
 mod daemon;
 mod peer;
+mod peers;
 mod rate;
 mod raw;
 mod report;
@@ -65,6 +67,9 @@ enum What {
     Growth,
     /// The peer (huey with SQLite) on the same workload.
     Peer,
+    /// The Rust peer (apalis with SQLite) next to ours on the peer workload. Temporary, not
+    /// part of `all`, until the `peers` comparison takes it over.
+    Apalis,
     /// (h) PostgreSQL and MariaDB with 1, 2 and 3 hosts against SQLite with one (`--pg-tasks`),
     /// and the pickup latency with two hosts.
     Pg,
@@ -93,6 +98,9 @@ fn main() {
     }
     if wants(What::Peer) {
         peer::huey(&bin, &mut report, 10_000);
+    }
+    if args.what.contains(&What::Apalis) {
+        apalis_mode::compare(&bin, &mut report);
     }
     if wants(What::Sustained) {
         scenarios::sustained(&bin, &mut report, args.seconds);

@@ -115,7 +115,12 @@ pub fn sustained(bin: &Binaries, report: &mut Report, seconds: u64) {
 
 /// Runs `clients` keep-alive connections creating `demo/noop` tasks with `body` for `duration`;
 /// returns tasks created and the seconds measured.
-fn hammer(d: &Daemon, clients: usize, duration: Duration, body: &'static str) -> (u64, f64) {
+pub(crate) fn hammer(
+    d: &Daemon,
+    clients: usize,
+    duration: Duration,
+    body: &'static str,
+) -> (u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -144,7 +149,8 @@ fn hammer(d: &Daemon, clients: usize, duration: Duration, body: &'static str) ->
     )
 }
 
-fn now_micros() -> i128 {
+/// Wall-clock microseconds since the epoch (the unit of the `stamp` task's result).
+pub(crate) fn now_micros() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i128)
