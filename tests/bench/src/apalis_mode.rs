@@ -137,13 +137,11 @@ pub fn compare(bin: &Binaries, report: &mut Report) {
         w.pool
     );
     let mut peer = Vec::new();
-    for _ in 0..report.runs {
+    for i in 0..report.runs {
         match apalis::run(&w) {
             Ok(run) => peer.push(run),
-            Err(why) => {
-                report.note(format!("{}: not run: {why}", apalis::NAME));
-                break;
-            }
+            // A failed run is said, not counted; the others still are.
+            Err(why) => report.note(format!("{} run {}: not run: {why}", apalis::NAME, i + 1)),
         }
     }
     if !peer.is_empty() {

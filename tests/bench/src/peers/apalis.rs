@@ -64,11 +64,19 @@ fn phase(program: &PathBuf, args: &[String]) -> Result<Vec<f64>, String> {
         .map_err(|e| format!("the apalis harness could not start: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
+        // The panic message, without a backtrace's frames.
+        let why: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(|c: char| c.is_ascii_digit()))
+            .filter(|l| !l.starts_with("at ") && !l.starts_with("stack backtrace"))
+            .take(4)
+            .collect();
         return Err(format!(
             "apalis {} failed ({}): {}",
             args[0],
             out.status,
-            stderr.trim()
+            why.join(" ")
         ));
     }
     // The harness's pragma line (journal mode, synchronous per connection) goes to the log.
