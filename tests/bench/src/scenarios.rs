@@ -149,7 +149,8 @@ pub(crate) fn hammer(
     )
 }
 
-fn now_micros() -> i128 {
+/// Wall-clock microseconds since the epoch (the unit of the `stamp` task's result).
+pub(crate) fn now_micros() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i128)
