@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const POLL: Duration = Duration::from_millis(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// Waits until `completed` reaches `n`; returns the seconds since the daemon was ready and the
 /// peak RSS seen meanwhile (KiB).
-fn drain_time(d: &Daemon, n: i64) -> (f64, u64) {
+pub(crate) fn drain_time(d: &Daemon, n: i64) -> (f64, u64) {
     let mut conn = d.connect();
     let mut peak = 0;
     loop {
@@ -159,35 +159,43 @@ pub fn latency(bin: &Binaries, report: &mut Report, n: usize) {
     for _ in 0..report.runs {
         let home = Home::new(bin);
         let d = home.serve(&[]);
-        let mut conn = d.connect();
-        let mut sent = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t0 = now_micros();
-            let (status, body) = conn.request("POST", "/stask/workers/demo/tasks/stamp", "{}");
-            assert_eq!(status, 201);
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            sent.push((v["id"].as_i64().unwrap(), t0));
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut lat: Vec<f64> = Vec::with_capacity(n);
-        for (id, t0) in sent {
-            let task = loop {
-                let t = conn.get_json(&format!("/stask/tasks/{id}"));
-                if t["task"]["status"] == "completed" {
-                    break t;
-                }
-                std::thread::sleep(POLL);
-            };
-            let start: i128 = task["task"]["result"].as_str().unwrap().parse().unwrap();
-            lat.push((start - t0) as f64 / 1000.0);
-        }
-        lat.sort_by(f64::total_cmp);
+        let lat = pickup_latencies(&d, n, "{}");
         p50s.push(lat[lat.len() / 2]);
         p99s.push(lat[lat.len() * 99 / 100]);
     }
     let config = format!("{n} tasks, 1 client, 1 ms apart, pool {}", workers());
     report.add("(c) create-to-start latency p50", "ms", &config, p50s);
     report.add("(c) create-to-start latency p99", "ms", &config, p99s);
+}
+
+/// Creates `n` `demo/stamp` tasks with `body`, one at a time 1 ms apart; returns each one's
+/// create-to-start latency (the worker's start stamp minus the time just before the request
+/// was sent) in ms, sorted.
+pub(crate) fn pickup_latencies(d: &Daemon, n: usize, body: &str) -> Vec<f64> {
+    let mut conn = d.connect();
+    let mut sent = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = now_micros();
+        let (status, answer) = conn.request("POST", "/stask/workers/demo/tasks/stamp", body);
+        assert_eq!(status, 201);
+        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        sent.push((v["id"].as_i64().unwrap(), t0));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut lat: Vec<f64> = Vec::with_capacity(n);
+    for (id, t0) in sent {
+        let task = loop {
+            let t = conn.get_json(&format!("/stask/tasks/{id}"));
+            if t["task"]["status"] == "completed" {
+                break t;
+            }
+            std::thread::sleep(POLL);
+        };
+        let start: i128 = task["task"]["result"].as_str().unwrap().parse().unwrap();
+        lat.push((start - t0) as f64 / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
 }
 
 /// (d): HTTP create requests per second (tasks scheduled an hour ahead, so that only the API
