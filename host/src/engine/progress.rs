@@ -15,12 +15,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Log lines kept per attempt; later lines are counted, not stored.
 const MAX_LOG_LINES: usize = 10_000;
 /// Longest stored log line (bytes).
 const MAX_LINE_BYTES: usize = 4_096;
+/// Longest progress message kept (characters).
+const MAX_MESSAGE_CHARS: usize = 1_000;
 
 /// A running task as the host sees it.
 pub struct LiveTask {
@@ -37,6 +39,8 @@ pub struct LiveTask {
     /// Worker version running it.
     pub worker_version: String,
     started: Instant,
+    /// The start on the coarse clock the progress calls read (see [`coarse_now`]).
+    started_coarse: Duration,
     /// Cancel requested (by a user, another host, or the timeout).
     pub cancel: AtomicBool,
     /// The worker's timeout fired.
@@ -111,6 +115,7 @@ impl LiveTask {
             lease_token,
             worker_version,
             started: Instant::now(),
+            started_coarse: coarse_now(),
             cancel: AtomicBool::new(false),
             timed_out: AtomicBool::new(false),
             host_stopping: AtomicBool::new(false),
@@ -309,6 +314,36 @@ impl LiveTask {
     }
 }
 
+/// The monotonic clock at the kernel's tick resolution (a few ms). A worker may report
+/// progress millions of times a second and each report needs the elapsed time for its ETA:
+/// this clock is read in a few ns where `Instant::now` costs tens of ns on some virtual
+/// machines, and an ETA in whole seconds does not need more precision.
+#[cfg(target_os = "linux")]
+fn coarse_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec and a clock id every Linux since 2.6.32 has.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Elsewhere, the precise monotonic clock (measured from the first reading).
+#[cfg(not(target_os = "linux"))]
+fn coarse_now() -> Duration {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
+}
+
+/// `message` cut to its first [`MAX_MESSAGE_CHARS`] characters (at a character boundary).
+fn clipped(message: &str) -> &str {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => &message[..end],
+        None => message,
+    }
+}
+
 /// ETA from the observed rate: the remaining fraction at the speed seen so far.
 pub fn estimate_eta(elapsed_secs: f64, fraction_done: f64) -> Option<i64> {
     if fraction_done <= 0.0 || fraction_done >= 1.0 || elapsed_secs <= 0.0 {
@@ -319,7 +354,9 @@ pub fn estimate_eta(elapsed_secs: f64, fraction_done: f64) -> Option<i64> {
 
 impl TaskHooks for LiveTask {
     fn progress(&self, percent: i32, processed: i64, total: i64, message: &str) {
-        let elapsed = self.started.elapsed().as_secs_f64();
+        let elapsed = coarse_now()
+            .saturating_sub(self.started_coarse)
+            .as_secs_f64();
         let mut s = self.state.lock();
         if processed >= 0 {
             s.processed = Some(processed);
@@ -338,12 +375,26 @@ impl TaskHooks for LiveTask {
         s.percent = (fraction * 100.0).floor() as i64;
         s.eta_seconds = estimate_eta(elapsed, fraction);
         if !message.is_empty() {
-            s.message = message.chars().take(1_000).collect();
+            // Most calls repeat the last message: compared, not copied, and the buffer is
+            // reused when it changes (no allocation per call).
+            let message = clipped(message);
+            if s.message != message {
+                s.message.clear();
+                s.message.push_str(message);
+            }
         }
         s.dirty = true;
     }
 
     fn log(&self, level: LogLevel, line: &str) {
+        // Past the limit a line is only counted: no copy of it is made.
+        {
+            let mut s = self.state.lock();
+            if s.logged >= MAX_LOG_LINES {
+                s.dropped += 1;
+                return;
+            }
+        }
         self.push_log(level, line.to_owned());
     }
 
@@ -541,5 +592,18 @@ mod tests {
         let rest = t.take_remaining_logs();
         assert_eq!(rest.len(), 1);
         assert!(rest[0].line.starts_with("5 more log lines were dropped"));
+    }
+
+    #[test]
+    fn progress_messages_are_clipped_replaced_and_kept_when_empty() {
+        let t = LiveTask::new(1, "w".into(), "a".into(), 1, 5, "v".into());
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        t.progress(10, -1, -1, &long);
+        assert_eq!(t.view().message.chars().count(), MAX_MESSAGE_CHARS);
+        t.progress(20, -1, -1, "short");
+        assert_eq!(t.view().message, "short");
+        t.progress(30, -1, -1, "");
+        let v = t.view();
+        assert_eq!((v.progress, v.message.as_str()), (30, "short"));
     }
 }

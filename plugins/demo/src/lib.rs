@@ -22,12 +22,18 @@
 //!   anything else can fail (so with `fail_attempts` every attempt queues it again, which a
 //!   `unique_key` makes one task); the run's result is then `follow-up <id>` unless `result`
 //!   is given, and a refused create fails the run with the host's message.
+//! - `hammer`: the cost of the progress and log calls, for the long-job benchmark:
+//!   `progress_calls` calls of `progress_items` (default 10,000,000), then `log_calls` calls of
+//!   `log` (default 0), each loop timed with `Instant`; the result is JSON with the calls made
+//!   and `progress_ns` / `log_ns`, the nanoseconds per call (`log_first_ns` over the first
+//!   10,000 log calls, the lines the host stores, and `log_rest_ns` over the others). It checks for cancellation once
+//!   every 1,048,576 calls (so that the check does not weigh on the figure).
 
 use serde_json::Value;
 use stask_plugin_api::{
     export_worker, Context, Output, TaskError, TaskOptions, Worker, WorkerInfo,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which build this is: the `v2` feature makes a second version for hot-reload tests.
 const VARIANT: &str = if cfg!(feature = "v2") { "v2" } else { "v1" };
@@ -54,6 +60,10 @@ impl Worker for Demo {
                 "run",
                 "Runs steps with progress; see the data keys in the docs",
             )
+            .action(
+                "hammer",
+                "Times progress_calls progress and log_calls log calls (benchmarks)",
+            )
             .setting("timeout", 0)
     }
 
@@ -62,6 +72,7 @@ impl Worker for Demo {
             "noop" => Ok(Output::none()),
             "stamp" => Ok(Output::text(now_micros().to_string())),
             "run" => run_steps(ctx, &data),
+            "hammer" => hammer(ctx, &data),
             other => Err(TaskError::permanent(format!("unknown action {other}"))),
         }
     }
@@ -159,6 +170,60 @@ fn run_steps(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
     }
 }
 
+/// The first log calls `hammer` times on their own (what the host keeps of a run's log).
+const HAMMER_LOG_FIRST: u64 = 10_000;
+/// Calls between two cancellation checks of `hammer` (a power of two: the test is a mask).
+const HAMMER_CHECK_EVERY: u64 = 1 << 20;
+
+/// The `hammer` action: times `progress_calls` progress calls, then `log_calls` log lines.
+fn hammer(ctx: &Context<'_>, data: &Value) -> Result<Output, TaskError> {
+    let int = |key: &str, default: u64| data.get(key).and_then(Value::as_u64).unwrap_or(default);
+    let progress_calls = int("progress_calls", 10_000_000);
+    let log_calls = int("log_calls", 0);
+    let started = Instant::now();
+    for i in 1..=progress_calls {
+        if i & (HAMMER_CHECK_EVERY - 1) == 0 {
+            ctx.check_cancelled()?;
+        }
+        ctx.progress_items(i, progress_calls, "hammering");
+    }
+    let progress_ns = per_call_ns(started.elapsed(), progress_calls);
+    let mut first_elapsed = Duration::ZERO;
+    // Timed in two parts: the host stores the first lines and only counts the later ones.
+    let first = log_calls.min(HAMMER_LOG_FIRST);
+    let started = Instant::now();
+    for i in 1..=log_calls {
+        if i & (HAMMER_CHECK_EVERY - 1) == 0 {
+            ctx.check_cancelled()?;
+        }
+        ctx.log("hammer line");
+        if i == first {
+            first_elapsed = started.elapsed();
+        }
+    }
+    let log_elapsed = started.elapsed();
+    let log_ns = per_call_ns(log_elapsed, log_calls);
+    let log_first_ns = per_call_ns(first_elapsed, first);
+    let log_rest_ns = per_call_ns(log_elapsed - first_elapsed, log_calls - first);
+    Ok(Output::json(&serde_json::json!({
+        "progress_calls": progress_calls,
+        "progress_ns": progress_ns,
+        "log_calls": log_calls,
+        "log_ns": log_ns,
+        "log_first_ns": log_first_ns,
+        "log_rest_ns": log_rest_ns,
+    })))
+}
+
+/// Nanoseconds per call (0 for no calls).
+fn per_call_ns(elapsed: Duration, calls: u64) -> f64 {
+    if calls == 0 {
+        0.0
+    } else {
+        elapsed.as_nanos() as f64 / calls as f64
+    }
+}
+
 /// Queues the follow-up `spec` describes (see the module docs) and returns its id.
 fn create_follow_up(ctx: &Context<'_>, spec: &Value) -> Result<i64, TaskError> {
     let text = |key: &str| {
@@ -235,3 +300,40 @@ fn append_line(path: &str, line: &str) -> Result<(), TaskError> {
 }
 
 export_worker!(Demo);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stask_plugin_api::testing::TestHost;
+
+    #[test]
+    fn hammer_makes_the_calls_it_was_asked_for_and_times_them() {
+        let host = TestHost::new();
+        let output = host
+            .run(
+                &Demo,
+                "hammer",
+                serde_json::json!({"progress_calls": 1_000, "log_calls": 10}),
+            )
+            .unwrap();
+        let result: Value = serde_json::from_str(output.result_text().unwrap()).unwrap();
+        assert_eq!(result["progress_calls"], 1_000);
+        assert_eq!(result["log_calls"], 10);
+        assert!(result["progress_ns"].as_f64().unwrap() > 0.0, "{result}");
+        assert!(result["log_ns"].as_f64().unwrap() > 0.0, "{result}");
+        let progress = host.progress();
+        assert_eq!(progress.len(), 1_000);
+        assert_eq!(progress.last().unwrap().processed, Some(1_000));
+        assert_eq!(host.logs().len(), 10);
+    }
+
+    #[test]
+    fn hammer_stops_when_cancelled() {
+        let host = TestHost::new();
+        host.cancel();
+        let data = serde_json::json!({"progress_calls": HAMMER_CHECK_EVERY * 2});
+        let error = host.run(&Demo, "hammer", data).unwrap_err();
+        assert!(error.is_cancelled(), "{error}");
+        assert_eq!(host.progress().len() as u64, HAMMER_CHECK_EVERY - 1);
+    }
+}

@@ -83,54 +83,56 @@ pub enum Upserted {
     Skipped,
 }
 
+/// The insert of a new product; a SKU that exists already changes nothing (the caller then
+/// updates it, or skips it).
+const INSERT_NEW: &str =
+    "INSERT INTO products (sku, name, price, stock, category_id, active, updated_at)
+     VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, COALESCE(?6, 1),
+             strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+     ON CONFLICT (sku) DO NOTHING";
+
+/// The update of an existing product: only the given columns change.
+const UPDATE: &str = "UPDATE products SET
+        name        = COALESCE(?2, name),
+        price       = COALESCE(?3, price),
+        stock       = COALESCE(?4, stock),
+        category_id = COALESCE(?5, category_id),
+        active      = COALESCE(?6, active),
+        updated_at  = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+     WHERE sku = ?1";
+
 /// Inserts or updates one product by SKU according to `policy`.
+///
+/// When new products may be created, the insert is tried first and its conflict on the SKU
+/// says whether the product existed: one statement for a new row instead of a lookup and an
+/// insert (what an import of new products spends its time on).
 pub fn upsert(conn: &Connection, row: &ProductRow, policy: Policy) -> rusqlite::Result<Upserted> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM products WHERE sku = ?1")?
-        .exists([&row.sku])?;
-    if exists {
-        if !policy.update_existing {
-            return Ok(Upserted::Skipped);
-        }
-        conn.prepare_cached(
-            "UPDATE products SET
-                name        = COALESCE(?2, name),
-                price       = COALESCE(?3, price),
-                stock       = COALESCE(?4, stock),
-                category_id = COALESCE(?5, category_id),
-                active      = COALESCE(?6, active),
-                updated_at  = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-             WHERE sku = ?1",
-        )?
-        .execute(params![
-            row.sku,
-            row.name,
-            row.price,
-            row.stock,
-            row.category_id,
-            row.active
-        ])?;
-        Ok(Upserted::Updated)
-    } else {
-        if !policy.create_new {
-            return Ok(Upserted::Skipped);
-        }
+    let values = params![
+        row.sku,
+        row.name,
+        row.price,
+        row.stock,
+        row.category_id,
+        row.active
+    ];
+    if policy.create_new {
         // New products are in stock 0 and active unless the row says otherwise.
-        conn.prepare_cached(
-            "INSERT INTO products (sku, name, price, stock, category_id, active, updated_at)
-             VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, COALESCE(?6, 1),
-                     strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-        )?
-        .execute(params![
-            row.sku,
-            row.name,
-            row.price,
-            row.stock,
-            row.category_id,
-            row.active
-        ])?;
-        Ok(Upserted::Created)
+        if conn.prepare_cached(INSERT_NEW)?.execute(values)? == 1 {
+            return Ok(Upserted::Created);
+        }
+    } else {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM products WHERE sku = ?1")?
+            .exists([&row.sku])?;
+        if !exists {
+            return Ok(Upserted::Skipped);
+        }
     }
+    if !policy.update_existing {
+        return Ok(Upserted::Skipped);
+    }
+    conn.prepare_cached(UPDATE)?.execute(values)?;
+    Ok(Upserted::Updated)
 }
 
 #[cfg(test)]

@@ -63,4 +63,34 @@ impl Conn {
         let (_, body) = self.request("GET", path, "");
         serde_json::from_slice(&body).unwrap_or_default()
     }
+
+    /// Creates a task of `worker`/`action` with `body` (its data and options); its id.
+    pub fn create(&mut self, worker: &str, action: &str, body: &str) -> i64 {
+        let (status, answer) = self.request(
+            "POST",
+            &format!("/stask/workers/{worker}/tasks/{action}"),
+            body,
+        );
+        assert_eq!(
+            status,
+            201,
+            "create {worker}/{action}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&answer).expect("create answer");
+        v["id"].as_i64().expect("task id")
+    }
+
+    /// Polls task `id` every `every` until it is finished; its `task` object. Panics unless it
+    /// completed (a failed figure is not a figure).
+    pub fn wait_completed(&mut self, id: i64, every: std::time::Duration) -> serde_json::Value {
+        loop {
+            let task = self.get_json(&format!("/stask/tasks/{id}"))["task"].clone();
+            match task["status"].as_str() {
+                Some("completed") => return task,
+                Some("failed" | "cancelled") => panic!("task {id} did not complete: {task}"),
+                _ => std::thread::sleep(every),
+            }
+        }
+    }
 }

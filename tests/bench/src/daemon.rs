@@ -12,6 +12,8 @@ pub struct Binaries {
     pub stask: PathBuf,
     /// The release `demo` plugin.
     pub demo: PathBuf,
+    /// The release `product` plugin (the long-job figures).
+    pub product: PathBuf,
 }
 
 /// The workspace root (where `target/` lives).
@@ -30,7 +32,7 @@ pub fn bench_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Builds the release daemon and demo plugin.
+/// Builds the release daemon and the demo and product plugins.
 pub fn build_release() -> Binaries {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -42,6 +44,8 @@ pub fn build_release() -> Binaries {
             "stask-host",
             "-p",
             "stask-worker-demo",
+            "-p",
+            "stask-worker-product",
         ])
         .current_dir(workspace())
         .status()
@@ -54,7 +58,24 @@ pub fn build_release() -> Binaries {
     Binaries {
         stask: target.join("stask"),
         demo: target.join("libstask_worker_demo.so"),
+        product: target.join("libstask_worker_product.so"),
     }
+}
+
+/// The binaries of an earlier build, for before/after figures of a change in one run: the
+/// folder `STASK_BENCH_BEFORE` names holds copies of that build's `stask`,
+/// `libstask_worker_demo.so` and `libstask_worker_product.so`.
+pub fn before() -> Option<Binaries> {
+    let dir = PathBuf::from(std::env::var_os("STASK_BENCH_BEFORE")?);
+    let bin = Binaries {
+        stask: dir.join("stask"),
+        demo: dir.join("libstask_worker_demo.so"),
+        product: dir.join("libstask_worker_product.so"),
+    };
+    for file in [&bin.stask, &bin.demo, &bin.product] {
+        assert!(file.is_file(), "STASK_BENCH_BEFORE: no {}", file.display());
+    }
+    Some(bin)
 }
 
 /// A home with the demo plugin and a token.
@@ -118,6 +139,15 @@ impl Home {
             token,
             stask: bin.stask.clone(),
         }
+    }
+
+    /// Installs one more plugin library (before `serve`) as `plugins.d/{name}.so`.
+    pub fn add_plugin(&self, library: &Path, name: &str) {
+        std::fs::copy(
+            library,
+            self.dir.path().join(format!("plugins.d/{name}.so")),
+        )
+        .expect("copy plugin");
     }
 
     /// `storage/stask.db`.
@@ -205,14 +235,18 @@ pub struct Daemon {
 impl Daemon {
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-            })
-            .unwrap_or(0)
+        self.status("VmRSS")
+    }
+
+    /// A number field of `/proc/<pid>/status` (`VmRSS`, `VmHWM` in KiB, `Threads`); 0 when
+    /// the process is gone.
+    pub fn status(&self, field: &str) -> u64 {
+        crate::sampler::status_field(self.child.id(), field)
+    }
+
+    /// The daemon's process id (for `perf record -p`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A keep-alive HTTP connection.
@@ -231,6 +265,17 @@ impl Drop for Daemon {
 /// Inserts `n` pending `demo` tasks of `action` directly into the database (a batch, as a
 /// bulk producer would), before the daemon starts.
 pub fn insert_pending(db: &Path, n: usize, action: &str) {
+    insert_pending_with(db, n, action, serde_json::json!({}), None);
+}
+
+/// [`insert_pending`] with task data and a scheduled start (UNIX ms; `None`: due now).
+pub fn insert_pending_with(
+    db: &Path,
+    n: usize,
+    action: &str,
+    data: serde_json::Value,
+    start_at: Option<i64>,
+) {
     use stask_host::model::{NewTask, Priority};
     let store = stask_host::store::open(&format!("sqlite://{}", db.display())).expect("open db");
     store.migrate().expect("migrate");
@@ -238,9 +283,9 @@ pub fn insert_pending(db: &Path, n: usize, action: &str) {
     let task = NewTask {
         identifier: "demo".into(),
         action: action.into(),
-        data: serde_json::json!({}),
+        data,
         priority: Priority::Normal,
-        start_at: None,
+        start_at,
         max_attempts: 3,
         started_by: None,
         token_id: None,

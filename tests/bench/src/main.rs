@@ -7,12 +7,17 @@
 mod batch;
 mod client;
 mod daemon;
+mod hammer;
 mod peers;
+mod pending;
+mod products;
 mod rate;
 mod raw;
 mod report;
+mod sampler;
 mod scenarios;
 mod servers;
+mod sleepers;
 
 use clap::{Parser, ValueEnum};
 use report::Report;
@@ -46,6 +51,21 @@ struct Args {
     /// The worker's `rate_limit` in the `rate` scenario.
     #[arg(long, default_value = "100/s")]
     rate: String,
+    /// Progress calls of the `demo/hammer` task in `longjob`.
+    #[arg(long, default_value_t = 10_000_000)]
+    progress_calls: u64,
+    /// CSV rows imported and exported by `longjob`.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// No-op tasks drained beside the busy task in `longjob`.
+    #[arg(long, default_value_t = 50_000)]
+    noops: usize,
+    /// Sleeping tasks run by the 256-slot pool in `longjob`.
+    #[arg(long, default_value_t = 2_560)]
+    sleepers: usize,
+    /// Pending tasks in the table for `pending` (half of them a day ahead).
+    #[arg(long, default_value_t = 1_000_000)]
+    pending: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -81,6 +101,16 @@ enum What {
     /// and the worst 1 s and 10 s windows. Not part of `all` (it runs as long as the rate
     /// makes it).
     Rate,
+    /// The long-job path (not part of `all`, it takes minutes): (L1) the cost of a worker's
+    /// progress and log calls (`demo/hammer`, `--progress-calls`), the database writes they
+    /// cause, and a drain of `--noops` no-op tasks beside such a task; (L2) a `product` import
+    /// of `--rows` CSV rows against a raw rusqlite insert loop, with peak RSS; (L3) the export
+    /// of those rows and its HTTP download, with peak RSS; (L4) `--sleepers` sleeping tasks in
+    /// a pool of 256 slots against the ideal, with RSS and threads.
+    Longjob,
+    /// Growth of the pending queue (not part of `all`): drain (`--tasks`, default 100,000) and
+    /// pickup latency with `--pending` pending tasks, half a day ahead, against an empty queue.
+    Pending,
 }
 
 fn main() {
@@ -125,6 +155,14 @@ fn main() {
     }
     if wants(What::Batch) {
         batch::batch(&bin, &mut report, args.batch_tasks);
+    }
+    if args.what.contains(&What::Longjob) {
+        hammer::hammer(&bin, &mut report, args.progress_calls, args.noops);
+        products::products(&bin, &mut report, args.rows);
+        sleepers::sleepers(&bin, &mut report, args.sleepers);
+    }
+    if args.what.contains(&What::Pending) {
+        pending::pending(&bin, &mut report, args.pending, tasks);
     }
     report.print();
 }

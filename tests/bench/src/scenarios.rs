@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const POLL: Duration = Duration::from_millis(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// Waits until `completed` reaches `n`; returns the seconds since the daemon was ready and the
 /// peak RSS seen meanwhile (KiB).
@@ -165,26 +165,26 @@ pub fn latency(bin: &Binaries, report: &mut Report, n: usize) {
     for _ in 0..report.runs {
         let home = Home::new(bin);
         let d = home.serve(&[]);
-        let (p50, p99) = latency_once(&d, n, Duration::from_millis(1));
-        p50s.push(p50);
-        p99s.push(p99);
+        let lat = pickup_latencies(&d, n, Duration::from_millis(1), "{}");
+        p50s.push(lat[lat.len() / 2]);
+        p99s.push(lat[lat.len() * 99 / 100]);
     }
     let config = format!("{n} tasks, 1 client, 1 ms apart, pool {}", workers());
     report.add("(c) create-to-start latency p50", "ms", &config, p50s);
     report.add("(c) create-to-start latency p99", "ms", &config, p99s);
 }
 
-/// Creates `n` `stamp` tasks over one connection, `gap` apart; returns the create-to-start
-/// latency's p50 and p99 in ms (the worker's start stamp minus the time just before the
-/// request was sent).
-pub(crate) fn latency_once(d: &Daemon, n: usize, gap: Duration) -> (f64, f64) {
+/// Creates `n` `demo/stamp` tasks with `body` over one connection, one at a time `gap` apart;
+/// returns each one's create-to-start latency (the worker's start stamp minus the time just
+/// before the request was sent) in ms, sorted.
+pub(crate) fn pickup_latencies(d: &Daemon, n: usize, gap: Duration, body: &str) -> Vec<f64> {
     let mut conn = d.connect();
     let mut sent = Vec::with_capacity(n);
     for _ in 0..n {
         let t0 = now_micros();
-        let (status, body) = conn.request("POST", "/stask/workers/demo/tasks/stamp", "{}");
+        let (status, answer) = conn.request("POST", "/stask/workers/demo/tasks/stamp", body);
         assert_eq!(status, 201);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         sent.push((v["id"].as_i64().unwrap(), t0));
         std::thread::sleep(gap);
     }
@@ -201,7 +201,7 @@ pub(crate) fn latency_once(d: &Daemon, n: usize, gap: Duration) -> (f64, f64) {
         lat.push((start - t0) as f64 / 1000.0);
     }
     lat.sort_by(f64::total_cmp);
-    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+    lat
 }
 
 /// (d): HTTP create requests per second (tasks scheduled an hour ahead, so that only the API

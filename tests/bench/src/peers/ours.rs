@@ -4,7 +4,7 @@
 
 use super::{PeerRun, Workload};
 use crate::daemon::{insert_pending, sync_disk, Binaries, Home};
-use crate::scenarios::{drain_time, hammer, latency_once};
+use crate::scenarios::{drain_time, hammer, pickup_latencies};
 use std::time::Duration;
 
 /// Our name in the table at `sync` (`normal` or `full`).
@@ -48,7 +48,8 @@ pub fn run(bin: &Binaries, w: &Workload, sync: &str) -> PeerRun {
 
     let home = Home::new(bin);
     let d = home.serve(&env);
-    let (p50, p99) = latency_once(&d, w.latency_tasks, w.latency_gap);
+    let lat = pickup_latencies(&d, w.latency_tasks, w.latency_gap, "{}");
+    let (p50, p99) = (lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
 
     PeerRun {
         drain_per_s: w.drain_tasks as f64 / secs,
