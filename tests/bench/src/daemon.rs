@@ -21,7 +21,12 @@ fn workspace() -> PathBuf {
         .expect("workspace")
 }
 
-/// Builds the release daemon and demo plugin.
+/// The environment variable naming another daemon binary to measure (e.g. a copy of the
+/// release build before a change, so that base and change run back to back).
+pub const DAEMON_ENV: &str = "STASK_BENCH_DAEMON";
+
+/// Builds the release daemon and demo plugin; the daemon measured is `STASK_BENCH_DAEMON`
+/// when set (the demo plugin is always the fresh build).
 pub fn build_release() -> Binaries {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -42,8 +47,14 @@ pub fn build_release() -> Binaries {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
         .join("release");
+    let stask = match std::env::var_os(DAEMON_ENV) {
+        Some(path) => PathBuf::from(path)
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{DAEMON_ENV}: {e}")),
+        None => target.join("stask"),
+    };
     Binaries {
-        stask: target.join("stask"),
+        stask,
         demo: target.join("libstask_worker_demo.so"),
     }
 }

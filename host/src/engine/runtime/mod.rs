@@ -85,6 +85,7 @@ impl Engine {
         // the ticker (which sends the outcome of runs it gives up on) have ended.
         let (finisher, done) = start_finisher(self, crossbeam_channel::never());
         let mut threads = pool::spawn_pool(self, &done);
+        self.runtime_state.set_pool_running();
         threads.push(finisher);
         let engine = self.clone();
         threads.push(spawn("stask-ticker".into(), move || {
