@@ -116,6 +116,11 @@ struct Round {
 fn claim_round(engine: &Engine, budget: usize) -> Option<Round> {
     let rt = &engine.runtime_state;
     let _one_round_at_a_time = rt.claim_lock.lock();
+    // Checked under the lock: a stop that began waits for this round (see
+    // `Runtime::shutdown`), and no round starts after it.
+    if rt.stopping() {
+        return None;
+    }
     let workers = engine.config.workers;
     let capacity = workers + rt.prefetch(engine.config.prefetch, workers);
     rt.set_refill_at(capacity, workers);
