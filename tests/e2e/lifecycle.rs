@@ -354,10 +354,11 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
         match t["status"].as_str().unwrap() {
             "completed" => assert_eq!(t["attempts"], 1, "{t}"),
             "failed" => {
-                // Only a run the kill interrupted: it had started. (With PostgreSQL the kill
-                // may also cut the start's round trip after the server stored it: the attempt
-                // counts, the plugin never began. At most one per pool thread; on SQLite the
-                // moment between the start's commit and the plugin call is microseconds.)
+                // Only a run the kill interrupted: it had started. Its plugin may not have
+                // written its first line yet: the kill can fall between the stored start and
+                // the plugin call (microseconds on SQLite, a round trip on a server, but a
+                // loaded machine may preempt a thread there). Counted below with the runs cut
+                // mid-way: at most one per pool thread.
                 if !started(id) {
                     unlogged.push(id);
                 }
@@ -396,15 +397,13 @@ fn a_kill_uses_no_attempt_of_tasks_claimed_ahead_that_never_started() {
         failed.len(),
         mid_run.len()
     );
-    assert!(mid_run.len() <= 2, "cut mid-run: {mid_run:?}");
-    if stask_tests::on_server() {
-        assert!(unlogged.len() <= 2, "failed without a start: {unlogged:?}");
-    } else {
-        assert!(
-            unlogged.is_empty(),
-            "failed without ever starting: {unlogged:?}"
-        );
-    }
+    // Each pool thread had at most one run going at the kill: cut mid-way, or started with
+    // its first line not yet written.
+    assert!(
+        mid_run.len() + unlogged.len() <= 2,
+        "more runs interrupted than pool threads: cut mid-run {mid_run:?}, failed without a \
+         start line {unlogged:?}"
+    );
     assert!(
         given_back > 0,
         "no task was claimed ahead at the kill: the scenario did not happen"

@@ -89,6 +89,11 @@ impl ReadyQueue {
         taken.into_iter().map(|r| r.0).collect()
     }
 
+    /// How many tasks are waiting.
+    pub fn waiting(&self) -> usize {
+        self.state.lock().heap.len()
+    }
+
     /// The ids of the tasks waiting.
     pub fn ids(&self) -> Vec<i64> {
         self.state.lock().heap.iter().map(|r| r.0.id).collect()

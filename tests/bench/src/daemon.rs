@@ -32,7 +32,12 @@ pub fn bench_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Builds the release daemon and the demo and product plugins.
+/// The environment variable naming another daemon binary to measure (e.g. a copy of the
+/// release build before a change, so that base and change run back to back).
+pub const DAEMON_ENV: &str = "STASK_BENCH_DAEMON";
+
+/// Builds the release daemon and the demo and product plugins; the daemon measured is
+/// `STASK_BENCH_DAEMON` when set (the plugins are always the fresh build).
 pub fn build_release() -> Binaries {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -55,8 +60,14 @@ pub fn build_release() -> Binaries {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
         .join("release");
+    let stask = match std::env::var_os(DAEMON_ENV) {
+        Some(path) => PathBuf::from(path)
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{DAEMON_ENV}: {e}")),
+        None => target.join("stask"),
+    };
     Binaries {
-        stask: target.join("stask"),
+        stask,
         demo: target.join("libstask_worker_demo.so"),
         product: target.join("libstask_worker_product.so"),
     }

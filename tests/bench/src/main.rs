@@ -121,6 +121,13 @@ fn main() {
     let bin = daemon::build_release();
     let mut report = Report::new(args.runs);
     report.machine();
+    if std::env::var_os(daemon::DAEMON_ENV).is_some() {
+        report.note(format!(
+            "daemon measured: {} ({})",
+            bin.stask.display(),
+            daemon::DAEMON_ENV
+        ));
+    }
     if wants(What::Drain) {
         scenarios::drain(&bin, &mut report, tasks);
         raw::limits(&mut report, tasks);

@@ -5,6 +5,11 @@
 //! Invariants: it never claims more than `workers + prefetch - in_flight`; every task it
 //! claims is counted in `in_flight` until the pool hands its outcome to the finisher or it is
 //! given back (released to pending without using an attempt).
+//!
+//! Batching: while a claim gets all it asked for (the backlog is deep), the prefetch grows
+//! (see `RuntimeState::prefetch`), and the dispatcher claims again only once the ready queue
+//! has run down to half the capacity (`RuntimeState::should_refill`), so a deep backlog is
+//! claimed a few hundred tasks per transaction instead of one or two per finished run.
 
 use super::super::Engine;
 use super::leases::renew_leases;
@@ -34,26 +39,13 @@ pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
             return started;
         }
         let budget = limit.map_or(usize::MAX, |l| l.saturating_sub(started));
-        let capacity = engine.config.workers + rt.prefetch(engine.config.prefetch);
-        let free = capacity.saturating_sub(rt.in_flight()).min(budget);
         let mut claimed = 0;
         let mut sleep = EXTERNAL_POLL_EVERY;
         let mut rate_held = false;
-        if free > 0 {
-            let runnable = engine.workers.runnable();
-            let mut held = Vec::new();
-            if !runnable.is_empty() {
-                // Limited workers' tasks only go into free pool slots, never ahead.
-                let slots = engine
-                    .config
-                    .workers
-                    .saturating_sub(rt.in_flight())
-                    .min(free);
-                let limits = engine.workers.limits(&runnable);
-                (claimed, held) = claim_into(engine, free, slots, &runnable, &limits);
-                started += claimed;
-            }
-            if claimed == free {
+        if let Some(round) = claim_round(engine, budget) {
+            claimed = round.claimed;
+            started += claimed;
+            if claimed == round.free {
                 continue; // the backlog may hold more: claim again without sleeping
             }
             // Everything due is claimed, or held by a limit: sleep until the next scheduled
@@ -61,7 +53,7 @@ pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
             // sooner. A held worker's due tasks never make the dispatcher spin: a local finish
             // wakes it (`run_left`), a slot freed on another host is seen at the next sweep.
             let now = now_ms();
-            let (due_from, rate_release) = unheld(&runnable, &held);
+            let (due_from, rate_release) = unheld(&round.runnable, &round.held);
             if let Ok(Some(at)) = engine.store.next_due(now, &due_from) {
                 sleep = sleep.min(Duration::from_millis((at - now).max(0) as u64));
             }
@@ -102,6 +94,57 @@ pub(super) fn dispatcher(engine: &Arc<Engine>, limit: Option<usize>) -> usize {
             }
         }
     }
+}
+
+/// What one claim round did.
+struct Round {
+    /// How many tasks it asked for (the free capacity, within the budget).
+    free: usize,
+    /// How many it got.
+    claimed: usize,
+    /// The workers a limit held.
+    held: Vec<Held>,
+    /// The workers it claimed for.
+    runnable: Vec<String>,
+}
+
+/// Claims up to the free capacity (within `budget`) into the ready queue, on the calling
+/// thread: the dispatcher's, or the inserter's right after its commit
+/// ([`Engine::claim_for_idle_pool`]). `None` when it may not claim now: no free capacity, or
+/// the ready queue still above the refill mark. One round at a time (`claim_lock`), so two
+/// callers never both count the same free capacity.
+fn claim_round(engine: &Engine, budget: usize) -> Option<Round> {
+    let rt = &engine.runtime_state;
+    let _one_round_at_a_time = rt.claim_lock.lock();
+    // Checked under the lock: a stop that began waits for this round (see
+    // `Runtime::shutdown`), and no round starts after it.
+    if rt.stopping() {
+        return None;
+    }
+    let workers = engine.config.workers;
+    let capacity = workers + rt.prefetch(engine.config.prefetch, workers);
+    rt.set_refill_at(capacity, workers);
+    let free = capacity.saturating_sub(rt.in_flight()).min(budget);
+    // While the ready queue still holds more than the refill mark the pool is fed: claim
+    // later, in one larger batch, rather than one or two tasks per finished run.
+    if free == 0 || !rt.should_refill() {
+        return None;
+    }
+    let runnable = engine.workers.runnable();
+    let mut round = Round {
+        free,
+        claimed: 0,
+        held: Vec::new(),
+        runnable,
+    };
+    if !round.runnable.is_empty() {
+        // Limited workers' tasks only go into free pool slots, never ahead.
+        let slots = workers.saturating_sub(rt.in_flight()).min(free);
+        let limits = engine.workers.limits(&round.runnable);
+        (round.claimed, round.held) = claim_into(engine, free, slots, &round.runnable, &limits);
+    }
+    rt.set_deep_backlog(round.claimed == free);
+    Some(round)
 }
 
 /// The runnable workers a claim did not hold as a whole (their scheduled tasks may wake the
@@ -166,6 +209,23 @@ fn claim_into(
 }
 
 impl Engine {
+    /// Claims at once on the calling thread (the inserter, right after the commit of tasks
+    /// due now) when a pool thread is idle: the new task goes straight to it, without the
+    /// hand-off to the dispatcher thread (one thread wake-up less between a create and its
+    /// start). Returns whether the dispatcher must still look: nothing was claimed here (no
+    /// idle pool thread, the runtime not running), more is due than was claimed, or a limit
+    /// held a worker (the dispatcher schedules the rate's release).
+    pub(crate) fn claim_for_idle_pool(&self) -> bool {
+        let rt = &self.runtime_state;
+        if !rt.pool_running() || rt.stopping() || rt.in_flight() >= self.config.workers {
+            return true;
+        }
+        match claim_round(self, usize::MAX) {
+            Some(round) => round.claimed == round.free || !round.held.is_empty(),
+            None => true,
+        }
+    }
+
     /// Gives back claimed tasks that no pool thread started (at shutdown).
     pub(super) fn release_waiting(&self) {
         let waiting = self.runtime_state.ready.drain();

@@ -1,6 +1,7 @@
 //! A [`Store`] decorator for runtime tests: passes every call to a real store, and fails the
 //! progress flush writes (`write_progress`, `append_logs`) while told to, so tests can show
-//! that what a failed flush kept is written by the next successful one.
+//! that what a failed flush kept is written by the next successful one. It also keeps what
+//! each claim asked for and got, and on which thread, so tests can show how claims batch.
 
 use crate::model::{LogLine, NewTask, PluginFile, Stats, Task, TokenRow, WorkerRow, WorkerState};
 use crate::store::{
@@ -10,6 +11,7 @@ use crate::store::{
     WorkerRegistration, WorkerStore, WorkerSummary,
 };
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,19 @@ pub struct FaultStore {
     pub fail_flushes: AtomicBool,
     /// Hears of every flush write: `false` for one refused, `true` for a stored `append_logs`.
     flushes: Sender<bool>,
+    /// Every claim that returned: what it asked for, the ids it got, and the calling thread.
+    pub claims: Mutex<Vec<ClaimSeen>>,
+}
+
+/// One claim as the runtime made it.
+#[derive(Debug, Clone)]
+pub struct ClaimSeen {
+    /// `ClaimRequest::limit`.
+    pub asked: usize,
+    /// The ids claimed.
+    pub ids: Vec<i64>,
+    /// The name of the thread that claimed.
+    pub thread: String,
 }
 
 impl FaultStore {
@@ -31,6 +46,7 @@ impl FaultStore {
             inner,
             fail_flushes: AtomicBool::new(false),
             flushes,
+            claims: Mutex::new(Vec::new()),
         };
         (store, heard)
     }
@@ -53,7 +69,13 @@ impl TaskStore for FaultStore {
         self.inner.insert_tasks(tasks, now)
     }
     fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<crate::store::Claim> {
-        self.inner.claim(request)
+        let claim = self.inner.claim(request)?;
+        self.claims.lock().push(ClaimSeen {
+            asked: request.limit,
+            ids: claim.tasks.iter().map(|t| t.id).collect(),
+            thread: std::thread::current().name().unwrap_or("").to_owned(),
+        });
+        Ok(claim)
     }
     fn limit_usage(&self, identifiers: &[String]) -> StoreResult<Vec<crate::store::LimitUsage>> {
         self.inner.limit_usage(identifiers)

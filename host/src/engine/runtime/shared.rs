@@ -24,6 +24,16 @@ use std::time::{Duration, Instant};
 /// Tasks shorter than this (moving average) are worth claiming ahead of free pool slots.
 const PREFETCH_BELOW_MICROS: u64 = 20_000;
 
+/// Most tasks claimed ahead of free pool slots while the backlog is deep: one claim
+/// transaction (one fsync with `synchronous=FULL`) then serves this many runs.
+pub(super) const DEEP_PREFETCH_MAX: usize = 1024;
+
+/// How much pool time the tasks claimed ahead may stand for while the backlog is deep (µs of
+/// the recent average run time, over all pool threads): bounded so that a higher-priority
+/// task created meanwhile waits at most about this long, and other hosts of a shared queue
+/// are not starved of short tasks.
+const DEEP_PREFETCH_MICROS: u64 = 50_000;
+
 /// What the dispatcher, the pool, the finisher and the ticker share.
 pub(crate) struct RuntimeState {
     /// Wakes the dispatcher (capacity one: wake-ups merge).
@@ -35,8 +45,20 @@ pub(crate) struct RuntimeState {
     dispatcher_deadline: AtomicI64,
     /// Claimed tasks waiting for a pool thread.
     pub(super) ready: ReadyQueue,
+    /// Held for one claim round (the dispatcher's, or the inserter's for an idle pool
+    /// thread), from counting the free capacity to counting what it claimed.
+    pub(super) claim_lock: Mutex<()>,
+    /// Whether the daemon's pool threads run (set by `Engine::start`): only then may a thread
+    /// other than the dispatcher claim for them.
+    pool_running: AtomicBool,
     /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
     recent_run_micros: AtomicU64,
+    /// Whether the latest claim got all it asked for (more is due than the capacity): the
+    /// prefetch then grows (see [`RuntimeState::prefetch`]).
+    deep_backlog: AtomicBool,
+    /// The dispatcher claims again once no more than this many claimed tasks wait in the
+    /// ready queue (set by the dispatcher; see [`RuntimeState::should_refill`]).
+    refill_at: AtomicUsize,
     stopping: AtomicBool,
     /// Dropped at the stop: receivers see the channel disconnect at once.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -66,7 +88,11 @@ impl Default for RuntimeState {
             in_flight: AtomicUsize::new(0),
             dispatcher_deadline: AtomicI64::new(i64::MAX),
             ready: ReadyQueue::default(),
+            claim_lock: Mutex::new(()),
+            pool_running: AtomicBool::new(false),
             recent_run_micros: AtomicU64::new(u64::MAX),
+            deep_backlog: AtomicBool::new(false),
+            refill_at: AtomicUsize::new(usize::MAX),
             stopping: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -100,6 +126,16 @@ impl RuntimeState {
     /// Notes when the dispatcher looks again by itself.
     pub(super) fn set_dispatcher_deadline(&self, at: i64) {
         self.dispatcher_deadline.store(at, Ordering::Relaxed);
+    }
+
+    /// Notes that the daemon's pool threads run.
+    pub(super) fn set_pool_running(&self) {
+        self.pool_running.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the daemon's pool threads run (not a pass of `stask process`, not stopped).
+    pub(super) fn pool_running(&self) -> bool {
+        self.pool_running.load(Ordering::SeqCst) && !self.stopping()
     }
 
     /// Whether the runtime was told to stop.
@@ -139,11 +175,35 @@ impl RuntimeState {
     }
 
     /// `n` claimed tasks left this host's hands (given back, or their outcome sent to the
-    /// finisher): wakes the dispatcher (room to claim) and a waiting shutdown.
+    /// finisher): wakes a waiting shutdown, and the dispatcher once it would claim (see
+    /// [`RuntimeState::should_refill`]): a wake-up per run while the ready queue is well
+    /// stocked would only cost a futex call and a context switch per task.
     pub(super) fn run_left(&self, n: usize) {
         self.in_flight.fetch_sub(n, Ordering::SeqCst);
         self.notify_idle();
-        self.wake();
+        if self.should_refill() {
+            self.wake();
+        }
+    }
+
+    /// Whether the ready queue has run low enough for the dispatcher to claim again: claims
+    /// then come in batches of about half the capacity instead of one per finished run (one
+    /// write transaction, and with `synchronous=FULL` one fsync, per claim).
+    pub(super) fn should_refill(&self) -> bool {
+        self.ready.waiting() <= self.refill_at.load(Ordering::Relaxed)
+    }
+
+    /// Notes the dispatcher's refill mark for a capacity of `capacity` claimed tasks.
+    pub(super) fn set_refill_at(&self, capacity: usize, workers: usize) {
+        // Half the capacity waits at most, and never fewer than the pool threads could take
+        // at once, so a pool thread does not go idle while a claim could have fed it.
+        let mark = (capacity / 2).max(workers);
+        self.refill_at.store(mark, Ordering::Relaxed);
+    }
+
+    /// Notes whether the latest claim got everything it asked for.
+    pub(super) fn set_deep_backlog(&self, deep: bool) {
+        self.deep_backlog.store(deep, Ordering::Relaxed);
     }
 
     /// Tells a waiting shutdown that a run left (after the finisher removed it from the hub).
@@ -173,13 +233,20 @@ impl RuntimeState {
     }
 
     /// Tasks to claim beyond the free pool slots: `configured` while recent tasks are short,
-    /// none for long tasks (they would wait here instead of on another host).
-    pub(super) fn prefetch(&self, configured: usize) -> usize {
-        if self.recent_run_micros.load(Ordering::Relaxed) < PREFETCH_BELOW_MICROS {
-            configured
-        } else {
-            0
+    /// none for long tasks (they would wait here instead of on another host). While the
+    /// backlog is deep (the latest claim was filled), up to [`DEEP_PREFETCH_MAX`], as many as
+    /// the `workers` pool threads run in [`DEEP_PREFETCH_MICROS`] at the recent run time: fewer
+    /// and larger claim transactions. `configured = 0` (claims only for free slots) stays 0.
+    pub(super) fn prefetch(&self, configured: usize, workers: usize) -> usize {
+        let run_micros = self.recent_run_micros.load(Ordering::Relaxed);
+        if run_micros >= PREFETCH_BELOW_MICROS {
+            return 0;
         }
+        if configured == 0 || !self.deep_backlog.load(Ordering::Relaxed) {
+            return configured;
+        }
+        let in_window = (workers as u64).saturating_mul(DEEP_PREFETCH_MICROS) / run_micros.max(1);
+        (in_window as usize).clamp(configured, DEEP_PREFETCH_MAX.max(configured))
     }
 
     /// Folds one run's duration into the moving average.

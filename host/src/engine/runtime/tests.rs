@@ -572,3 +572,80 @@ fn a_capped_worker_runs_within_its_cap_and_does_not_hold_up_others() {
     h.await_idle();
     runtime.shutdown(Duration::from_secs(5));
 }
+
+/// A deep backlog of short tasks is claimed in large batches (the prefetch grows while claims
+/// come back full, and the dispatcher waits for the ready queue to run down to its refill
+/// mark), never more than the capacity at a time, and each task is claimed once.
+#[test]
+fn a_deep_backlog_is_claimed_in_large_batches_within_the_capacity() {
+    let home = temp_home();
+    let (faulty, _) = FaultStore::new(sqlite(&home));
+    let faulty = Arc::new(faulty);
+    let h = Harness::over(home, faulty.clone(), |c| c.workers = 2);
+    short_tasks_seen(&h.engine);
+    h.workers.add("w", json!({}), quick);
+    // Below the event bus's capacity (1024), so that no finish event is lost to lag.
+    let n = 1_000;
+    let batch = vec![task("w", Priority::Normal, None); n];
+    h.engine
+        .store
+        .insert_tasks(&batch, crate::clock::now_ms())
+        .expect("insert");
+    let runtime = h.engine.start();
+    for _ in 0..n {
+        let (_, status) = h.finished.recv_timeout(PATIENCE).expect("a finish in time");
+        assert_eq!(status, "completed");
+    }
+    h.await_idle();
+    runtime.shutdown(Duration::from_secs(5));
+    let claims = faulty.claims.lock().clone();
+    let mut ids: Vec<i64> = claims.iter().flat_map(|c| c.ids.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "every task claimed, none twice");
+    assert_eq!(claims.iter().map(|c| c.ids.len()).sum::<usize>(), n);
+    let capacity = 2 + super::shared::DEEP_PREFETCH_MAX;
+    assert!(claims.iter().all(|c| c.asked <= capacity), "{claims:?}");
+    let biggest = claims.iter().map(|c| c.ids.len()).max().unwrap_or(0);
+    assert!(
+        biggest > 2 + 8,
+        "the prefetch grew with the backlog: {biggest}"
+    );
+    let made = claims.iter().filter(|c| !c.ids.is_empty()).count();
+    assert!(
+        made * 20 < n,
+        "{made} claims for {n} tasks: not one per run"
+    );
+}
+
+/// With a pool thread idle, a task due now is claimed on the thread that created it
+/// (`Engine::claim_for_idle_pool`, as the inserter does right after its commit) and runs
+/// without a hand-off to the dispatcher.
+#[test]
+fn an_idle_pool_thread_gets_a_new_task_from_the_creating_thread() {
+    let home = temp_home();
+    let (faulty, _) = FaultStore::new(sqlite(&home));
+    let faulty = Arc::new(faulty);
+    let h = Harness::over(home, faulty.clone(), |_| {});
+    short_tasks_seen(&h.engine);
+    h.workers.add("w", json!({}), quick);
+    let runtime = h.engine.start();
+    let me = std::thread::current().name().unwrap_or("").to_owned();
+    // The dispatcher's own sweep (every 100 ms) may take a task first now and then: a few
+    // tries make that outcome for all of them practically impossible.
+    let mut here = false;
+    for _ in 0..5 {
+        let id = h.insert("w", Priority::Normal);
+        let dispatcher_needed = h.engine.claim_for_idle_pool();
+        assert_eq!(h.await_finished(id), "completed");
+        h.await_idle();
+        let claims = faulty.claims.lock().clone();
+        if claims.iter().any(|c| c.ids.contains(&id) && c.thread == me) {
+            assert!(!dispatcher_needed, "everything due was claimed here");
+            here = true;
+            break;
+        }
+    }
+    assert!(here, "no task was claimed on the creating thread");
+    runtime.shutdown(Duration::from_secs(5));
+}
