@@ -331,9 +331,26 @@ fn each_run_records_its_wait_cpu_time_and_memory() {
         "a run that allocates nothing: {sleep}"
     );
 
-    // Wait: the held run queued behind the burner on the single slot.
+    // Wait: the held run queued behind the burner on the single slot, from its due time (its
+    // creation, a moment after the burner's) to its start (once the burner finished).
+    let at = |t: &Value, key: &str| {
+        chrono::DateTime::parse_from_rfc3339(t[key].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{key}: {e}: {t}"))
+            .timestamp_millis()
+    };
     assert!(
-        int(&hold, "wait_ms") >= cpu,
+        at(&hold, "started_at") >= at(&burn, "finished_at"),
+        "the held run started before the burner ended: {hold} {burn}"
+    );
+    let queued = at(&hold, "started_at") - at(&hold, "run_at");
+    assert_eq!(
+        int(&hold, "wait_ms"),
+        queued,
+        "wait_ms is not the time from due to start: {hold}"
+    );
+    let created_after = at(&hold, "run_at") - at(&burn, "run_at");
+    assert!(
+        int(&hold, "wait_ms") + created_after + 1 >= cpu,
         "it waited for the {cpu} ms burner: {hold}"
     );
     assert!(int(&burn, "wait_ms") >= 0);

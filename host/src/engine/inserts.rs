@@ -1,9 +1,6 @@
 //! Group commit for task creation over HTTP: concurrent creates are inserted by one thread in
 //! one transaction each round, instead of one transaction (and one thread hand-off) each. A
-//! lone create is inserted at once; batching only happens when requests overlap. Right after
-//! the commit, tasks due now are claimed on this thread when a pool thread is idle
-//! (`Engine::claim_for_idle_pool`), so a create reaches its pool thread without passing
-//! through the dispatcher.
+//! lone create is inserted at once; batching only happens when requests overlap.
 
 use super::{Engine, EngineResult};
 use crate::clock::now_ms;
@@ -44,30 +41,15 @@ fn run(engine: &Engine, rx: &Receiver<Request>) {
             }
         }
         let tasks: Vec<NewTask> = batch.iter().map(|(t, _)| t.clone()).collect();
-        let now = now_ms();
-        match engine.store.insert_tasks(&tasks, now) {
+        match engine.store.insert_tasks(&tasks, now_ms()) {
             Ok(inserted) => {
                 // Each create learns whether it was a duplicate (of an earlier task, or of an
                 // earlier create of this round): only new tasks are announced.
-                let mut due_now = false;
-                let mut wake = false;
                 for ((task, reply), one) in batch.into_iter().zip(inserted) {
                     if !one.duplicate {
-                        engine.announce_created(one.id, &task);
-                        match task.start_at {
-                            Some(at) if at > now => wake |= engine.due_before_dispatcher_looks(at),
-                            _ => due_now = true,
-                        }
+                        engine.created(one.id, &task);
                     }
                     let _ = reply.send(Ok(one));
-                }
-                // Tasks due now go straight to an idle pool thread when there is one; the
-                // dispatcher is woken only for what that claim left.
-                if due_now && engine.claim_for_idle_pool() {
-                    wake = true;
-                }
-                if wake {
-                    engine.wake();
                 }
             }
             Err(e) => {

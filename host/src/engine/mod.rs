@@ -304,25 +304,15 @@ impl Engine {
     /// After an insert: announce it, and wake the dispatcher if the task may be due before
     /// the dispatcher would look again anyway.
     fn created(&self, id: i64, task: &NewTask) {
-        self.announce_created(id, task);
-        if self.due_before_dispatcher_looks(task.start_at.unwrap_or(i64::MIN)) {
-            self.wake();
-        }
-    }
-
-    /// Publishes the creation of task `id`.
-    fn announce_created(&self, id: i64, task: &NewTask) {
         self.events.publish(Event::TaskCreated {
             id,
             identifier: task.identifier.clone(),
             action: task.action.clone(),
         });
-    }
-
-    /// Whether a task due at `at` (UNIX ms) is due before the sleeping dispatcher looks again
-    /// by itself (it must be woken for it then).
-    fn due_before_dispatcher_looks(&self, at: i64) -> bool {
-        at < self.runtime_state.dispatcher_deadline()
+        let due = task.start_at.unwrap_or(i64::MIN);
+        if due < self.runtime_state.dispatcher_deadline() {
+            self.wake();
+        }
     }
 
     /// Cancels a pending task at once, or asks a running one to stop.

@@ -108,11 +108,10 @@ struct Round {
     runnable: Vec<String>,
 }
 
-/// Claims up to the free capacity (within `budget`) into the ready queue, on the calling
-/// thread: the dispatcher's, or the inserter's right after its commit
-/// ([`Engine::claim_for_idle_pool`]). `None` when it may not claim now: no free capacity, or
-/// the ready queue still above the refill mark. One round at a time (`claim_lock`), so two
-/// callers never both count the same free capacity.
+/// Claims up to the free capacity (within `budget`) into the ready queue. `None` when it may
+/// not claim now: no free capacity, or the ready queue still above the refill mark. One round
+/// at a time (`claim_lock`): a stop waits for the round under way before it gives back the
+/// ready queue, and no round starts after it.
 fn claim_round(engine: &Engine, budget: usize) -> Option<Round> {
     let rt = &engine.runtime_state;
     let _one_round_at_a_time = rt.claim_lock.lock();
@@ -209,23 +208,6 @@ fn claim_into(
 }
 
 impl Engine {
-    /// Claims at once on the calling thread (the inserter, right after the commit of tasks
-    /// due now) when a pool thread is idle: the new task goes straight to it, without the
-    /// hand-off to the dispatcher thread (one thread wake-up less between a create and its
-    /// start). Returns whether the dispatcher must still look: nothing was claimed here (no
-    /// idle pool thread, the runtime not running), more is due than was claimed, or a limit
-    /// held a worker (the dispatcher schedules the rate's release).
-    pub(crate) fn claim_for_idle_pool(&self) -> bool {
-        let rt = &self.runtime_state;
-        if !rt.pool_running() || rt.stopping() || rt.in_flight() >= self.config.workers {
-            return true;
-        }
-        match claim_round(self, usize::MAX) {
-            Some(round) => round.claimed == round.free || !round.held.is_empty(),
-            None => true,
-        }
-    }
-
     /// Gives back claimed tasks that no pool thread started (at shutdown).
     pub(super) fn release_waiting(&self) {
         let waiting = self.runtime_state.ready.drain();

@@ -1,7 +1,7 @@
 //! A [`Store`] decorator for runtime tests: passes every call to a real store, and fails the
 //! progress flush writes (`write_progress`, `append_logs`) while told to, so tests can show
 //! that what a failed flush kept is written by the next successful one. It also keeps what
-//! each claim asked for and got, and on which thread, so tests can show how claims batch.
+//! each claim asked for and got, so tests can show how claims batch.
 
 use crate::model::{LogLine, NewTask, PluginFile, Stats, Task, TokenRow, WorkerRow, WorkerState};
 use crate::store::{
@@ -23,7 +23,7 @@ pub struct FaultStore {
     pub fail_flushes: AtomicBool,
     /// Hears of every flush write: `false` for one refused, `true` for a stored `append_logs`.
     flushes: Sender<bool>,
-    /// Every claim that returned: what it asked for, the ids it got, and the calling thread.
+    /// Every claim that returned: what it asked for and the ids it got.
     pub claims: Mutex<Vec<ClaimSeen>>,
 }
 
@@ -34,8 +34,6 @@ pub struct ClaimSeen {
     pub asked: usize,
     /// The ids claimed.
     pub ids: Vec<i64>,
-    /// The name of the thread that claimed.
-    pub thread: String,
 }
 
 impl FaultStore {
@@ -73,7 +71,6 @@ impl TaskStore for FaultStore {
         self.claims.lock().push(ClaimSeen {
             asked: request.limit,
             ids: claim.tasks.iter().map(|t| t.id).collect(),
-            thread: std::thread::current().name().unwrap_or("").to_owned(),
         });
         Ok(claim)
     }

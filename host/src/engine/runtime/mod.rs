@@ -85,7 +85,6 @@ impl Engine {
         // the ticker (which sends the outcome of runs it gives up on) have ended.
         let (finisher, done) = start_finisher(self, crossbeam_channel::never());
         let mut threads = pool::spawn_pool(self, &done);
-        self.runtime_state.set_pool_running();
         threads.push(finisher);
         let engine = self.clone();
         threads.push(spawn("stask-ticker".into(), move || {
@@ -167,8 +166,8 @@ impl Runtime {
         let rt = &engine.runtime_state;
         rt.request_stop();
         rt.ready.close();
-        // A claim round under way (the dispatcher's or the inserter's) ends before the queue
-        // is given back, so nothing it claims is left behind in it; later rounds see the stop.
+        // A claim round under way ends before the queue is given back, so nothing it claims is
+        // left behind in it; later rounds see the stop.
         drop(rt.claim_lock.lock());
         engine.release_waiting();
         let asked = engine.hub.ask_all_to_stop();

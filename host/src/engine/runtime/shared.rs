@@ -45,12 +45,9 @@ pub(crate) struct RuntimeState {
     dispatcher_deadline: AtomicI64,
     /// Claimed tasks waiting for a pool thread.
     pub(super) ready: ReadyQueue,
-    /// Held for one claim round (the dispatcher's, or the inserter's for an idle pool
-    /// thread), from counting the free capacity to counting what it claimed.
+    /// Held for one claim round, from counting the free capacity to counting what it claimed
+    /// (the stop takes it before giving back the ready queue).
     pub(super) claim_lock: Mutex<()>,
-    /// Whether the daemon's pool threads run (set by `Engine::start`): only then may a thread
-    /// other than the dispatcher claim for them.
-    pool_running: AtomicBool,
     /// Recent run time of tasks (µs, moving average): prefetch only pays for short tasks.
     recent_run_micros: AtomicU64,
     /// Whether the latest claim got all it asked for (more is due than the capacity): the
@@ -89,7 +86,6 @@ impl Default for RuntimeState {
             dispatcher_deadline: AtomicI64::new(i64::MAX),
             ready: ReadyQueue::default(),
             claim_lock: Mutex::new(()),
-            pool_running: AtomicBool::new(false),
             recent_run_micros: AtomicU64::new(u64::MAX),
             deep_backlog: AtomicBool::new(false),
             refill_at: AtomicUsize::new(usize::MAX),
@@ -126,16 +122,6 @@ impl RuntimeState {
     /// Notes when the dispatcher looks again by itself.
     pub(super) fn set_dispatcher_deadline(&self, at: i64) {
         self.dispatcher_deadline.store(at, Ordering::Relaxed);
-    }
-
-    /// Notes that the daemon's pool threads run.
-    pub(super) fn set_pool_running(&self) {
-        self.pool_running.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the daemon's pool threads run (not a pass of `stask process`, not stopped).
-    pub(super) fn pool_running(&self) -> bool {
-        self.pool_running.load(Ordering::SeqCst) && !self.stopping()
     }
 
     /// Whether the runtime was told to stop.

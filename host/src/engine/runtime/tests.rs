@@ -617,35 +617,3 @@ fn a_deep_backlog_is_claimed_in_large_batches_within_the_capacity() {
         "{made} claims for {n} tasks: not one per run"
     );
 }
-
-/// With a pool thread idle, a task due now is claimed on the thread that created it
-/// (`Engine::claim_for_idle_pool`, as the inserter does right after its commit) and runs
-/// without a hand-off to the dispatcher.
-#[test]
-fn an_idle_pool_thread_gets_a_new_task_from_the_creating_thread() {
-    let home = temp_home();
-    let (faulty, _) = FaultStore::new(sqlite(&home));
-    let faulty = Arc::new(faulty);
-    let h = Harness::over(home, faulty.clone(), |_| {});
-    short_tasks_seen(&h.engine);
-    h.workers.add("w", json!({}), quick);
-    let runtime = h.engine.start();
-    let me = std::thread::current().name().unwrap_or("").to_owned();
-    // The dispatcher's own sweep (every 100 ms) may take a task first now and then: a few
-    // tries make that outcome for all of them practically impossible.
-    let mut here = false;
-    for _ in 0..5 {
-        let id = h.insert("w", Priority::Normal);
-        let dispatcher_needed = h.engine.claim_for_idle_pool();
-        assert_eq!(h.await_finished(id), "completed");
-        h.await_idle();
-        let claims = faulty.claims.lock().clone();
-        if claims.iter().any(|c| c.ids.contains(&id) && c.thread == me) {
-            assert!(!dispatcher_needed, "everything due was claimed here");
-            here = true;
-            break;
-        }
-    }
-    assert!(here, "no task was claimed on the creating thread");
-    runtime.shutdown(Duration::from_secs(5));
-}
