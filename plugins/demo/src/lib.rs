@@ -26,8 +26,9 @@
 //!   `progress_calls` calls of `progress_items` (default 10,000,000), then `log_calls` calls of
 //!   `log` (default 0), each loop timed with `Instant`; the result is JSON with the calls made
 //!   and `progress_ns` / `log_ns`, the nanoseconds per call (`log_first_ns` over the first
-//!   10,000 log calls, the lines the host stores, and `log_rest_ns` over the others). It checks for cancellation once
-//!   every 1,048,576 calls (so that the check does not weigh on the figure).
+//!   10,000 log calls, the lines the host stores, and `log_rest_ns` over the others). It
+//!   checks for cancellation once every 1,048,576 calls (so that the check does not weigh on
+//!   the figure).
 
 use serde_json::Value;
 use stask_plugin_api::{

@@ -38,20 +38,22 @@ pub fn open(data_dir: &Path) -> Result<Connection, TaskError> {
     Ok(conn)
 }
 
+/// The products table (what [`init_schema`] creates; the benchmark's raw insert loop uses the
+/// same).
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS products (
+    id          INTEGER PRIMARY KEY,
+    sku         TEXT UNIQUE NOT NULL,
+    name        TEXT,
+    price       REAL,
+    stock       INTEGER,
+    category_id INTEGER,
+    active      INTEGER,
+    updated_at  TEXT
+);";
+
 /// Creates the table when missing; an existing table is left as it is.
 pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS products (
-            id          INTEGER PRIMARY KEY,
-            sku         TEXT UNIQUE NOT NULL,
-            name        TEXT,
-            price       REAL,
-            stock       INTEGER,
-            category_id INTEGER,
-            active      INTEGER,
-            updated_at  TEXT
-        );",
-    )
+    conn.execute_batch(SCHEMA)
 }
 
 /// One product as read from a CSV row. `None` means "not given": an update keeps the stored

@@ -12,7 +12,7 @@
 //! The database lives in `{data_dir}/products.db`, so it survives plugin reloads and belongs to
 //! this worker alone.
 
-mod db;
+pub mod db;
 mod export;
 mod import;
 mod input;

@@ -120,6 +120,18 @@ impl Home {
         Home::new_with_env(bin, &[])
     }
 
+    /// A fresh home whose database is a copy of `template` (prepared once per size, copied
+    /// for each run), synced to disk. Its token is not in that database: serve it with
+    /// [`Home::serve_with_fresh_token`].
+    pub fn from_template(bin: &Binaries, template: &Path) -> Home {
+        let home = Home::new(bin);
+        std::fs::copy(template, home.db()).unwrap();
+        let _ = std::fs::remove_file(home.db().with_extension("db-wal"));
+        let _ = std::fs::remove_file(home.db().with_extension("db-shm"));
+        sync_disk();
+        home
+    }
+
     /// A fresh home whose token is created with this environment (e.g. a shared PostgreSQL
     /// `STASK_DATABASE_URL`: token names are then unique per home).
     pub fn new_with_env(bin: &Binaries, env: &[(&str, &str)]) -> Home {

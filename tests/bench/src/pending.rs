@@ -53,16 +53,6 @@ enum Queue<'a> {
     Copy(&'a std::path::Path, String),
 }
 
-/// A home whose database is a copy of `template` (so each run starts from the same file).
-fn home_from(bin: &Binaries, template: &std::path::Path) -> Home {
-    let home = Home::new(bin);
-    std::fs::copy(template, home.db()).unwrap();
-    let _ = std::fs::remove_file(home.db().with_extension("db-wal"));
-    let _ = std::fs::remove_file(home.db().with_extension("db-shm"));
-    sync_disk();
-    home
-}
-
 /// `pending` tasks in the queue (half due now, half a day ahead); `n` of the due ones drained.
 pub fn pending(bin: &Binaries, report: &mut Report, pending: usize, n: usize) {
     let half = pending / 2;
@@ -109,7 +99,7 @@ pub fn pending(bin: &Binaries, report: &mut Report, pending: usize, n: usize) {
         let d = home.serve(&[]);
         empty.push(n as f64 / drain_until(&d, n));
         drop(d);
-        let mut home = home_from(bin, &template);
+        let mut home = Home::from_template(bin, &template);
         let d = home.serve_with_fresh_token(&[]);
         full.push(n as f64 / drain_until(&d, n));
         stats.push(stats_ms(&d));
@@ -178,7 +168,7 @@ pub fn pending(bin: &Binaries, report: &mut Report, pending: usize, n: usize) {
                     (home, d)
                 }
                 Queue::Copy(file, _) => {
-                    let mut home = home_from(bin, file);
+                    let mut home = Home::from_template(bin, file);
                     let d = home.serve_with_fresh_token(&[]);
                     (home, d)
                 }

@@ -34,18 +34,6 @@ fn write_csv(path: &Path, rows: usize) {
     out.flush().unwrap();
 }
 
-/// The plugin's table, as `plugins/product/src/db.rs` creates it.
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS products (
-    id          INTEGER PRIMARY KEY,
-    sku         TEXT UNIQUE NOT NULL,
-    name        TEXT,
-    price       REAL,
-    stock       INTEGER,
-    category_id INTEGER,
-    active      INTEGER,
-    updated_at  TEXT
-);";
-
 /// The limit: the same file read once with the csv crate and inserted with one prepared
 /// statement, [`RAW_BATCH`] rows per transaction, into a fresh table with the plugin's schema
 /// and connection settings (WAL, SQLite's default synchronous). Rows per second.
@@ -54,7 +42,7 @@ fn raw_import(csv_path: &Path) -> f64 {
     let mut conn = Connection::open(dir.path().join("products.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-    conn.execute_batch(SCHEMA).unwrap();
+    stask_worker_product::db::init_schema(&conn).unwrap();
     let started = Instant::now();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)

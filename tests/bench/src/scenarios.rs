@@ -300,11 +300,7 @@ pub fn growth(bin: &Binaries, report: &mut Report, n: usize) {
         fill_history(&template, history);
         let mut rates = Vec::new();
         for _ in 0..report.runs {
-            let mut home = Home::new(bin);
-            // The copied database replaces the home's: its token is made again below.
-            std::fs::copy(&template, home.db()).unwrap();
-            let _ = std::fs::remove_file(home.db().with_extension("db-wal"));
-            let _ = std::fs::remove_file(home.db().with_extension("db-shm"));
+            let mut home = Home::from_template(bin, &template);
             insert_pending(&home.db(), n, "noop");
             sync_disk();
             let d = home.serve_with_fresh_token(&[]);
